@@ -1,0 +1,73 @@
+"""The `rlvla3` command: train, sft, eval.
+
+Options after the subcommand are dotted config overrides (`algo.lr=3e-4`,
+`preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rlvla3.runtime.config import ConfigError, from_yaml_file, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlvla3", description="Asynchronous RL post-training for VLA policies")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="SFT warm start, then PPO/GRPO (default preset: quickstart)")
+    t.add_argument("--resume", default="", help="continue the run in this run directory")
+    t.add_argument("overrides", nargs="*", help="key=value config overrides")
+    s = sub.add_parser("sft", help="behaviour-clone the scripted expert and save the policy")
+    s.add_argument("--out", default="runs/sft_policy", help="output directory for the policy")
+    s.add_argument("overrides", nargs="*")
+    e = sub.add_parser("eval", help="evaluate a policy on the held-out initial states")
+    e.add_argument("--policy", required=True, help="policy directory (save_pretrained layout)")
+    e.add_argument("--out", default="", help="where to write eval.json / eval.md / videos (default: policy dir)")
+    e.add_argument("overrides", nargs="*")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train" and args.resume:
+            path = os.path.join(args.resume, "config.yaml")
+            if not os.path.isfile(path):
+                raise ConfigError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
+            cfg = from_yaml_file(path)
+            if args.overrides:
+                raise ConfigError("--resume continues a run with its own config; drop the key=value overrides")
+        else:
+            cfg = load_config(args.overrides)
+    except ConfigError as e:
+        print(f"rlvla3 {args.command}: config error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "train":
+        from rlvla3.runtime.train_loop import train
+
+        summary = train(cfg, resume=args.resume)
+        print(json.dumps({k: summary[k] for k in ("run_dir", "sft_success_rate", "final_success_rate",
+                                                   "improvement_points", "env_steps", "wall_s")}, indent=2))
+        return 0
+    if args.command == "sft":
+        from rlvla3.runtime.sft_command import run_sft
+
+        run_sft(cfg, args.out)
+        return 0
+    if args.command == "eval":
+        from rlvla3.runtime.eval_command import run_eval
+
+        if not os.path.isdir(args.policy):
+            print(f"rlvla3 eval: --policy {args.policy} is not a directory", file=sys.stderr)
+            return 2
+        report = run_eval(cfg, args.policy, args.out or args.policy)
+        print(report.to_markdown())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure numerics (numpy/torch/stdlib only): advantages, losses, statistics."""

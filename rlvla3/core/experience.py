@@ -1,0 +1,118 @@
+"""Turn finished episodes into training samples: advantages computed once, where the data is.
+
+PPO: GAE per episode/segment (bootstrapped with V(s_L) when cut).
+GRPO: episodes grouped by `group_key`; a group is complete when it holds `group_size`
+episodes; its advantages are the group-normalised episode returns, broadcast to every
+decision of the episode; all-success / all-fail groups carry no signal and are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from rlvla3.core.advantages import compute_gae, discounted_return, grpo_advantages, is_degenerate_group
+from rlvla3.core.types import Episode, SampleBatch
+
+SAMPLE_ID_STRIDE = 1 << 12  # decisions per episode never exceed this
+
+
+@dataclass
+class ExperienceStats:
+    episodes: int = 0
+    samples: int = 0
+    groups_kept: int = 0
+    groups_dropped_degenerate: int = 0
+    episodes_dropped: int = 0  # e.g. incomplete GRPO groups
+    successes: int = 0
+
+    def merge(self, other: "ExperienceStats") -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def episode_samples(ep: Episode, advantages: np.ndarray, returns: np.ndarray) -> SampleBatch:
+    n = len(ep)
+    if n >= SAMPLE_ID_STRIDE:
+        raise ValueError(f"episode has {n} decisions; at most {SAMPLE_ID_STRIDE - 1} are supported")
+    return SampleBatch(
+        images=ep.images,
+        proprio=ep.proprio.astype(np.float32),
+        instructions=[ep.instruction] * n,
+        tokens=ep.tokens,
+        logp=ep.logp.astype(np.float32),
+        values=ep.values.astype(np.float32),
+        advantages=np.asarray(advantages, np.float32),
+        returns=np.asarray(returns, np.float32),
+        versions=ep.versions.astype(np.int64),
+        sample_ids=ep.episode_id * SAMPLE_ID_STRIDE + np.arange(n, dtype=np.int64),
+    )
+
+
+def ppo_samples(episodes: List[Episode], gamma: float, lam: float) -> Tuple[Optional[SampleBatch], ExperienceStats]:
+    stats = ExperienceStats()
+    parts = []
+    for ep in episodes:
+        if len(ep) == 0:
+            continue
+        adv, ret = compute_gae(ep.rewards, ep.values, ep.bootstrap_value, ep.terminated, gamma, lam)
+        parts.append(episode_samples(ep, adv, ret))
+        stats.episodes += 1
+        stats.successes += int(ep.success)
+    batch = SampleBatch.concat(parts) if parts else None
+    stats.samples = len(batch) if batch is not None else 0
+    return batch, stats
+
+
+class GroupAssembler:
+    """Collects GRPO episodes by group key and releases each group when it is complete."""
+
+    def __init__(self, group_size: int, gamma: float = 1.0, filter_degenerate: bool = True):
+        if group_size < 2:
+            raise ValueError(f"group_size must be >= 2, got {group_size}")
+        self.group_size = group_size
+        self.gamma = gamma
+        self.filter_degenerate = filter_degenerate
+        self.pending: Dict[str, List[Episode]] = defaultdict(list)
+
+    def add(self, ep: Episode) -> Tuple[Optional[SampleBatch], ExperienceStats]:
+        """Add one episode; returns the samples of the group it completes (or None)."""
+        stats = ExperienceStats(episodes=1, successes=int(ep.success))
+        group = self.pending[ep.group_key]
+        group.append(ep)
+        if len(group) < self.group_size:
+            return None, stats
+        del self.pending[ep.group_key]
+        returns = np.array([discounted_return(e.rewards, self.gamma) for e in group], np.float64)
+        if self.filter_degenerate and is_degenerate_group(returns):
+            stats.groups_dropped_degenerate += 1
+            return None, stats
+        adv = grpo_advantages(returns)
+        parts = [episode_samples(e, np.full(len(e), a), np.full(len(e), r)) for e, a, r in zip(group, adv, returns)
+                 if len(e) > 0]
+        stats.groups_kept += 1
+        batch = SampleBatch.concat(parts) if parts else None
+        stats.samples = len(batch) if batch is not None else 0
+        return batch, stats
+
+    def add_many(self, episodes: List[Episode]) -> Tuple[Optional[SampleBatch], ExperienceStats]:
+        stats, parts = ExperienceStats(), []
+        for ep in episodes:
+            batch, s = self.add(ep)
+            stats.merge(s)
+            if batch is not None:
+                parts.append(batch)
+        return (SampleBatch.concat(parts) if parts else None), stats
+
+    def drop_incomplete(self) -> int:
+        """Discard groups that can no longer complete (e.g. at the end of a sync rollout)."""
+        n = sum(len(g) for g in self.pending.values())
+        self.pending.clear()
+        return n
+
+    @property
+    def num_pending_episodes(self) -> int:
+        return sum(len(g) for g in self.pending.values())

@@ -1,0 +1,188 @@
+"""Policy / value losses for PPO-style training of token-discretised VLA policies (torch).
+
+A sample is one policy decision: an action chunk of ``chunk`` steps x
+``action_dim`` dims, emitted as T = chunk * action_dim discrete tokens laid out
+step-major (token = step * action_dim + dim). Log-probs arrive per token and can
+be aggregated to the granularity at which the importance ratio is taken.
+
+All losses are differentiable only w.r.t. ``logp_new`` / ``values_new``; every
+other input is detached so callers cannot leak gradients into stale tensors.
+Stats are python floats, computed without grad, over masked-in elements only.
+"""
+from __future__ import annotations
+
+import torch
+
+_LEVELS = ("token", "action", "chunk")
+
+
+def aggregate_logprobs(logp: torch.Tensor, chunk: int, action_dim: int, level: str) -> torch.Tensor:
+    """Sum token log-probs (N, T) into ratio units (N, K).
+
+    "token" -> K=T (unchanged), "action" -> K=chunk (joint prob of one step's
+    dims), "chunk" -> K=1 (joint prob of the whole decision).
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"unknown level {level!r}; expected one of {_LEVELS}")
+    if logp.dim() != 2 or logp.shape[1] != chunk * action_dim:
+        raise ValueError(
+            f"logp shape {tuple(logp.shape)} does not match (N, chunk*action_dim={chunk * action_dim})")
+    if level == "token":
+        return logp
+    if level == "action":
+        return logp.reshape(logp.shape[0], chunk, action_dim).sum(dim=-1)
+    return logp.sum(dim=-1, keepdim=True)
+
+
+def _weights(mask, like: torch.Tensor) -> torch.Tensor:
+    """Per-element 0/1 weights shaped like ``like`` from a per-sample (N,) mask."""
+    if mask is None:
+        return torch.ones_like(like)
+    m = torch.as_tensor(mask, dtype=like.dtype, device=like.device).detach()
+    if m.shape == like.shape:
+        return m
+    if m.dim() != 1 or m.shape[0] != like.shape[0]:
+        raise ValueError(f"mask shape {tuple(m.shape)} incompatible with {tuple(like.shape)}")
+    return m.reshape(-1, *([1] * (like.dim() - 1))).expand_as(like)
+
+
+def _masked_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    # clamp the denominator so an all-masked batch yields 0 (with a valid graph), not NaN
+    return (x * w).sum() / w.sum().clamp(min=1.0)
+
+
+def _stat_mean(x: torch.Tensor, w: torch.Tensor) -> float:
+    return float(_masked_mean(x.detach().to(w.dtype), w))
+
+
+def _stat_max(x: torch.Tensor, w: torch.Tensor) -> float:
+    sel = x.detach()[w > 0]
+    return float(sel.max()) if sel.numel() else 0.0
+
+
+def _broadcast_adv(advantages, like: torch.Tensor) -> torch.Tensor:
+    a = torch.as_tensor(advantages, dtype=like.dtype, device=like.device).detach()
+    if a.dim() == 1 and like.dim() == 2:
+        if a.shape[0] != like.shape[0]:
+            raise ValueError(f"advantages {tuple(a.shape)} vs logp {tuple(like.shape)}")
+        a = a.unsqueeze(-1)
+    return a.expand_as(like)
+
+
+def _clipped_surrogate(logp_new, logp_ref, advantages, clip_low, clip_high, dual_clip):
+    """Per-element PPO loss around a reference policy, plus diagnostics.
+
+    Returns (loss_elems, ratio, clipped_active, dual_active, adv) where
+    ``clipped_active`` marks elements whose gradient the clip zeroes and
+    ``dual_active`` elements capped by the dual clip.
+    """
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+    if logp_new.shape != logp_ref.shape:
+        raise ValueError(f"logp shapes differ: {tuple(logp_new.shape)} vs {tuple(logp_ref.shape)}")
+    adv = _broadcast_adv(advantages, logp_new)
+    ratio = torch.exp(logp_new - logp_ref.detach())
+    surr1 = ratio * adv
+    surr2 = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
+    surr = torch.min(surr1, surr2)  # pessimistic bound (maximised objective)
+    clipped_active = surr2 < surr1
+    dual_active = torch.zeros_like(clipped_active)
+    if dual_clip is not None:
+        # For A<0 a huge ratio makes min(...) unboundedly negative (stale or
+        # very off-policy samples); bound the objective below by dual_clip*A.
+        floor = dual_clip * adv
+        dual_active = (adv < 0) & (surr < floor)
+        surr = torch.where(dual_active, floor, surr)
+    return -surr, ratio, clipped_active, dual_active, adv
+
+
+def _common_stats(ratio, log_ratio, clipped_active, dual_active, w) -> dict:
+    r = ratio.detach()
+    lr = log_ratio.detach()
+    return {
+        "clip_frac": _stat_mean(clipped_active, w),
+        "approx_kl": _stat_mean((r - 1.0) - lr, w),  # k3: unbiased, always >= 0
+        "ratio_mean": _stat_mean(r, w),
+        "ratio_max": _stat_max(r, w),
+        "dual_clip_frac": _stat_mean(dual_active, w),
+    }
+
+
+def ppo_policy_loss(logp_new, logp_old, advantages, clip_low=0.2, clip_high=0.2,
+                    dual_clip=None, mask=None):
+    """Clipped PPO surrogate on (N, K) log-probs; advantages (N,) or (N, K).
+
+    Asymmetric clip ("clip-higher": clip_high > clip_low) lets low-prob tokens
+    grow faster, which helps keep exploration alive. Returns (loss, stats).
+    """
+    loss_el, ratio, clipped, dual, _ = _clipped_surrogate(
+        logp_new, logp_old, advantages, clip_low, clip_high, dual_clip)
+    w = _weights(mask, loss_el)
+    loss = _masked_mean(loss_el, w)
+    stats = _common_stats(ratio, logp_new - logp_old.detach(), clipped, dual, w)
+    return loss, stats
+
+
+def decoupled_ppo_loss(logp_new, logp_prox, logp_behav, advantages, clip_low=0.2, clip_high=0.2,
+                       dual_clip=None, behav_weight_cap=2.0, mask=None):
+    """Decoupled PPO for stale data (Hilton et al. 2022; as used by AReaL).
+
+    The trust region is centred on the proximal policy (recent, detached), not
+    on the stale behaviour policy that generated the data: clipping around a
+    policy many versions old would either freeze learning or allow huge steps.
+    The behaviour->proximal mismatch is corrected by w = exp(prox - behav),
+    detached and truncated at ``behav_weight_cap`` to bound variance.
+    Equals ``ppo_policy_loss`` exactly when prox == behav (w == 1).
+    """
+    if behav_weight_cap <= 0:
+        raise ValueError(f"behav_weight_cap must be > 0, got {behav_weight_cap}")
+    if logp_prox.shape != logp_behav.shape:
+        raise ValueError(f"prox {tuple(logp_prox.shape)} vs behav {tuple(logp_behav.shape)}")
+    loss_el, ratio, clipped, dual, _ = _clipped_surrogate(
+        logp_new, logp_prox, advantages, clip_low, clip_high, dual_clip)
+    raw_w = torch.exp(logp_prox.detach() - logp_behav.detach())
+    bw = torch.clamp(raw_w, max=behav_weight_cap)
+    w = _weights(mask, loss_el)
+    loss = _masked_mean(bw * loss_el, w)
+    stats = _common_stats(ratio, logp_new - logp_prox.detach(), clipped, dual, w)
+    stats["behav_weight_mean"] = _stat_mean(bw, w)
+    stats["behav_weight_trunc_frac"] = _stat_mean(raw_w > behav_weight_cap, w)
+    return loss, stats
+
+
+def value_loss(values_new, values_old, returns, clip=None, mask=None):
+    """0.5 * (v - R)^2, optionally PPO-style value clipping around v_old.
+
+    With clipping the max of clipped/unclipped errors is taken (pessimistic),
+    so the critic cannot move further than ``clip`` from v_old to reduce loss.
+    """
+    v_old = torch.as_tensor(values_old, dtype=values_new.dtype, device=values_new.device).detach()
+    ret = torch.as_tensor(returns, dtype=values_new.dtype, device=values_new.device).detach()
+    if values_new.shape != ret.shape or values_new.shape != v_old.shape:
+        raise ValueError(f"shape mismatch: new {tuple(values_new.shape)}, old {tuple(v_old.shape)}, "
+                         f"returns {tuple(ret.shape)}")
+    err = (values_new - ret) ** 2
+    if clip is not None:
+        v_clip = v_old + torch.clamp(values_new - v_old, -clip, clip)
+        err = torch.max(err, (v_clip - ret) ** 2)
+    return _masked_mean(0.5 * err, _weights(mask, err))
+
+
+def entropy_mean(entropy, mask=None):
+    """Masked mean token entropy (N, T) -> scalar (kept differentiable for bonuses)."""
+    return _masked_mean(entropy, _weights(mask, entropy))
+
+
+@torch.no_grad()
+def kl_estimates(logp_a, logp_b) -> dict:
+    """Sample estimates of KL(a || b) from log-probs of samples drawn from a.
+
+    k1 = E[log a - log b] (unbiased, noisy, can be negative);
+    k3 = E[exp(b - a) - 1 - (b - a)] (unbiased, low variance, >= 0).
+    """
+    a = torch.as_tensor(logp_a).detach().double()
+    b = torch.as_tensor(logp_b).detach().double()
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}")
+    d = b - a
+    return {"k1": float((-d).mean()), "k3": float((torch.exp(d) - 1.0 - d).mean())}

@@ -1,0 +1,152 @@
+"""Typed messages that cross process boundaries (env worker <-> generator <-> trainer).
+
+Arrays are numpy so that Ray moves them through its shared-memory object store
+without pickling Python lists element by element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import List, Optional
+
+import numpy as np
+
+
+@dataclass
+class ObsBatch:
+    """Observations of n envs: what a policy needs to act."""
+
+    images: np.ndarray  # (n, H, W, 3) uint8
+    proprio: np.ndarray  # (n, P) float32
+    instructions: List[str]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @staticmethod
+    def concat(parts: List["ObsBatch"]) -> "ObsBatch":
+        return ObsBatch(
+            images=np.concatenate([p.images for p in parts]),
+            proprio=np.concatenate([p.proprio for p in parts]),
+            instructions=[s for p in parts for s in p.instructions],
+        )
+
+    def take(self, idx) -> "ObsBatch":
+        idx = np.asarray(idx)
+        return ObsBatch(self.images[idx], self.proprio[idx], [self.instructions[i] for i in idx])
+
+
+@dataclass
+class ActionRequest:
+    """An env slot (holding one or more envs) asks for its next action chunks."""
+
+    request_id: int
+    worker_id: int
+    slot_id: int
+    obs: ObsBatch
+    t_sent: float = 0.0  # sender's perf_counter; used only for same-host latency stats
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.obs)
+
+
+@dataclass
+class ActionReply:
+    """What the generator answers for one request."""
+
+    request_id: int
+    actions: np.ndarray  # (n, chunk, action_dim) float32 in [-1, 1]
+    tokens: np.ndarray  # (n, T) int64 action-bin ids
+    logp: np.ndarray  # (n, T) float32 token log-probs under the behaviour policy
+    values: np.ndarray  # (n,) float32
+    version: int  # policy version that produced this reply
+    queue_ms: float = 0.0  # time the request waited in the batcher
+    batch_size: int = 0  # realised batch (samples) the request was served in
+
+
+@dataclass
+class Episode:
+    """One finished (or cut) trajectory of decision steps, as built by an env slot."""
+
+    task_id: int
+    init_id: int
+    group_key: str  # episodes with the same key form one GRPO group
+    images: np.ndarray  # (L, H, W, 3) uint8, obs at each decision
+    proprio: np.ndarray  # (L, P)
+    instruction: str
+    tokens: np.ndarray  # (L, T)
+    logp: np.ndarray  # (L, T)
+    values: np.ndarray  # (L,)
+    versions: np.ndarray  # (L,) int64 behaviour policy version per decision
+    rewards: np.ndarray  # (L,) reward summed over the chunk's sub-steps
+    success: bool
+    terminated: bool  # ended in a terminal state (no bootstrap)
+    bootstrap_value: float  # V(s_L) when cut without termination
+    env_steps: int  # low-level simulator steps in this episode
+    worker_id: int = 0
+    slot_id: int = 0
+    episode_id: int = 0  # unique per run: worker_id * 2**32 + per-worker counter
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+@dataclass
+class SampleBatch:
+    """Training samples: one row per policy decision (one action chunk)."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    proprio: np.ndarray  # (N, P) float32
+    instructions: List[str]
+    tokens: np.ndarray  # (N, T) int64
+    logp: np.ndarray  # (N, T) behaviour log-probs
+    values: np.ndarray  # (N,) behaviour values
+    advantages: np.ndarray  # (N,)
+    returns: np.ndarray  # (N,)
+    versions: np.ndarray  # (N,) int64
+    sample_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) unique ids
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def take(self, idx) -> "SampleBatch":
+        idx = np.asarray(idx, dtype=np.int64)
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = [v[i] for i in idx] if isinstance(v, list) else v[idx]
+        return SampleBatch(**out)
+
+    @staticmethod
+    def concat(parts: List["SampleBatch"]) -> "SampleBatch":
+        if not parts:
+            raise ValueError("SampleBatch.concat needs at least one batch")
+        out = {}
+        for f in fields(SampleBatch):
+            vals = [getattr(p, f.name) for p in parts]
+            out[f.name] = [s for v in vals for s in v] if isinstance(vals[0], list) else np.concatenate(vals)
+        return SampleBatch(**out)
+
+    def obs(self) -> ObsBatch:
+        return ObsBatch(self.images, self.proprio, self.instructions)
+
+
+@dataclass
+class WeightsMessage:
+    """A published policy version: flat name -> array state dict."""
+
+    version: int
+    state: dict
+    t_published: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    """What the trainer reports after an optimizer step."""
+
+    version: int
+    samples: int
+    metrics: dict
+    skipped: bool = False  # non-finite loss/grad: the step was skipped
+    note: Optional[str] = None

@@ -1,0 +1,50 @@
+"""The policy interface every VLA implements (tiny, OFT-style, pi0-style).
+
+`act` serves generators (no grad, numpy in/out); `evaluate` serves the trainer
+(torch, with grad). Token-level log-probs let the trainer aggregate at token,
+action or chunk level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from rlvla3.core.types import ObsBatch
+
+
+@dataclass
+class ActOutput:
+    actions: np.ndarray  # (n, chunk, action_dim) float32 in [-1, 1]
+    tokens: np.ndarray  # (n, T) int64
+    logp: np.ndarray  # (n, T) float32
+    values: np.ndarray  # (n,) float32
+    version: int
+
+
+@dataclass
+class EvalOutput:
+    logp: torch.Tensor  # (n, T)
+    entropy: torch.Tensor  # (n, T)
+    values: torch.Tensor  # (n,)
+
+
+class Policy(Protocol):
+    version: int
+    chunk_size: int
+    action_dim: int
+
+    def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput: ...
+
+    def evaluate(self, obs: ObsBatch, tokens: np.ndarray | torch.Tensor) -> EvalOutput: ...
+
+    def parameters(self): ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def save_pretrained(self, path: str) -> None: ...

@@ -1,0 +1,201 @@
+"""A tiny VLA: CNN image encoder (FiLM-conditioned on the instruction) + proprio MLP
+-> parallel decoding of chunk x action_dim discrete action tokens (256 bins), plus a
+value head. Small enough to train on a 2-core laptop, same interface as the real VLAs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from rlvla3.core.types import ObsBatch
+from rlvla3.policies.action_tokenizer import ActionTokenizer
+from rlvla3.policies.base import ActOutput, EvalOutput
+from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class TinyVLAConfig:
+    image_size: int = 64  # square RGB input
+    proprio_dim: int = 4
+    action_dim: int = 3
+    chunk_size: int = 4  # actions decoded per policy call
+    n_bins: int = 256  # action bins per dimension
+    channels: List[int] = field(default_factory=lambda: [16, 32, 64, 64])  # CNN widths (stride 2 each)
+    hidden: int = 256  # fused feature width
+    word_dim: int = 32
+    max_instruction_tokens: int = 12
+    vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
+
+    def validate(self) -> None:
+        if self.image_size < 16 or self.image_size % (2 ** len(self.channels)) != 0:
+            raise ValueError(
+                f"policy.image_size must be >= 16 and divisible by 2**len(policy.channels)={2 ** len(self.channels)},"
+                f" got {self.image_size}"
+            )
+        for name in ("proprio_dim", "action_dim", "chunk_size", "hidden", "word_dim", "max_instruction_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_bins < 2:
+            raise ValueError(f"policy.n_bins must be >= 2, got {self.n_bins}")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.chunk_size * self.action_dim
+
+
+class FiLMConvBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, cond_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.norm = nn.GroupNorm(min(8, c_out), c_out)
+        self.film = nn.Linear(cond_dim, 2 * c_out)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.conv(x))
+        gamma, beta = self.film(cond).chunk(2, dim=-1)
+        # FiLM lets the instruction pick which coloured object the features track.
+        return F.relu(h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+
+
+class TinyVLAModel(nn.Module):
+    def __init__(self, cfg: TinyVLAConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        vocab_size = len(cfg.vocab) + 2
+        self.word_emb = nn.Embedding(vocab_size, cfg.word_dim, padding_idx=0)
+        self.pos_emb = nn.Parameter(torch.zeros(cfg.max_instruction_tokens, cfg.word_dim))
+        self.text_proj = nn.Sequential(nn.Linear(cfg.max_instruction_tokens * cfg.word_dim, cfg.hidden), nn.ReLU())
+        blocks, c_in = [], 3 + 2  # RGB + x/y coordinate channels (CoordConv) for localisation
+        for c in cfg.channels:
+            blocks.append(FiLMConvBlock(c_in, c, cfg.hidden))
+            c_in = c
+        self.blocks = nn.ModuleList(blocks)
+        side = cfg.image_size // (2 ** len(cfg.channels))
+        self.img_proj = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.ReLU())
+        self.proprio_proj = nn.Sequential(nn.Linear(cfg.proprio_dim, 64), nn.ReLU())
+        self.trunk = nn.Sequential(
+            nn.Linear(2 * cfg.hidden + 64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
+        )
+        self.action_head = nn.Linear(cfg.hidden, cfg.num_tokens * cfg.n_bins)
+        self.value_head = nn.Sequential(nn.Linear(cfg.hidden, 128), nn.ReLU(), nn.Linear(128, 1))
+        lin = torch.linspace(-1.0, 1.0, cfg.image_size)
+        yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
+        nn.init.zeros_(self.action_head.bias)
+        nn.init.normal_(self.action_head.weight, std=0.01)
+
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor, text_ids: torch.Tensor):
+        """images (n,H,W,3) uint8; returns logits (n, T, n_bins) and values (n,)."""
+        n = images.shape[0]
+        words = self.word_emb(text_ids) + self.pos_emb
+        cond = self.text_proj(words.flatten(1))
+        x = images.permute(0, 3, 1, 2).float().div(255.0)
+        x = torch.cat([x, self.coords.expand(n, -1, -1, -1)], dim=1)
+        for block in self.blocks:
+            x = block(x, cond)
+        h = torch.cat([self.img_proj(x.flatten(1)), cond, self.proprio_proj(proprio)], dim=-1)
+        h = self.trunk(h)
+        logits = self.action_head(h).view(n, self.cfg.num_tokens, self.cfg.n_bins)
+        return logits, self.value_head(h).squeeze(-1)
+
+
+class TinyVLAPolicy:
+    """Wraps the model with tokenizers and the act/evaluate interface."""
+
+    def __init__(self, cfg: TinyVLAConfig, device: str = "cpu"):
+        self.cfg = cfg
+        self.model = TinyVLAModel(cfg).to(device)
+        self.device = torch.device(device)
+        self.action_tokenizer = ActionTokenizer(cfg.n_bins)
+        self.text_tokenizer = WordTokenizer(cfg.vocab, cfg.max_instruction_tokens)
+        self._text_cache: dict = {}
+        self.version = 0
+
+    chunk_size = property(lambda self: self.cfg.chunk_size)
+    action_dim = property(lambda self: self.cfg.action_dim)
+
+    def _inputs(self, obs: ObsBatch):
+        ids = []
+        for text in obs.instructions:
+            if text not in self._text_cache:
+                self._text_cache[text] = self.text_tokenizer.encode([text])[0]
+            ids.append(self._text_cache[text])
+        to = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=self.device)  # noqa: E731
+        return to(obs.images, torch.uint8), to(obs.proprio, torch.float32), to(np.stack(ids), torch.long)
+
+    @torch.no_grad()
+    def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput:
+        self.model.eval()
+        logits, values = self.model(*self._inputs(obs))
+        logp_all = F.log_softmax(logits.float(), dim=-1)
+        if deterministic:
+            tokens = logits.argmax(-1)
+        else:
+            if temperature <= 0:
+                raise ValueError(f"temperature must be > 0, got {temperature}")
+            probs = F.softmax(logits.float() / temperature, dim=-1)
+            tokens = torch.multinomial(probs.view(-1, self.cfg.n_bins), 1).view(probs.shape[:2])
+        # Behaviour log-probs are those of the sampling distribution at temperature 1.
+        logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
+        tok = tokens.cpu().numpy()
+        actions = self.action_tokenizer.decode(tok).reshape(len(obs), self.cfg.chunk_size, self.cfg.action_dim)
+        return ActOutput(actions, tok, logp.cpu().numpy(), values.float().cpu().numpy(), self.version)
+
+    def evaluate(self, obs: ObsBatch, tokens) -> EvalOutput:
+        self.model.train()
+        logits, values = self.model(*self._inputs(obs))
+        logp_all = F.log_softmax(logits.float(), dim=-1)
+        tok = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return EvalOutput(logp, entropy, values.float())
+
+    # --- weights -----------------------------------------------------------------------
+    def parameters(self):
+        return self.model.parameters()
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+
+    def save_pretrained(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        tmp = os.path.join(path, WEIGHTS_NAME + ".tmp")
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, tmp)
+        os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+        with open(os.path.join(path, CONFIG_NAME), "w") as f:
+            json.dump({"policy_type": "tiny", "version": self.version, **asdict(self.cfg)}, f, indent=2)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu") -> "TinyVLAPolicy":
+        cfg_path, w_path = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
+        for p in (cfg_path, w_path):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"policy checkpoint is missing {p}")
+        with open(cfg_path) as f:
+            raw = json.load(f)
+        version = int(raw.pop("version", 0))
+        raw.pop("policy_type", None)
+        policy = cls(TinyVLAConfig(**raw), device=device)
+        try:
+            state = load_file(w_path)
+        except Exception as e:  # safetensors raises several types for truncated files
+            raise ValueError(f"cannot read policy weights {w_path}: {e}") from e
+        policy.load_state_dict(state)
+        policy.version = version
+        return policy

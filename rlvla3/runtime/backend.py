@@ -1,0 +1,100 @@
+"""Where workers run: Ray actors (default; the same command works on a cluster) or, for
+debugging, plain objects in this process behind the same `.method.remote()` calls."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List
+
+
+class _Done:
+    """A finished local call, standing in for a Ray ObjectRef."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+class _LocalMethod:
+    def __init__(self, fn):
+        self._fn = fn
+
+    def remote(self, *args, **kwargs) -> _Done:
+        # Like Ray, a finished result passed as an argument arrives as its value.
+        args = [a.value if isinstance(a, _Done) else a for a in args]
+        kwargs = {k: v.value if isinstance(v, _Done) else v for k, v in kwargs.items()}
+        return _Done(self._fn(*args, **kwargs))
+
+
+class LocalActor:
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name: str):
+        return _LocalMethod(getattr(self._obj, name))
+
+
+class LocalBackend:
+    name = "local"
+
+    def actor(self, cls, *args, num_cpus: float = 0, **kwargs) -> LocalActor:
+        return LocalActor(cls(*args, **kwargs))
+
+    def get(self, refs):
+        if isinstance(refs, list):
+            return [r.value for r in refs]
+        return refs.value
+
+    def put(self, value):
+        return value
+
+    def shutdown(self) -> None:
+        pass
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS")
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, configure_logging=False)
+            if not address:  # embedded single-machine cluster
+                kwargs.update(num_cpus=num_cpus or os.cpu_count(), object_store_memory=1 << 30)
+            # Workers must import rlvla3 from this checkout even when it is not installed.
+            pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            env = {"PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])),
+                   "OMP_NUM_THREADS": "1"}
+            ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+        self._owned = True
+
+    def actor(self, cls, *args, num_cpus: float = 0, **kwargs):
+        # num_cpus=0 by default: on a laptop the roles oversubscribe the cores on purpose;
+        # each actor limits its own torch threads.
+        return self.ray.remote(num_cpus=num_cpus)(cls).remote(*args, **kwargs)
+
+    def get(self, refs):
+        return self.ray.get(refs)
+
+    def put(self, value):
+        return self.ray.put(value)
+
+    def shutdown(self) -> None:
+        if self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def make_backend(name: str):
+    if name == "local":
+        return LocalBackend()
+    if name == "ray":
+        return RayBackend()
+    raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")
+
+
+def get_all(backend, refs: List) -> List:
+    return backend.get(list(refs))

@@ -1,0 +1,231 @@
+"""Typed run configuration: dataclasses + YAML presets + dotted command-line overrides.
+
+Every knob is a field with a default and a comment. `load_config` merges, in order:
+the dataclass defaults, a preset YAML (`preset=NAME` or a path), then `key=value`
+overrides; OmegaConf rejects unknown keys and wrong types, and `validate` rejects
+impossible combinations, so a bad config fails at start-up naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import List
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlvla3.envs.config import TabletopConfig
+from rlvla3.policies.tiny_vla import TinyVLAConfig
+
+PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
+MODES = ("sync", "sync-best", "async-train", "async-rollout", "full")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any work starts."""
+
+
+@dataclass
+class EnvConfig:
+    type: str = "tabletop"  # tabletop (built-in)
+    tabletop: TabletopConfig = field(default_factory=TabletopConfig)
+
+
+@dataclass
+class PolicyConfig:
+    type: str = "tiny"  # tiny
+    init_from: str = ""  # local checkpoint dir (save_pretrained layout); "" = random init / SFT output
+    device: str = "cpu"  # torch device for generators and trainer
+    tiny: TinyVLAConfig = field(default_factory=TinyVLAConfig)
+
+
+@dataclass
+class RolloutConfig:
+    num_env_workers: int = 2  # env worker processes
+    slots_per_worker: int = 8  # env slots per worker (each slot asks for actions on its own)
+    group_size: int = 8  # GRPO: episodes per group (same task and initial state)
+    rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
+    horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
+    temperature: float = 1.0  # sampling temperature of the behaviour policy
+
+
+@dataclass
+class GeneratorConfig:
+    num_generators: int = 1  # policy replicas serving inference
+    max_batch: int = 64  # dynamic batcher: fire when this many samples are pending
+    max_wait_ms: float = 5.0  # dynamic batcher: or when the oldest request waited this long
+    router: str = "round_robin"  # round_robin | least_loaded | shard
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "ppo"  # ppo | grpo
+    gamma: float = 0.99  # discount per decision (action chunk)
+    gae_lambda: float = 0.95
+    clip_low: float = 0.2  # ratio clip below 1
+    clip_high: float = 0.28  # ratio clip above 1 ("clip-higher")
+    dual_clip: float = 3.0  # bound on the loss for negative advantages; 0 = off
+    value_clip: float = 0.2  # clipped value loss; 0 = off
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    logprob_level: str = "action"  # token | action | chunk: unit of the importance ratio
+    update_epochs: int = 2  # passes over each global batch
+    global_batch: int = 256  # samples per optimizer step
+    micro_batch: int = 64  # samples per forward/backward (gradient accumulation)
+    lr: float = 1e-4
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = True
+    filter_degenerate_groups: bool = True  # GRPO: drop all-success / all-fail groups
+    behav_weight_cap: float = 2.0  # decoupled PPO: truncation of the behaviour importance weight
+    staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
+
+
+@dataclass
+class SFTConfig:
+    enabled: bool = True  # train: behaviour-clone a scripted expert before RL
+    checkpoint: str = ""  # reuse an SFT checkpoint instead of training one
+    demos_per_task: int = 8  # expert episodes per task (train initial states)
+    noise_std: float = 0.2  # expert action noise (demonstration diversity)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+@dataclass
+class EvalConfig:
+    episodes_per_task: int = 0  # held-out initial states per task; 0 = all of them
+    every_steps: int = 0  # evaluate every N optimizer steps during training; 0 = only at the end
+    deterministic: bool = True  # greedy actions at evaluation
+    videos: int = 4  # rollout videos saved per evaluation
+    num_workers: int = 2  # env workers used by evaluation
+
+
+@dataclass
+class RunConfig:
+    name: str = ""  # run directory name; "" = timestamp
+    output_dir: str = "runs"
+    seed: int = 0
+    mode: str = "sync"  # sync | sync-best | async-train | async-rollout | full
+    backend: str = "ray"  # ray | local (same workers in one process, for debugging)
+    total_env_steps: int = 60000  # stop after this many low-level simulator steps
+    max_train_steps: int = 0  # stop after this many optimizer steps; 0 = no limit
+    checkpoint_every: int = 10  # optimizer steps between checkpoints
+    progress: bool = True  # live progress display
+    deterministic: bool = False  # torch deterministic algorithms + single thread
+    torch_threads: int = 1  # per worker process
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible values and combinations; messages name the key."""
+    r, a, ro, g = cfg.run, cfg.algo, cfg.rollout, cfg.generator
+    _check(r.mode in MODES, f"run.mode must be one of {list(MODES)}, got {r.mode!r}")
+    _check(r.backend in ("ray", "local"), f"run.backend must be 'ray' or 'local', got {r.backend!r}")
+    _check(cfg.env.type == "tabletop", f"env.type must be 'tabletop', got {cfg.env.type!r}")
+    _check(cfg.policy.type == "tiny", f"policy.type must be 'tiny', got {cfg.policy.type!r}")
+    _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")
+    _check(a.logprob_level in ("token", "action", "chunk"),
+           f"algo.logprob_level must be token|action|chunk, got {a.logprob_level!r}")
+    _check(g.router in ("round_robin", "least_loaded", "shard"),
+           f"generator.router must be round_robin|least_loaded|shard, got {g.router!r}")
+    for key, val in [("run.total_env_steps", r.total_env_steps), ("rollout.num_env_workers", ro.num_env_workers),
+                     ("rollout.slots_per_worker", ro.slots_per_worker), ("rollout.group_size", ro.group_size),
+                     ("rollout.rollout_epochs", ro.rollout_epochs), ("generator.num_generators", g.num_generators),
+                     ("generator.max_batch", g.max_batch), ("algo.update_epochs", a.update_epochs),
+                     ("algo.global_batch", a.global_batch), ("algo.micro_batch", a.micro_batch),
+                     ("run.torch_threads", r.torch_threads), ("eval.num_workers", cfg.eval.num_workers)]:
+        _check(val >= 1, f"{key} must be >= 1, got {val}")
+    for key, val in [("run.max_train_steps", r.max_train_steps), ("run.checkpoint_every", r.checkpoint_every),
+                     ("rollout.horizon_chunks", ro.horizon_chunks), ("algo.staleness", a.staleness),
+                     ("generator.max_wait_ms", g.max_wait_ms), ("algo.ent_coef", a.ent_coef),
+                     ("algo.value_clip", a.value_clip), ("eval.episodes_per_task", cfg.eval.episodes_per_task)]:
+        _check(val >= 0, f"{key} must be >= 0, got {val}")
+    _check(a.lr > 0, f"algo.lr must be > 0, got {a.lr}")
+    _check(0 < a.clip_low < 1, f"algo.clip_low must be in (0, 1), got {a.clip_low}")
+    _check(a.clip_high > 0, f"algo.clip_high must be > 0, got {a.clip_high}")
+    _check(a.dual_clip == 0 or a.dual_clip > 1, f"algo.dual_clip must be 0 (off) or > 1, got {a.dual_clip}")
+    _check(0 < a.gamma <= 1 and 0 <= a.gae_lambda <= 1, "algo.gamma must be in (0, 1] and algo.gae_lambda in [0, 1]")
+    _check(a.micro_batch <= a.global_batch,
+           f"algo.micro_batch ({a.micro_batch}) must be <= algo.global_batch ({a.global_batch})")
+    _check(ro.temperature > 0, f"rollout.temperature must be > 0, got {ro.temperature}")
+    if a.name == "grpo":
+        _check(ro.group_size >= 2, f"rollout.group_size must be >= 2 for GRPO, got {ro.group_size}")
+        if r.mode in ("sync", "sync-best"):
+            slots = ro.num_env_workers * ro.slots_per_worker
+            _check(slots % ro.group_size == 0,
+                   f"rollout.group_size ({ro.group_size}) must divide the env slots "
+                   f"(rollout.num_env_workers x rollout.slots_per_worker = {slots}) in sync modes")
+    _check(cfg.policy.tiny.image_size == cfg.env.tabletop.image_size,
+           f"policy.tiny.image_size ({cfg.policy.tiny.image_size}) must equal env.tabletop.image_size "
+           f"({cfg.env.tabletop.image_size})")
+    _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1,
+           "sft.epochs must be >= 0, sft.demos_per_task and sft.batch_size >= 1")
+    for path_key, path in [("policy.init_from", cfg.policy.init_from), ("sft.checkpoint", cfg.sft.checkpoint)]:
+        _check(not path or os.path.isdir(path), f"{path_key} points to {path!r}, which is not a directory")
+    try:
+        cfg.env.tabletop.validate("env.tabletop")
+        cfg.policy.tiny.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    return cfg
+
+
+def preset_path(name: str) -> str:
+    if os.path.isfile(name):
+        return name
+    path = os.path.join(PRESET_DIR, f"{name}.yaml")
+    if not os.path.isfile(path):
+        known = sorted(p[:-5] for p in os.listdir(PRESET_DIR) if p.endswith(".yaml"))
+        raise ConfigError(f"unknown preset {name!r}; known presets: {known} (or give a YAML path)")
+    return path
+
+
+def load_config(overrides: List[str] | None = None, preset: str | None = "quickstart") -> Config:
+    """Defaults <- preset YAML <- `key=value` overrides; returns a validated Config object."""
+    overrides = list(overrides or [])
+    presets = [o.split("=", 1)[1] for o in overrides if o.startswith("preset=")]
+    overrides = [o for o in overrides if not o.startswith("preset=")]
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} must look like key=value (e.g. algo.lr=3e-4)")
+    preset = presets[-1] if presets else preset
+    base = OmegaConf.structured(Config)
+    try:
+        if preset:
+            base = OmegaConf.merge(base, OmegaConf.load(preset_path(preset)))
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"bad config key {key!r}: {msg}" if key else f"bad config: {msg}") from None
+    return validate(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml_file(path: str) -> Config:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+        return validate(OmegaConf.to_object(merged))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"bad config in {path}: {str(e).splitlines()[0]}") from None

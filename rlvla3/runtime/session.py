@@ -1,0 +1,71 @@
+"""A training session: the backend and the three worker groups, created from a Config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List
+
+from rlvla3.core.types import WeightsMessage
+from rlvla3.runtime.backend import make_backend
+from rlvla3.workers.env_worker import EnvWorker
+from rlvla3.workers.generator import Generator
+from rlvla3.workers.trainer import Trainer
+
+
+@dataclass
+class Session:
+    cfg: object
+    backend: object
+    env_workers: List = field(default_factory=list)
+    eval_workers: List = field(default_factory=list)
+    generators: List = field(default_factory=list)
+    trainer: object = None
+    instructions: List[str] = field(default_factory=list)
+    published_version: int = -1
+
+    @property
+    def horizon(self) -> int:
+        """Chunk steps that fit one full episode."""
+        return math.ceil(self.cfg.env.tabletop.max_steps / self.cfg.policy.tiny.chunk_size)
+
+    def publish_weights(self) -> int:
+        """Push the trainer's current weights to every generator (once per version)."""
+        b = self.backend
+        version = b.get(self.trainer.get_version.remote())
+        if version != self.published_version:
+            msg = self.trainer.get_weights.remote()  # an object ref: fetched by each generator
+            b.get([g.set_weights.remote(msg) for g in self.generators])
+            self.published_version = version
+        return version
+
+    def shutdown(self) -> None:
+        self.backend.shutdown()
+
+
+def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
+    """Create workers. `policy_dir` (an SFT or earlier checkpoint) seeds every replica."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    if policy_dir:
+        cfg.policy.init_from = policy_dir
+    backend = make_backend(cfg.run.backend)
+    r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
+    s = Session(cfg=cfg, backend=backend)
+    env_cfg = cfg.env.tabletop
+    if with_train_envs:
+        s.env_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, seed * 100 + i,
+                                       torch_threads=threads) for i in range(r.num_env_workers)]
+    s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, 10_000 + seed * 100 + i,
+                                    torch_threads=threads) for i in range(cfg.eval.num_workers)]
+    s.generators = [backend.actor(Generator, g, cfg.policy, seed, threads)
+                    for g in range(cfg.generator.num_generators)]
+    if with_trainer:
+        s.trainer = backend.actor(Trainer, cfg, seed, threads)
+    s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
+    return s
+
+
+def weights_message_from(policy) -> WeightsMessage:
+    return WeightsMessage(policy.version, {k: v.numpy() for k, v in policy.state_dict().items()})

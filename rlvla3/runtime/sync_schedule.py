@@ -1,0 +1,67 @@
+"""The synchronous schedule (RLinf semantics) over the shared worker model.
+
+One iteration: publish weights -> `rollout_epochs` lock-step rollouts of a fixed horizon
+-> advantages -> trainer update (update_epochs x global batches) -> repeat.
+`sync` keeps simulating slots whose episode ended (filler episodes to the fixed horizon,
+as RLinf's fixed-length rollouts do); `sync-best` lets them go idle and ends the rollout
+when every slot is done.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from rlvla3.core.assignments import GroupSampler
+from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.types import SampleBatch
+from rlvla3.runtime.lockstep import lockstep_rollout
+
+
+def rollout_assignments(sampler: GroupSampler, num_workers: int, slots: int):
+    flat = sampler.draw(num_workers * slots)
+    return [flat[w * slots:(w + 1) * slots] for w in range(num_workers)]
+
+
+def run_sync(session, loop) -> None:
+    """`loop` (runtime.train_loop.LoopState) holds counters, logging and stop conditions."""
+    cfg, b = session.cfg, session.backend
+    a, r = cfg.algo, cfg.rollout
+    grpo = a.name == "grpo"
+    num_tasks = len(session.instructions)
+    sampler = GroupSampler(num_tasks, cfg.env.tabletop.num_init_states, r.group_size if grpo else 1,
+                           cfg.run.seed + 17 + loop.train_steps, prefix=f"s{loop.train_steps}_")
+    horizon = r.horizon_chunks or session.horizon
+    auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")
+    while not loop.should_stop():
+        t_iter = time.perf_counter()
+        version = session.publish_weights()
+        episodes, env_steps, outcomes, t_roll = [], 0, [], 0.0
+        for _ in range(r.rollout_epochs):
+            res = lockstep_rollout(b, session.env_workers, session.generators,
+                                   rollout_assignments(sampler, r.num_env_workers, r.slots_per_worker), auto_reset,
+                                   horizon, temperature=r.temperature, bootstrap=not grpo)
+            episodes += res.episodes
+            outcomes += res.outcomes
+            env_steps += res.env_steps
+            t_roll += res.wall_s
+        stats = ExperienceStats()
+        if grpo:
+            assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)
+            batch, stats = assembler.add_many([e for e in episodes if e.group_key.startswith(sampler.prefix)])
+            stats.episodes_dropped += assembler.drop_incomplete()
+        else:
+            batch, stats = ppo_samples(episodes, a.gamma, a.gae_lambda)
+        t0 = time.perf_counter()
+        results = b.get(session.trainer.train_batch.remote(batch)) if batch is not None and len(batch) else []
+        t_train = time.perf_counter() - t0
+        loop.record_iteration(
+            env_steps=env_steps, outcomes=outcomes, exp=stats, results=results, version=version,
+            timings={"time/rollout_s": t_roll, "time/train_s": t_train, "time/iteration_s": time.perf_counter() - t_iter},
+            trained=len(batch) if batch is not None else 0,
+        )
+
+
+def batch_staleness(batch: SampleBatch, version: int) -> np.ndarray:
+    return version - batch.versions

@@ -1,0 +1,195 @@
+"""`rlvla3 train`: SFT warm start -> evaluate -> RL under the chosen schedule -> evaluate.
+
+Writes into the run directory: config.yaml, metrics.jsonl, tb/, sft_policy/,
+checkpoints/latest/, eval_sft.{json,md}, eval_final.{json,md}, videos/, curve.png,
+summary.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from rlvla3.core.experience import ExperienceStats
+from rlvla3.runtime.config import Config, to_yaml
+from rlvla3.runtime.evaluation import EvalReport, evaluate
+from rlvla3.runtime.outputs import save_curve, save_videos, write_json
+from rlvla3.runtime.run_logger import RunLogger
+from rlvla3.runtime.session import Session, start_session
+
+
+@dataclass
+class LoopState:
+    """Counters, stop conditions and per-iteration logging shared by every schedule."""
+
+    cfg: Config
+    logger: RunLogger
+    session: Optional[Session] = None
+    run_dir: str = ""
+    env_steps: int = 0
+    train_steps: int = 0
+    episodes: int = 0
+    successes: int = 0
+    samples_trained: int = 0
+    steps_skipped: int = 0
+    wall_s_before: float = 0.0  # wall time of earlier (resumed) segments
+    t_start: float = field(default_factory=time.time)
+    eval_points: List = field(default_factory=list)  # (env_steps, success)
+    train_points: List = field(default_factory=list)
+    exp_totals: dict = field(default_factory=dict)
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_s_before + time.time() - self.t_start
+
+    def should_stop(self) -> bool:
+        r = self.cfg.run
+        return self.env_steps >= r.total_env_steps or (r.max_train_steps and self.train_steps >= r.max_train_steps)
+
+    def record_iteration(self, env_steps: int, outcomes: list, exp: ExperienceStats, results: list, version: int,
+                         timings: dict, trained: int, extra: Optional[dict] = None) -> None:
+        self.env_steps += env_steps
+        self.episodes += len(outcomes)
+        self.successes += sum(o["success"] for o in outcomes)
+        for k, v in asdict(exp).items():
+            self.exp_totals[k] = self.exp_totals.get(k, 0) + v
+        done = [r for r in results if not r.skipped]
+        self.train_steps += len(done)
+        self.steps_skipped += len(results) - len(done)
+        self.samples_trained += trained
+        m = {"rollout/episodes": len(outcomes), "rollout/episodes_total": self.episodes,
+             "rollout/success_rate": float(np.mean([o["success"] for o in outcomes])) if outcomes else float("nan"),
+             "rollout/groups_dropped_degenerate": exp.groups_dropped_degenerate,
+             "rollout/episodes_dropped": exp.episodes_dropped, "train/samples": trained,
+             "train/steps_skipped_total": self.steps_skipped, "policy/version": version,
+             "throughput/env_steps_per_s": self.env_steps / max(self.wall_s, 1e-9), **timings, **(extra or {})}
+        for k in (done[-1].metrics if done else {}):
+            m[f"train/{k}"] = float(np.mean([r.metrics[k] for r in done]))
+        if outcomes:
+            self.train_points.append((self.env_steps, m["rollout/success_rate"]))
+        self.logger.log(self.train_steps, m, self.env_steps)
+        cfg = self.cfg
+        if cfg.eval.every_steps and done and self.train_steps // cfg.eval.every_steps != (
+                self.train_steps - len(done)) // cfg.eval.every_steps:
+            self.evaluate("eval_periodic", save=False)
+        if cfg.run.checkpoint_every and done and self.train_steps // cfg.run.checkpoint_every != (
+                self.train_steps - len(done)) // cfg.run.checkpoint_every:
+            self.checkpoint()
+
+    def evaluate(self, stem: str, save: bool = True, videos: int = 0) -> EvalReport:
+        s = self.session
+        s.publish_weights()
+        e = self.cfg.eval
+        n_init = e.episodes_per_task or self.cfg.env.tabletop.num_eval_init_states
+        report = evaluate(s.backend, s.eval_workers, s.generators, self.cfg.rollout.slots_per_worker,
+                          s.instructions, min(n_init, self.cfg.env.tabletop.num_eval_init_states), s.horizon,
+                          e.deterministic, video_slots=videos, policy_version=s.published_version)
+        self.eval_points.append((self.env_steps, report.success_rate))
+        self.logger.log(self.train_steps, {"eval/success_rate": report.success_rate}, self.env_steps)
+        if save:
+            report.save(self.run_dir, stem)
+        return report
+
+    def checkpoint(self) -> None:
+        s = self.session
+        counters = {k: getattr(self, k) for k in ("env_steps", "train_steps", "episodes", "successes",
+                                                   "samples_trained", "steps_skipped")}
+        counters["wall_s_before"] = self.wall_s
+        counters["eval_points"] = [list(p) for p in self.eval_points]
+        counters["train_points"] = [list(p) for p in self.train_points]
+        s.backend.get(s.trainer.save.remote(os.path.join(self.run_dir, "checkpoints", "latest"), counters))
+
+    def restore(self, counters: dict) -> None:
+        for k in ("env_steps", "train_steps", "episodes", "successes", "samples_trained", "steps_skipped",
+                  "wall_s_before"):
+            setattr(self, k, counters.get(k, getattr(self, k)))
+        self.eval_points = [tuple(p) for p in counters.get("eval_points", [])]
+        self.train_points = [tuple(p) for p in counters.get("train_points", [])]
+
+
+def make_run_dir(cfg: Config) -> str:
+    name = cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.run.mode}-{cfg.algo.name}"
+    path = os.path.join(cfg.run.output_dir, name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def run_sft_stage(cfg: Config, run_dir: str, logger: RunLogger) -> str:
+    """Train (or reuse) the SFT checkpoint; returns its directory."""
+    if cfg.sft.checkpoint:
+        return cfg.sft.checkpoint
+    out = os.path.join(run_dir, "sft_policy")
+    if os.path.isfile(os.path.join(out, "model.safetensors")):
+        return out  # resumed run: the SFT stage already finished
+    if not cfg.sft.enabled:
+        return cfg.policy.init_from
+    from rlvla3.runtime.sft_command import run_sft
+
+    run_sft(cfg, out, logger)
+    return out
+
+
+def train(cfg: Config, resume: str = "") -> dict:
+    run_dir = resume or make_run_dir(cfg)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        f.write(to_yaml(cfg))
+    logger = RunLogger(run_dir, cfg.run.total_env_steps, cfg.run.progress)
+    loop = LoopState(cfg=cfg, logger=logger, run_dir=run_dir)
+    session = None
+    try:
+        policy_dir = run_sft_stage(cfg, run_dir, logger)
+        session = start_session(cfg, policy_dir=policy_dir)
+        loop.session = session
+        ckpt = os.path.join(run_dir, "checkpoints", "latest")
+        sft_report = None
+        if resume and os.path.isdir(ckpt):
+            loop.restore(session.backend.get(session.trainer.load.remote(ckpt)))
+            logger.print(f"resumed from {ckpt} at env step {loop.env_steps:,}, policy version {loop.train_steps}")
+        if os.path.isfile(os.path.join(run_dir, "eval_sft.json")):
+            import json
+
+            sft_report = json.load(open(os.path.join(run_dir, "eval_sft.json")))["success_rate"]
+        else:
+            sft_report = loop.evaluate("eval_sft").success_rate
+            loop.eval_points.clear()
+            loop.eval_points.append((0, sft_report))
+        logger.print(f"SFT policy: eval success rate {100 * sft_report:.1f}% on held-out initial states")
+        run_schedule(session, loop)
+        loop.checkpoint()
+        final = loop.evaluate("eval_final", videos=cfg.eval.videos)
+        videos = save_videos(os.path.join(run_dir, "videos"), final.frames)
+        logger.print(f"final policy: eval success rate {100 * final.success_rate:.1f}% "
+                     f"(SFT {100 * sft_report:.1f}%, change {100 * (final.success_rate - sft_report):+.1f} points)")
+        save_curve(os.path.join(run_dir, "curve.png"), loop.eval_points,
+                   f"{cfg.algo.name.upper()} ({cfg.run.mode}) on tabletop", baseline=sft_report,
+                   train_points=loop.train_points)
+        summary = {
+            "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,
+            "sft_success_rate": sft_report, "final_success_rate": final.success_rate,
+            "improvement_points": 100 * (final.success_rate - sft_report),
+            "env_steps": loop.env_steps, "train_steps": loop.train_steps, "episodes": loop.episodes,
+            "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
+            "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
+            "experience": loop.exp_totals, "videos": videos, "eval_points": loop.eval_points,
+        }
+        write_json(os.path.join(run_dir, "summary.json"), summary)
+        return summary
+    finally:
+        logger.close()
+        if session is not None:
+            session.shutdown()
+
+
+def run_schedule(session: Session, loop: LoopState) -> None:
+    mode = session.cfg.run.mode
+    if mode in ("sync", "sync-best"):
+        from rlvla3.runtime.sync_schedule import run_sync
+
+        run_sync(session, loop)
+    else:
+        raise NotImplementedError(f"run.mode={mode!r} is not available yet (sync, sync-best)")

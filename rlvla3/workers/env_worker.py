@@ -1,0 +1,185 @@
+"""Env worker: one process owning several env slots, each with its own episode buffer.
+
+Lock-step API (sync schedules): `reset` / `step` / `cut` driven by the schedule.
+The asynchronous API (each slot asks a generator for actions when *it* is ready) lives in
+`rlvla3/workers/async_env_loop.py` and reuses the same slot bookkeeping.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
+from rlvla3.core.types import Episode, ObsBatch
+from rlvla3.envs.config import TabletopConfig
+from rlvla3.envs.tabletop import TabletopEnv
+from rlvla3.workers.episode_recorder import EpisodeRecorder
+
+AUTO_RESET = ("none", "filler", "keep")
+
+
+@dataclass
+class StepResult:
+    obs: ObsBatch  # current observation of every slot (idle slots repeat their last obs)
+    active: np.ndarray  # (n,) bool: slot still needs actions
+    env_steps: int  # low-level steps simulated in this call
+    finished: int  # episodes finished in this call
+
+
+@dataclass
+class WorkerStats:
+    env_steps: int = 0
+    resets: int = 0
+    episodes: int = 0
+    step_time_s: float = 0.0
+    reset_time_s: float = 0.0
+    frames: Dict[int, List[np.ndarray]] = field(default_factory=dict)
+
+
+class EnvWorker:
+    def __init__(self, worker_id: int, env_cfg: TabletopConfig, num_slots: int, seed: int,
+                 slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1):
+        torch.set_num_threads(torch_threads)
+        self.worker_id = worker_id
+        self.envs: List[TabletopEnv] = []
+        for i in range(num_slots):
+            cfg = env_cfg
+            if slow_slots and i in slow_slots:  # straggler slots: same task, slower simulator
+                cfg = copy.deepcopy(env_cfg)
+                cfg.latency.slow_factor *= float(slow_slots[i])
+            self.envs.append(TabletopEnv(cfg, seed=seed * 1000 + i))
+        self.recorders = [EpisodeRecorder() for _ in range(num_slots)]
+        self.obs: List[dict] = [None] * num_slots
+        self.active = np.zeros(num_slots, bool)
+        self.auto_reset = "none"
+        self.filler = GroupSampler(self.envs[0].num_tasks, env_cfg.num_init_states, 1, seed + 7919 * worker_id)
+        self.finished: List[Episode] = []
+        self.outcomes: List[dict] = []  # (task, init, success, steps) of every finished kept episode
+        self.stats = WorkerStats()
+        self._episode_counter = 0
+        self.record_video_slots: Sequence[int] = ()
+
+    @property
+    def num_slots(self) -> int:
+        return len(self.envs)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.envs[0].num_tasks
+
+    def task_instructions(self) -> List[str]:
+        return [t.instruction for t in self.envs[0].tasks]
+
+    # --- slot helpers ----------------------------------------------------------------
+    def _reset_slot(self, i: int, a: EpisodeAssignment) -> None:
+        t0 = time.perf_counter()
+        obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
+        self.stats.reset_time_s += time.perf_counter() - t0
+        self.stats.resets += 1
+        self.obs[i] = obs
+        self.recorders[i].start(a.task_id, a.init_id, a.group_key, obs["instruction"], keep=a.keep)
+        self.active[i] = True
+        if i in self.record_video_slots:
+            self.stats.frames.setdefault(i, []).append(obs["image"])
+
+    def _close_slot(self, i: int, success: bool, terminated: bool, bootstrap_value: float = 0.0) -> None:
+        rec = self.recorders[i]
+        self._episode_counter += 1
+        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i,
+                       (self.worker_id << 32) + self._episode_counter)
+        if rec.keep:
+            self.outcomes.append({"task_id": rec.task_id, "init_id": rec.init_id, "success": bool(success),
+                                  "env_steps": rec.env_steps, "slot": i, "worker": self.worker_id})
+            if ep is not None:
+                self.finished.append(ep)
+        self.stats.episodes += 1
+        rec.clear()
+        self.active[i] = False
+
+    def _obs_batch(self, slots: Sequence[int]) -> ObsBatch:
+        return ObsBatch(
+            images=np.stack([self.obs[i]["image"] for i in slots]),
+            proprio=np.stack([self.obs[i]["proprio"] for i in slots]).astype(np.float32),
+            instructions=[self.obs[i]["instruction"] for i in slots],
+        )
+
+    def step_slot(self, i: int, actions, tokens, logp, value: float, version: int) -> tuple:
+        """Execute one action chunk on slot i; returns (done, success, substeps)."""
+        obs = self.obs[i]
+        self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
+        t0 = time.perf_counter()
+        obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
+        self.stats.step_time_s += time.perf_counter() - t0
+        substeps = int(info["substeps"])
+        self.stats.env_steps += substeps
+        self.recorders[i].record_outcome(reward, substeps)
+        self.obs[i] = obs
+        if i in self.record_video_slots:
+            self.stats.frames.setdefault(i, []).extend(info.get("frames", [obs["image"]]))
+        done = bool(terminated or truncated)
+        if done:
+            # Time is part of the proprio state, so a time-limit cut is a terminal state too.
+            self._close_slot(i, bool(info["success"]), True)
+        return done, bool(info["success"]), substeps
+
+    # --- lock-step API -------------------------------------------------------------------
+    def reset(self, assignments: List[EpisodeAssignment], auto_reset: str = "none") -> ObsBatch:
+        """Start one episode per slot. auto_reset: what a slot does after its episode ends
+        within a lock-step rollout: none (go idle), filler (keep simulating discarded
+        episodes, RLinf's fixed-horizon behaviour), keep (new kept episodes)."""
+        if len(assignments) != self.num_slots:
+            raise ValueError(f"worker {self.worker_id}: {len(assignments)} assignments for {self.num_slots} slots")
+        if auto_reset not in AUTO_RESET:
+            raise ValueError(f"auto_reset must be one of {AUTO_RESET}, got {auto_reset!r}")
+        self.auto_reset = auto_reset
+        for i, a in enumerate(assignments):
+            self._reset_slot(i, a)
+        return self._obs_batch(range(self.num_slots))
+
+    def step(self, actions: np.ndarray, tokens: np.ndarray, logp: np.ndarray, values: np.ndarray,
+             versions: np.ndarray, stepping: np.ndarray) -> StepResult:
+        """One chunk on every slot flagged in `stepping` (arrays are per slot)."""
+        steps0, finished = self.stats.env_steps, 0
+        for i in np.flatnonzero(stepping):
+            done, _, _ = self.step_slot(i, actions[i], tokens[i], logp[i], values[i], int(versions[i]))
+            if done:
+                finished += 1
+                if self.auto_reset != "none":
+                    a = self.filler.next()
+                    self._reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
+                                                          group_key=f"w{self.worker_id}f"))
+        return StepResult(self._obs_batch(range(self.num_slots)), self.active.copy(),
+                          self.stats.env_steps - steps0, finished)
+
+    def cut(self, bootstrap_values: np.ndarray) -> int:
+        """End every unfinished episode at the rollout horizon (bootstrapped segments)."""
+        n = 0
+        for i in np.flatnonzero(self.active):
+            if self.recorders[i].keep and len(self.recorders[i]) > 0:
+                self._episode_counter += 1
+                ep = self.recorders[i].build(False, False, float(bootstrap_values[i]), self.worker_id, i,
+                                             (self.worker_id << 32) + self._episode_counter)
+                self.finished.append(ep)
+                n += 1
+            self.recorders[i].clear()
+            self.active[i] = False
+        return n
+
+    def drain(self) -> dict:
+        """Hand over finished episodes, outcomes and counters since the last drain."""
+        out = {"episodes": self.finished, "outcomes": self.outcomes, "env_steps": self.stats.env_steps,
+               "step_time_s": self.stats.step_time_s, "reset_time_s": self.stats.reset_time_s,
+               "frames": self.stats.frames}
+        self.finished, self.outcomes = [], []
+        self.stats.frames = {}
+        return out
+
+    def set_video_slots(self, slots: Sequence[int]) -> None:
+        self.record_video_slots = tuple(slots)
+        self.stats.frames = {}

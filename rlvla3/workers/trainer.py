@@ -1,0 +1,191 @@
+"""Trainer: PPO/GRPO updates with micro-batches and gradient accumulation.
+
+Two ways in, same maths:
+- `train_batch(batch)`: the synchronous update (update_epochs passes, one optimizer step
+  per `global_batch` samples);
+- `accumulate(micro)` + `step()`: the streaming update, forward/backward as soon as a
+  micro-batch arrives, one optimizer step per global batch.
+Stale samples (behaviour version < current version) use the decoupled PPO objective with
+the current policy, frozen at the start of the global batch, as the proximal policy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from rlvla3.core import losses as L
+from rlvla3.core.advantages import normalize
+from rlvla3.core.types import SampleBatch, TrainResult, WeightsMessage
+from rlvla3.policies import build_policy
+
+
+class Trainer:
+    def __init__(self, cfg, seed: int, torch_threads: int = 1):
+        torch.set_num_threads(torch_threads)
+        torch.manual_seed(seed)
+        if cfg.run.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.cfg = cfg
+        self.algo = cfg.algo
+        self.policy = build_policy(cfg.policy)
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=self.algo.lr, eps=1e-5, weight_decay=0.0)
+        self.rng = np.random.default_rng(seed)
+        self.version = self.policy.version
+        self.samples_trained = 0
+        self.steps_skipped = 0
+        self._acc: List[dict] = []
+        self._acc_samples = 0
+        self.train_time_s = 0.0
+
+    # --- weights -------------------------------------------------------------------------
+    def get_weights(self) -> WeightsMessage:
+        state = {k: v.numpy() for k, v in self.policy.state_dict().items()}
+        return WeightsMessage(self.version, state, time.time())
+
+    def get_version(self) -> int:
+        return self.version
+
+    # --- losses --------------------------------------------------------------------------
+    def _prox_logp(self, mb: SampleBatch) -> torch.Tensor:
+        with torch.no_grad():
+            return self.policy.evaluate(mb.obs(), mb.tokens).logp
+
+    def _micro_loss(self, mb: SampleBatch, adv: np.ndarray, prox: Optional[torch.Tensor], weight: float):
+        a = self.algo
+        chunk, adim = self.policy.chunk_size, self.policy.action_dim
+        agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
+        out = self.policy.evaluate(mb.obs(), mb.tokens)
+        behav = torch.as_tensor(mb.logp)
+        adv_t = torch.as_tensor(adv, dtype=torch.float32)
+        dual = a.dual_clip if a.dual_clip > 0 else None
+        if prox is None:
+            pg, stats = L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
+        else:
+            pg, stats = L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
+                                             dual, a.behav_weight_cap)
+        loss = pg
+        if a.name == "ppo":
+            vl = L.value_loss(out.values, torch.as_tensor(mb.values), torch.as_tensor(mb.returns),
+                              a.value_clip if a.value_clip > 0 else None)
+            loss = loss + a.vf_coef * vl
+            stats["value_loss"] = float(vl)
+        ent = L.entropy_mean(out.entropy)
+        if a.ent_coef > 0:
+            loss = loss - a.ent_coef * ent
+        stats.update(policy_loss=float(pg), entropy=float(ent), loss=float(loss))
+        stats.update({f"kl_behav_{k}": v for k, v in L.kl_estimates(behav.flatten(), out.logp.detach().flatten()).items()})
+        (loss * weight).backward()
+        return stats
+
+    # --- streaming API -------------------------------------------------------------------
+    def accumulate(self, micro: SampleBatch, global_size: int, adv: Optional[np.ndarray] = None) -> dict:
+        """Forward/backward one micro-batch of a global batch of `global_size` samples."""
+        t0 = time.perf_counter()
+        adv = micro.advantages if adv is None else adv
+        stale = bool(np.any(micro.versions < self.version))
+        prox = self._prox_logp(micro) if stale else None
+        stats = self._micro_loss(micro, adv, prox, len(micro) / global_size)
+        stats["staleness_mean"] = float(np.mean(self.version - micro.versions))
+        self._acc.append(stats)
+        self._acc_samples += len(micro)
+        self.train_time_s += time.perf_counter() - t0
+        return stats
+
+    def step(self) -> TrainResult:
+        """Apply the accumulated gradient; skipped (and counted) if it is not finite."""
+        t0 = time.perf_counter()
+        params = [p for p in self.policy.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.algo.max_grad_norm) if params else torch.tensor(0.0)
+        losses_finite = all(math.isfinite(s["loss"]) for s in self._acc)
+        skipped = not (losses_finite and torch.isfinite(grad_norm))
+        if skipped:
+            self.steps_skipped += 1
+        else:
+            self.opt.step()
+            self.version += 1
+            self.policy.version = self.version
+        self.opt.zero_grad(set_to_none=True)
+        metrics = {k: float(np.mean([s[k] for s in self._acc])) for k in self._acc[0]} if self._acc else {}
+        metrics["grad_norm"] = float(grad_norm)
+        n = self._acc_samples
+        self.samples_trained += 0 if skipped else n
+        self._acc, self._acc_samples = [], 0
+        self.train_time_s += time.perf_counter() - t0
+        return TrainResult(self.version, n, metrics, skipped=skipped,
+                           note="non-finite loss or gradient: step skipped" if skipped else None)
+
+    # --- synchronous update --------------------------------------------------------------
+    def train_batch(self, batch: SampleBatch) -> List[TrainResult]:
+        a = self.algo
+        n = len(batch)
+        adv_all = normalize(batch.advantages) if a.normalize_advantages and n > 1 else batch.advantages
+        gb = min(a.global_batch, n)
+        results = []
+        for _ in range(a.update_epochs):
+            perm = self.rng.permutation(n)
+            for start in range(0, n - gb + 1, gb):  # leftovers of a permutation wait for the next epoch
+                idx = perm[start:start + gb]
+                for ms in range(0, gb, a.micro_batch):
+                    sub = idx[ms:ms + a.micro_batch]
+                    mb = batch.take(sub)
+                    mb.versions = np.minimum(mb.versions, self.version)  # on-policy data: behaviour = proximal
+                    self._accumulate_onpolicy(mb, adv_all[sub], gb)
+                results.append(self.step())
+        return results
+
+    def _accumulate_onpolicy(self, mb: SampleBatch, adv: np.ndarray, global_size: int) -> None:
+        t0 = time.perf_counter()
+        stats = self._micro_loss(mb, adv, None, len(mb) / global_size)
+        self._acc.append(stats)
+        self._acc_samples += len(mb)
+        self.train_time_s += time.perf_counter() - t0
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save(self, path: str, extra: Optional[dict] = None) -> None:
+        """Policy (safetensors + config) and trainer state, written atomically."""
+        tmp = path.rstrip("/") + ".tmp"
+        os.makedirs(tmp, exist_ok=True)
+        self.policy.save_pretrained(os.path.join(tmp, "policy"))
+        state = {"optimizer": self.opt.state_dict(), "version": self.version,
+                 "samples_trained": self.samples_trained, "steps_skipped": self.steps_skipped,
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
+        torch.save(state, os.path.join(tmp, "trainer_state.pt"))
+        if os.path.isdir(path):
+            old = path.rstrip("/") + ".old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+
+    def load(self, path: str) -> dict:
+        from rlvla3.policies import load_policy
+
+        state_path = os.path.join(path, "trainer_state.pt")
+        if not os.path.isfile(state_path):
+            raise FileNotFoundError(f"checkpoint {path} has no trainer_state.pt")
+        policy = load_policy(os.path.join(path, "policy"), self.cfg.policy.device)
+        self.policy.load_state_dict(policy.state_dict())
+        try:
+            state = torch.load(state_path, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
+        self.opt.load_state_dict(state["optimizer"])
+        self.version = self.policy.version = int(state["version"])
+        self.samples_trained = int(state["samples_trained"])
+        self.steps_skipped = int(state["steps_skipped"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        return state.get("extra", {})
+
+    def stats(self) -> dict:
+        return {"version": self.version, "samples_trained": self.samples_trained,
+                "steps_skipped": self.steps_skipped, "train_time_s": self.train_time_s}

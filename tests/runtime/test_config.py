@@ -1,0 +1,49 @@
+import pytest
+
+from rlvla3.runtime.config import ConfigError, load_config
+
+
+def test_quickstart_preset_loads_and_validates():
+    cfg = load_config([])
+    assert cfg.algo.name in ("ppo", "grpo")
+    assert cfg.policy.tiny.image_size == cfg.env.tabletop.image_size
+
+
+def test_overrides_apply_with_types():
+    cfg = load_config(["algo.lr=0.003", "rollout.slots_per_worker=4", "env.tabletop.families=[reach]"])
+    assert cfg.algo.lr == pytest.approx(0.003)
+    assert cfg.rollout.slots_per_worker == 4
+    assert cfg.env.tabletop.families == ["reach"]
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="algo.lrr"):
+        load_config(["algo.lrr=1"])
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match="rollout.slots_per_worker"):
+        load_config(["rollout.slots_per_worker=many"])
+
+
+def test_impossible_combinations_are_named():
+    with pytest.raises(ConfigError, match="rollout.group_size"):
+        load_config(["algo.name=grpo", "rollout.group_size=3"])  # 16 slots not divisible by 3
+    with pytest.raises(ConfigError, match="algo.micro_batch"):
+        load_config(["algo.micro_batch=512", "algo.global_batch=128"])
+    with pytest.raises(ConfigError, match="policy.tiny.image_size"):
+        load_config(["policy.tiny.image_size=32"])
+    with pytest.raises(ConfigError, match="run.mode"):
+        load_config(["run.mode=fast"])
+    with pytest.raises(ConfigError, match="env.tabletop.families"):
+        load_config(["env.tabletop.families=[fly]"])
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match="quickstart"):
+        load_config(["preset=nope"])
+
+
+def test_override_without_equals_is_rejected():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(["algo.lr"])
