@@ -171,7 +171,7 @@ class TinyVLAPolicy:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        self.model.load_state_dict({k: torch.tensor(v) if not isinstance(v, torch.Tensor) else v for k, v in state.items()})
 
     def save_pretrained(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)

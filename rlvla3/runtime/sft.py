@@ -79,7 +79,7 @@ def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, s
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         epoch_losses.append(total / max(count, 1))
         if log:

@@ -8,7 +8,9 @@ The asynchronous API (each slot asks a generator for actions when *it* is ready)
 from __future__ import annotations
 
 import copy
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -64,6 +66,11 @@ class EnvWorker:
         self.stats = WorkerStats()
         self._episode_counter = 0
         self.record_video_slots: Sequence[int] = ()
+        # Slots step in threads: a simulator that sleeps (runs elsewhere) or releases the
+        # GIL overlaps with the others, in lock-step and asynchronous schedules alike.
+        self._lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=num_slots, thread_name_prefix=f"envw{worker_id}")
+        self.runner = None  # AsyncSlotRunner when an asynchronous schedule drives this worker
 
     @property
     def num_slots(self) -> int:
@@ -80,8 +87,9 @@ class EnvWorker:
     def _reset_slot(self, i: int, a: EpisodeAssignment) -> None:
         t0 = time.perf_counter()
         obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
-        self.stats.reset_time_s += time.perf_counter() - t0
-        self.stats.resets += 1
+        with self._lock:
+            self.stats.reset_time_s += time.perf_counter() - t0
+            self.stats.resets += 1
         self.obs[i] = obs
         self.recorders[i].start(a.task_id, a.init_id, a.group_key, obs["instruction"], keep=a.keep)
         self.active[i] = True
@@ -90,15 +98,17 @@ class EnvWorker:
 
     def _close_slot(self, i: int, success: bool, terminated: bool, bootstrap_value: float = 0.0) -> None:
         rec = self.recorders[i]
-        self._episode_counter += 1
-        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i,
-                       (self.worker_id << 32) + self._episode_counter)
-        if rec.keep:
-            self.outcomes.append({"task_id": rec.task_id, "init_id": rec.init_id, "success": bool(success),
-                                  "env_steps": rec.env_steps, "slot": i, "worker": self.worker_id})
-            if ep is not None:
-                self.finished.append(ep)
-        self.stats.episodes += 1
+        with self._lock:
+            self._episode_counter += 1
+            episode_id = (self.worker_id << 32) + self._episode_counter
+        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, episode_id)
+        with self._lock:
+            if rec.keep:
+                self.outcomes.append({"task_id": rec.task_id, "init_id": rec.init_id, "success": bool(success),
+                                      "env_steps": rec.env_steps, "slot": i, "worker": self.worker_id})
+                if ep is not None:
+                    self.finished.append(ep)
+            self.stats.episodes += 1
         rec.clear()
         self.active[i] = False
 
@@ -115,9 +125,10 @@ class EnvWorker:
         self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
         t0 = time.perf_counter()
         obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
-        self.stats.step_time_s += time.perf_counter() - t0
         substeps = int(info["substeps"])
-        self.stats.env_steps += substeps
+        with self._lock:
+            self.stats.step_time_s += time.perf_counter() - t0
+            self.stats.env_steps += substeps
         self.recorders[i].record_outcome(reward, substeps)
         self.obs[i] = obs
         if i in self.record_video_slots:
@@ -145,15 +156,20 @@ class EnvWorker:
     def step(self, actions: np.ndarray, tokens: np.ndarray, logp: np.ndarray, values: np.ndarray,
              versions: np.ndarray, stepping: np.ndarray) -> StepResult:
         """One chunk on every slot flagged in `stepping` (arrays are per slot)."""
-        steps0, finished = self.stats.env_steps, 0
-        for i in np.flatnonzero(stepping):
+        steps0 = self.stats.env_steps
+        idx = np.flatnonzero(stepping)
+        fillers = [self.filler.next() if self.auto_reset != "none" else None for _ in idx]
+
+        def one(k: int) -> bool:
+            i = idx[k]
             done, _, _ = self.step_slot(i, actions[i], tokens[i], logp[i], values[i], int(versions[i]))
-            if done:
-                finished += 1
-                if self.auto_reset != "none":
-                    a = self.filler.next()
-                    self._reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
-                                                          group_key=f"w{self.worker_id}f"))
+            if done and fillers[k] is not None:
+                a = fillers[k]
+                self._reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
+                                                      group_key=f"w{self.worker_id}f"))
+            return done
+
+        finished = sum(self.pool.map(one, range(len(idx))))
         return StepResult(self._obs_batch(range(self.num_slots)), self.active.copy(),
                           self.stats.env_steps - steps0, finished)
 
@@ -179,6 +195,23 @@ class EnvWorker:
         self.finished, self.outcomes = [], []
         self.stats.frames = {}
         return out
+
+    # --- asynchronous API (see async_env_loop.py) -----------------------------------------
+    def start_async(self, generators, router: str, num_generators: int) -> bool:
+        from rlvla3.workers.async_env_loop import AsyncSlotRunner
+
+        self.runner = AsyncSlotRunner(self, generators, router, num_generators)
+        self.runner.start()
+        return True
+
+    def add_assignments(self, assignments: List[EpisodeAssignment]) -> int:
+        return self.runner.add(assignments)
+
+    def async_status(self) -> dict:
+        return self.runner.status()
+
+    def stop_async(self) -> dict:
+        return self.runner.stop() if self.runner is not None else {}
 
     def set_video_slots(self, slots: Sequence[int]) -> None:
         self.record_video_slots = tuple(slots)

@@ -74,11 +74,11 @@ class Trainer:
             vl = L.value_loss(out.values, torch.as_tensor(mb.values), torch.as_tensor(mb.returns),
                               a.value_clip if a.value_clip > 0 else None)
             loss = loss + a.vf_coef * vl
-            stats["value_loss"] = float(vl)
+            stats["value_loss"] = float(vl.detach())
         ent = L.entropy_mean(out.entropy)
         if a.ent_coef > 0:
             loss = loss - a.ent_coef * ent
-        stats.update(policy_loss=float(pg), entropy=float(ent), loss=float(loss))
+        stats.update(policy_loss=float(pg.detach()), entropy=float(ent.detach()), loss=float(loss.detach()))
         stats.update({f"kl_behav_{k}": v for k, v in L.kl_estimates(behav.flatten(), out.logp.detach().flatten()).items()})
         (loss * weight).backward()
         return stats
@@ -87,7 +87,7 @@ class Trainer:
     def accumulate(self, micro: SampleBatch, global_size: int, adv: Optional[np.ndarray] = None) -> dict:
         """Forward/backward one micro-batch of a global batch of `global_size` samples."""
         t0 = time.perf_counter()
-        adv = micro.advantages if adv is None else adv
+        adv = self._advantages(micro.advantages) if adv is None else adv
         stale = bool(np.any(micro.versions < self.version))
         prox = self._prox_logp(micro) if stale else None
         stats = self._micro_loss(micro, adv, prox, len(micro) / global_size)
@@ -120,11 +120,17 @@ class Trainer:
         return TrainResult(self.version, n, metrics, skipped=skipped,
                            note="non-finite loss or gradient: step skipped" if skipped else None)
 
-    # --- synchronous update --------------------------------------------------------------
+    # --- whole-batch update (sync, async-train, async-rollout) ---------------------------
     def train_batch(self, batch: SampleBatch) -> List[TrainResult]:
+        """update_epochs passes over `batch`, one optimizer step per global batch. If any sample
+        is stale the proximal policy is the current one, frozen before the first step."""
         a = self.algo
         n = len(batch)
-        adv_all = normalize(batch.advantages) if a.normalize_advantages and n > 1 else batch.advantages
+        adv_all = self._advantages(batch.advantages)
+        prox_all = None
+        if np.any(batch.versions < self.version):
+            prox_all = torch.cat([self._prox_logp(batch.take(np.arange(s, min(s + a.micro_batch, n))))
+                                  for s in range(0, n, a.micro_batch)])
         gb = min(a.global_batch, n)
         results = []
         for _ in range(a.update_epochs):
@@ -133,18 +139,19 @@ class Trainer:
                 idx = perm[start:start + gb]
                 for ms in range(0, gb, a.micro_batch):
                     sub = idx[ms:ms + a.micro_batch]
-                    mb = batch.take(sub)
-                    mb.versions = np.minimum(mb.versions, self.version)  # on-policy data: behaviour = proximal
-                    self._accumulate_onpolicy(mb, adv_all[sub], gb)
+                    t0 = time.perf_counter()
+                    prox = prox_all[torch.as_tensor(sub)] if prox_all is not None else None
+                    self._acc.append(self._micro_loss(batch.take(sub), adv_all[sub], prox, len(sub) / gb))
+                    self._acc_samples += len(sub)
+                    self.train_time_s += time.perf_counter() - t0
                 results.append(self.step())
         return results
 
-    def _accumulate_onpolicy(self, mb: SampleBatch, adv: np.ndarray, global_size: int) -> None:
-        t0 = time.perf_counter()
-        stats = self._micro_loss(mb, adv, None, len(mb) / global_size)
-        self._acc.append(stats)
-        self._acc_samples += len(mb)
-        self.train_time_s += time.perf_counter() - t0
+    def _advantages(self, adv: np.ndarray) -> np.ndarray:
+        # GRPO advantages are already normalised within each group.
+        if self.algo.normalize_advantages and self.algo.name == "ppo" and len(adv) > 1:
+            return normalize(adv)
+        return adv
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, path: str, extra: Optional[dict] = None) -> None:

@@ -1,0 +1,115 @@
+"""Asynchronous generator: a policy replica behind a dynamic batcher (a Ray async actor).
+
+Env slots call `infer(request)` whenever they are ready; requests queue in the batcher,
+which fires on `max_batch` samples or `max_wait_ms`. The forward pass runs in a worker
+thread so new requests keep queueing meanwhile. New weights arrive in the background
+(`set_weights` only stores them) and are swapped in between two batches, so inference
+never stops for a weight update; every reply carries the version that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from rlvla3.core.batcher import DynamicBatcher
+from rlvla3.core.types import ActionReply, ActionRequest, ObsBatch, WeightsMessage
+from rlvla3.workers.generator import Generator
+
+
+class AsyncGenerator:
+    def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int, max_batch: int, max_wait_ms: float,
+                 temperature: float = 1.0):
+        self.replica = Generator(gen_id, policy_cfg, seed, torch_threads)
+        self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
+        self.temperature = temperature
+        self.pending_weights: Optional[WeightsMessage] = None
+        self.swaps = 0
+        self.busy_s = 0.0
+        self.t_created = time.perf_counter()
+        self._wakeup: Optional[asyncio.Event] = None
+        self._task = None
+        self.spans: List[tuple] = []  # (t_start, t_end, batch) recent forward spans for timelines
+
+    def _ensure_loop(self) -> None:
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def infer(self, request: ActionRequest) -> ActionReply:
+        self._ensure_loop()
+        fut = asyncio.get_running_loop().create_future()
+        now = time.perf_counter()
+        self.batcher.add((request, fut, now), request.num_samples, now)
+        self._wakeup.set()
+        return await fut
+
+    async def set_weights(self, msg: WeightsMessage) -> int:
+        """Store new weights; the serving loop swaps them in before its next batch."""
+        self._ensure_loop()
+        if self.pending_weights is None or msg.version > self.pending_weights.version:
+            self.pending_weights = msg
+        self._wakeup.set()
+        return msg.version
+
+    async def get_version(self) -> int:
+        return self.replica.version
+
+    async def stats(self) -> dict:
+        wall = time.perf_counter() - self.t_created
+        return {"version": self.replica.version, "swaps": self.swaps, "busy_s": self.busy_s,
+                "utilization": self.busy_s / wall if wall > 0 else 0.0, **self.batcher.stats.summary()}
+
+    async def reset_stats(self) -> None:
+        self.batcher.stats = type(self.batcher.stats)()
+        self.busy_s, self.t_created, self.spans = 0.0, time.perf_counter(), []
+
+    def _swap_weights(self) -> None:
+        msg, self.pending_weights = self.pending_weights, None
+        if msg is not None and msg.version > self.replica.version:
+            self.replica.set_weights(msg)
+            self.swaps += 1
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.perf_counter()
+            wait = self.batcher.time_until_ready(now)
+            if wait is None or wait > 0:
+                if self.pending_weights is not None:
+                    self._swap_weights()  # idle: a good moment to swap
+                    continue
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                except asyncio.TimeoutError:
+                    pass
+                self._wakeup.clear()
+                continue
+            self._swap_weights()  # between two batches, never during one
+            items = self.batcher.pop_batch(now)
+            requests = [r for r, _, _ in items]
+            obs = ObsBatch.concat([r.obs for r in requests])
+            t0 = time.perf_counter()
+            try:
+                out = await loop.run_in_executor(None, self.replica.policy.act, obs, False, self.temperature)
+            except Exception as e:  # fail the waiting requests, keep serving
+                for _, fut, _ in items:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            t1 = time.perf_counter()
+            self.busy_s += t1 - t0
+            self.spans.append((t0, t1, len(obs)))
+            if len(self.spans) > 5000:
+                del self.spans[:1000]
+            start = 0
+            for req, fut, t_arrival in items:
+                sl = slice(start, start + req.num_samples)
+                start += req.num_samples
+                if not fut.done():
+                    fut.set_result(ActionReply(req.request_id, out.actions[sl], out.tokens[sl], out.logp[sl],
+                                               out.values[sl], out.version, queue_ms=(t0 - t_arrival) * 1000,
+                                               batch_size=len(obs)))
