@@ -136,7 +136,9 @@ class TinyVLAModel(nn.Module):
         if cfg.action_head == "logits":
             return logits
         mu, log_s = self.gauss_head(h).view(n, cfg.num_tokens, 2).unbind(-1)
-        sigma = log_s.clamp(-6.0, 0.5).exp()[..., None]
+        # Floor at ~2 bins: a sharper Gaussian gives improbable sampled tokens huge
+        # log-prob gradients that dominate (and, clipped, stall) the RL update.
+        sigma = log_s.clamp(-4.0, 0.5).exp()[..., None]
         z = (self.bin_centers - torch.tanh(mu)[..., None]) / sigma
         return logits - 0.5 * z * z
 
@@ -162,7 +164,8 @@ class TinyVLAPolicy:
             if text not in self._text_cache:
                 self._text_cache[text] = self.text_tokenizer.encode([text])[0]
             ids.append(self._text_cache[text])
-        to = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=self.device)  # noqa: E731
+        # torch.tensor copies: arrays from Ray's object store are read-only
+        to = lambda a, dt: torch.tensor(np.asarray(a), dtype=dt, device=self.device)  # noqa: E731
         return to(obs.images, torch.uint8), to(obs.proprio, torch.float32), to(np.stack(ids), torch.long)
 
     @torch.no_grad()
@@ -187,7 +190,7 @@ class TinyVLAPolicy:
         self.model.train()
         logits, values = self.model(*self._inputs(obs))
         logp_all = F.log_softmax(logits.float(), dim=-1)
-        tok = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        tok = torch.tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
         logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return EvalOutput(logp, entropy, values.float())

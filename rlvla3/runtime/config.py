@@ -138,6 +138,8 @@ def validate(cfg: Config) -> Config:
     r, a, ro, g = cfg.run, cfg.algo, cfg.rollout, cfg.generator
     _check(r.mode in MODES, f"run.mode must be one of {list(MODES)}, got {r.mode!r}")
     _check(r.backend in ("ray", "local"), f"run.backend must be 'ray' or 'local', got {r.backend!r}")
+    _check(r.backend == "ray" or r.mode in ("sync", "sync-best", "async-train"),
+           f"run.mode={r.mode!r} runs env slots and generators concurrently and needs run.backend=ray")
     _check(cfg.env.type == "tabletop", f"env.type must be 'tabletop', got {cfg.env.type!r}")
     _check(cfg.policy.type == "tiny", f"policy.type must be 'tiny', got {cfg.policy.type!r}")
     _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")

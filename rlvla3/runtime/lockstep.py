@@ -36,7 +36,7 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
     refs, used = [], []
     for g, lo, hi in zip(generators, bounds[:-1], bounds[1:]):
         if hi > lo:
-            refs.append(g.infer.remote(obs.take(np.arange(lo, hi)), deterministic, temperature))
+            refs.append(g.infer_batch.remote(obs.take(np.arange(lo, hi)), deterministic, temperature))
     replies = backend.get(refs)
     cat = lambda name: np.concatenate([getattr(r, name) for r in replies])  # noqa: E731
     versions = np.concatenate([np.full(len(r.values), r.version, np.int64) for r in replies])

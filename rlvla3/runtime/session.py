@@ -8,9 +8,13 @@ from typing import List
 
 from rlvla3.core.types import WeightsMessage
 from rlvla3.runtime.backend import make_backend
+from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
 from rlvla3.workers.generator import Generator
 from rlvla3.workers.trainer import Trainer
+
+
+ASYNC_ROLLOUT_MODES = ("async-rollout", "full")
 
 
 @dataclass
@@ -39,6 +43,14 @@ class Session:
             self.published_version = version
         return version
 
+    def publish_weights_async(self, version: int) -> None:
+        """Send version `version` to every generator without waiting; they swap it in
+        between two batches."""
+        msg = self.trainer.get_weights.remote()
+        for g in self.generators:
+            g.set_weights.remote(msg)
+        self.published_version = version
+
     def shutdown(self) -> None:
         self.backend.shutdown()
 
@@ -59,8 +71,12 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
                                        torch_threads=threads) for i in range(r.num_env_workers)]
     s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, 10_000 + seed * 100 + i,
                                     torch_threads=threads) for i in range(cfg.eval.num_workers)]
-    s.generators = [backend.actor(Generator, g, cfg.policy, seed, threads)
-                    for g in range(cfg.generator.num_generators)]
+    g = cfg.generator
+    if cfg.run.mode in ASYNC_ROLLOUT_MODES:
+        s.generators = [backend.actor(AsyncGenerator, i, cfg.policy, seed, threads, g.max_batch, g.max_wait_ms,
+                                      r.temperature) for i in range(g.num_generators)]
+    else:
+        s.generators = [backend.actor(Generator, i, cfg.policy, seed, threads) for i in range(g.num_generators)]
     if with_trainer:
         s.trainer = backend.actor(Trainer, cfg, seed, threads)
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())

@@ -4,18 +4,17 @@ One iteration: publish weights -> `rollout_epochs` lock-step rollouts of a fixed
 -> advantages -> trainer update (update_epochs x global batches) -> repeat.
 `sync` keeps simulating slots whose episode ended (filler episodes to the fixed horizon,
 as RLinf's fixed-length rollouts do); `sync-best` lets them go idle and ends the rollout
-when every slot is done.
+when every slot is done. `async-train` removes the rollout/training barrier: the trainer
+learns on rollout k while rollout k+1 is collected with the previous weights (one
+iteration of policy lag, corrected by the decoupled PPO objective).
 """
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
-from rlvla3.core.types import SampleBatch
 from rlvla3.runtime.lockstep import lockstep_rollout
 
 
@@ -34,9 +33,12 @@ def run_sync(session, loop) -> None:
                            cfg.run.seed + 17 + loop.train_steps, prefix=f"s{loop.train_steps}_")
     horizon = r.horizon_chunks or session.horizon
     auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")
+    overlap = cfg.run.mode == "async-train"
+    pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
     while not loop.should_stop():
         t_iter = time.perf_counter()
-        version = session.publish_weights()
+        if pending is None:  # overlapped: weights were published when the last update finished
+            version = session.publish_weights()
         episodes, env_steps, outcomes, t_roll = [], 0, [], 0.0
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
@@ -54,14 +56,28 @@ def run_sync(session, loop) -> None:
         else:
             batch, stats = ppo_samples(episodes, a.gamma, a.gae_lambda)
         t0 = time.perf_counter()
-        results = b.get(session.trainer.train_batch.remote(batch)) if batch is not None and len(batch) else []
+        trained = len(batch) if batch is not None else 0
+        if trained:
+            loop.trained_ids.append(batch.sample_ids)
+        if overlap:
+            # Last iteration's update ran during this rollout: collect it and publish it while the
+            # trainer is idle, then let this batch train during the next rollout.
+            prev_ref, prev_trained = pending or (None, 0)
+            results = b.get(prev_ref) if prev_ref is not None else []
+            version = session.publish_weights()
+            pending = (session.trainer.train_batch.remote(batch) if trained else None, trained)
+            trained = prev_trained
+        else:
+            results = b.get(session.trainer.train_batch.remote(batch)) if trained else []
         t_train = time.perf_counter() - t0
         loop.record_iteration(
             env_steps=env_steps, outcomes=outcomes, exp=stats, results=results, version=version,
-            timings={"time/rollout_s": t_roll, "time/train_s": t_train, "time/iteration_s": time.perf_counter() - t_iter},
-            trained=len(batch) if batch is not None else 0,
+            timings={"time/rollout_s": t_roll, "time/train_wait_s": t_train,
+                     "time/iteration_s": time.perf_counter() - t_iter},
+            trained=trained,
         )
+    if pending is not None and pending[0] is not None:  # async-train: the last update
+        results = b.get(pending[0])
+        loop.record_iteration(env_steps=0, outcomes=[], exp=ExperienceStats(), results=results,
+                              version=session.published_version, timings={}, trained=pending[1])
 
-
-def batch_staleness(batch: SampleBatch, version: int) -> np.ndarray:
-    return version - batch.versions

@@ -8,7 +8,6 @@ summary.json.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -42,6 +41,8 @@ class LoopState:
     eval_points: List = field(default_factory=list)  # (env_steps, success)
     train_points: List = field(default_factory=list)
     exp_totals: dict = field(default_factory=dict)
+    trained_ids: List = field(default_factory=list)  # sample ids handed to the trainer (each once)
+    async_report: dict = field(default_factory=dict)
 
     @property
     def wall_s(self) -> float:
@@ -176,8 +177,11 @@ def train(cfg: Config, resume: str = "") -> dict:
             "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
             "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
             "experience": loop.exp_totals, "videos": videos, "eval_points": loop.eval_points,
+            "async": loop.async_report,
         }
         write_json(os.path.join(run_dir, "summary.json"), summary)
+        ids = np.concatenate(loop.trained_ids) if loop.trained_ids else np.zeros(0, np.int64)
+        np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
         return summary
     finally:
         logger.close()
@@ -186,10 +190,11 @@ def train(cfg: Config, resume: str = "") -> dict:
 
 
 def run_schedule(session: Session, loop: LoopState) -> None:
-    mode = session.cfg.run.mode
-    if mode in ("sync", "sync-best"):
+    if session.cfg.run.mode in ("sync", "sync-best", "async-train"):
         from rlvla3.runtime.sync_schedule import run_sync
 
         run_sync(session, loop)
     else:
-        raise NotImplementedError(f"run.mode={mode!r} is not available yet (sync, sync-best)")
+        from rlvla3.runtime.async_schedule import run_async
+
+        run_async(session, loop)

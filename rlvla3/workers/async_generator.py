@@ -32,11 +32,13 @@ class AsyncGenerator:
         self.t_created = time.perf_counter()
         self._wakeup: Optional[asyncio.Event] = None
         self._task = None
+        self._model_lock: Optional[asyncio.Lock] = None  # no weight swap during any forward
         self.spans: List[tuple] = []  # (t_start, t_end, batch) recent forward spans for timelines
 
     def _ensure_loop(self) -> None:
         if self._task is None:
             self._wakeup = asyncio.Event()
+            self._model_lock = asyncio.Lock()
             self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def infer(self, request: ActionRequest) -> ActionReply:
@@ -46,6 +48,14 @@ class AsyncGenerator:
         self.batcher.add((request, fut, now), request.num_samples, now)
         self._wakeup.set()
         return await fut
+
+    async def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActionReply:
+        """A whole batch, bypassing the batcher (lock-step evaluation on the same replica)."""
+        self._ensure_loop()
+        async with self._model_lock:
+            out = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.replica.policy.act(obs, deterministic=deterministic, temperature=temperature))
+        return ActionReply(0, out.actions, out.tokens, out.logp, out.values, out.version, batch_size=len(obs))
 
     async def set_weights(self, msg: WeightsMessage) -> int:
         """Store new weights; the serving loop swaps them in before its next batch."""
@@ -80,7 +90,8 @@ class AsyncGenerator:
             wait = self.batcher.time_until_ready(now)
             if wait is None or wait > 0:
                 if self.pending_weights is not None:
-                    self._swap_weights()  # idle: a good moment to swap
+                    async with self._model_lock:
+                        self._swap_weights()  # idle: a good moment to swap
                     continue
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
@@ -88,13 +99,14 @@ class AsyncGenerator:
                     pass
                 self._wakeup.clear()
                 continue
-            self._swap_weights()  # between two batches, never during one
             items = self.batcher.pop_batch(now)
             requests = [r for r, _, _ in items]
             obs = ObsBatch.concat([r.obs for r in requests])
-            t0 = time.perf_counter()
             try:
-                out = await loop.run_in_executor(None, self.replica.policy.act, obs, False, self.temperature)
+                async with self._model_lock:
+                    self._swap_weights()  # between two batches, never during one
+                    t0 = time.perf_counter()
+                    out = await loop.run_in_executor(None, self.replica.policy.act, obs, False, self.temperature)
             except Exception as e:  # fail the waiting requests, keep serving
                 for _, fut, _ in items:
                     if not fut.done():

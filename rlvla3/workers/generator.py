@@ -37,8 +37,8 @@ class Generator:
         self.policy.version = msg.version
         return msg.version
 
-    def infer(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
-              request_id: int = 0) -> ActionReply:
+    def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
+                    request_id: int = 0) -> ActionReply:
         t0 = time.perf_counter()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0

@@ -111,7 +111,9 @@ class Trainer:
             self.version += 1
             self.policy.version = self.version
         self.opt.zero_grad(set_to_none=True)
-        metrics = {k: float(np.mean([s[k] for s in self._acc])) for k in self._acc[0]} if self._acc else {}
+        # micro-batches with and without stale samples report different keys
+        keys = sorted({k for s in self._acc for k in s})
+        metrics = {k: float(np.mean([s[k] for s in self._acc if k in s])) for k in keys}
         metrics["grad_norm"] = float(grad_norm)
         n = self._acc_samples
         self.samples_trained += 0 if skipped else n

@@ -1,0 +1,221 @@
+"""Asynchronous schedules: `async-rollout` and `full`, over the same workers as `sync`.
+
+The driver is the experience stream and the admission controller:
+- env workers run per-slot asynchronous loops (each slot asks a generator when *it* is
+  ready) on episodes the driver admitted under the staleness bound;
+- finished episodes are drained, turned into samples once (GRPO groups released when their
+  last episode ends; PPO episodes as they finish), and filtered for freshness;
+- `full` streams micro-batches to the trainer as soon as they are ready (one optimizer
+  step per global batch); `async-rollout` hands the trainer whole global batches;
+- after every optimizer step the new weights are published without waiting: generators
+  swap them in between two batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Deque, Dict
+
+import numpy as np
+
+from rlvla3.core.assignments import GroupSampler
+from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.staleness import StalenessController
+from rlvla3.core.stats import Histogram
+from rlvla3.core.types import SampleBatch
+
+
+class SampleQueue:
+    """FIFO of samples; takes exact-size batches, keeping leftovers for the next one."""
+
+    def __init__(self):
+        self.parts: Deque[SampleBatch] = deque()
+        self.size = 0
+        self.total_put = 0
+
+    def put(self, batch: SampleBatch) -> None:
+        if len(batch):
+            self.parts.append(batch)
+            self.size += len(batch)
+            self.total_put += len(batch)
+
+    def take(self, n: int) -> SampleBatch:
+        out, need = [], n
+        while need > 0:
+            head = self.parts.popleft()
+            if len(head) <= need:
+                out.append(head)
+                need -= len(head)
+            else:
+                out.append(head.take(np.arange(need)))
+                self.parts.appendleft(head.take(np.arange(need, len(head))))
+                need = 0
+        self.size -= n
+        return SampleBatch.concat(out)
+
+
+class AsyncDriver:
+    def __init__(self, session, loop):
+        self.s, self.loop = session, loop
+        cfg = session.cfg
+        self.cfg, self.a, self.r = cfg, cfg.algo, cfg.rollout
+        self.b = session.backend
+        self.grpo = self.a.name == "grpo"
+        self.unit = self.r.group_size if self.grpo else 1  # episodes admitted together
+        self.unit_samples = self.unit * session.horizon  # worst-case decisions of one unit
+        self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
+        self.sampler = GroupSampler(len(session.instructions), cfg.env.tabletop.num_init_states, self.unit,
+                                    cfg.run.seed + 31, prefix="a")
+        self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups) \
+            if self.grpo else None
+        self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
+        self.unit_produced: Dict[str, int] = {}
+        self.queue = SampleQueue()
+        self.streaming = cfg.run.mode == "full"
+        self.version = loop.train_steps
+        self.ctrl.set_version(self.version)
+        self.queued_per_worker = [0] * len(session.env_workers)
+        self.staleness = Histogram()
+
+    # --- admission -----------------------------------------------------------------------
+    def admit(self) -> None:
+        """Hand out admitted episodes, keeping about one assignment queued per slot."""
+        status = self.b.get([w.async_status.remote() for w in self.s.env_workers])
+        queued = [st["queued_assignments"] for st in status]
+        while min(queued) < self.r.slots_per_worker and self.ctrl.try_admit(self.unit_samples):
+            batch = self.sampler.draw(self.unit)
+            key = batch[0].group_key
+            self.unit_left[key], self.unit_produced[key] = self.unit, 0
+            per_worker: Dict[int, list] = {}
+            for a in batch:  # spread a group over the least-loaded workers
+                w = int(np.argmin(queued))
+                queued[w] += 1
+                per_worker.setdefault(w, []).append(a)
+            for w, items in per_worker.items():
+                self.s.env_workers[w].add_assignments.remote(items)
+
+    # --- experience ------------------------------------------------------------------------
+    def collect(self) -> tuple:
+        drains = self.b.get([w.drain.remote() for w in self.s.env_workers])
+        episodes = [e for d in drains for e in d["episodes"]]
+        outcomes = [o for d in drains for o in d["outcomes"]]
+        env_steps = sum(d["env_steps"] for d in drains)
+        stats = ExperienceStats()
+        for ep in episodes:
+            if self.grpo:
+                batch, st = self.assembler.add(ep)
+            else:
+                batch, st = ppo_samples([ep], self.a.gamma, self.a.gae_lambda)
+            stats.merge(st)
+            key = ep.group_key
+            self.unit_left[key] -= 1
+            if batch is not None:
+                self.queue.put(batch)
+                self.unit_produced[key] += len(batch)
+            if self.unit_left[key] == 0:  # unit over: refund what it reserved but did not deliver
+                self.ctrl.finish(self.unit_samples, self.unit_produced.pop(key))
+                del self.unit_left[key]
+        return outcomes, env_steps, stats
+
+    def fresh(self, batch: SampleBatch) -> SampleBatch:
+        mask = self.ctrl.filter(batch.versions, self.version)
+        dropped = int((~mask).sum())
+        if dropped:
+            self.ctrl.refund(dropped)
+            batch = batch.take(np.flatnonzero(mask))
+        for v in batch.versions:
+            self.staleness.add(int(self.version - v))
+        return batch
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        s, b, a = self.s, self.b, self.a
+        b.get([w.start_async.remote(s.generators, self.cfg.generator.router, len(s.generators))
+               for w in s.env_workers])
+        env_steps_seen = 0
+        pending_micro: Deque = deque()  # refs of accumulate() calls in flight
+        step_ref, in_global = None, 0
+        outcomes_acc, exp_acc, last_log = [], ExperienceStats(), time.perf_counter()
+        results_acc, trained_acc = [], 0
+        try:
+            while not self.loop.should_stop():
+                self.admit()
+                outcomes, steps_total, st = self.collect()
+                outcomes_acc += outcomes
+                exp_acc.merge(st)
+                new_steps = steps_total  # drain reports the workers' running totals
+                progressed = False
+                # trainer: streaming micro-batches, or whole global batches
+                if step_ref is not None and _ready(b, step_ref):
+                    results = b.get(step_ref)
+                    results = results if isinstance(results, list) else [results]
+                    results_acc += results
+                    self.version += sum(1 for r in results if not r.skipped)
+                    self.ctrl.set_version(self.version)
+                    s.publish_weights_async(self.version)
+                    step_ref = None
+                    progressed = True
+                if step_ref is None:
+                    if self.streaming:
+                        while pending_micro and _ready(b, pending_micro[0]):
+                            b.get(pending_micro.popleft())
+                        while len(pending_micro) < 2 and self.queue.size >= a.micro_batch and in_global < a.global_batch:
+                            mb = self.fresh(self.queue.take(min(a.micro_batch, a.global_batch - in_global)))
+                            if len(mb) == 0:
+                                continue
+                            self.loop.trained_ids.append(mb.sample_ids)
+                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))
+                            in_global += len(mb)
+                            trained_acc += len(mb)
+                            progressed = True
+                        if in_global >= a.global_batch:
+                            step_ref, in_global = s.trainer.step.remote(), 0
+                            pending_micro.clear()  # the actor runs calls in order: step follows them
+                    elif self.queue.size >= a.global_batch:
+                        batch = self.fresh(self.queue.take(a.global_batch))
+                        if len(batch):
+                            self.loop.trained_ids.append(batch.sample_ids)
+                            step_ref = s.trainer.train_batch.remote(batch)
+                            trained_acc += len(batch)
+                            progressed = True
+                now = time.perf_counter()
+                if now - last_log >= 1.0 or results_acc:
+                    self._log(outcomes_acc, new_steps - env_steps_seen, exp_acc, results_acc, trained_acc)
+                    env_steps_seen = new_steps
+                    outcomes_acc, exp_acc, results_acc, trained_acc, last_log = [], ExperienceStats(), [], 0, now
+                if not progressed:
+                    time.sleep(0.005)
+        finally:
+            stops = b.get([w.stop_async.remote() for w in s.env_workers])
+            if step_ref is not None:
+                b.get(step_ref)
+            self.worker_status = stops
+
+    def _log(self, outcomes, env_steps, exp, results, trained) -> None:
+        c = self.ctrl.counters
+        extra = {"staleness/mean": self.staleness.mean(), "staleness/dropped_samples_total": c.dropped_samples,
+                 "staleness/admission_refused_total": c.refused, "staleness/reserved": self.ctrl.reserved,
+                 "queue/samples_waiting": self.queue.size}
+        for k, v in self.staleness.as_dict().items():
+            extra[f"staleness/hist_{k}"] = v
+        self.loop.record_iteration(env_steps=env_steps, outcomes=outcomes, exp=exp, results=results,
+                                   version=self.version, timings={}, trained=trained, extra=extra)
+
+
+def _ready(backend, ref) -> bool:
+    ready, _ = backend.ray.wait([ref], timeout=0)
+    return bool(ready)
+
+
+def run_async(session, loop) -> None:
+    driver = AsyncDriver(session, loop)
+    driver.run()
+    # Sample accounting: everything produced was trained, dropped as stale (counted) or is
+    # still waiting in the queue when the run stops.
+    trained = int(sum(len(ids) for ids in loop.trained_ids))
+    loop.async_report = {"staleness_hist": driver.staleness.as_dict(),
+                         "samples_produced": driver.queue.total_put, "samples_trained": trained,
+                         "samples_dropped_stale": driver.ctrl.counters.dropped_samples,
+                         "samples_left_in_queue": driver.queue.size,
+                         "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status}
