@@ -77,6 +77,8 @@ class AsyncDriver:
         self.ctrl.set_version(self.version)
         self.queued_per_worker = [0] * len(session.env_workers)
         self.staleness = Histogram()
+        self.unstepped = 0
+        self.worker_status = []
 
     # --- admission -----------------------------------------------------------------------
     def admit(self) -> None:
@@ -138,6 +140,7 @@ class AsyncDriver:
         step_ref, in_global = None, 0
         outcomes_acc, exp_acc, last_log = [], ExperienceStats(), time.perf_counter()
         results_acc, trained_acc = [], 0
+        global_ids = []  # ids of the micro-batches of the global batch being accumulated
         try:
             while not self.loop.should_stop():
                 self.admit()
@@ -164,13 +167,15 @@ class AsyncDriver:
                             mb = self.fresh(self.queue.take(min(a.micro_batch, a.global_batch - in_global)))
                             if len(mb) == 0:
                                 continue
-                            self.loop.trained_ids.append(mb.sample_ids)
+                            global_ids.append(mb.sample_ids)
                             pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))
                             in_global += len(mb)
-                            trained_acc += len(mb)
                             progressed = True
                         if in_global >= a.global_batch:
                             step_ref, in_global = s.trainer.step.remote(), 0
+                            self.loop.trained_ids.extend(global_ids)
+                            trained_acc += sum(len(i) for i in global_ids)
+                            global_ids = []
                             pending_micro.clear()  # the actor runs calls in order: step follows them
                     elif self.queue.size >= a.global_batch:
                         batch = self.fresh(self.queue.take(a.global_batch))
@@ -187,10 +192,18 @@ class AsyncDriver:
                 if not progressed:
                     time.sleep(0.005)
         finally:
-            stops = b.get([w.stop_async.remote() for w in s.env_workers])
-            if step_ref is not None:
-                b.get(step_ref)
-            self.worker_status = stops
+            self.worker_status = b.get([w.stop_async.remote() for w in s.env_workers])
+            if step_ref is not None:  # the update in flight still counts
+                new = b.get(step_ref)
+                new = new if isinstance(new, list) else [new]
+                results_acc += new
+                self.version += sum(1 for r in new if not r.skipped)
+            outcomes, steps_total, st = self.collect()  # episodes that ended while stopping
+            outcomes_acc += outcomes
+            exp_acc.merge(st)
+            # A partly accumulated global batch is never stepped: its samples are reported, not trained.
+            self.unstepped = int(sum(len(i) for i in global_ids))
+            self._log(outcomes_acc, steps_total - env_steps_seen, exp_acc, results_acc, trained_acc)
 
     def _log(self, outcomes, env_steps, exp, results, trained) -> None:
         c = self.ctrl.counters
@@ -218,4 +231,5 @@ def run_async(session, loop) -> None:
                          "samples_produced": driver.queue.total_put, "samples_trained": trained,
                          "samples_dropped_stale": driver.ctrl.counters.dropped_samples,
                          "samples_left_in_queue": driver.queue.size,
+                         "samples_unstepped_at_stop": driver.unstepped,
                          "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status}

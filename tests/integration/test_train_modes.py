@@ -37,9 +37,9 @@ def test_mode_trains_without_losing_samples(tmp_path, mode):
     if mode in ("async-rollout", "full"):
         acc = summary["async"]
         assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
-                                           + acc["samples_left_in_queue"])
+                                           + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
         assert acc["samples_trained"] == summary["samples_trained"]
-        assert sum(acc["staleness_hist"].values()) == summary["samples_trained"]
+        assert sum(acc["staleness_hist"].values()) == summary["samples_trained"] + acc["samples_unstepped_at_stop"]
         assert max(int(k) for k in acc["staleness_hist"]) <= cfg.algo.staleness
 
 
