@@ -136,9 +136,10 @@ class TinyVLAModel(nn.Module):
         if cfg.action_head == "logits":
             return logits
         mu, log_s = self.gauss_head(h).view(n, cfg.num_tokens, 2).unbind(-1)
-        # Floor at ~2 bins: a sharper Gaussian gives improbable sampled tokens huge
-        # log-prob gradients that dominate (and, clipped, stall) the RL update.
-        sigma = log_s.clamp(-4.0, 0.5).exp()[..., None]
+        # Floor at ~10 bins (0.08 in action units): a sharper Gaussian gives improbable sampled
+        # tokens huge log-prob gradients that dominate the RL update, and leaves RL too little
+        # exploration to learn from.
+        sigma = log_s.clamp(-2.5, 0.5).exp()[..., None]
         z = (self.bin_centers - torch.tanh(mu)[..., None]) / sigma
         return logits - 0.5 * z * z
 
