@@ -37,6 +37,7 @@ class TinyVLAConfig:
     hidden: int = 256  # fused feature width
     word_dim: int = 32
     action_head: str = "binned_gaussian"  # binned_gaussian | logits (see TinyVLAModel.action_logits)
+    value_detach: bool = True  # the value head reads detached features: critic gradients cannot disturb the policy
     max_instruction_tokens: int = 12
     vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
 
@@ -120,7 +121,8 @@ class TinyVLAModel(nn.Module):
             x = block(x, cond)
         h = torch.cat([self.img_proj(x.flatten(1)), cond, self.proprio_proj(proprio)], dim=-1)
         h = self.trunk(h)
-        return self.action_logits(h), self.value_head(h).squeeze(-1)
+        v_in = h.detach() if self.cfg.value_detach else h
+        return self.action_logits(h), self.value_head(v_in).squeeze(-1)
 
     def action_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(n, T, n_bins) logits over action bins.
@@ -136,10 +138,10 @@ class TinyVLAModel(nn.Module):
         if cfg.action_head == "logits":
             return logits
         mu, log_s = self.gauss_head(h).view(n, cfg.num_tokens, 2).unbind(-1)
-        # Floor at ~10 bins (0.08 in action units): a sharper Gaussian gives improbable sampled
+        # Floor at ~2 bins (0.018 in action units): a sharper Gaussian gives improbable sampled
         # tokens huge log-prob gradients that dominate the RL update, and leaves RL too little
         # exploration to learn from.
-        sigma = log_s.clamp(-2.5, 0.5).exp()[..., None]
+        sigma = log_s.clamp(-4.0, 0.5).exp()[..., None]
         z = (self.bin_centers - torch.tanh(mu)[..., None]) / sigma
         return logits - 0.5 * z * z
 

@@ -79,6 +79,7 @@ class AlgoConfig:
     filter_degenerate_groups: bool = True  # GRPO: drop all-success / all-fail groups
     behav_weight_cap: float = 2.0  # decoupled PPO: truncation of the behaviour importance weight
     staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
+    critic_warmup_steps: int = 0  # PPO: first optimizer steps train only the value head (it starts random after SFT)
 
 
 @dataclass
@@ -157,7 +158,8 @@ def validate(cfg: Config) -> Config:
     for key, val in [("run.max_train_steps", r.max_train_steps), ("run.checkpoint_every", r.checkpoint_every),
                      ("rollout.horizon_chunks", ro.horizon_chunks), ("algo.staleness", a.staleness),
                      ("generator.max_wait_ms", g.max_wait_ms), ("algo.ent_coef", a.ent_coef),
-                     ("algo.value_clip", a.value_clip), ("eval.episodes_per_task", cfg.eval.episodes_per_task)]:
+                     ("algo.value_clip", a.value_clip), ("eval.episodes_per_task", cfg.eval.episodes_per_task),
+                     ("algo.critic_warmup_steps", a.critic_warmup_steps)]:
         _check(val >= 0, f"{key} must be >= 0, got {val}")
     _check(a.lr > 0, f"algo.lr must be > 0, got {a.lr}")
     _check(0 < a.clip_low < 1, f"algo.clip_low must be in (0, 1), got {a.clip_low}")

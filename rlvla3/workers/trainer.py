@@ -39,6 +39,7 @@ class Trainer:
         self.version = self.policy.version
         self.samples_trained = 0
         self.steps_skipped = 0
+        self.updates = 0  # optimizer steps taken by this trainer (critic warm-up counts these)
         self._acc: List[dict] = []
         self._acc_samples = 0
         self.train_time_s = 0.0
@@ -69,14 +70,15 @@ class Trainer:
         else:
             pg, stats = L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
                                              dual, a.behav_weight_cap)
-        loss = pg
+        warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
+        loss = pg * 0.0 if warmup else pg  # warm-up: advantages from a random critic are noise
         if a.name == "ppo":
             vl = L.value_loss(out.values, torch.as_tensor(mb.values), torch.as_tensor(mb.returns),
                               a.value_clip if a.value_clip > 0 else None)
             loss = loss + a.vf_coef * vl
             stats["value_loss"] = float(vl.detach())
         ent = L.entropy_mean(out.entropy)
-        if a.ent_coef > 0:
+        if a.ent_coef > 0 and not warmup:
             loss = loss - a.ent_coef * ent
         stats.update(policy_loss=float(pg.detach()), entropy=float(ent.detach()), loss=float(loss.detach()))
         stats.update({f"kl_behav_{k}": v for k, v in L.kl_estimates(behav.flatten(), out.logp.detach().flatten()).items()})
@@ -108,6 +110,7 @@ class Trainer:
             self.steps_skipped += 1
         else:
             self.opt.step()
+            self.updates += 1
             self.version += 1
             self.policy.version = self.version
         self.opt.zero_grad(set_to_none=True)
@@ -161,7 +164,7 @@ class Trainer:
         tmp = path.rstrip("/") + ".tmp"
         os.makedirs(tmp, exist_ok=True)
         self.policy.save_pretrained(os.path.join(tmp, "policy"))
-        state = {"optimizer": self.opt.state_dict(), "version": self.version,
+        state = {"optimizer": self.opt.state_dict(), "version": self.version, "updates": self.updates,
                  "samples_trained": self.samples_trained, "steps_skipped": self.steps_skipped,
                  "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
         torch.save(state, os.path.join(tmp, "trainer_state.pt"))
@@ -191,6 +194,7 @@ class Trainer:
         self.version = self.policy.version = int(state["version"])
         self.samples_trained = int(state["samples_trained"])
         self.steps_skipped = int(state["steps_skipped"])
+        self.updates = int(state.get("updates", self.version))
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         return state.get("extra", {})

@@ -87,3 +87,16 @@ def test_truncated_weights_fail_with_file_name(tmp_path):
 def test_bad_config_names_field():
     with pytest.raises(ValueError, match="policy.image_size"):
         TinyVLAConfig(image_size=30, channels=[8, 16]).validate()
+
+
+def test_value_loss_does_not_reach_policy_features_when_detached():
+    p = TinyVLAPolicy(small_cfg())
+    o = obs(3)
+    ev = p.evaluate(o, p.act(o).tokens)
+    ev.values.sum().backward()
+    assert p.model.value_head[0].weight.grad is not None
+    assert p.model.blocks[0].conv.weight.grad is None  # encoder untouched by the critic
+    q = TinyVLAPolicy(small_cfg(value_detach=False))
+    ev = q.evaluate(o, q.act(o).tokens)
+    ev.values.sum().backward()
+    assert q.model.blocks[0].conv.weight.grad is not None
