@@ -22,6 +22,7 @@ from rlvla3.policies.base import ActOutput, EvalOutput
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
 
 CONFIG_NAME = "config.json"
+ACTION_HEADS = ("binned_gaussian", "gaussian_plus_logits", "logits")
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -36,7 +37,7 @@ class TinyVLAConfig:
     downsample: int = 2  # leading conv layers with stride 2 (the rest keep resolution)
     hidden: int = 256  # fused feature width
     word_dim: int = 32
-    action_head: str = "binned_gaussian"  # binned_gaussian | logits (see TinyVLAModel.action_logits)
+    action_head: str = "binned_gaussian"  # binned_gaussian | gaussian_plus_logits | logits (see action_logits)
     value_detach: bool = True  # the value head reads detached features: critic gradients cannot disturb the policy
     max_instruction_tokens: int = 12
     vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
@@ -55,8 +56,8 @@ class TinyVLAConfig:
                 raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_bins < 2:
             raise ValueError(f"policy.n_bins must be >= 2, got {self.n_bins}")
-        if self.action_head not in ("binned_gaussian", "logits"):
-            raise ValueError(f"policy.action_head must be binned_gaussian or logits, got {self.action_head!r}")
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"policy.action_head must be one of {list(ACTION_HEADS)}, got {self.action_head!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -99,7 +100,9 @@ class TinyVLAModel(nn.Module):
         self.trunk = nn.Sequential(
             nn.Linear(2 * cfg.hidden + 64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
         )
-        self.action_head = nn.Linear(cfg.hidden, cfg.num_tokens * cfg.n_bins)
+        # free per-bin logits only for the heads that use them
+        self.action_head = nn.Linear(cfg.hidden, cfg.num_tokens * cfg.n_bins) if cfg.action_head != "binned_gaussian" \
+            else None
         self.gauss_head = nn.Linear(cfg.hidden, cfg.num_tokens * 2)
         centers = -1.0 + (2.0 * torch.arange(cfg.n_bins) + 1.0) / cfg.n_bins
         self.register_buffer("bin_centers", centers, persistent=False)
@@ -107,8 +110,9 @@ class TinyVLAModel(nn.Module):
         lin = torch.linspace(-1.0, 1.0, cfg.image_size)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
-        nn.init.zeros_(self.action_head.bias)
-        nn.init.normal_(self.action_head.weight, std=0.01)
+        if self.action_head is not None:
+            nn.init.zeros_(self.action_head.bias)
+            nn.init.normal_(self.action_head.weight, std=0.01)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor, text_ids: torch.Tensor):
         """images (n,H,W,3) uint8; returns logits (n, T, n_bins) and values (n,)."""
@@ -127,23 +131,25 @@ class TinyVLAModel(nn.Module):
     def action_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(n, T, n_bins) logits over action bins.
 
-        `logits`: one free logit per bin (OpenVLA). With little data each bin is learned on
-        its own and the argmax lands on noise. `binned_gaussian` adds the log-density of a
-        Gaussian (predicted mean and scale) at each bin centre to the free logits, so
-        neighbouring bins share evidence; it is still an exact 256-way categorical, with
-        token log-probs and entropy, and the free logits can still shape any distribution.
+        `logits`: one free logit per bin (OpenVLA). Each bin is learned on its own, so with
+        little data the argmax lands on noise, and an RL update that raises one sampled bin
+        does nothing for its neighbours. `binned_gaussian`: the log-density of a Gaussian
+        (predicted mean and scale) at each bin centre, so neighbouring bins share evidence
+        and RL moves the mean and the spread; it is still an exact 256-way categorical with
+        token log-probs and entropy. `gaussian_plus_logits` adds free logits to it.
         """
         n, cfg = h.shape[0], self.cfg
-        logits = self.action_head(h).view(n, cfg.num_tokens, cfg.n_bins)
         if cfg.action_head == "logits":
-            return logits
+            return self.action_head(h).view(n, cfg.num_tokens, cfg.n_bins)
         mu, log_s = self.gauss_head(h).view(n, cfg.num_tokens, 2).unbind(-1)
         # Floor at ~2 bins (0.018 in action units): a sharper Gaussian gives improbable sampled
-        # tokens huge log-prob gradients that dominate the RL update, and leaves RL too little
-        # exploration to learn from.
+        # tokens huge log-prob gradients that dominate the RL update.
         sigma = log_s.clamp(-4.0, 0.5).exp()[..., None]
         z = (self.bin_centers - torch.tanh(mu)[..., None]) / sigma
-        return logits - 0.5 * z * z
+        gauss = -0.5 * z * z
+        if cfg.action_head == "gaussian_plus_logits":
+            return gauss + self.action_head(h).view(n, cfg.num_tokens, cfg.n_bins)
+        return gauss
 
 
 class TinyVLAPolicy:

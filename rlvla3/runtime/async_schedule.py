@@ -78,6 +78,7 @@ class AsyncDriver:
         self.queued_per_worker = [0] * len(session.env_workers)
         self.staleness = Histogram()
         self.unstepped = 0
+        self._t_gen_stats = 0.0
         self.worker_status = []
 
     # --- admission -----------------------------------------------------------------------
@@ -205,9 +206,23 @@ class AsyncDriver:
             self.unstepped = int(sum(len(i) for i in global_ids))
             self._log(outcomes_acc, steps_total - env_steps_seen, exp_acc, results_acc, trained_acc)
 
+    def _generator_stats(self) -> dict:
+        """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
+        out = {}
+        for i, st in enumerate(self.b.get([g.stats.remote() for g in self.s.generators])):
+            for k in ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
+                      "fired_by_size", "fired_by_timeout", "samples"):
+                if k in st:
+                    out[f"generator{i}/{k}"] = float(st[k])
+        return out
+
     def _log(self, outcomes, env_steps, exp, results, trained) -> None:
         c = self.ctrl.counters
-        extra = {"staleness/mean": self.staleness.mean(), "staleness/dropped_samples_total": c.dropped_samples,
+        now = time.perf_counter()
+        gen = {}
+        if now - self._t_gen_stats >= 5.0:  # a round trip to each generator: not every tick
+            gen, self._t_gen_stats = self._generator_stats(), now
+        extra = {**gen, "staleness/mean": self.staleness.mean(), "staleness/dropped_samples_total": c.dropped_samples,
                  "staleness/admission_refused_total": c.refused, "staleness/reserved": self.ctrl.reserved,
                  "queue/samples_waiting": self.queue.size}
         for k, v in self.staleness.as_dict().items():

@@ -41,8 +41,10 @@ def test_act_shapes_and_logp_match_evaluate():
     # GroupNorm has no batch statistics, so train/eval mode give the same log-probs.
     np.testing.assert_allclose(ev.logp.detach().numpy(), out.logp, atol=1e-5)
     assert ev.entropy.shape == (5, T)
-    # a freshly initialised head is close to uniform over 256 bins
-    assert float(ev.entropy.detach().mean()) == pytest.approx(np.log(256), rel=0.01)
+    # a freshly initialised head is broad: nearly uniform over the 256 bins
+    assert float(ev.entropy.detach().mean()) > 0.9 * np.log(256)
+    free = TinyVLAPolicy(small_cfg(action_head="logits"))
+    assert float(free.evaluate(o, out.tokens).entropy.detach().mean()) == pytest.approx(np.log(256), rel=0.01)
 
 
 def test_deterministic_act_is_argmax_and_repeatable():
@@ -61,8 +63,8 @@ def test_evaluate_has_gradients():
     o = obs(2)
     ev = p.evaluate(o, p.act(o).tokens)
     (ev.logp.sum() + ev.values.sum()).backward()
-    assert p.model.action_head.weight.grad is not None
-    assert float(p.model.action_head.weight.grad.abs().sum()) > 0
+    assert p.model.gauss_head.weight.grad is not None
+    assert float(p.model.gauss_head.weight.grad.abs().sum()) > 0
 
 
 def test_save_load_roundtrip(tmp_path):

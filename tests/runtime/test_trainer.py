@@ -48,10 +48,10 @@ def test_nonfinite_loss_skips_the_step():
     tr = _trainer()
     _, b = _batch(tr.policy)
     b.advantages[:] = np.nan
-    w = tr.policy.model.action_head.weight.detach().clone()
+    w = tr.policy.model.gauss_head.weight.detach().clone()
     results = tr.train_batch(b)
     assert results[0].skipped and tr.steps_skipped == 1 and tr.version == 0
-    torch.testing.assert_close(tr.policy.model.action_head.weight.detach(), w)
+    torch.testing.assert_close(tr.policy.model.gauss_head.weight.detach(), w)
 
 
 def test_stale_samples_use_the_decoupled_objective():
