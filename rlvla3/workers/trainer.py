@@ -62,7 +62,7 @@ class Trainer:
         chunk, adim = self.policy.chunk_size, self.policy.action_dim
         agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
         out = self.policy.evaluate(mb.obs(), mb.tokens)
-        behav = torch.as_tensor(mb.logp)
+        behav = torch.tensor(mb.logp)  # copies: Ray hands over read-only arrays
         adv_t = torch.as_tensor(adv, dtype=torch.float32)
         dual = a.dual_clip if a.dual_clip > 0 else None
         if prox is None:
@@ -73,7 +73,7 @@ class Trainer:
         warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
         loss = pg * 0.0 if warmup else pg  # warm-up: advantages from a random critic are noise
         if a.name == "ppo":
-            vl = L.value_loss(out.values, torch.as_tensor(mb.values), torch.as_tensor(mb.returns),
+            vl = L.value_loss(out.values, torch.tensor(mb.values), torch.tensor(mb.returns),
                               a.value_clip if a.value_clip > 0 else None)
             loss = loss + a.vf_coef * vl
             stats["value_loss"] = float(vl.detach())
