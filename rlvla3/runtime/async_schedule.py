@@ -20,7 +20,7 @@ from typing import Deque, Dict
 import numpy as np
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.experience import AdvantageNormalizer, ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.core.staleness import StalenessController
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
@@ -72,6 +72,9 @@ class AsyncDriver:
         self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
         self.unit_produced: Dict[str, int] = {}
         self.queue = SampleQueue()
+        # PPO advantages are normalised here, over a window of recent samples, once;
+        # GRPO's are already normalised within each group.
+        self.normalize = AdvantageNormalizer() if (self.a.name == "ppo" and self.a.normalize_advantages) else None
         self.streaming = cfg.run.mode == "full"
         self.version = loop.train_steps
         self.ctrl.set_version(self.version)
@@ -111,6 +114,8 @@ class AsyncDriver:
             else:
                 batch, st = ppo_samples([ep], self.a.gamma, self.a.gae_lambda)
             stats.merge(st)
+            if batch is not None and self.normalize is not None:
+                batch.advantages = self.normalize(batch.advantages)
             key = ep.group_key
             self.unit_left[key] -= 1
             if batch is not None:
@@ -169,7 +174,7 @@ class AsyncDriver:
                             if len(mb) == 0:
                                 continue
                             global_ids.append(mb.sample_ids)
-                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))
+                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch, mb.advantages))
                             in_global += len(mb)
                             progressed = True
                         if in_global >= a.global_batch:
@@ -182,7 +187,7 @@ class AsyncDriver:
                         batch = self.fresh(self.queue.take(a.global_batch))
                         if len(batch):
                             self.loop.trained_ids.append(batch.sample_ids)
-                            step_ref = s.trainer.train_batch.remote(batch)
+                            step_ref = s.trainer.train_batch.remote(batch, False)
                             trained_acc += len(batch)
                             progressed = True
                 now = time.perf_counter()

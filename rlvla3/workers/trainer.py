@@ -87,7 +87,8 @@ class Trainer:
 
     # --- streaming API -------------------------------------------------------------------
     def accumulate(self, micro: SampleBatch, global_size: int, adv: Optional[np.ndarray] = None) -> dict:
-        """Forward/backward one micro-batch of a global batch of `global_size` samples."""
+        """Forward/backward one micro-batch of a global batch of `global_size` samples.
+        `adv`: advantages already normalised by the experience stream (else normalised here)."""
         t0 = time.perf_counter()
         adv = self._advantages(micro.advantages) if adv is None else adv
         stale = bool(np.any(micro.versions < self.version))
@@ -126,12 +127,12 @@ class Trainer:
                            note="non-finite loss or gradient: step skipped" if skipped else None)
 
     # --- whole-batch update (sync, async-train, async-rollout) ---------------------------
-    def train_batch(self, batch: SampleBatch) -> List[TrainResult]:
+    def train_batch(self, batch: SampleBatch, normalize: bool = True) -> List[TrainResult]:
         """update_epochs passes over `batch`, one optimizer step per global batch. If any sample
         is stale the proximal policy is the current one, frozen before the first step."""
         a = self.algo
         n = len(batch)
-        adv_all = self._advantages(batch.advantages)
+        adv_all = self._advantages(batch.advantages) if normalize else batch.advantages
         prox_all = None
         if np.any(batch.versions < self.version):
             prox_all = torch.cat([self._prox_logp(batch.take(np.arange(s, min(s + a.micro_batch, n))))
