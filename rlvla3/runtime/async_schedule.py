@@ -64,7 +64,11 @@ class AsyncDriver:
         self.grpo = self.a.name == "grpo"
         self.unit = self.r.group_size if self.grpo else 1  # episodes admitted together
         self.unit_samples = self.unit * session.horizon  # worst-case decisions of one unit
-        self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
+        self.streaming = cfg.run.mode == "full"
+        # Versions advance once per global batch when streaming, `update_epochs` times per
+        # global batch otherwise: the admission window is in samples per version.
+        per_version = self.a.global_batch if self.streaming else max(1, self.a.global_batch // self.a.update_epochs)
+        self.ctrl = StalenessController(self.a.staleness, per_version)
         self.sampler = GroupSampler(len(session.instructions), cfg.env.tabletop.num_init_states, self.unit,
                                     cfg.run.seed + 31, prefix="a")
         self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups) \
@@ -72,10 +76,10 @@ class AsyncDriver:
         self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
         self.unit_produced: Dict[str, int] = {}
         self.queue = SampleQueue()
+
         # PPO advantages are normalised here, over a window of recent samples, once;
         # GRPO's are already normalised within each group.
         self.normalize = AdvantageNormalizer() if (self.a.name == "ppo" and self.a.normalize_advantages) else None
-        self.streaming = cfg.run.mode == "full"
         self.version = loop.train_steps
         self.ctrl.set_version(self.version)
         self.queued_per_worker = [0] * len(session.env_workers)
