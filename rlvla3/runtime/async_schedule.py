@@ -77,9 +77,11 @@ class AsyncDriver:
         self.unit_produced: Dict[str, int] = {}
         self.queue = SampleQueue()
 
-        # PPO advantages are normalised here, over a window of recent samples, once;
-        # GRPO's are already normalised within each group.
-        self.normalize = AdvantageNormalizer() if (self.a.name == "ppo" and self.a.normalize_advantages) else None
+        # Streaming PPO normalises advantages here, over a window of recent samples (a
+        # micro-batch holds too few episodes); whole-batch modes normalise per global batch
+        # in the trainer, as `sync` does. GRPO's are already normalised within each group.
+        self.normalize = AdvantageNormalizer() if (self.streaming and self.a.name == "ppo"
+                                                   and self.a.normalize_advantages) else None
         self.version = loop.train_steps
         self.ctrl.set_version(self.version)
         self.queued_per_worker = [0] * len(session.env_workers)
@@ -191,7 +193,7 @@ class AsyncDriver:
                         batch = self.fresh(self.queue.take(a.global_batch))
                         if len(batch):
                             self.loop.trained_ids.append(batch.sample_ids)
-                            step_ref = s.trainer.train_batch.remote(batch, False)
+                            step_ref = s.trainer.train_batch.remote(batch)
                             trained_acc += len(batch)
                             progressed = True
                 now = time.perf_counter()
