@@ -9,7 +9,7 @@ decision of the episode; all-success / all-fail groups carry no signal and are d
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np

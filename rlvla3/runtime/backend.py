@@ -4,7 +4,7 @@ debugging, plain objects in this process behind the same `.method.remote()` call
 from __future__ import annotations
 
 import os
-from typing import Any, List
+from typing import Any
 
 
 class _Done:
@@ -94,7 +94,3 @@ def make_backend(name: str):
     if name == "ray":
         return RayBackend()
     raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")
-
-
-def get_all(backend, refs: List) -> List:
-    return backend.get(list(refs))

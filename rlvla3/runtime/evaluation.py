@@ -61,7 +61,7 @@ def evaluate(backend, workers, generators, slots_per_worker: int, instructions: 
         first = False
         for o in res.outcomes:
             # the wave position of an outcome is worker * slots + slot; keep only real pairs
-            if len(outcomes) < len(pairs) and _wave_pos(o, res, slots_per_worker) < len(wave):
+            if len(outcomes) < len(pairs) and o["worker"] * slots_per_worker + o["slot"] < len(wave):
                 outcomes.append(o)
         frames.update(res.frames)
     per_task = {}
@@ -75,6 +75,3 @@ def evaluate(backend, workers, generators, slots_per_worker: int, instructions: 
         policy_version=policy_version, frames=frames,
     )
 
-
-def _wave_pos(outcome: dict, res, slots_per_worker: int) -> int:
-    return outcome["worker"] * slots_per_worker + outcome["slot"]

@@ -29,11 +29,12 @@ class RolloutResult:
     wall_s: float = 0.0
 
 
-def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float) -> ActionReply:
-    """Split one batch evenly over the generators and merge the replies."""
+def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float):
+    """Split one batch evenly over the generators; returns the merged reply and the
+    per-sample policy versions (generators may briefly hold different versions)."""
     n = len(obs)
     bounds = np.linspace(0, n, len(generators) + 1).astype(int)
-    refs, used = [], []
+    refs = []
     for g, lo, hi in zip(generators, bounds[:-1], bounds[1:]):
         if hi > lo:
             refs.append(g.infer_batch.remote(obs.take(np.arange(lo, hi)), deterministic, temperature))
@@ -42,8 +43,7 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
     versions = np.concatenate([np.full(len(r.values), r.version, np.int64) for r in replies])
     reply = ActionReply(0, cat("actions"), cat("tokens"), cat("logp"), cat("values"), int(versions.min()),
                         batch_size=n)
-    reply.versions = versions  # per-sample version when generators disagree
-    return reply
+    return reply, versions
 
 
 def lockstep_rollout(backend, workers, generators, assignments: List[List[EpisodeAssignment]], auto_reset: str,
@@ -63,7 +63,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
             break
         t0 = time.perf_counter()
         batch = ObsBatch.concat([o.take(i) for o, i in zip(obs, idx) if len(i)])
-        reply = _infer(backend, generators, batch, deterministic, temperature)
+        reply, versions = _infer(backend, generators, batch, deterministic, temperature)
         res.infer_time_s += time.perf_counter() - t0
         res.decisions += len(batch)
         t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         for w, o, i, n in zip(workers, obs, idx, sizes):
             full = lambda arr: _scatter(arr[start:start + n], i, len(o))  # noqa: E731
             refs.append(w.step.remote(full(reply.actions), full(reply.tokens), full(reply.logp), full(reply.values),
-                                      full(reply.versions), active[len(refs)]))
+                                      full(versions), active[len(refs)]))
             start += n
         results = backend.get(refs)
         res.env_time_s += time.perf_counter() - t0
@@ -80,7 +80,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         res.env_steps += sum(r.env_steps for r in results)
     values = [np.zeros(len(o), np.float32) for o in obs]
     if bootstrap and any(a.any() for a in active):
-        reply = _infer(backend, generators, ObsBatch.concat(obs), True, temperature)
+        reply, _ = _infer(backend, generators, ObsBatch.concat(obs), True, temperature)
         values = np.split(reply.values, np.cumsum([len(o) for o in obs])[:-1])
     backend.get([w.cut.remote(v) for w, v in zip(workers, values)])
     for wi, d in enumerate(backend.get([w.drain.remote() for w in workers])):

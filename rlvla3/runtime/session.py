@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field
 from typing import List
 
-from rlvla3.core.types import WeightsMessage
 from rlvla3.runtime.backend import make_backend
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
@@ -82,6 +81,3 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s
 
-
-def weights_message_from(policy) -> WeightsMessage:
-    return WeightsMessage(policy.version, {k: v.numpy() for k, v in policy.state_dict().items()})

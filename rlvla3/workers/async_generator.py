@@ -13,8 +13,6 @@ import asyncio
 import time
 from typing import List, Optional
 
-import numpy as np
-
 from rlvla3.core.batcher import DynamicBatcher
 from rlvla3.core.types import ActionReply, ActionRequest, ObsBatch, WeightsMessage
 from rlvla3.workers.generator import Generator

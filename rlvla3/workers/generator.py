@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from rlvla3.core.types import ActionReply, ObsBatch, WeightsMessage
@@ -50,17 +49,3 @@ class Generator:
     def stats(self) -> dict:
         return {"calls": self.calls, "samples": self.samples, "forward_time_s": self.forward_time_s}
 
-
-def split_reply(reply: ActionReply, sizes) -> list:
-    """Cut a batched reply back into per-worker replies (same order as the request)."""
-    out, start = [], 0
-    for n in sizes:
-        sl = slice(start, start + n)
-        out.append(ActionReply(reply.request_id, reply.actions[sl], reply.tokens[sl], reply.logp[sl],
-                               reply.values[sl], reply.version, reply.queue_ms, reply.batch_size))
-        start += n
-    return out
-
-
-def versions_of(reply: ActionReply) -> np.ndarray:
-    return np.full(len(reply.values), reply.version, np.int64)
