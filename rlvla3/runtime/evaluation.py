@@ -74,4 +74,3 @@ def evaluate(backend, workers, generators, slots_per_worker: int, instructions: 
         mean_env_steps=float(np.mean([o["env_steps"] for o in outcomes])) if outcomes else 0.0,
         policy_version=policy_version, frames=frames,
     )
-

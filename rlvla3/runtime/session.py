@@ -80,4 +80,3 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.trainer = backend.actor(Trainer, cfg, seed, threads)
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s
-

@@ -48,4 +48,3 @@ class Generator:
 
     def stats(self) -> dict:
         return {"calls": self.calls, "samples": self.samples, "forward_time_s": self.forward_time_s}
-
