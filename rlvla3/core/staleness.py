@@ -8,7 +8,10 @@ Units are *samples* (policy decisions). The trainer at version v is filling glob
 means a sample admitted at version v' lands in a batch no later than v' + eta, so it is
 at most eta versions stale when trained on, if samples arrive in order. Episodes of
 unknown length reserve their maximum number of decisions and refund the unused part when
-they end, so nothing admitted can deadlock waiting for budget. Out-of-order arrival (a
+they end. Because reservations are worst cases, the window alone could fill with finished
+work that still falls short of the batch the trainer is filling; so work is also admitted
+whenever the reservations cannot complete the current batch (reserved < (v + 1) * B),
+which can overshoot the window by at most one unit but never deadlocks. Out-of-order arrival (a
 long episode finishing late) can still exceed eta; the trainer then drops the sample
 (`is_fresh`) and every drop is counted.
 """
@@ -45,9 +48,9 @@ class StalenessController:
         """Admit a unit of work that will produce at most `max_samples` samples."""
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-        if self.reserved + max_samples > self.capacity() and self.reserved > self.version * self.global_batch:
-            # Always admit when nothing is outstanding beyond what the trainer consumed,
-            # otherwise a unit larger than the whole window could never start.
+        starving = self.reserved < (self.version + 1) * self.global_batch
+        if self.reserved + max_samples > self.capacity() and not starving:
+            # Refusing a starving trainer would deadlock: what is reserved cannot fill its batch.
             self.counters.refused += 1
             return False
         self.reserved += max_samples

@@ -175,13 +175,15 @@ class AsyncDriver:
                     if self.streaming:
                         while pending_micro and _ready(b, pending_micro[0]):
                             b.get(pending_micro.popleft())
-                        while len(pending_micro) < 2 and self.queue.size >= a.micro_batch and in_global < a.global_batch:
-                            mb = self.fresh(self.queue.take(min(a.micro_batch, a.global_batch - in_global)))
+                        need = min(a.micro_batch, a.global_batch - in_global)
+                        while len(pending_micro) < 2 and in_global < a.global_batch and self.queue.size >= need:
+                            mb = self.fresh(self.queue.take(need))
                             if len(mb) == 0:
                                 continue
                             global_ids.append(mb.sample_ids)
                             pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch, mb.advantages))
                             in_global += len(mb)
+                            need = min(a.micro_batch, a.global_batch - in_global)
                             progressed = True
                         if in_global >= a.global_batch:
                             step_ref, in_global = s.trainer.step.remote(), 0

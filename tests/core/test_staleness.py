@@ -32,6 +32,24 @@ def test_unit_larger_than_window_still_starts_when_idle():
     assert not c.try_admit(1)
 
 
+def test_short_units_never_deadlock_a_starving_trainer():
+    """eta=0: units reserve 15 but produce 9; the window fills with finished work that
+    cannot complete the batch, so admission must go on until the trainer can step."""
+    c = StalenessController(eta=0, global_batch=240)
+    produced = 0
+    for _ in range(100):
+        if produced >= 240:
+            break
+        assert c.try_admit(15), f"deadlock: produced {produced}, reserved {c.reserved}"
+        c.finish(reserved=15, produced=9)
+        produced += 9
+    assert produced >= 240
+    assert c.reserved == produced
+    assert not c.try_admit(15)  # batch can be filled: throttled again until the trainer steps
+    c.set_version(1)
+    assert c.try_admit(15)
+
+
 def test_freshness_filter_counts_drops():
     c = StalenessController(eta=2, global_batch=4)
     c.set_version(5)
