@@ -65,9 +65,9 @@ class AsyncDriver:
         self.unit = self.r.group_size if self.grpo else 1  # episodes admitted together
         self.unit_samples = self.unit * session.horizon  # worst-case decisions of one unit
         self.streaming = cfg.run.mode == "full"
-        # Versions advance once per global batch when streaming, `update_epochs` times per
-        # global batch otherwise: the admission window is in samples per version.
-        per_version = self.a.global_batch if self.streaming else max(1, self.a.global_batch // self.a.update_epochs)
+        # Versions advance `update_epochs` times per global batch (streaming or not): the
+        # admission window is in samples per version.
+        per_version = max(1, self.a.global_batch // self.a.update_epochs)
         self.ctrl = StalenessController(self.a.staleness, per_version)
         self.sampler = GroupSampler(len(session.instructions), cfg.env.tabletop.num_init_states, self.unit,
                                     cfg.run.seed + 31, prefix="a")

@@ -61,3 +61,17 @@ def test_stale_samples_use_the_decoupled_objective():
     _, stale = _batch(tr.policy, version=0, seed=1)
     r = tr.train_batch(stale)[0]
     assert "behav_weight_mean" in r.metrics  # decoupled PPO ran
+
+
+def test_streaming_update_matches_the_whole_batch_update():
+    """accumulate()+step() runs the same update_epochs passes as train_batch(): same weights."""
+    a, b_tr = _trainer("algo.update_epochs=2"), _trainer("algo.update_epochs=2")
+    _, batch = _batch(a.policy, n=8)
+    res_a = a.train_batch(batch)  # normalises advantages over the batch; the stream hands them normalised
+    adv = b_tr._advantages(batch.advantages)
+    for lo in (0, 4):
+        b_tr.accumulate(batch.take(np.arange(lo, lo + 4)), 8, adv[lo:lo + 4])
+    res_b = b_tr.step()
+    assert len(res_a) == len(res_b) == 2 and a.version == b_tr.version == 2
+    for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
