@@ -65,10 +65,8 @@ class AsyncDriver:
         self.unit = self.r.group_size if self.grpo else 1  # episodes admitted together
         self.unit_samples = self.unit * session.horizon  # worst-case decisions of one unit
         self.streaming = cfg.run.mode == "full"
-        # Versions advance `update_epochs` times per global batch (streaming or not): the
-        # admission window is in samples per version.
-        per_version = max(1, self.a.global_batch // self.a.update_epochs)
-        self.ctrl = StalenessController(self.a.staleness, per_version)
+        # One policy version per global batch (streamed or not): the window is in global batches.
+        self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
         self.sampler = GroupSampler(len(session.instructions), cfg.env.tabletop.num_init_states, self.unit,
                                     cfg.run.seed + 31, prefix="a")
         self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups) \
@@ -82,7 +80,7 @@ class AsyncDriver:
         # in the trainer, as `sync` does. GRPO's are already normalised within each group.
         self.normalize = AdvantageNormalizer() if (self.streaming and self.a.name == "ppo"
                                                    and self.a.normalize_advantages) else None
-        self.version = loop.train_steps
+        self.version = session.backend.get(session.trainer.get_version.remote())
         self.ctrl.set_version(self.version)
         self.queued_per_worker = [0] * len(session.env_workers)
         self.staleness = Histogram()
@@ -166,7 +164,7 @@ class AsyncDriver:
                     results = b.get(step_ref)
                     results = results if isinstance(results, list) else [results]
                     results_acc += results
-                    self.version += sum(1 for r in results if not r.skipped)
+                    self.version += int(any(not r.skipped for r in results))
                     self.ctrl.set_version(self.version)
                     s.publish_weights_async(self.version)
                     step_ref = None
@@ -211,7 +209,7 @@ class AsyncDriver:
                 new = b.get(step_ref)
                 new = new if isinstance(new, list) else [new]
                 results_acc += new
-                self.version += sum(1 for r in new if not r.skipped)
+                self.version += int(any(not r.skipped for r in new))
             outcomes, steps_total, st = self.collect()  # episodes that ended while stopping
             outcomes_acc += outcomes
             exp_acc.merge(st)

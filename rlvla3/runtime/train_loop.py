@@ -150,7 +150,7 @@ def train(cfg: Config, resume: str = "") -> dict:
         sft_report = None
         if resume and os.path.isdir(ckpt):
             loop.restore(session.backend.get(session.trainer.load.remote(ckpt)))
-            logger.print(f"resumed from {ckpt} at env step {loop.env_steps:,}, policy version {loop.train_steps}")
+            logger.print(f"resumed from {ckpt} at env step {loop.env_steps:,}, {loop.train_steps} optimizer steps")
         if os.path.isfile(os.path.join(run_dir, "eval_sft.json")):
             import json
 
@@ -173,7 +173,8 @@ def train(cfg: Config, resume: str = "") -> dict:
             "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,
             "sft_success_rate": sft_report, "final_success_rate": final.success_rate,
             "improvement_points": 100 * (final.success_rate - sft_report),
-            "env_steps": loop.env_steps, "train_steps": loop.train_steps, "episodes": loop.episodes,
+            "env_steps": loop.env_steps, "train_steps": loop.train_steps,
+            "policy_version": session.backend.get(session.trainer.get_version.remote()), "episodes": loop.episodes,
             "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
             "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
             "experience": loop.exp_totals, "videos": videos, "eval_points": loop.eval_points,

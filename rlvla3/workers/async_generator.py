@@ -31,7 +31,6 @@ class AsyncGenerator:
         self._wakeup: Optional[asyncio.Event] = None
         self._task = None
         self._model_lock: Optional[asyncio.Lock] = None  # no weight swap during any forward
-        self.spans: List[tuple] = []  # (t_start, t_end, batch) recent forward spans for timelines
 
     def _ensure_loop(self) -> None:
         if self._task is None:
@@ -73,7 +72,16 @@ class AsyncGenerator:
 
     async def reset_stats(self) -> None:
         self.batcher.stats = type(self.batcher.stats)()
-        self.busy_s, self.t_created, self.spans = 0.0, time.perf_counter(), []
+        self.busy_s, self.t_created = 0.0, time.perf_counter()
+
+    async def set_trace(self, enabled: bool) -> None:
+        self.replica.set_trace(enabled)
+
+    async def timeline(self, since: float = 0.0) -> list:
+        return self.replica.timeline(since)
+
+    def bench_forward(self, sizes: List[int], seconds: float, image_size: int, instructions: List[str]) -> dict:
+        return self.replica.bench_forward(sizes, seconds, image_size, instructions)
 
     def _swap_weights(self) -> None:
         msg, self.pending_weights = self.pending_weights, None
@@ -103,7 +111,7 @@ class AsyncGenerator:
             try:
                 async with self._model_lock:
                     self._swap_weights()  # between two batches, never during one
-                    t0 = time.perf_counter()
+                    t0, w0 = time.perf_counter(), time.time()
                     out = await loop.run_in_executor(None, self.replica.policy.act, obs, False, self.temperature)
             except Exception as e:  # fail the waiting requests, keep serving
                 for _, fut, _ in items:
@@ -112,9 +120,8 @@ class AsyncGenerator:
                 continue
             t1 = time.perf_counter()
             self.busy_s += t1 - t0
-            self.spans.append((t0, t1, len(obs)))
-            if len(self.spans) > 5000:
-                del self.spans[:1000]
+            self.replica.spans.record(self.replica.track, "infer_batch", w0, t1 - t0, n=len(obs),
+                                      requests=len(items))
             start = 0
             for req, fut, t_arrival in items:
                 sl = slice(start, start + req.num_samples)

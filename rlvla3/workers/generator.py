@@ -7,9 +7,12 @@ The lock-step schedules call `infer` with the whole batch; the asynchronous gene
 from __future__ import annotations
 
 import time
+from typing import List
 
+import numpy as np
 import torch
 
+from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ActionReply, ObsBatch, WeightsMessage
 from rlvla3.policies import build_policy
 
@@ -23,6 +26,8 @@ class Generator:
         self.forward_time_s = 0.0
         self.calls = 0
         self.samples = 0
+        self.track = f"generator{gen_id}"
+        self.spans = SpanRecorder(enabled=False)  # timeline spans, on for benchmarks
 
     @property
     def version(self) -> int:
@@ -32,15 +37,41 @@ class Generator:
         return self.policy.version
 
     def set_weights(self, msg: WeightsMessage) -> int:
+        t0 = time.time()
         self.policy.load_state_dict(msg.state)
         self.policy.version = msg.version
+        self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=msg.version)
         return msg.version
+
+    def set_trace(self, enabled: bool) -> None:
+        self.spans.enabled = enabled
+        self.spans.clear()
+
+    def timeline(self, since: float = 0.0) -> List[Span]:
+        return self.spans.spans(since)
+
+    def bench_forward(self, sizes: List[int], seconds: float, image_size: int, instructions: List[str]) -> dict:
+        """Stage bound: inference alone, samples/s at each batch size (random observations)."""
+        rng = np.random.default_rng(0)
+        out = {}
+        for n in sizes:
+            obs = ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
+                           rng.normal(size=(n, self.policy.proprio_dim)).astype(np.float32),
+                           [instructions[i % len(instructions)] for i in range(n)])
+            self.policy.act(obs)  # warm-up
+            done, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                self.policy.act(obs)
+                done += n
+            out[n] = done / (time.perf_counter() - t0)
+        return out
 
     def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
                     request_id: int = 0) -> ActionReply:
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0
+        self.spans.record(self.track, "infer_batch", w0, time.time() - w0, n=len(obs))
         self.calls += 1
         self.samples += len(obs)
         return ActionReply(request_id, out.actions, out.tokens, out.logp, out.values, out.version,

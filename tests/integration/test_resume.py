@@ -22,7 +22,7 @@ def test_resume_continues_counters_and_version(tmp_path):
     assert second["env_steps"] >= 700
     assert second["train_steps"] > first["train_steps"]
     with open(os.path.join(run_dir, "checkpoints/latest/policy/config.json")) as f:
-        assert json.load(f)["version"] == second["train_steps"]
+        assert json.load(f)["version"] == second["policy_version"] > first["policy_version"]
 
 
 def test_resume_refuses_a_non_run_directory(tmp_path, capsys):

@@ -30,7 +30,8 @@ def test_mode_trains_without_losing_samples(tmp_path, mode):
     assert summary["train_steps"] >= 1, "the trainer never stepped"
     assert summary["samples_trained"] > 0
     with open(os.path.join(run_dir, "checkpoints/latest/policy/config.json")) as f:
-        assert json.load(f)["version"] == summary["train_steps"]
+        assert json.load(f)["version"] == summary["policy_version"]  # one version per published update
+    assert 1 <= summary["policy_version"] <= summary["train_steps"]
     ids = np.load(os.path.join(run_dir, "trained_sample_ids.npy"))
     assert len(ids) == summary["samples_trained"]
     assert len(np.unique(ids)) == len(ids), "a sample was handed to the trainer twice"

@@ -25,8 +25,8 @@ def _trainer(*extra):
 def test_one_optimizer_step_per_global_batch_and_versions():
     tr = _trainer()
     _, b = _batch(tr.policy, n=16)
-    results = tr.train_batch(b)  # 16 samples, global batch 8, 1 epoch -> 2 steps
-    assert len(results) == 2 and tr.version == 2 and tr.policy.version == 2
+    results = tr.train_batch(b)  # 16 samples, global batch 8, 1 epoch -> 2 steps, one new version
+    assert len(results) == 2 and tr.updates == 2 and tr.version == 1 and tr.policy.version == 1
     assert all(r.samples == 8 for r in results)
 
 
@@ -72,6 +72,6 @@ def test_streaming_update_matches_the_whole_batch_update():
     for lo in (0, 4):
         b_tr.accumulate(batch.take(np.arange(lo, lo + 4)), 8, adv[lo:lo + 4])
     res_b = b_tr.step()
-    assert len(res_a) == len(res_b) == 2 and a.version == b_tr.version == 2
+    assert len(res_a) == len(res_b) == 2 and a.updates == b_tr.updates == 2 and a.version == b_tr.version == 1
     for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
         torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
