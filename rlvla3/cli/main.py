@@ -1,4 +1,4 @@
-"""The `rlvla3` command: train, sft, eval.
+"""The `rlvla3` command: train, sft, eval, bench.
 
 Options after the subcommand are dotted config overrides (`algo.lr=3e-4`,
 `preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every key.
@@ -27,11 +27,53 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--policy", required=True, help="policy directory (save_pretrained layout)")
     e.add_argument("--out", default="", help="where to write eval.json / eval.md / videos (default: policy dir)")
     e.add_argument("overrides", nargs="*")
+    bn = sub.add_parser("bench", help="throughput of every mode side by side, stage bounds, timeline")
+    bn.add_argument("--workload", default="tabletop-emulated", help="tabletop | tabletop-emulated | libero")
+    bn.add_argument("--modes", default="sync,sync-best,async-train,async-rollout,full",
+                    help="comma-separated modes; sync first gives ratio_to_sync")
+    bn.add_argument("--seconds", type=float, default=60.0, help="measured steady-state seconds per mode")
+    bn.add_argument("--warmup", type=float, default=20.0, help="seconds run before measuring")
+    bn.add_argument("--out", default="runs/bench", help="output directory")
+    bn.add_argument("--policy", default="", help="policy directory to start from (default: a quick SFT)")
+    bn.add_argument("--straggler-fraction", type=float, default=0.0,
+                    help="also run each mode with this fraction of env slots slowed down")
+    bn.add_argument("--straggler-slowdown", type=float, default=5.0)
+    bn.add_argument("--bound-seconds", type=float, default=0.0, help="seconds per stage bound (default S/2)")
+    bn.add_argument("overrides", nargs="*")
     return p
+
+
+def _bench(args) -> int:
+    from rlvla3.bench.runner import run_bench
+    from rlvla3.runtime.config import MODES
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        print(f"rlvla3 bench: unknown modes {bad}; choose from {list(MODES)}", file=sys.stderr)
+        return 2
+    if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1:
+        print("rlvla3 bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1]", file=sys.stderr)
+        return 2
+    try:
+        from rlvla3.bench.workloads import workload_overrides
+
+        load_config(workload_overrides(args.workload, modes[0], args.overrides))
+    except (ConfigError, ValueError) as e:
+        print(f"rlvla3 bench: {e}", file=sys.stderr)
+        return 2
+    result = run_bench(args.workload, modes, args.seconds, args.out, args.overrides, warmup=args.warmup,
+                       policy=args.policy, straggler_fraction=args.straggler_fraction,
+                       straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None)
+    with open(os.path.join(args.out, "table.md")) as f:
+        print(f.read())
+    return 0 if result["modes"] else 1
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     try:
         if args.command == "train" and args.resume:
             path = os.path.join(args.resume, "config.yaml")

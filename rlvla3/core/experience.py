@@ -117,27 +117,3 @@ class GroupAssembler:
     def num_pending_episodes(self) -> int:
         return sum(len(g) for g in self.pending.values())
 
-
-class AdvantageNormalizer:
-    """Normalise advantages with the statistics of a window of recent samples.
-
-    A streaming trainer sees samples in the order episodes end: successes (short) first,
-    time-outs (long) later. Normalising inside each micro-batch would compare failures with
-    failures and flip the sign of the signal; a window spanning many episodes does not.
-    """
-
-    def __init__(self, window: int = 4096, eps: float = 1e-8):
-        if window < 2:
-            raise ValueError(f"window must be >= 2, got {window}")
-        self.buf = np.zeros(window, np.float64)
-        self.n = 0  # samples seen
-        self.eps = eps
-
-    def __call__(self, adv: np.ndarray) -> np.ndarray:
-        adv = np.asarray(adv, np.float64)
-        for chunk in np.array_split(adv, max(1, int(np.ceil(len(adv) / len(self.buf))))):
-            idx = (self.n + np.arange(len(chunk))) % len(self.buf)
-            self.buf[idx] = chunk
-            self.n += len(chunk)
-        seen = self.buf[: min(self.n, len(self.buf))]
-        return ((adv - seen.mean()) / (seen.std() + self.eps)).astype(np.float32)

@@ -20,7 +20,7 @@ from typing import Deque, Dict
 import numpy as np
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience import AdvantageNormalizer, ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.core.staleness import StalenessController
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
@@ -75,11 +75,6 @@ class AsyncDriver:
         self.unit_produced: Dict[str, int] = {}
         self.queue = SampleQueue()
 
-        # Streaming PPO normalises advantages here, over a window of recent samples (a
-        # micro-batch holds too few episodes); whole-batch modes normalise per global batch
-        # in the trainer, as `sync` does. GRPO's are already normalised within each group.
-        self.normalize = AdvantageNormalizer() if (self.streaming and self.a.name == "ppo"
-                                                   and self.a.normalize_advantages) else None
         self.version = session.backend.get(session.trainer.get_version.remote())
         self.ctrl.set_version(self.version)
         self.queued_per_worker = [0] * len(session.env_workers)
@@ -118,8 +113,6 @@ class AsyncDriver:
             else:
                 batch, st = ppo_samples([ep], self.a.gamma, self.a.gae_lambda)
             stats.merge(st)
-            if batch is not None and self.normalize is not None:
-                batch.advantages = self.normalize(batch.advantages)
             key = ep.group_key
             self.unit_left[key] -= 1
             if batch is not None:
@@ -179,7 +172,7 @@ class AsyncDriver:
                             if len(mb) == 0:
                                 continue
                             global_ids.append(mb.sample_ids)
-                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch, mb.advantages))
+                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))  # raw advantages: normalised over the global batch by the trainer
                             in_global += len(mb)
                             need = min(a.micro_batch, a.global_batch - in_global)
                             progressed = True

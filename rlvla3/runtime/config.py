@@ -48,6 +48,8 @@ class RolloutConfig:
     rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
     horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
     temperature: float = 1.0  # sampling temperature of the behaviour policy
+    straggler_fraction: float = 0.0  # fraction of env slots whose simulator is slower (benchmarks)
+    straggler_slowdown: float = 5.0  # cost multiplier of those slots
 
 
 @dataclass
@@ -169,6 +171,8 @@ def validate(cfg: Config) -> Config:
     _check(a.micro_batch <= a.global_batch,
            f"algo.micro_batch ({a.micro_batch}) must be <= algo.global_batch ({a.global_batch})")
     _check(ro.temperature > 0, f"rollout.temperature must be > 0, got {ro.temperature}")
+    _check(0 <= ro.straggler_fraction <= 1, f"rollout.straggler_fraction must be in [0, 1], got {ro.straggler_fraction}")
+    _check(ro.straggler_slowdown > 0, f"rollout.straggler_slowdown must be > 0, got {ro.straggler_slowdown}")
     if a.name == "grpo":
         _check(ro.group_size >= 2, f"rollout.group_size must be >= 2 for GRPO, got {ro.group_size}")
         if r.mode in ("sync", "sync-best"):

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List
 
+from rlvla3.core.timeline import SpanRecorder
 from rlvla3.runtime.backend import make_backend
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
@@ -26,6 +27,7 @@ class Session:
     trainer: object = None
     instructions: List[str] = field(default_factory=list)
     published_version: int = -1
+    spans: SpanRecorder = field(default_factory=lambda: SpanRecorder(enabled=False))  # driver timeline
 
     @property
     def horizon(self) -> int:
@@ -37,8 +39,9 @@ class Session:
         b = self.backend
         version = b.get(self.trainer.get_version.remote())
         if version != self.published_version:
-            msg = self.trainer.get_weights.remote()  # an object ref: fetched by each generator
-            b.get([g.set_weights.remote(msg) for g in self.generators])
+            with self.spans.span("driver", "weight_sync", version=version):  # inference waits for it
+                msg = self.trainer.get_weights.remote()  # an object ref: fetched by each generator
+                b.get([g.set_weights.remote(msg) for g in self.generators])
             self.published_version = version
         return version
 
@@ -54,6 +57,17 @@ class Session:
         self.backend.shutdown()
 
 
+def straggler_slots(workers: int, slots: int, fraction: float) -> List[List[int]]:
+    """Slots (per worker) made slower: round(fraction x all slots), shared evenly by the
+    workers and spread evenly within each."""
+    k = round(fraction * workers * slots)
+    out = []
+    for w in range(workers):
+        mine = k // workers + (1 if w < k % workers else 0)
+        out.append(sorted({(j * slots) // mine for j in range(mine)}) if mine else [])
+    return out
+
+
 def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
     """Create workers. `policy_dir` (an SFT or earlier checkpoint) seeds every replica."""
     import copy
@@ -66,7 +80,9 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s = Session(cfg=cfg, backend=backend)
     env_cfg = cfg.env.tabletop
     if with_train_envs:
+        slow = straggler_slots(r.num_env_workers, r.slots_per_worker, r.straggler_fraction)
         s.env_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, seed * 100 + i,
+                                       slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
                                        torch_threads=threads) for i in range(r.num_env_workers)]
     s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, 10_000 + seed * 100 + i,
                                     torch_threads=threads) for i in range(cfg.eval.num_workers)]

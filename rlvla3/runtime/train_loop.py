@@ -43,6 +43,7 @@ class LoopState:
     exp_totals: dict = field(default_factory=dict)
     trained_ids: List = field(default_factory=list)  # sample ids handed to the trainer (each once)
     async_report: dict = field(default_factory=dict)
+    deadline: float = 0.0  # time.time() after which the schedule stops (benchmarks); 0 = none
 
     @property
     def wall_s(self) -> float:
@@ -50,7 +51,9 @@ class LoopState:
 
     def should_stop(self) -> bool:
         r = self.cfg.run
-        return self.env_steps >= r.total_env_steps or (r.max_train_steps and self.train_steps >= r.max_train_steps)
+        if self.deadline and time.time() >= self.deadline:
+            return True
+        return self.env_steps >= r.total_env_steps or bool(r.max_train_steps and self.train_steps >= r.max_train_steps)
 
     def record_iteration(self, env_steps: int, outcomes: list, exp: ExperienceStats, results: list, version: int,
                          timings: dict, trained: int, extra: Optional[dict] = None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
+from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import Episode, ObsBatch
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.tabletop import TabletopEnv
@@ -71,6 +72,7 @@ class EnvWorker:
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=num_slots, thread_name_prefix=f"envw{worker_id}")
         self.runner = None  # AsyncSlotRunner when an asynchronous schedule drives this worker
+        self.spans = SpanRecorder(enabled=False)  # per-slot timeline, on for benchmarks
 
     @property
     def num_slots(self) -> int:
@@ -84,9 +86,13 @@ class EnvWorker:
         return [t.instruction for t in self.envs[0].tasks]
 
     # --- slot helpers ----------------------------------------------------------------
+    def _track(self, i: int) -> str:
+        return f"env{self.worker_id}/slot{i}"
+
     def _reset_slot(self, i: int, a: EpisodeAssignment) -> None:
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
+        self.spans.record(self._track(i), "reset", w0, time.time() - w0)
         with self._lock:
             self.stats.reset_time_s += time.perf_counter() - t0
             self.stats.resets += 1
@@ -123,9 +129,10 @@ class EnvWorker:
         """Execute one action chunk on slot i; returns (done, success, substeps)."""
         obs = self.obs[i]
         self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
         substeps = int(info["substeps"])
+        self.spans.record(self._track(i), "env_step", w0, time.time() - w0, steps=substeps)
         with self._lock:
             self.stats.step_time_s += time.perf_counter() - t0
             self.stats.env_steps += substeps
@@ -212,6 +219,37 @@ class EnvWorker:
 
     def stop_async(self) -> dict:
         return self.runner.stop() if self.runner is not None else {}
+
+    # --- benchmarks ------------------------------------------------------------------------
+    def set_trace(self, enabled: bool) -> None:
+        self.spans.enabled = enabled
+        self.spans.clear()
+
+    def timeline(self, since: float = 0.0) -> List[Span]:
+        return self.spans.spans(since)
+
+    def bench_sim(self, seconds: float, chunk: int, action_dim: int) -> dict:
+        """Stage bound: the simulators alone. Every slot runs random action chunks (episodes
+        to their time limit, resets included) as fast as it can for `seconds`."""
+        deadline = time.perf_counter() + seconds
+
+        def run(i: int) -> tuple:
+            rng = np.random.default_rng(i)
+            env, steps, resets = self.envs[i], 0, 0
+            while time.perf_counter() < deadline:
+                env.reset(options={"task_id": int(rng.integers(self.num_tasks)), "init_id": 0})
+                resets += 1
+                done = False
+                while not done and time.perf_counter() < deadline:
+                    _, _, term, trunc, info = env.chunk_step(rng.uniform(-1, 1, (chunk, action_dim)))
+                    steps += int(info["substeps"])
+                    done = term or trunc
+            return steps, resets
+
+        t0 = time.perf_counter()
+        out = list(self.pool.map(run, range(self.num_slots)))
+        wall = time.perf_counter() - t0
+        return {"env_steps": sum(o[0] for o in out), "resets": sum(o[1] for o in out), "seconds": wall}
 
     def set_video_slots(self, slots: Sequence[int]) -> None:
         self.record_video_slots = tuple(slots)

@@ -56,7 +56,7 @@ class Generator:
         out = {}
         for n in sizes:
             obs = ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
-                           rng.normal(size=(n, self.policy.proprio_dim)).astype(np.float32),
+                           rng.normal(size=(n, self.policy.cfg.proprio_dim)).astype(np.float32),
                            [instructions[i % len(instructions)] for i in range(n)])
             self.policy.act(obs)  # warm-up
             done, t0 = 0, time.perf_counter()

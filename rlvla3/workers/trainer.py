@@ -25,7 +25,8 @@ import torch
 
 from rlvla3.core import losses as L
 from rlvla3.core.advantages import normalize
-from rlvla3.core.types import SampleBatch, TrainResult, WeightsMessage
+from rlvla3.core.timeline import Span, SpanRecorder
+from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.policies import build_policy
 
 
@@ -47,7 +48,10 @@ class Trainer:
         self._acc: List[dict] = []
         self._acc_samples = 0
         self._held: List[tuple] = []  # (micro, adv, prox) of the streamed global batch, for later passes
+        self._g_adv: Optional[List[torch.Tensor]] = None  # deferred-normalisation gradient buffers
+        self._g_one: Optional[List[torch.Tensor]] = None
         self.train_time_s = 0.0
+        self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
 
     # --- weights -------------------------------------------------------------------------
     def get_weights(self) -> WeightsMessage:
@@ -62,58 +66,97 @@ class Trainer:
         with torch.no_grad():
             return self.policy.evaluate(mb.obs(), mb.tokens).logp
 
-    def _micro_loss(self, mb: SampleBatch, adv: np.ndarray, prox: Optional[torch.Tensor], weight: float):
+    def _micro_loss(self, mb: SampleBatch, adv: np.ndarray, prox: Optional[torch.Tensor], weight: float,
+                    deferred: bool = False):
+        """Forward/backward of one micro-batch. `deferred`: `adv` are raw advantages of a
+        streamed global batch whose statistics are not known yet; the policy-gradient parts
+        linear in the advantage and in a constant go to separate buffers (see `_apply`)."""
         a = self.algo
         chunk, adim = self.policy.chunk_size, self.policy.action_dim
         agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
         out = self.policy.evaluate(mb.obs(), mb.tokens)
         behav = torch.tensor(mb.logp)  # copies: Ray hands over read-only arrays
-        adv_t = torch.as_tensor(adv, dtype=torch.float32)
         dual = a.dual_clip if a.dual_clip > 0 else None
-        if prox is None:
-            pg, stats = L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
-        else:
-            pg, stats = L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
-                                             dual, a.behav_weight_cap)
+
+        def policy_loss(adv_values):
+            adv_t = torch.as_tensor(adv_values, dtype=torch.float32)
+            if prox is None:
+                return L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
+            return L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
+                                        dual, a.behav_weight_cap)
+
+        pg, stats = policy_loss(adv)
         warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
         loss = pg * 0.0 if warmup else pg  # warm-up: advantages from a random critic are noise
+        rest = torch.zeros(())  # terms that do not depend on the advantages
         if a.name == "ppo":
             vl = L.value_loss(out.values, torch.tensor(mb.values), torch.tensor(mb.returns),
                               a.value_clip if a.value_clip > 0 else None)
-            loss = loss + a.vf_coef * vl
+            rest = rest + a.vf_coef * vl
             stats["value_loss"] = float(vl.detach())
         ent = L.entropy_mean(out.entropy)
         if a.ent_coef > 0 and not warmup:
-            loss = loss - a.ent_coef * ent
+            rest = rest - a.ent_coef * ent
+        loss = loss + rest
         stats.update(policy_loss=float(pg.detach()), entropy=float(ent.detach()), loss=float(loss.detach()))
         stats.update({f"kl_behav_{k}": v for k, v in L.kl_estimates(behav.flatten(), out.logp.detach().flatten()).items()})
-        (loss * weight).backward()
+        if deferred and not warmup:
+            # First pass: the ratio is 1, so the surrogate's gradient is linear in the advantage:
+            # grad(normalised A) = (grad(A) - mean * grad(1)) / std, once the batch is complete.
+            pg_one, _ = policy_loss(np.ones(len(mb), np.float32))
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            for buf, term in ((self._g_adv, pg), (self._g_one, pg_one)):
+                grads = torch.autograd.grad(term * weight, params, retain_graph=True, allow_unused=True)
+                for b, g in zip(buf, grads):
+                    if g is not None:
+                        b.add_(g)
+            if rest.requires_grad:
+                (rest * weight).backward()
+        else:
+            (loss * weight).backward()
         return stats
 
     # --- streaming API -------------------------------------------------------------------
     def accumulate(self, micro: SampleBatch, global_size: int, adv: Optional[np.ndarray] = None) -> dict:
         """Forward/backward one micro-batch of a global batch of `global_size` samples.
-        `adv`: advantages already normalised by the experience stream (else normalised here)."""
-        t0 = time.perf_counter()
-        adv = self._advantages(micro.advantages) if adv is None else adv
+        `adv`: advantages to use as they are; None: the micro-batch's own advantages, which
+        (PPO with normalisation) are normalised exactly over the whole global batch at `step()`."""
+        t0, w0 = time.perf_counter(), time.time()
+        deferred = adv is None and self._normalizes()
+        if adv is None:
+            adv = micro.advantages
+        if deferred and self._g_adv is None:
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            self._g_adv = [torch.zeros_like(p) for p in params]
+            self._g_one = [torch.zeros_like(p) for p in params]
         stale = bool(np.any(micro.versions < self.version))
         prox = self._prox_logp(micro) if stale else None
-        stats = self._micro_loss(micro, adv, prox, len(micro) / global_size)
+        stats = self._micro_loss(micro, adv, prox, len(micro) / global_size, deferred=deferred)
+        self.spans.record("trainer", "micro_batch", w0, time.time() - w0, n=len(micro), new=True,
+                          lag=self._lag(micro.versions))
         stats["staleness_mean"] = float(np.mean(self.version - micro.versions))
         self._acc.append(stats)
         self._acc_samples += len(micro)
-        if self.algo.update_epochs > 1:
-            self._held.append((micro, np.asarray(adv), prox))
+        self._held.append((micro, np.asarray(adv, np.float32), prox))
         self.train_time_s += time.perf_counter() - t0
         return stats
 
     def step(self) -> List[TrainResult]:
         """End a streamed global batch: apply the first pass, then run the other passes on it."""
-        results = [self._apply()]
         held, self._held = self._held, []
+        adv = np.concatenate([h[1] for h in held]) if held else np.zeros(0, np.float32)
+        if self._g_adv is not None:  # deferred normalisation: now the batch statistics are known
+            mean, std = float(adv.mean()), float(adv.std())
+            scale = 1.0 / std if std >= 1e-8 else 0.0  # constant batch: no policy signal (as `normalize`)
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            for p, ga, g1 in zip(params, self._g_adv, self._g_one):
+                g = (ga - mean * g1) * scale
+                p.grad = g if p.grad is None else p.grad + g
+            self._g_adv = self._g_one = None
+            adv = normalize(adv) if len(adv) > 1 else adv
+        results = [self._apply()]
         if held and self.algo.update_epochs > 1:
             batch = SampleBatch.concat([h[0] for h in held])
-            adv = np.concatenate([h[1] for h in held])
             prox = None
             if any(h[2] is not None for h in held):  # fresh micro-batches: behaviour = proximal policy
                 prox = torch.cat([h[2] if h[2] is not None else torch.tensor(h[0].logp) for h in held])
@@ -130,7 +173,7 @@ class Trainer:
 
     def _apply(self) -> TrainResult:
         """Apply the accumulated gradient; skipped (and counted) if it is not finite."""
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         params = [p for p in self.policy.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.algo.max_grad_norm) if params else torch.tensor(0.0)
         losses_finite = all(math.isfinite(s["loss"]) for s in self._acc)
@@ -149,6 +192,7 @@ class Trainer:
         self.samples_trained += 0 if skipped else n
         self._acc, self._acc_samples = [], 0
         self.train_time_s += time.perf_counter() - t0
+        self.spans.record("trainer", "optimizer_step", w0, time.time() - w0)
         return TrainResult(self.version + (0 if skipped else 1), n, metrics, skipped=skipped,
                            note="non-finite loss or gradient: step skipped" if skipped else None)
 
@@ -165,12 +209,12 @@ class Trainer:
                                   for s in range(0, n, a.micro_batch)])
         gb = min(a.global_batch, n)
         results = []
-        for _ in range(a.update_epochs):
-            results += self._epoch(batch, adv_all, prox_all, gb)
+        for epoch in range(a.update_epochs):
+            results += self._epoch(batch, adv_all, prox_all, gb, first_pass=epoch == 0)
         return self._publishable(results)
 
     def _epoch(self, batch: SampleBatch, adv_all: np.ndarray, prox_all: Optional[torch.Tensor],
-               gb: int) -> List[TrainResult]:
+               gb: int, first_pass: bool = False) -> List[TrainResult]:
         """One pass over `batch` in a random order, one optimizer step per `gb` samples
         (leftovers of the permutation wait for the next pass)."""
         perm = self.rng.permutation(len(batch))
@@ -179,19 +223,29 @@ class Trainer:
             idx = perm[start:start + gb]
             for ms in range(0, gb, self.algo.micro_batch):
                 sub = idx[ms:ms + self.algo.micro_batch]
-                t0 = time.perf_counter()
+                t0, w0 = time.perf_counter(), time.time()
                 prox = prox_all[torch.as_tensor(sub)] if prox_all is not None else None
                 self._acc.append(self._micro_loss(batch.take(sub), adv_all[sub], prox, len(sub) / gb))
                 self._acc_samples += len(sub)
                 self.train_time_s += time.perf_counter() - t0
+                self.spans.record("trainer", "micro_batch", w0, time.time() - w0, n=len(sub), new=first_pass,
+                                  lag=self._lag(batch.versions[sub]) if first_pass else {})
             results.append(self._apply())
         return results
 
-    def _advantages(self, adv: np.ndarray) -> np.ndarray:
+    def _lag(self, versions: np.ndarray) -> dict:
+        """Staleness histogram {versions behind: samples} of samples trained for the first time."""
+        if not self.spans.enabled:
+            return {}
+        lags, counts = np.unique(self.version - np.asarray(versions), return_counts=True)
+        return {int(k): int(c) for k, c in zip(lags, counts)}
+
+    def _normalizes(self) -> bool:
         # GRPO advantages are already normalised within each group.
-        if self.algo.normalize_advantages and self.algo.name == "ppo" and len(adv) > 1:
-            return normalize(adv)
-        return adv
+        return self.algo.normalize_advantages and self.algo.name == "ppo"
+
+    def _advantages(self, adv: np.ndarray) -> np.ndarray:
+        return normalize(adv) if self._normalizes() and len(adv) > 1 else adv
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, path: str, extra: Optional[dict] = None) -> None:
@@ -233,6 +287,40 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         return state.get("extra", {})
+
+    # --- benchmarks ------------------------------------------------------------------------
+    def set_trace(self, enabled: bool) -> None:
+        self.spans.enabled = enabled
+        self.spans.clear()
+
+    def timeline(self, since: float = 0.0) -> List[Span]:
+        return self.spans.spans(since)
+
+    def bench_train(self, seconds: float, image_size: int, instructions: List[str], streaming: bool) -> dict:
+        """Stage bound: the trainer alone on synthetic global batches (this changes the
+        weights, so run it in a session of its own). Returns new samples per second, each
+        trained update_epochs times as in a real run."""
+        n = self.algo.global_batch
+        rng = np.random.default_rng(0)
+        obs = ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
+                       rng.normal(size=(n, self.policy.cfg.proprio_dim)).astype(np.float32),
+                       [instructions[i % len(instructions)] for i in range(n)])
+        out = self.policy.act(obs)
+        batch = SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, out.logp, out.values,
+                            rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
+                            np.full(n, self.version), np.arange(n))
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            batch.versions[:] = self.version
+            if streaming:
+                for lo in range(0, n, self.algo.micro_batch):
+                    idx = np.arange(lo, min(lo + self.algo.micro_batch, n))
+                    self.accumulate(batch.take(idx), n, batch.advantages[idx])
+                self.step()
+            else:
+                self.train_batch(batch)
+            done += n
+        return {"samples": done, "seconds": time.perf_counter() - t0}
 
     def stats(self) -> dict:
         return {"version": self.version, "samples_trained": self.samples_trained,

@@ -67,16 +67,3 @@ def test_group_sampler_shares_task_and_init_within_a_group():
         grp = draws[3 * k:3 * k + 3]
         assert len({(a.task_id, a.init_id, a.group_key) for a in grp}) == 1
     assert len({a.group_key for a in draws}) == 3
-
-
-def test_advantage_normalizer_uses_the_window_not_the_batch():
-    from rlvla3.core.experience import AdvantageNormalizer
-
-    norm = AdvantageNormalizer(window=8)
-    first = norm(np.array([1.0, 1.0, -1.0, -1.0]))
-    np.testing.assert_allclose(first, [1, 1, -1, -1], atol=1e-6)
-    # a batch of only failures stays negative: it is compared with the window, not itself
-    second = norm(np.array([-1.0, -1.0]))
-    assert np.all(second < 0)
-    big = norm(np.arange(20.0))  # larger than the window: keeps the last 8 values
-    assert norm.n == 26 and big.shape == (20,)

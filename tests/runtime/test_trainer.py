@@ -75,3 +75,18 @@ def test_streaming_update_matches_the_whole_batch_update():
     assert len(res_a) == len(res_b) == 2 and a.updates == b_tr.updates == 2 and a.version == b_tr.version == 1
     for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
         torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_streaming_normalises_over_the_whole_global_batch_exactly():
+    """Micro-batches stream in with raw advantages; step() applies the gradient of the
+    advantages normalised over the complete global batch: same weights as train_batch()."""
+    for epochs in (1, 2):
+        a, b_tr = _trainer(f"algo.update_epochs={epochs}"), _trainer(f"algo.update_epochs={epochs}")
+        _, batch = _batch(a.policy, n=8)
+        batch.advantages = batch.advantages * 3.0 + 1.5  # far from normalised
+        a.train_batch(batch)
+        for lo in (0, 4):
+            b_tr.accumulate(batch.take(np.arange(lo, lo + 4)), 8)
+        b_tr.step()
+        for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
+            torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=f"{k} (epochs={epochs})")

@@ -1,0 +1,86 @@
+"""Throughput and utilisation of one benchmarked mode, computed from its timeline spans.
+
+Every number comes from spans recorded by the workers themselves (env steps, inference
+batches, trainer micro-batches) inside one steady-state window, so all modes are measured
+the same way whatever their schedule. Counts are attributed to the window by span end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Dict, Iterable, List
+
+from rlvla3.core.stats import percentiles
+from rlvla3.core.timeline import Span, busy_fraction
+
+ENV_BUSY = ("env_step", "reset")
+GEN_BUSY = ("infer_batch", "weight_swap")
+TRAIN_BUSY = ("micro_batch", "optimizer_step")
+
+
+def _in_window(spans: Iterable[Span], t0: float, t1: float, name: str) -> List[Span]:
+    return [s for s in spans if s.name == name and t0 <= s.end <= t1]
+
+
+def worker_of(track: str) -> str:
+    """'env1/slot3' -> 'env1'; other tracks are their own worker."""
+    return track.split("/", 1)[0]
+
+
+def utilization(spans: List[Span], t0: float, t1: float) -> Dict[str, dict]:
+    """Per worker: busy fraction over the window (env workers: mean over their slots)."""
+    tracks: Dict[str, List[str]] = {}
+    for s in spans:
+        tracks.setdefault(worker_of(s.track), [])
+        if s.track not in tracks[worker_of(s.track)]:
+            tracks[worker_of(s.track)].append(s.track)
+    out = {}
+    for worker, ts in sorted(tracks.items()):
+        names = ENV_BUSY if worker.startswith("env") else GEN_BUSY if worker.startswith("generator") else \
+            TRAIN_BUSY if worker == "trainer" else None
+        if names is None:
+            continue
+        busy = sum(busy_fraction(spans, t, t0, t1, names) for t in ts) / len(ts)
+        out[worker] = {"utilization": round(busy, 4), "idle_fraction": round(1 - busy, 4), "tracks": len(ts)}
+    return out
+
+
+def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
+    """Rates over [t0, t1] from the spans of every worker of one mode."""
+    dt = t1 - t0
+    if dt <= 0:
+        raise ValueError(f"empty measurement window [{t0}, {t1}]")
+    steps = _in_window(spans, t0, t1, "env_step")
+    resets = _in_window(spans, t0, t1, "reset")
+    infer = _in_window(spans, t0, t1, "infer_batch")
+    micro = _in_window(spans, t0, t1, "micro_batch")
+    opt = _in_window(spans, t0, t1, "optimizer_step")
+    syncs = _in_window(spans, t0, t1, "weight_sync")
+    env_steps = sum(s.args.get("steps", 0) for s in steps)
+    decisions = sum(s.args.get("n", 0) for s in infer)
+    new_samples = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True))
+    lag = Counter()
+    for s in micro:
+        for k, v in s.args.get("lag", {}).items():
+            lag[int(k)] += v
+    batch_sizes = [s.args.get("n", 0) for s in infer]
+    return {
+        "window_s": round(dt, 3),
+        "env_steps": env_steps,
+        "env_steps_per_s": env_steps / dt,
+        "chunks_per_s": len(steps) / dt,
+        "resets_per_s": len(resets) / dt,
+        "policy_calls_per_s": decisions / dt,  # decisions (samples) served by the generators
+        "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
+        "optimizer_steps_per_s": len(opt) / dt,
+        "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
+        "generator": {
+            "batches": len(infer),
+            "mean_batch": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
+            **{f"forward_ms_{k}": v * 1000 for k, v in percentiles([s.dur for s in infer], (50, 95)).items()},
+        },
+        "env_step_ms": {k: v * 1000 for k, v in percentiles([s.dur for s in steps], (50, 95, 99)).items()},
+        "weight_sync": {"count": len(syncs), "blocking_s": sum(s.dur for s in syncs)},
+        "staleness_hist": {str(k): lag[k] for k in sorted(lag)},
+        "utilization": utilization(spans, t0, t1),
+    }

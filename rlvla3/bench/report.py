@@ -1,0 +1,88 @@
+"""Benchmark outputs: bench.json, table.md, timeline.json (Chrome trace / Perfetto) and
+timeline.png (a Gantt picture of a few seconds of sync vs full)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Dict, List
+
+from rlvla3.core.timeline import Span, to_chrome_trace
+
+TRACE_SECONDS = 10.0  # of each mode in timeline.json (a whole window would be tens of MB)
+
+
+def _clean(x):
+    """JSON without NaN/inf (strict parsers reject them)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _fmt(x, pattern="{:.0f}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else pattern.format(x)
+
+
+def to_markdown(result: dict) -> str:
+    b = result["bounds"]
+    lines = [
+        f"# `rlvla3 bench` — workload `{result['workload']}`", "",
+        f"- command: `{result['command']}`",
+        f"- date: {result['date']}",
+        f"- machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
+        f"GPU: {result['machine']['gpu'] or 'none'}, torch {result['machine']['torch']}",
+        f"- measured: {result['seconds']:g} s of steady state per mode after {result['warmup_s']:g} s of warm-up",
+        "",
+        "| mode | env steps/s | ratio to sync | pipeline efficiency | policy calls/s | trained samples/s "
+        "| mean gen. batch | env slot util. | generator util. | trainer util. |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in result["modes"].items():
+        u = m["utilization"]
+        env_u = [v["utilization"] for k, v in u.items() if k.startswith("env")]
+        gen_u = [v["utilization"] for k, v in u.items() if k.startswith("generator")]
+        lines.append(
+            f"| {name} | {_fmt(m['env_steps_per_s'])} | {_fmt(m['ratio_to_sync'], '{:.2f}x')} "
+            f"| {_fmt(m['pipeline_efficiency'], '{:.2f}')} | {_fmt(m['policy_calls_per_s'])} "
+            f"| {_fmt(m['trained_samples_per_s'])} | {_fmt(m['generator']['mean_batch'], '{:.1f}')} "
+            f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
+            f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
+            f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
+    lines += [
+        "", "Stage bounds (each stage alone, same machine, same run), in env steps/s:", "",
+        f"- simulators alone: {_fmt(b['simulators_env_steps_per_s'])}",
+        f"- generators alone: {_fmt(b['generators_env_steps_per_s'])} (best batch size; samples/s by batch: "
+        + ", ".join(f"{k}: {_fmt(v)}" for k, v in b["generator_samples_per_s_by_batch"].items()) + ")",
+        f"- trainer alone: {_fmt(b['trainer_env_steps_per_s'])} ({_fmt(b['trainer_samples_per_s'])} new samples/s)",
+        f"- bound: {_fmt(b['min_env_steps_per_s'])} ({b['bottleneck']}); "
+        f"{b['steps_per_decision']:.2f} env steps per policy decision",
+    ]
+    strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}
+    if strag:
+        lines += ["", "Stragglers (a fraction of the env slots made slower):", ""]
+        for name, m in strag.items():
+            lines.append(f"- {name}: {m['throughput_change_vs_no_stragglers'] * 100:+.1f}% env steps/s")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict, windows: Dict[str, List[Span]], out: str) -> None:
+    with open(os.path.join(out, "bench.json"), "w") as f:
+        json.dump(_clean(result), f, indent=2)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(to_markdown(result))
+    trace = {}
+    for mode, spans in windows.items():
+        t0 = min((s.start for s in spans), default=0.0)
+        trace[mode] = [s for s in spans if s.start < t0 + TRACE_SECONDS]
+    with open(os.path.join(out, "timeline.json"), "w") as f:
+        json.dump(to_chrome_trace(trace), f)
+    from rlvla3.runtime.timeline_plot import plot_gantt
+
+    shown = {m: windows[m] for m in ("sync", "full") if m in windows} or dict(list(windows.items())[:2])
+    plot_gantt(shown, os.path.join(out, "timeline.png"), window_s=3.0,
+               title=f"{result['workload']}: {' vs '.join(shown)} (white = idle)")

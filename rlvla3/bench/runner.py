@@ -1,0 +1,155 @@
+"""`rlvla3 bench`: every mode for S seconds of steady state on the same machine, in one run.
+
+For each mode a fresh session runs the real schedule (real env workers, generators and
+trainer, learning from an SFT policy) with timeline recording on; after `warmup` seconds a
+window of `seconds` is measured from the workers' own spans (`measure.py`). Then the stage
+bounds are measured in a session of their own: the simulators alone (random actions), the
+generators alone (inference at each batch size) and the trainer alone (synthetic global
+batches), each converted to env steps/s, so `pipeline_efficiency = achieved / min(bounds)`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+from rlvla3.bench.measure import window_metrics
+from rlvla3.bench.workloads import workload_overrides
+from rlvla3.runtime.config import load_config
+from rlvla3.runtime.run_logger import RunLogger
+from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
+from rlvla3.runtime.train_loop import LoopState, run_schedule
+
+BENCH_SFT = ["sft.demos_per_task=48", "sft.epochs=6"]  # a quick warm start: episodes of varying length
+
+
+def machine_info() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "gpu": None}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def bench_policy(cfg, out: str, say: Callable) -> str:
+    """A quickly behaviour-cloned policy (cached in OUT/sft_policy)."""
+    path = os.path.join(out, "sft_policy")
+    if os.path.isfile(os.path.join(path, "model.safetensors")):
+        return path
+    from rlvla3.runtime.sft_command import run_sft
+
+    say("bench: training a quick SFT policy for the benchmark (cached for later runs)")
+    run_sft(cfg, path)
+    return path
+
+
+def _actors(session) -> list:
+    return list(session.env_workers) + list(session.generators) + [session.trainer]
+
+
+def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) -> tuple:
+    """One mode: returns (metrics, spans of the measurement window, window bounds)."""
+    session = start_session(cfg, policy_dir=policy_dir)
+    b = session.backend
+    logger = RunLogger(out_dir, 0, progress=False)
+    try:
+        b.get([a.set_trace.remote(True) for a in _actors(session)])
+        session.spans.enabled = True
+        loop = LoopState(cfg=cfg, logger=logger, session=session, run_dir=out_dir)
+        t0 = time.time()
+        loop.deadline = t0 + warmup + seconds
+        run_schedule(session, loop)
+        t_stop = time.time()
+        w0, w1 = t0 + warmup, t0 + warmup + seconds
+        spans = [s for part in b.get([a.timeline.remote(t0) for a in _actors(session)]) for s in part]
+        spans += session.spans.spans(t0)
+        metrics = window_metrics(spans, w0, min(w1, t_stop))
+        metrics["run"] = {"wall_s": round(t_stop - t0, 2), "env_steps_total": loop.env_steps,
+                          "optimizer_steps": loop.train_steps, "samples_trained": loop.samples_trained,
+                          "episodes": loop.episodes,
+                          "rollout_success_rate": loop.successes / loop.episodes if loop.episodes else None}
+        if cfg.run.mode in ASYNC_ROLLOUT_MODES:
+            gen = b.get([g.stats.remote() for g in session.generators])
+            metrics["batcher"] = [{k: v for k, v in g.items() if isinstance(v, (int, float))} for g in gen]
+            rep = loop.async_report
+            metrics["staleness_run"] = {"hist": rep.get("staleness_hist", {}),
+                                        "dropped_stale": rep.get("samples_dropped_stale", 0),
+                                        "admission_refused": rep.get("admission_refused", 0)}
+        window = [s for s in spans if s.end >= w0 and s.start <= w1]
+        return metrics, window, (w0, w1)
+    finally:
+        logger.close()
+        session.shutdown()
+
+
+def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float) -> dict:
+    """Each stage alone, in env steps/s (decisions converted with the measured steps per decision)."""
+    session = start_session(cfg, policy_dir=policy_dir)
+    b = session.backend
+    try:
+        p, env = cfg.policy.tiny, cfg.env.tabletop
+        sims = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim) for w in session.env_workers])
+        sim = sum(s["env_steps"] for s in sims) / max(s["seconds"] for s in sims)
+        slots = cfg.rollout.num_env_workers * cfg.rollout.slots_per_worker
+        sizes = sorted({n for n in (1, 4, 16, 32, 64, 128, cfg.generator.max_batch, slots) if n <= max(slots, 1)})
+        per_size = b.get(session.generators[0].bench_forward.remote(sizes, seconds / len(sizes), env.image_size,
+                                                                    session.instructions))
+        gen = len(session.generators) * max(per_size.values()) * steps_per_decision
+        tr = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions, False))
+        train = tr["samples"] / tr["seconds"] * steps_per_decision
+        return {"simulators_env_steps_per_s": sim, "generators_env_steps_per_s": gen,
+                "trainer_env_steps_per_s": train, "min_env_steps_per_s": min(sim, gen, train),
+                "bottleneck": min((sim, "simulators"), (gen, "generators"), (train, "trainer"))[1],
+                "generator_samples_per_s_by_batch": {str(k): v for k, v in per_size.items()},
+                "trainer_samples_per_s": tr["samples"] / tr["seconds"], "steps_per_decision": steps_per_decision,
+                "seconds_each": seconds}
+    finally:
+        session.shutdown()
+
+
+def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
+              warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
+              straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
+              say: Callable = print) -> dict:
+    from rlvla3.bench.report import write_outputs
+
+    os.makedirs(out, exist_ok=True)
+    base_cfg = load_config(workload_overrides(workload, modes[0], BENCH_SFT + overrides))
+    policy_dir = policy or bench_policy(base_cfg, out, say)
+    result: Dict = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
+                    "seconds": seconds, "warmup_s": warmup, "overrides": overrides, "modes": {}}
+    windows = {}
+    variants = [("", [])]
+    if straggler_fraction > 0:
+        variants.append((" +stragglers", [f"rollout.straggler_fraction={straggler_fraction}",
+                                          f"rollout.straggler_slowdown={straggler_slowdown}"]))
+    for mode in modes:
+        for suffix, extra in variants:
+            cfg = load_config(workload_overrides(workload, mode, overrides + extra))
+            say(f"bench: {mode}{suffix}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
+            metrics, window, _ = run_mode(cfg, policy_dir, seconds, warmup,
+                                          os.path.join(out, "modes", (mode + suffix).replace(" +", "_")))
+            result["modes"][mode + suffix] = metrics
+            if not suffix:
+                windows[mode] = window
+            say(f"bench: {mode}{suffix}: {metrics['env_steps_per_s']:.0f} env steps/s")
+    ref = result["modes"].get("full") or next(iter(result["modes"].values()))
+    spd = ref["env_steps_per_decision"] or base_cfg.policy.tiny.chunk_size
+    say("bench: stage bounds (each stage alone)")
+    bcfg = load_config(workload_overrides(workload, "full", overrides))
+    result["bounds"] = stage_bounds(bcfg, policy_dir, bound_seconds or max(5.0, seconds / 2), spd)
+    sync = result["modes"].get("sync", {}).get("env_steps_per_s")
+    for name, m in result["modes"].items():
+        m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
+        m["pipeline_efficiency"] = m["env_steps_per_s"] / result["bounds"]["min_env_steps_per_s"]
+        if name.endswith(" +stragglers"):
+            clean = result["modes"][name[:-len(" +stragglers")]]["env_steps_per_s"]
+            m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / clean - 1
+    write_outputs(result, windows, out)
+    return result
