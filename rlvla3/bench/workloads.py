@@ -19,6 +19,7 @@ BASE = [
     "run.progress=false",
     "run.checkpoint_every=0",
     "eval.every_steps=0",
+    "eval.num_workers=1",  # sessions build an eval worker; the bench never evaluates
     "run.total_env_steps=1000000000",  # benchmarks stop on time
 ]
 

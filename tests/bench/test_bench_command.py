@@ -1,0 +1,54 @@
+"""`rlvla3 bench` end to end on Ray, very short: every field is there and every ratio is
+computed from the measured numbers in the same file."""
+
+import json
+import os
+
+import pytest
+
+from rlvla3.cli.main import main
+from rlvla3.policies import build_policy
+from rlvla3.runtime.config import load_config
+
+SMALL = ["rollout.slots_per_worker=4", "algo.global_batch=32", "algo.micro_batch=16", "generator.max_batch=8"]
+
+
+def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
+    cfg = load_config(["preset=quickstart"])
+    policy_dir = str(tmp_path / "policy")
+    build_policy(cfg.policy).save_pretrained(policy_dir)
+    out = str(tmp_path / "bench")
+    rc = main(["bench", "--workload", "tabletop-emulated", "--modes", "sync,full", "--seconds", "3", "--warmup", "2",
+               "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy", policy_dir, *SMALL])
+    assert rc == 0
+    for name in ("bench.json", "table.md", "timeline.json", "timeline.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    res = json.load(open(os.path.join(out, "bench.json")))
+    assert set(res["modes"]) == {"sync", "full", "sync +stragglers", "full +stragglers"}
+    b = res["bounds"]
+    assert b["min_env_steps_per_s"] == min(b["simulators_env_steps_per_s"], b["generators_env_steps_per_s"],
+                                           b["trainer_env_steps_per_s"]) > 0
+    sync = res["modes"]["sync"]["env_steps_per_s"]
+    for name, m in res["modes"].items():
+        assert m["env_steps"] > 0, f"{name} stepped no env in its window"
+        assert m["env_steps_per_s"] == pytest.approx(m["env_steps"] / m["window_s"])
+        assert m["ratio_to_sync"] == pytest.approx(m["env_steps_per_s"] / sync)
+        assert m["pipeline_efficiency"] == pytest.approx(m["env_steps_per_s"] / b["min_env_steps_per_s"])
+        for key in ("policy_calls_per_s", "trained_samples_per_s", "generator", "staleness_hist", "utilization"):
+            assert key in m, (name, key)
+        assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
+    full = res["modes"]["full"]
+    assert "batcher" in full and full["batcher"][0]["samples"] > 0
+    strag = res["modes"]["full +stragglers"]
+    assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(
+        strag["env_steps_per_s"] / full["env_steps_per_s"] - 1)
+    trace = json.load(open(os.path.join(out, "timeline.json")))
+    names = {e["name"] for e in trace["traceEvents"] if e["ph"] == "X"}
+    assert {"env_step", "infer_batch", "micro_batch"} <= names
+
+
+def test_bench_refuses_unknown_workload_and_mode(capsys):
+    assert main(["bench", "--workload", "nope"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+    assert main(["bench", "--modes", "sync,warp"]) == 2
+    assert "unknown modes" in capsys.readouterr().err

@@ -1,0 +1,49 @@
+"""Window metrics from hand-made spans: every rate is a count inside the window / its length."""
+
+import pytest
+
+from rlvla3.bench.measure import utilization, window_metrics, worker_of
+from rlvla3.core.timeline import Span
+
+
+def _spans():
+    s = []
+    for k in range(10):  # env0/slot0 steps 4 sim steps every 1 s, busy 0.5 s each
+        s.append(Span("env0/slot0", "env_step", 10.0 + k, 0.5, {"steps": 4}))
+    s.append(Span("env0/slot1", "reset", 10.0, 2.0))
+    for k in range(5):  # generator: a batch of 8 every 2 s, 0.25 s each
+        s.append(Span("generator0", "infer_batch", 10.0 + 2 * k, 0.25, {"n": 8}))
+    s.append(Span("trainer", "micro_batch", 12.0, 1.0, {"n": 16, "new": True, "lag": {0: 10, 1: 6}}))
+    s.append(Span("trainer", "micro_batch", 13.0, 1.0, {"n": 16, "new": False}))  # a later pass: not new data
+    s.append(Span("trainer", "optimizer_step", 14.0, 0.1))
+    s.append(Span("driver", "weight_sync", 15.0, 0.5))
+    s.append(Span("env0/slot0", "env_step", 30.0, 0.5, {"steps": 4}))  # outside the window
+    return s
+
+
+def test_rates_are_window_counts_over_window_length():
+    m = window_metrics(_spans(), 10.0, 20.0)
+    assert m["env_steps"] == 40 and m["env_steps_per_s"] == pytest.approx(4.0)
+    assert m["chunks_per_s"] == pytest.approx(1.0)
+    assert m["policy_calls_per_s"] == pytest.approx(4.0)  # 5 batches x 8 / 10 s
+    assert m["trained_samples_per_s"] == pytest.approx(1.6)  # only first-pass samples count
+    assert m["optimizer_steps_per_s"] == pytest.approx(0.1)
+    assert m["env_steps_per_decision"] == pytest.approx(4.0)
+    assert m["generator"]["mean_batch"] == 8.0
+    assert m["staleness_hist"] == {"0": 10, "1": 6}
+    assert m["weight_sync"] == {"count": 1, "blocking_s": 0.5}
+
+
+def test_utilization_per_worker():
+    u = utilization(_spans(), 10.0, 20.0)
+    # env0: slot0 busy 5 of 10 s, slot1 busy 2 of 10 s -> mean 0.35
+    assert u["env0"]["utilization"] == pytest.approx(0.35) and u["env0"]["tracks"] == 2
+    assert u["generator0"]["utilization"] == pytest.approx(0.125)
+    assert u["trainer"]["utilization"] == pytest.approx(0.21)
+    assert "driver" not in u
+    assert worker_of("env3/slot12") == "env3" and worker_of("trainer") == "trainer"
+
+
+def test_empty_window_is_an_error():
+    with pytest.raises(ValueError):
+        window_metrics(_spans(), 5.0, 5.0)
