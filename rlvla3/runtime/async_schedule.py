@@ -85,10 +85,12 @@ class AsyncDriver:
 
     # --- admission -----------------------------------------------------------------------
     def admit(self) -> None:
-        """Hand out admitted episodes, keeping about one assignment queued per slot."""
+        """Hand out admitted episodes, keeping about one assignment queued per slot. Load =
+        running + queued episodes, so a throttled window still spreads work over all workers."""
         status = self.b.get([w.async_status.remote() for w in self.s.env_workers])
-        queued = [st["queued_assignments"] for st in status]
-        while min(queued) < self.r.slots_per_worker and self.ctrl.try_admit(self.unit_samples):
+        slots = self.r.slots_per_worker
+        queued = [st["queued_assignments"] + slots - st["idle_slots"] for st in status]
+        while min(queued) < 2 * slots and self.ctrl.try_admit(self.unit_samples):
             batch = self.sampler.draw(self.unit)
             key = batch[0].group_key
             self.unit_left[key], self.unit_produced[key] = self.unit, 0

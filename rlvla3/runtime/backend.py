@@ -38,7 +38,7 @@ class LocalActor:
 class LocalBackend:
     name = "local"
 
-    def actor(self, cls, *args, num_cpus: float = 0, **kwargs) -> LocalActor:
+    def actor(self, cls, *args, num_cpus: float = 0, num_gpus: float = 0, **kwargs) -> LocalActor:
         return LocalActor(cls(*args, **kwargs))
 
     def get(self, refs):
@@ -72,10 +72,10 @@ class RayBackend:
             ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
         self._owned = True
 
-    def actor(self, cls, *args, num_cpus: float = 0, **kwargs):
+    def actor(self, cls, *args, num_cpus: float = 0, num_gpus: float = 0, **kwargs):
         # num_cpus=0 by default: on a laptop the roles oversubscribe the cores on purpose;
-        # each actor limits its own torch threads.
-        return self.ray.remote(num_cpus=num_cpus)(cls).remote(*args, **kwargs)
+        # each actor limits its own torch threads. num_gpus makes Ray set CUDA_VISIBLE_DEVICES.
+        return self.ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(cls).remote(*args, **kwargs)
 
     def get(self, refs):
         return self.ray.get(refs)

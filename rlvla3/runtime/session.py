@@ -87,12 +87,15 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, 10_000 + seed * 100 + i,
                                     torch_threads=threads) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
+    # One GPU shared by the generators and the trainer (placement over several GPUs: issue 8).
+    gpu = 1.0 / (g.num_generators + 1) if cfg.policy.device.startswith("cuda") else 0.0
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         s.generators = [backend.actor(AsyncGenerator, i, cfg.policy, seed, threads, g.max_batch, g.max_wait_ms,
-                                      r.temperature) for i in range(g.num_generators)]
+                                      r.temperature, num_gpus=gpu) for i in range(g.num_generators)]
     else:
-        s.generators = [backend.actor(Generator, i, cfg.policy, seed, threads) for i in range(g.num_generators)]
+        s.generators = [backend.actor(Generator, i, cfg.policy, seed, threads, num_gpus=gpu)
+                        for i in range(g.num_generators)]
     if with_trainer:
-        s.trainer = backend.actor(Trainer, cfg, seed, threads)
+        s.trainer = backend.actor(Trainer, cfg, seed, threads, num_gpus=gpu)
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s

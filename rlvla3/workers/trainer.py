@@ -55,7 +55,7 @@ class Trainer:
 
     # --- weights -------------------------------------------------------------------------
     def get_weights(self) -> WeightsMessage:
-        state = {k: v.numpy() for k, v in self.policy.state_dict().items()}
+        state = {k: v.numpy() for k, v in self.policy.state_dict().items()}  # state_dict() is on the CPU
         return WeightsMessage(self.version, state, time.time())
 
     def get_version(self) -> int:
@@ -75,11 +75,12 @@ class Trainer:
         chunk, adim = self.policy.chunk_size, self.policy.action_dim
         agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
         out = self.policy.evaluate(mb.obs(), mb.tokens)
-        behav = torch.tensor(mb.logp)  # copies: Ray hands over read-only arrays
+        dev = self.policy.device
+        behav = torch.tensor(mb.logp, device=dev)  # copies: Ray hands over read-only arrays
         dual = a.dual_clip if a.dual_clip > 0 else None
 
         def policy_loss(adv_values):
-            adv_t = torch.as_tensor(adv_values, dtype=torch.float32)
+            adv_t = torch.as_tensor(adv_values, dtype=torch.float32, device=dev)
             if prox is None:
                 return L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
             return L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
@@ -88,9 +89,9 @@ class Trainer:
         pg, stats = policy_loss(adv)
         warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
         loss = pg * 0.0 if warmup else pg  # warm-up: advantages from a random critic are noise
-        rest = torch.zeros(())  # terms that do not depend on the advantages
+        rest = torch.zeros((), device=dev)  # terms that do not depend on the advantages
         if a.name == "ppo":
-            vl = L.value_loss(out.values, torch.tensor(mb.values), torch.tensor(mb.returns),
+            vl = L.value_loss(out.values, torch.tensor(mb.values, device=dev), torch.tensor(mb.returns, device=dev),
                               a.value_clip if a.value_clip > 0 else None)
             rest = rest + a.vf_coef * vl
             stats["value_loss"] = float(vl.detach())
@@ -159,7 +160,8 @@ class Trainer:
             batch = SampleBatch.concat([h[0] for h in held])
             prox = None
             if any(h[2] is not None for h in held):  # fresh micro-batches: behaviour = proximal policy
-                prox = torch.cat([h[2] if h[2] is not None else torch.tensor(h[0].logp) for h in held])
+                prox = torch.cat([h[2] if h[2] is not None else torch.tensor(h[0].logp, device=self.policy.device)
+                                  for h in held])
             for _ in range(self.algo.update_epochs - 1):
                 results += self._epoch(batch, adv, prox, len(batch))
         return self._publishable(results)
@@ -224,7 +226,7 @@ class Trainer:
             for ms in range(0, gb, self.algo.micro_batch):
                 sub = idx[ms:ms + self.algo.micro_batch]
                 t0, w0 = time.perf_counter(), time.time()
-                prox = prox_all[torch.as_tensor(sub)] if prox_all is not None else None
+                prox = prox_all[torch.as_tensor(sub, device=prox_all.device)] if prox_all is not None else None
                 self._acc.append(self._micro_loss(batch.take(sub), adv_all[sub], prox, len(sub) / gb))
                 self._acc_samples += len(sub)
                 self.train_time_s += time.perf_counter() - t0
