@@ -18,10 +18,15 @@ class RunLogger:
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
         self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a", buffering=1)
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
         self.console = Console(stderr=True)
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
+        except ImportError:  # metrics.jsonl still has everything
+            self.console.print("rlvla3: the tensorboard package is missing; TensorBoard logs are off "
+                               "(pip install tensorboard)")
         self.t0 = time.time()
         self.progress: Optional[Progress] = None
         if progress:
@@ -39,7 +44,7 @@ class RunLogger:
         row = {"step": step, "env_steps": env_steps, "wall_s": round(time.time() - self.t0, 3), **clean}
         self._jsonl.write(json.dumps(row) + "\n")
         for k, v in clean.items():
-            if isinstance(v, float) and math.isfinite(v):
+            if self.tb is not None and isinstance(v, float) and math.isfinite(v):
                 self.tb.add_scalar(k, v, env_steps)
         status = self._status(clean)
         if self.progress is not None:
@@ -64,6 +69,7 @@ class RunLogger:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-        self.tb.flush()
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
         self._jsonl.close()

@@ -73,7 +73,7 @@ def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, s
             idx = perm[start:start + batch_size]
             obs = ObsBatch(demos.images[idx], demos.proprio[idx], [demos.instructions[i] for i in idx])
             logits, _ = policy.model(*policy._inputs(obs))
-            target = torch.as_tensor(demos.tokens[idx], dtype=torch.long)
+            target = torch.as_tensor(demos.tokens[idx], dtype=torch.long, device=policy.device)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
