@@ -13,4 +13,5 @@ pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --platf
     -d "$TMP" safetensors
 python -m zipfile -e "$TMP"/safetensors-*.whl "$DIR"
 rm -rf "$TMP" "$DIR"/bin
+find "$DIR" -name __pycache__ -type d -exec rm -rf {} +  # compiled for this Python, not 3.12
 du -sh "$DIR"

@@ -156,8 +156,8 @@ class EnvWorker:
         if auto_reset not in AUTO_RESET:
             raise ValueError(f"auto_reset must be one of {AUTO_RESET}, got {auto_reset!r}")
         self.auto_reset = auto_reset
-        for i, a in enumerate(assignments):
-            self._reset_slot(i, a)
+        # In parallel, like steps: a simulator's reset can cost as much as many steps.
+        list(self.pool.map(lambda ia: self._reset_slot(*ia), enumerate(assignments)))
         return self._obs_batch(range(self.num_slots))
 
     def step(self, actions: np.ndarray, tokens: np.ndarray, logp: np.ndarray, values: np.ndarray,
