@@ -29,11 +29,9 @@ def worker_of(track: str) -> str:
 
 def utilization(spans: List[Span], t0: float, t1: float) -> Dict[str, dict]:
     """Per worker: busy fraction over the window (env workers: mean over their slots)."""
-    tracks: Dict[str, List[str]] = {}
+    tracks: Dict[str, set] = {}
     for s in spans:
-        tracks.setdefault(worker_of(s.track), [])
-        if s.track not in tracks[worker_of(s.track)]:
-            tracks[worker_of(s.track)].append(s.track)
+        tracks.setdefault(worker_of(s.track), set()).add(s.track)
     out = {}
     for worker, ts in sorted(tracks.items()):
         names = ENV_BUSY if worker.startswith("env") else GEN_BUSY if worker.startswith("generator") else \

@@ -100,7 +100,7 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
         per_size = b.get(session.generators[0].bench_forward.remote(sizes, seconds / len(sizes), env.image_size,
                                                                     session.instructions))
         gen = len(session.generators) * max(per_size.values()) * steps_per_decision
-        tr = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions, False))
+        tr = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions))
         train = tr["samples"] / tr["seconds"] * steps_per_decision
         return {"simulators_env_steps_per_s": sim, "generators_env_steps_per_s": gen,
                 "trainer_env_steps_per_s": train, "min_env_steps_per_s": min(sim, gen, train),

@@ -74,10 +74,8 @@ class AsyncDriver:
         self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
         self.unit_produced: Dict[str, int] = {}
         self.queue = SampleQueue()
-
         self.version = session.backend.get(session.trainer.get_version.remote())
         self.ctrl.set_version(self.version)
-        self.queued_per_worker = [0] * len(session.env_workers)
         self.staleness = Histogram()
         self.unstepped = 0
         self._t_gen_stats = 0.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import List
 
-import numpy as np
 import torch
 
 from rlvla3.core.timeline import Span, SpanRecorder
@@ -52,12 +51,9 @@ class Generator:
 
     def bench_forward(self, sizes: List[int], seconds: float, image_size: int, instructions: List[str]) -> dict:
         """Stage bound: inference alone, samples/s at each batch size (random observations)."""
-        rng = np.random.default_rng(0)
         out = {}
         for n in sizes:
-            obs = ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
-                           rng.normal(size=(n, self.policy.cfg.proprio_dim)).astype(np.float32),
-                           [instructions[i % len(instructions)] for i in range(n)])
+            obs = ObsBatch.random(n, image_size, self.policy.cfg.proprio_dim, instructions)
             self.policy.act(obs)  # warm-up
             done, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:

@@ -105,7 +105,7 @@ class Trainer:
             # First pass: the ratio is 1, so the surrogate's gradient is linear in the advantage:
             # grad(normalised A) = (grad(A) - mean * grad(1)) / std, once the batch is complete.
             pg_one, _ = policy_loss(np.ones(len(mb), np.float32))
-            params = [p for p in self.policy.parameters() if p.requires_grad]
+            params = self._trainable()
             for buf, term in ((self._g_adv, pg), (self._g_one, pg_one)):
                 grads = torch.autograd.grad(term * weight, params, retain_graph=True, allow_unused=True)
                 for b, g in zip(buf, grads):
@@ -127,7 +127,7 @@ class Trainer:
         if adv is None:
             adv = micro.advantages
         if deferred and self._g_adv is None:
-            params = [p for p in self.policy.parameters() if p.requires_grad]
+            params = self._trainable()
             self._g_adv = [torch.zeros_like(p) for p in params]
             self._g_one = [torch.zeros_like(p) for p in params]
         stale = bool(np.any(micro.versions < self.version))
@@ -149,12 +149,12 @@ class Trainer:
         if self._g_adv is not None:  # deferred normalisation: now the batch statistics are known
             mean, std = float(adv.mean()), float(adv.std())
             scale = 1.0 / std if std >= 1e-8 else 0.0  # constant batch: no policy signal (as `normalize`)
-            params = [p for p in self.policy.parameters() if p.requires_grad]
+            params = self._trainable()
             for p, ga, g1 in zip(params, self._g_adv, self._g_one):
                 g = (ga - mean * g1) * scale
                 p.grad = g if p.grad is None else p.grad + g
             self._g_adv = self._g_one = None
-            adv = normalize(adv) if len(adv) > 1 else adv
+            adv = self._advantages(adv)
         results = [self._apply()]
         if held and self.algo.update_epochs > 1:
             batch = SampleBatch.concat([h[0] for h in held])
@@ -199,12 +199,12 @@ class Trainer:
                            note="non-finite loss or gradient: step skipped" if skipped else None)
 
     # --- whole-batch update (sync, async-train, async-rollout) ---------------------------
-    def train_batch(self, batch: SampleBatch, normalize: bool = True) -> List[TrainResult]:
+    def train_batch(self, batch: SampleBatch) -> List[TrainResult]:
         """update_epochs passes over `batch`, one optimizer step per global batch. If any sample
         is stale the proximal policy is the current one, frozen before the first step."""
         a = self.algo
         n = len(batch)
-        adv_all = self._advantages(batch.advantages) if normalize else batch.advantages
+        adv_all = self._advantages(batch.advantages)
         prox_all = None
         if np.any(batch.versions < self.version):
             prox_all = torch.cat([self._prox_logp(batch.take(np.arange(s, min(s + a.micro_batch, n))))
@@ -234,6 +234,9 @@ class Trainer:
                                   lag=self._lag(batch.versions[sub]) if first_pass else {})
             results.append(self._apply())
         return results
+
+    def _trainable(self) -> List[torch.Tensor]:
+        return [p for p in self.policy.parameters() if p.requires_grad]
 
     def _lag(self, versions: np.ndarray) -> dict:
         """Staleness histogram {versions behind: samples} of samples trained for the first time."""
@@ -298,15 +301,13 @@ class Trainer:
     def timeline(self, since: float = 0.0) -> List[Span]:
         return self.spans.spans(since)
 
-    def bench_train(self, seconds: float, image_size: int, instructions: List[str], streaming: bool) -> dict:
+    def bench_train(self, seconds: float, image_size: int, instructions: List[str]) -> dict:
         """Stage bound: the trainer alone on synthetic global batches (this changes the
         weights, so run it in a session of its own). Returns new samples per second, each
         trained update_epochs times as in a real run."""
         n = self.algo.global_batch
         rng = np.random.default_rng(0)
-        obs = ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
-                       rng.normal(size=(n, self.policy.cfg.proprio_dim)).astype(np.float32),
-                       [instructions[i % len(instructions)] for i in range(n)])
+        obs = ObsBatch.random(n, image_size, self.policy.cfg.proprio_dim, instructions)
         out = self.policy.act(obs)
         batch = SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, out.logp, out.values,
                             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
@@ -314,13 +315,7 @@ class Trainer:
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             batch.versions[:] = self.version
-            if streaming:
-                for lo in range(0, n, self.algo.micro_batch):
-                    idx = np.arange(lo, min(lo + self.algo.micro_batch, n))
-                    self.accumulate(batch.take(idx), n, batch.advantages[idx])
-                self.step()
-            else:
-                self.train_batch(batch)
+            self.train_batch(batch)
             done += n
         return {"samples": done, "seconds": time.perf_counter() - t0}
 
