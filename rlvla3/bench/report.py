@@ -58,8 +58,11 @@ def to_markdown(result: dict) -> str:
         f"- simulators alone: {_fmt(b['simulators_env_steps_per_s'])}",
         f"- generators alone: {_fmt(b['generators_env_steps_per_s'])} (best batch size; samples/s by batch: "
         + ", ".join(f"{k}: {_fmt(v)}" for k, v in b["generator_samples_per_s_by_batch"].items()) + ")",
-        f"- trainer alone: {_fmt(b['trainer_env_steps_per_s'])} ({_fmt(b['trainer_samples_per_s'])} new samples/s)",
-        f"- bound: {_fmt(b['min_env_steps_per_s'])} ({b['bottleneck']}); "
+        f"- trainer alone: {_fmt(b['trainer_env_steps_per_s'])} ({_fmt(b['trainer_samples_per_s'])} new samples/s)"
+        f" on whole global batches; {_fmt(b['trainer_streaming_env_steps_per_s'])} "
+        f"({_fmt(b['trainer_streaming_samples_per_s'])} new samples/s) streamed as `full` runs it",
+        f"- bound: {_fmt(b['min_env_steps_per_s'])} ({b['bottleneck']}); `full`: "
+        f"{_fmt(b['min_env_steps_per_s_streaming'])} ({b['bottleneck_streaming']}); "
         f"{b['steps_per_decision']:.2f} env steps per policy decision",
     ]
     strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}

@@ -6,14 +6,16 @@ Units are *samples* (policy decisions). The trainer at version v is filling glob
     reserved_samples <= (v + eta + 1) * B
 
 means a sample admitted at version v' lands in a batch no later than v' + eta, so it is
-at most eta versions stale when trained on, if samples arrive in order. Episodes of
-unknown length reserve their maximum number of decisions and refund the unused part when
-they end. Because reservations are worst cases, the window alone could fill with finished
-work that still falls short of the batch the trainer is filling; so work is also admitted
-whenever the reservations cannot complete the current batch (reserved < (v + 1) * B),
-which can overshoot the window by at most one unit but never deadlocks. Out-of-order arrival (a
-long episode finishing late) can still exceed eta; the trainer then drops the sample
-(`is_fresh`) and every drop is counted.
+at most eta versions stale when trained on, if samples arrive in order. Work of unknown
+length (an episode, a GRPO group) reserves the *expected* number of samples of a unit
+(`reservation`: a running mean of what finished units produced, capped by the maximum) and
+settles the difference when it ends (`finish`). Reserving the maximum instead keeps slots
+idle: an SFT policy ends most episodes early, so worst-case reservations fill the window
+with samples that never come (measured: env slots 58% idle on the emulated benchmark).
+Work is also admitted whenever the reservations cannot complete the current batch
+(reserved < (v + 1) * B), which can overshoot the window by at most one unit but never
+deadlocks. An estimate that is low, or out-of-order arrival (a long episode finishing late),
+can exceed eta; the trainer then drops the sample (`is_fresh`) and every drop is counted.
 """
 
 from __future__ import annotations
@@ -38,8 +40,16 @@ class StalenessController:
         self.eta = eta
         self.global_batch = global_batch
         self.version = 0
-        self.reserved = 0  # samples reserved by admitted work (actual for finished, maximum for running)
+        self.reserved = 0  # samples reserved by admitted work (actual for finished, expected for running)
         self.counters = StalenessCounters()
+        self._mean_unit: float | None = None  # running mean of samples produced per finished unit
+
+    def reservation(self, max_samples: int) -> int:
+        """Samples to reserve for a new unit producing at most `max_samples`: the expected
+        count once units have finished (the maximum before any has)."""
+        if self._mean_unit is None:
+            return max_samples
+        return max(1, min(max_samples, int(round(self._mean_unit))))
 
     def capacity(self) -> int:
         return (self.version + self.eta + 1) * self.global_batch
@@ -58,10 +68,13 @@ class StalenessController:
         return True
 
     def finish(self, reserved: int, produced: int) -> None:
-        """A unit ended having produced `produced` of its `reserved` samples: refund the rest."""
-        if produced > reserved:
-            raise ValueError(f"produced {produced} samples but reserved only {reserved}")
-        self.reserved -= reserved - produced
+        """A unit that reserved `reserved` samples ended having produced `produced`: settle
+        the difference (refund or charge) and update the expected unit size."""
+        if produced < 0 or reserved < 0:
+            raise ValueError(f"negative sample count: reserved {reserved}, produced {produced}")
+        self.reserved += produced - reserved
+        # Slow running mean: one long or short unit barely moves the reservation.
+        self._mean_unit = float(produced) if self._mean_unit is None else 0.95 * self._mean_unit + 0.05 * produced
 
     def refund(self, samples: int) -> None:
         """Samples that will never reach the trainer (dropped groups, stale samples)."""

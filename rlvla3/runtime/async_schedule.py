@@ -22,6 +22,7 @@ import numpy as np
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.core.staleness import StalenessController
+from rlvla3.runtime.config import envs_per_worker
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
 
@@ -73,6 +74,7 @@ class AsyncDriver:
             if self.grpo else None
         self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
         self.unit_produced: Dict[str, int] = {}
+        self.unit_reserved: Dict[str, int] = {}  # group key -> samples it reserved (the expected count)
         self.queue = SampleQueue()
         self.version = session.backend.get(session.trainer.get_version.remote())
         self.ctrl.set_version(self.version)
@@ -86,12 +88,15 @@ class AsyncDriver:
         """Hand out admitted episodes, keeping about one assignment queued per slot. Load =
         running + queued episodes, so a throttled window still spreads work over all workers."""
         status = self.b.get([w.async_status.remote() for w in self.s.env_workers])
-        slots = self.r.slots_per_worker
-        queued = [st["queued_assignments"] + slots - st["idle_slots"] for st in status]
-        while min(queued) < 2 * slots and self.ctrl.try_admit(self.unit_samples):
+        envs = envs_per_worker(self.r)
+        queued = [st["queued_assignments"] + envs - st["idle_envs"] for st in status]
+        while min(queued) < 2 * envs:
+            reserve = self.ctrl.reservation(self.unit_samples)
+            if not self.ctrl.try_admit(reserve):
+                break
             batch = self.sampler.draw(self.unit)
             key = batch[0].group_key
-            self.unit_left[key], self.unit_produced[key] = self.unit, 0
+            self.unit_left[key], self.unit_produced[key], self.unit_reserved[key] = self.unit, 0, reserve
             per_worker: Dict[int, list] = {}
             for a in batch:  # spread a group over the least-loaded workers
                 w = int(np.argmin(queued))
@@ -118,8 +123,8 @@ class AsyncDriver:
             if batch is not None:
                 self.queue.put(batch)
                 self.unit_produced[key] += len(batch)
-            if self.unit_left[key] == 0:  # unit over: refund what it reserved but did not deliver
-                self.ctrl.finish(self.unit_samples, self.unit_produced.pop(key))
+            if self.unit_left[key] == 0:  # unit over: settle its reservation against what it delivered
+                self.ctrl.finish(self.unit_reserved.pop(key), self.unit_produced.pop(key))
                 del self.unit_left[key]
         return outcomes, env_steps, stats
 
@@ -136,7 +141,7 @@ class AsyncDriver:
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
         s, b, a = self.s, self.b, self.a
-        b.get([w.start_async.remote(s.generators, self.cfg.generator.router, len(s.generators))
+        b.get([w.start_async.remote(s.generators, self.cfg.generator.router, len(s.generators), self.r.envs_per_slot)
                for w in s.env_workers])
         env_steps_seen = 0
         pending_micro: Deque = deque()  # refs of accumulate() calls in flight

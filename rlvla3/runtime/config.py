@@ -22,6 +22,11 @@ PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 MODES = ("sync", "sync-best", "async-train", "async-rollout", "full")
 
 
+def envs_per_worker(rollout) -> int:
+    """Envs in one env worker process: slots x envs per slot."""
+    return rollout.slots_per_worker * rollout.envs_per_slot
+
+
 class ConfigError(ValueError):
     """A configuration problem, reported before any work starts."""
 
@@ -44,6 +49,7 @@ class PolicyConfig:
 class RolloutConfig:
     num_env_workers: int = 2  # env worker processes
     slots_per_worker: int = 8  # env slots per worker (each slot asks for actions on its own)
+    envs_per_slot: int = 1  # envs a slot steps together and serves with one request (async modes; >1 for cheap envs)
     group_size: int = 8  # GRPO: episodes per group (same task and initial state)
     rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
     horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
@@ -152,6 +158,7 @@ def validate(cfg: Config) -> Config:
            f"generator.router must be round_robin|least_loaded|shard, got {g.router!r}")
     for key, val in [("run.total_env_steps", r.total_env_steps), ("rollout.num_env_workers", ro.num_env_workers),
                      ("rollout.slots_per_worker", ro.slots_per_worker), ("rollout.group_size", ro.group_size),
+                     ("rollout.envs_per_slot", ro.envs_per_slot),
                      ("rollout.rollout_epochs", ro.rollout_epochs), ("generator.num_generators", g.num_generators),
                      ("generator.max_batch", g.max_batch), ("algo.update_epochs", a.update_epochs),
                      ("algo.global_batch", a.global_batch), ("algo.micro_batch", a.micro_batch),
@@ -176,10 +183,10 @@ def validate(cfg: Config) -> Config:
     if a.name == "grpo":
         _check(ro.group_size >= 2, f"rollout.group_size must be >= 2 for GRPO, got {ro.group_size}")
         if r.mode in ("sync", "sync-best"):
-            slots = ro.num_env_workers * ro.slots_per_worker
-            _check(slots % ro.group_size == 0,
-                   f"rollout.group_size ({ro.group_size}) must divide the env slots "
-                   f"(rollout.num_env_workers x rollout.slots_per_worker = {slots}) in sync modes")
+            envs = ro.num_env_workers * envs_per_worker(ro)
+            _check(envs % ro.group_size == 0,
+                   f"rollout.group_size ({ro.group_size}) must divide the envs (rollout.num_env_workers x "
+                   f"rollout.slots_per_worker x rollout.envs_per_slot = {envs}) in sync modes")
     _check(cfg.policy.tiny.image_size == cfg.env.tabletop.image_size,
            f"policy.tiny.image_size ({cfg.policy.tiny.image_size}) must equal env.tabletop.image_size "
            f"({cfg.env.tabletop.image_size})")

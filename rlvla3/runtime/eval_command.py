@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.evaluation import EvalReport, evaluate
 from rlvla3.runtime.outputs import save_videos
 from rlvla3.runtime.session import start_session
@@ -15,7 +16,7 @@ def run_eval(cfg, policy_dir: str, out_dir: str) -> EvalReport:
         version = session.backend.get(session.generators[0].get_version.remote())
         e = cfg.eval
         n_init = min(e.episodes_per_task or cfg.env.tabletop.num_eval_init_states, cfg.env.tabletop.num_eval_init_states)
-        report = evaluate(session.backend, session.eval_workers, session.generators, cfg.rollout.slots_per_worker,
+        report = evaluate(session.backend, session.eval_workers, session.generators, envs_per_worker(cfg.rollout),
                           session.instructions, n_init, session.horizon, e.deterministic, video_slots=e.videos,
                           policy_version=version)
         report.save(out_dir, "eval")

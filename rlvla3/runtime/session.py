@@ -8,6 +8,7 @@ from typing import List
 
 from rlvla3.core.timeline import SpanRecorder
 from rlvla3.runtime.backend import make_backend
+from rlvla3.runtime.config import envs_per_worker
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
 from rlvla3.workers.generator import Generator
@@ -80,11 +81,11 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s = Session(cfg=cfg, backend=backend)
     env_cfg = cfg.env.tabletop
     if with_train_envs:
-        slow = straggler_slots(r.num_env_workers, r.slots_per_worker, r.straggler_fraction)
-        s.env_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, seed * 100 + i,
+        slow = straggler_slots(r.num_env_workers, envs_per_worker(r), r.straggler_fraction)
+        s.env_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i,
                                        slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
                                        torch_threads=threads) for i in range(r.num_env_workers)]
-    s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, r.slots_per_worker, 10_000 + seed * 100 + i,
+    s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), 10_000 + seed * 100 + i,
                                     torch_threads=threads) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
     # One GPU shared by the generators and the trainer (placement over several GPUs: issue 8).

@@ -15,6 +15,7 @@ import time
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.lockstep import lockstep_rollout
 
 
@@ -42,7 +43,7 @@ def run_sync(session, loop) -> None:
         episodes, env_steps, outcomes, t_roll = [], 0, [], 0.0
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
-                                   rollout_assignments(sampler, r.num_env_workers, r.slots_per_worker), auto_reset,
+                                   rollout_assignments(sampler, r.num_env_workers, envs_per_worker(r)), auto_reset,
                                    horizon, temperature=r.temperature, bootstrap=not grpo)
             episodes += res.episodes
             outcomes += res.outcomes

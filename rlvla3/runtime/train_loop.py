@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.core.experience import ExperienceStats
-from rlvla3.runtime.config import Config, to_yaml
+from rlvla3.runtime.config import Config, envs_per_worker, to_yaml
 from rlvla3.runtime.evaluation import EvalReport, evaluate
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
 from rlvla3.runtime.run_logger import RunLogger
@@ -90,7 +90,7 @@ class LoopState:
         s.publish_weights()
         e = self.cfg.eval
         n_init = e.episodes_per_task or self.cfg.env.tabletop.num_eval_init_states
-        report = evaluate(s.backend, s.eval_workers, s.generators, self.cfg.rollout.slots_per_worker,
+        report = evaluate(s.backend, s.eval_workers, s.generators, envs_per_worker(self.cfg.rollout),
                           s.instructions, min(n_init, self.cfg.env.tabletop.num_eval_init_states), s.horizon,
                           e.deterministic, video_slots=videos, policy_version=s.published_version)
         self.eval_points.append((self.env_steps, report.success_rate))

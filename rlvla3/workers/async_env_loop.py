@@ -1,9 +1,12 @@
-"""Per-env asynchronous rollout inside one env worker.
+"""Per-slot asynchronous rollout inside one env worker.
 
-Each slot sends its ActionRequest as soon as its chunk finishes and never waits for
-another slot: the generator's reply completes a future whose callback schedules the
-slot's next chunk on the worker's thread pool. A finished episode leaves at once and the
-slot starts its next admitted assignment immediately (or idles until one arrives).
+A slot holds `envs_per_slot` envs (env sharding: one envs when the simulator is costly, a
+few when it is cheap so that one request carries several observations). Each slot sends
+its ActionRequest as soon as its chunk finishes and never waits for another slot: the
+generator's reply completes a future whose callback schedules the slot's next chunk on the
+worker's thread pool. A finished episode leaves at once and its env starts the next
+admitted assignment immediately (or idles until one arrives); the slot goes on with its
+other envs meanwhile.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Deque, List
+from typing import Deque, List, Set
 
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.router import Router
@@ -19,13 +22,19 @@ from rlvla3.core.types import ActionRequest
 
 
 class AsyncSlotRunner:
-    def __init__(self, worker, generators, router: str, num_generators: int):
+    def __init__(self, worker, generators, router: str, num_generators: int, envs_per_slot: int = 1):
+        if envs_per_slot < 1 or worker.num_slots % envs_per_slot:
+            raise ValueError(f"rollout.envs_per_slot ({envs_per_slot}) must be >= 1 and divide the envs of a worker "
+                             f"({worker.num_slots})")
         self.w = worker
         self.generators = generators
         self.router = Router(router, num_generators, worker.worker_id)
         self.outstanding = [0] * num_generators
         self.assignments: Deque[EpisodeAssignment] = deque()
-        self.idle = set(range(worker.num_slots))
+        k = envs_per_slot
+        self.slot_envs: List[List[int]] = [list(range(s * k, (s + 1) * k)) for s in range(worker.num_slots // k)]
+        self.running: List[Set[int]] = [set() for _ in self.slot_envs]  # envs of each slot with an episode on
+        self.idle_slots = set(range(len(self.slot_envs)))  # slots with no episode on and no request out
         self.lock = threading.Lock()
         self.stopping = False
         self.requests = 0
@@ -42,46 +51,63 @@ class AsyncSlotRunner:
         with self.lock:
             self.assignments.extend(assignments)
             starts = []
-            while self.idle and self.assignments and not self.stopping:
-                starts.append((self.idle.pop(), self.assignments.popleft()))
-        for slot, a in starts:
-            self.w.pool.submit(self._guard, self._start_slot, slot, a)
+            while self.idle_slots and self.assignments and not self.stopping:
+                starts.append(self.idle_slots.pop())
+        for slot in starts:
+            self.w.pool.submit(self._guard, self._fill_and_send, slot)
         return len(self.assignments)
 
-    def _take_assignment(self, slot: int):
+    def _take_assignment(self):
         with self.lock:
             if self.assignments and not self.stopping:
                 return self.assignments.popleft()
-            self.idle.add(slot)
             return None
 
     # --- slot life cycle (runs on the worker's thread pool) ----------------------------------
-    def _guard(self, fn, *args) -> None:
+    def _guard(self, fn, slot: int, *args) -> None:
         try:
-            fn(*args)
-        except Exception:  # an env fault must not kill the runner; the slot's episode is dropped
+            fn(slot, *args)
+        except Exception:  # an env fault must not kill the runner; the slot's episodes are dropped
             import traceback
 
             traceback.print_exc()
-            slot = args[0]
-            self.w.recorders[slot].clear()
+            for i in self.running[slot]:
+                self.w.recorders[i].clear()
+                self.w.active[i] = False
             with self.lock:
-                self.episodes_dropped += 1
-            self._next_episode(slot)
+                self.episodes_dropped += len(self.running[slot])
+            self.running[slot].clear()
+            self._fill_and_send(slot)
 
-    def _start_slot(self, slot: int, a: EpisodeAssignment) -> None:
+    def _fill_and_send(self, slot: int) -> None:
+        """Start admitted episodes on the slot's idle envs, then ask for actions (or idle)."""
         t0 = time.perf_counter()
-        self.w._reset_slot(slot, a)
+        for i in self.slot_envs[slot]:
+            if i not in self.running[slot]:
+                a = self._take_assignment()
+                if a is None:
+                    break
+                self.w._reset_slot(i, a)
+                self.running[slot].add(i)
         self._add_busy(time.perf_counter() - t0)
-        self._send(slot)
-
-    def _next_episode(self, slot: int) -> None:
-        a = self._take_assignment(slot)
-        if a is not None:
-            self._start_slot(slot, a)
+        if self.running[slot] and not self.stopping:
+            self._send(slot)
+            return
+        for i in self.running[slot]:  # stopping: unfinished episodes never reach the trainer
+            self.w.recorders[i].clear()
+            self.w.active[i] = False
+        self.running[slot].clear()
+        with self.lock:
+            self.idle_slots.add(slot)
+        if not self.stopping and self.assignments:  # an assignment arrived while going idle
+            with self.lock:
+                if slot in self.idle_slots and self.assignments:
+                    self.idle_slots.discard(slot)
+                    self.w.pool.submit(self._guard, self._fill_and_send, slot)
 
     def _send(self, slot: int) -> None:
-        obs = self.w._obs_batch([slot])
+        envs = sorted(self.running[slot])
+        obs = self.w._obs_batch(envs)
         with self.lock:
             g = self.router.pick(slot, self.outstanding)
             self.outstanding[g] += 1
@@ -89,32 +115,31 @@ class AsyncSlotRunner:
             rid = self.requests
         req = ActionRequest(rid, self.w.worker_id, slot, obs)
         fut = self.generators[g].infer.remote(req).future()
-        fut.add_done_callback(lambda f, s=slot, g=g: self.w.pool.submit(self._guard, self._on_reply, s, g, f))
+        fut.add_done_callback(lambda f, s=slot, g=g, e=envs: self.w.pool.submit(self._guard, self._on_reply, s, g, f, e))
 
-    def _on_reply(self, slot: int, g: int, fut) -> None:
+    def _on_reply(self, slot: int, g: int, fut, envs: List[int]) -> None:
         with self.lock:
             self.outstanding[g] -= 1
         try:
             reply = fut.result()
-        except Exception:  # generator failed: drop this episode, count it, keep the slot going
+        except Exception:  # generator failed: drop these episodes, count them, keep the slot going
             with self.lock:
                 self.failed_requests += 1
-                self.episodes_dropped += 1
-            self.w.recorders[slot].clear()
-            self._next_episode(slot)
+                self.episodes_dropped += len(envs)
+            for i in envs:
+                self.w.recorders[i].clear()
+                self.w.active[i] = False
+            self.running[slot].clear()
+            self._fill_and_send(slot)
             return
         t0 = time.perf_counter()
-        done, _, _ = self.w.step_slot(slot, reply.actions[0], reply.tokens[0], reply.logp[0], float(reply.values[0]),
-                                      reply.version)
+        for k, i in enumerate(envs):
+            done, _, _ = self.w.step_slot(i, reply.actions[k], reply.tokens[k], reply.logp[k], float(reply.values[k]),
+                                          reply.version)
+            if done:
+                self.running[slot].discard(i)
         self._add_busy(time.perf_counter() - t0)
-        if done:
-            self._next_episode(slot)
-        elif self.stopping:
-            self.w.recorders[slot].clear()  # unfinished episode at shutdown: never reaches the trainer
-            with self.lock:
-                self.idle.add(slot)
-        else:
-            self._send(slot)
+        self._fill_and_send(slot)
 
     def _add_busy(self, dt: float) -> None:
         with self.lock:
@@ -123,8 +148,9 @@ class AsyncSlotRunner:
     # --- control -------------------------------------------------------------------------
     def status(self) -> dict:
         with self.lock:
-            return {"queued_assignments": len(self.assignments), "idle_slots": len(self.idle),
-                    "outstanding": sum(self.outstanding), "requests": self.requests,
+            idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
+            return {"queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
+                    "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,
                     "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped}
 
     def stop(self, timeout_s: float = 30.0) -> dict:
@@ -135,10 +161,10 @@ class AsyncSlotRunner:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             with self.lock:
-                if len(self.idle) == self.w.num_slots:
+                if len(self.idle_slots) == len(self.slot_envs):
                     break
             time.sleep(0.01)
         wall = time.perf_counter() - self.t_start
         out = self.status()
-        out["slot_utilization"] = self.slot_busy_s / (wall * self.w.num_slots) if wall > 0 else 0.0
+        out["slot_utilization"] = self.slot_busy_s / (wall * len(self.slot_envs)) if wall > 0 else 0.0
         return out

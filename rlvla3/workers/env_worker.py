@@ -204,10 +204,10 @@ class EnvWorker:
         return out
 
     # --- asynchronous API (see async_env_loop.py) -----------------------------------------
-    def start_async(self, generators, router: str, num_generators: int) -> bool:
+    def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1) -> bool:
         from rlvla3.workers.async_env_loop import AsyncSlotRunner
 
-        self.runner = AsyncSlotRunner(self, generators, router, num_generators)
+        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot)
         self.runner.start()
         return True
 

@@ -301,11 +301,12 @@ class Trainer:
     def timeline(self, since: float = 0.0) -> List[Span]:
         return self.spans.spans(since)
 
-    def bench_train(self, seconds: float, image_size: int, instructions: List[str]) -> dict:
+    def bench_train(self, seconds: float, image_size: int, instructions: List[str], streaming: bool = False) -> dict:
         """Stage bound: the trainer alone on synthetic global batches (this changes the
         weights, so run it in a session of its own). Returns new samples per second, each
-        trained update_epochs times as in a real run."""
-        n = self.algo.global_batch
+        trained update_epochs times as in a real run; `streaming` goes through
+        accumulate/step as `full` does (its exact normalisation costs a second backward)."""
+        n, micro = self.algo.global_batch, self.algo.micro_batch
         rng = np.random.default_rng(0)
         obs = ObsBatch.random(n, image_size, self.policy.cfg.proprio_dim, instructions)
         out = self.policy.act(obs)
@@ -315,7 +316,12 @@ class Trainer:
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             batch.versions[:] = self.version
-            self.train_batch(batch)
+            if streaming:
+                for lo in range(0, n, micro):
+                    self.accumulate(batch.take(np.arange(lo, min(n, lo + micro))), n)
+                self.step()
+            else:
+                self.train_batch(batch)
             done += n
         return {"samples": done, "seconds": time.perf_counter() - t0}
 

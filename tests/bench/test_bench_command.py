@@ -28,12 +28,15 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     b = res["bounds"]
     assert b["min_env_steps_per_s"] == min(b["simulators_env_steps_per_s"], b["generators_env_steps_per_s"],
                                            b["trainer_env_steps_per_s"]) > 0
+    assert b["min_env_steps_per_s_streaming"] == min(b["simulators_env_steps_per_s"], b["generators_env_steps_per_s"],
+                                                     b["trainer_streaming_env_steps_per_s"]) > 0
     sync = res["modes"]["sync"]["env_steps_per_s"]
     for name, m in res["modes"].items():
         assert m["env_steps"] > 0, f"{name} stepped no env in its window"
         assert m["env_steps_per_s"] == pytest.approx(m["env_steps"] / m["window_s"])
         assert m["ratio_to_sync"] == pytest.approx(m["env_steps_per_s"] / sync)
-        assert m["pipeline_efficiency"] == pytest.approx(m["env_steps_per_s"] / b["min_env_steps_per_s"])
+        bound = b["min_env_steps_per_s_streaming" if name.startswith("full") else "min_env_steps_per_s"]
+        assert m["pipeline_efficiency"] == pytest.approx(m["env_steps_per_s"] / bound)
         for key in ("policy_calls_per_s", "trained_samples_per_s", "generator", "staleness_hist", "utilization"):
             assert key in m, (name, key)
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]

@@ -22,8 +22,43 @@ def test_refund_of_unused_reservation_reopens_budget():
     c.finish(reserved=10, produced=4)  # episode ended early
     assert c.reserved == 4
     assert c.try_admit(5)
+    c.finish(reserved=5, produced=7)  # a unit that ran longer than reserved is charged the extra
+    assert c.reserved == 11
     with pytest.raises(ValueError):
-        c.finish(reserved=3, produced=5)
+        c.finish(reserved=3, produced=-1)
+
+
+def test_reservation_follows_the_mean_unit_size():
+    c = StalenessController(eta=1, global_batch=100)
+    assert c.reservation(15) == 15  # nothing finished yet: the maximum
+    for _ in range(200):
+        c.finish(reserved=c.reservation(15), produced=6)
+    assert c.reservation(15) == 6
+    assert c.reservation(4) == 4  # never above the maximum
+    for _ in range(200):
+        c.finish(reserved=1, produced=0)
+    assert c.reservation(15) == 1  # never below one sample
+
+
+def test_expected_reservations_admit_more_work_and_settle_exactly():
+    """Units of 15 decisions at most that produce 6: worst-case reservations admit 13 units
+    in a window of 200 samples; expected ones admit 33, and finished units leave exactly
+    what they produced reserved."""
+    def admitted(c, reserve):
+        n = 0
+        while c.try_admit(reserve(c)):
+            n += 1
+        return n
+
+    worst = StalenessController(eta=1, global_batch=100)
+    assert admitted(worst, lambda c: 15) == 13
+    exp = StalenessController(eta=1, global_batch=100)
+    exp._mean_unit = 6.0
+    n = admitted(exp, lambda c: c.reservation(15))
+    assert n == 33
+    for _ in range(n):
+        exp.finish(reserved=6, produced=6)
+    assert exp.reserved == 6 * 33
 
 
 def test_unit_larger_than_window_still_starts_when_idle():

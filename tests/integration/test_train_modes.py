@@ -48,3 +48,13 @@ def test_grpo_full_mode_runs(tmp_path):
     summary = train(tiny_cfg(tmp_path, "full", "grpo", ["algo.filter_degenerate_groups=false"]))
     assert summary["train_steps"] >= 1
     assert summary["experience"]["groups_kept"] >= 1
+
+
+def test_full_mode_with_several_envs_per_slot(tmp_path):
+    cfg = tiny_cfg(tmp_path, "full", extra=["rollout.envs_per_slot=2"])
+    summary = train(cfg)
+    assert summary["train_steps"] >= 1 and summary["env_steps"] >= 600
+    acc = summary["async"]
+    assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
+                                       + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
+    assert all(w["episodes_dropped"] == 0 for w in acc["workers"])
