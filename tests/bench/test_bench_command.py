@@ -45,6 +45,8 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     strag = res["modes"]["full +stragglers"]
     assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(
         strag["env_steps_per_s"] / full["env_steps_per_s"] - 1)
+    prof = json.load(open(os.path.join(out, "latency_profile.json")))
+    assert prof["step_ms"] and prof["reset_ms"] and min(prof["step_ms"]) > 0
     trace = json.load(open(os.path.join(out, "timeline.json")))
     names = {e["name"] for e in trace["traceEvents"] if e["ph"] == "X"}
     assert {"env_step", "infer_batch", "micro_batch"} <= names

@@ -47,3 +47,23 @@ def test_utilization_per_worker():
 def test_empty_window_is_an_error():
     with pytest.raises(ValueError):
         window_metrics(_spans(), 5.0, 5.0)
+
+
+def test_latency_profile_spreads_chunk_cost_over_its_sub_steps_and_replays(tmp_path):
+    import json
+
+    from rlvla3.bench.profile import latency_profile
+    from rlvla3.envs.config import LatencyConfig
+    from rlvla3.envs.latency import LatencyModel
+
+    spans = [Span("env0/slot0", "reset", 0.0, 0.3), Span("env0/slot0", "env_step", 0.3, 0.04, {"steps": 4}),
+             Span("env0/slot1", "env_step", 0.2, 0.1, {"steps": 2}), Span("trainer", "micro_batch", 0.0, 1.0)]
+    prof = latency_profile(spans, source="test")
+    assert prof["step_ms"] == [50.0, 50.0, 10.0, 10.0, 10.0, 10.0]  # in start order
+    assert prof["reset_ms"] == [300.0]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(prof))
+    model = LatencyModel(LatencyConfig(kind="replay", profile=str(path)), seed=0)
+    assert sorted({round(model.step_cost_s() * 1000, 3) for _ in range(12)}) == [10.0, 50.0]
+    with pytest.raises(ValueError, match="reset"):
+        latency_profile(spans[1:])
