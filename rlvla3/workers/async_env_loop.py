@@ -71,24 +71,27 @@ class AsyncSlotRunner:
             import traceback
 
             traceback.print_exc()
-            for i in self.running[slot]:
+            lost = [i for i in self.slot_envs[slot] if i in self.running[slot] or self.w.active[i]]
+            for i in lost:  # including envs whose reset succeeded beside one that failed
                 self.w.recorders[i].clear()
                 self.w.active[i] = False
             with self.lock:
-                self.episodes_dropped += len(self.running[slot])
+                self.episodes_dropped += len(lost)
             self.running[slot].clear()
             self._fill_and_send(slot)
 
     def _fill_and_send(self, slot: int) -> None:
         """Start admitted episodes on the slot's idle envs, then ask for actions (or idle)."""
         t0 = time.perf_counter()
+        starts = []
         for i in self.slot_envs[slot]:
             if i not in self.running[slot]:
                 a = self._take_assignment()
                 if a is None:
                     break
-                self.w._reset_slot(i, a)
-                self.running[slot].add(i)
+                starts.append((i, a))
+        self.running[slot].update(i for i, _ in starts)  # before the resets: a failing one is counted as dropped
+        self._each(lambda ia: self.w._reset_slot(*ia), starts)
         self._add_busy(time.perf_counter() - t0)
         if self.running[slot] and not self.stopping:
             self._send(slot)
@@ -133,13 +136,21 @@ class AsyncSlotRunner:
             self._fill_and_send(slot)
             return
         t0 = time.perf_counter()
-        for k, i in enumerate(envs):
-            done, _, _ = self.w.step_slot(i, reply.actions[k], reply.tokens[k], reply.logp[k], float(reply.values[k]),
-                                          reply.version)
-            if done:
-                self.running[slot].discard(i)
+        done = self._each(lambda k: self.w.step_slot(envs[k], reply.actions[k], reply.tokens[k], reply.logp[k],
+                                                     float(reply.values[k]), reply.version)[0], range(len(envs)))
+        self.running[slot].difference_update(i for i, d in zip(envs, done) if d)
         self._add_busy(time.perf_counter() - t0)
         self._fill_and_send(slot)
+
+    def _each(self, fn, items) -> list:
+        """Run fn over a slot's envs, in parallel when there are several (a simulator that
+        sleeps or releases the GIL overlaps): the calling slot thread takes the first, the
+        worker's pool the others. The pool has a thread per env, so with every slot busy here
+        there are still k - 1 threads free per slot."""
+        items = list(items)
+        futs = [self.w.pool.submit(fn, x) for x in items[1:]]
+        first = [fn(items[0])] if items else []
+        return first + [f.result() for f in futs]
 
     def _add_busy(self, dt: float) -> None:
         with self.lock:

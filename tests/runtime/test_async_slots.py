@@ -71,3 +71,45 @@ def test_envs_per_slot_must_divide_the_envs():
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 3, seed=0)
     with pytest.raises(ValueError, match="envs_per_slot"):
         AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+
+
+def test_envs_of_a_slot_step_in_parallel():
+    """Two envs per slot whose steps sleep 20 ms: one reply's chunk steps overlap in time."""
+    from rlvla3.envs.config import LatencyConfig
+
+    cfg = TabletopConfig(families=["reach"], num_init_states=8, max_steps=8,
+                         latency=LatencyConfig(kind="constant", step_ms=20.0, mode="sleep"))
+    w = EnvWorker(0, cfg, 2, seed=0)
+    w.set_trace(True)
+    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+    w.runner.add([EpisodeAssignment(task_id=0, init_id=0), EpisodeAssignment(task_id=1, init_id=1)])
+    deadline = time.time() + 20
+    while len(w.finished) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    w.runner.stop()
+    steps = sorted((s for s in w.timeline() if s.name == "env_step"), key=lambda s: s.start)
+    first = [s for s in steps if s.track == "env0/slot0"][0]
+    other = [s for s in steps if s.track == "env0/slot1"][0]
+    assert other.start < first.end and first.start < other.end  # overlapping, not one after the other
+
+
+def test_a_failing_reset_drops_every_episode_of_the_slot(monkeypatch):
+    w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), 2, seed=0)
+    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+    real = w.envs[1].reset
+    calls = {"n": 0}
+
+    def flaky(**kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected reset failure")
+        return real(**kw)
+
+    monkeypatch.setattr(w.envs[1], "reset", flaky)
+    w.runner.add([EpisodeAssignment(task_id=i % 3, init_id=i) for i in range(4)])
+    deadline = time.time() + 20
+    while len(w.finished) + w.runner.episodes_dropped < 4 and time.time() < deadline:
+        time.sleep(0.01)
+    status = w.runner.stop()
+    assert status["episodes_dropped"] == 2  # the env that failed and its slot-mate
+    assert len(w.finished) == 2 and not w.active.any()
