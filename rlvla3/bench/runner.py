@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 from rlvla3.bench.measure import window_metrics
 from rlvla3.bench.workloads import workload_overrides
+from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker, load_config
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
@@ -92,7 +93,7 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
     session = start_session(cfg, policy_dir=policy_dir)
     b = session.backend
     try:
-        p, env = cfg.policy.tiny, cfg.env.tabletop
+        p, env = cfg.policy.tiny, env_config(cfg)
         sims = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim) for w in session.env_workers])
         sim = sum(s["env_steps"] for s in sims) / max(s["seconds"] for s in sims)
         slots = cfg.rollout.num_env_workers * envs_per_worker(cfg.rollout)

@@ -22,6 +22,7 @@ import numpy as np
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.core.staleness import StalenessController
+from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
@@ -74,7 +75,7 @@ class AsyncDriver:
         self.streaming = cfg.run.mode == "full"
         # One policy version per global batch (streamed or not): the window is in global batches.
         self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
-        self.sampler = GroupSampler(len(session.instructions), cfg.env.tabletop.num_init_states, self.unit,
+        self.sampler = GroupSampler(len(session.instructions), env_config(cfg).num_init_states, self.unit,
                                     cfg.run.seed + 31, prefix="a")
         self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups) \
             if self.grpo else None

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlvla3.envs.config import TabletopConfig
+from rlvla3.envs.libero_config import LiberoConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
@@ -33,8 +34,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    type: str = "tabletop"  # tabletop (built-in)
+    type: str = "tabletop"  # tabletop (built-in) | libero (pip install -e .[libero])
     tabletop: TabletopConfig = field(default_factory=TabletopConfig)
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
 
 
 @dataclass
@@ -149,7 +151,7 @@ def validate(cfg: Config) -> Config:
     _check(r.backend in ("ray", "local"), f"run.backend must be 'ray' or 'local', got {r.backend!r}")
     _check(r.backend == "ray" or r.mode in ("sync", "sync-best", "async-train"),
            f"run.mode={r.mode!r} runs env slots and generators concurrently and needs run.backend=ray")
-    _check(cfg.env.type == "tabletop", f"env.type must be 'tabletop', got {cfg.env.type!r}")
+    _check(cfg.env.type in ("tabletop", "libero"), f"env.type must be 'tabletop' or 'libero', got {cfg.env.type!r}")
     _check(cfg.policy.type == "tiny", f"policy.type must be 'tiny', got {cfg.policy.type!r}")
     _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")
     _check(a.logprob_level in ("token", "action", "chunk"),
@@ -187,15 +189,26 @@ def validate(cfg: Config) -> Config:
             _check(envs % ro.group_size == 0,
                    f"rollout.group_size ({ro.group_size}) must divide the envs (rollout.num_env_workers x "
                    f"rollout.slots_per_worker x rollout.envs_per_slot = {envs}) in sync modes")
-    _check(cfg.policy.tiny.image_size == cfg.env.tabletop.image_size,
-           f"policy.tiny.image_size ({cfg.policy.tiny.image_size}) must equal env.tabletop.image_size "
-           f"({cfg.env.tabletop.image_size})")
+    env = getattr(cfg.env, cfg.env.type)
+    _check(cfg.policy.tiny.image_size == env.image_size,
+           f"policy.tiny.image_size ({cfg.policy.tiny.image_size}) must equal env.{cfg.env.type}.image_size "
+           f"({env.image_size})")
+    if cfg.env.type == "libero":
+        _check(cfg.policy.tiny.proprio_dim == 8 and cfg.policy.tiny.action_dim == 7,
+               f"LIBERO has 8-D proprio and 7-D actions: set policy.tiny.proprio_dim=8 policy.tiny.action_dim=7 "
+               f"(got {cfg.policy.tiny.proprio_dim} and {cfg.policy.tiny.action_dim})")
+        _check(not cfg.sft.enabled or cfg.sft.checkpoint or cfg.policy.init_from,
+               "the scripted-expert SFT exists only for the tabletop env: with env.type=libero set sft.enabled=false, "
+               "sft.checkpoint=DIR or policy.init_from=DIR")
+        _check(ro.straggler_fraction == 0, "rollout.straggler_fraction needs the tabletop latency model "
+                                           "(env.type=tabletop)")
     _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1,
            "sft.epochs must be >= 0, sft.demos_per_task and sft.batch_size >= 1")
     for path_key, path in [("policy.init_from", cfg.policy.init_from), ("sft.checkpoint", cfg.sft.checkpoint)]:
         _check(not path or os.path.isdir(path), f"{path_key} points to {path!r}, which is not a directory")
     try:
         cfg.env.tabletop.validate("env.tabletop")
+        cfg.env.libero.validate("env.libero")
         cfg.policy.tiny.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -8,6 +8,7 @@ from typing import List
 
 from rlvla3.core.timeline import SpanRecorder
 from rlvla3.runtime.backend import make_backend
+from rlvla3.envs.factory import env_config, episode_steps
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
@@ -33,7 +34,7 @@ class Session:
     @property
     def horizon(self) -> int:
         """Chunk steps that fit one full episode."""
-        return math.ceil(self.cfg.env.tabletop.max_steps / self.cfg.policy.tiny.chunk_size)
+        return math.ceil(episode_steps(env_config(self.cfg)) / self.cfg.policy.tiny.chunk_size)
 
     def publish_weights(self) -> int:
         """Push the trainer's current weights to every generator (once per version)."""
@@ -79,7 +80,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     backend = make_backend(cfg.run.backend)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
-    env_cfg = cfg.env.tabletop
+    env_cfg = env_config(cfg)
     if with_train_envs:
         slow = straggler_slots(r.num_env_workers, envs_per_worker(r), r.straggler_fraction)
         s.env_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i,

@@ -15,6 +15,7 @@ import time
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.lockstep import lockstep_rollout
 
@@ -30,7 +31,7 @@ def run_sync(session, loop) -> None:
     a, r = cfg.algo, cfg.rollout
     grpo = a.name == "grpo"
     num_tasks = len(session.instructions)
-    sampler = GroupSampler(num_tasks, cfg.env.tabletop.num_init_states, r.group_size if grpo else 1,
+    sampler = GroupSampler(num_tasks, env_config(cfg).num_init_states, r.group_size if grpo else 1,
                            cfg.run.seed + 17 + loop.train_steps, prefix=f"s{loop.train_steps}_")
     horizon = r.horizon_chunks or session.horizon
     auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")

@@ -15,6 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.core.experience import ExperienceStats
+from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import Config, envs_per_worker, to_yaml
 from rlvla3.runtime.evaluation import EvalReport, evaluate
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
@@ -89,9 +90,10 @@ class LoopState:
         s = self.session
         s.publish_weights()
         e = self.cfg.eval
-        n_init = e.episodes_per_task or self.cfg.env.tabletop.num_eval_init_states
+        n_eval = env_config(self.cfg).num_eval_init_states
+        n_init = e.episodes_per_task or n_eval
         report = evaluate(s.backend, s.eval_workers, s.generators, envs_per_worker(self.cfg.rollout),
-                          s.instructions, min(n_init, self.cfg.env.tabletop.num_eval_init_states), s.horizon,
+                          s.instructions, min(n_init, n_eval), s.horizon,
                           e.deterministic, video_slots=videos, policy_version=s.published_version)
         self.eval_points.append((self.env_steps, report.success_rate))
         self.logger.log(self.train_steps, {"eval/success_rate": report.success_rate}, self.env_steps)
@@ -170,7 +172,7 @@ def train(cfg: Config, resume: str = "") -> dict:
         logger.print(f"final policy: eval success rate {100 * final.success_rate:.1f}% "
                      f"(SFT {100 * sft_report:.1f}%, change {100 * (final.success_rate - sft_report):+.1f} points)")
         save_curve(os.path.join(run_dir, "curve.png"), loop.eval_points,
-                   f"{cfg.algo.name.upper()} ({cfg.run.mode}) on tabletop", baseline=sft_report,
+                   f"{cfg.algo.name.upper()} ({cfg.run.mode}) on {cfg.env.type}", baseline=sft_report,
                    train_points=loop.train_points)
         summary = {
             "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,

@@ -21,7 +21,7 @@ from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
 from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import Episode, ObsBatch
 from rlvla3.envs.config import TabletopConfig
-from rlvla3.envs.tabletop import TabletopEnv
+from rlvla3.envs.factory import make_env
 from rlvla3.workers.episode_recorder import EpisodeRecorder
 
 AUTO_RESET = ("none", "filler", "keep")
@@ -50,13 +50,13 @@ class EnvWorker:
                  slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1):
         torch.set_num_threads(torch_threads)
         self.worker_id = worker_id
-        self.envs: List[TabletopEnv] = []
+        self.envs: list = []
         for i in range(num_slots):
             cfg = env_cfg
-            if slow_slots and i in slow_slots:  # straggler slots: same task, slower simulator
+            if slow_slots and i in slow_slots:  # straggler slots: same task, slower simulator (tabletop latency model)
                 cfg = copy.deepcopy(env_cfg)
                 cfg.latency.slow_factor *= float(slow_slots[i])
-            self.envs.append(TabletopEnv(cfg, seed=seed * 1000 + i))
+            self.envs.append(make_env(cfg, seed=seed * 1000 + i))
         self.recorders = [EpisodeRecorder() for _ in range(num_slots)]
         self.obs: List[dict] = [None] * num_slots
         self.active = np.zeros(num_slots, bool)

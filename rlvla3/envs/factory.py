@@ -1,0 +1,32 @@
+"""Build the env a run asks for (`env.type`), so workers, evaluation and benchmarks do not
+depend on one simulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlvla3.envs.config import TabletopConfig
+
+ENV_TYPES = ("tabletop", "libero")
+
+
+def env_config(cfg) -> Any:
+    """The active env section of a run config: `cfg.env.tabletop` or `cfg.env.libero`."""
+    if cfg.env.type not in ENV_TYPES:
+        raise ValueError(f"env.type must be one of {list(ENV_TYPES)}, got {cfg.env.type!r}")
+    return getattr(cfg.env, cfg.env.type)
+
+
+def episode_steps(env_cfg) -> int:
+    """Low-level step limit of an episode."""
+    return env_cfg.episode_steps() if hasattr(env_cfg, "episode_steps") else env_cfg.max_steps
+
+
+def make_env(env_cfg, seed: int = 0):
+    if isinstance(env_cfg, TabletopConfig) or hasattr(env_cfg, "families"):
+        from rlvla3.envs.tabletop import TabletopEnv
+
+        return TabletopEnv(env_cfg, seed=seed)
+    from rlvla3.envs.libero import LiberoEnv  # imports MuJoCo: only when asked for
+
+    return LiberoEnv(env_cfg, seed=seed)
