@@ -42,6 +42,13 @@ def bench_policy(cfg, out: str, say: Callable) -> str:
     path = os.path.join(out, "sft_policy")
     if os.path.isfile(os.path.join(path, "model.safetensors")):
         return path
+    if cfg.env.type != "tabletop":  # the scripted expert exists only for the built-in env
+        from rlvla3.policies import build_policy
+
+        say(f"bench: no SFT for env.type={cfg.env.type}: a randomly initialised policy (pass --policy DIR to "
+            "use a trained one)")
+        build_policy(cfg.policy).save_pretrained(path)
+        return path
     from rlvla3.runtime.sft_command import run_sft
 
     say("bench: training a quick SFT policy for the benchmark (cached for later runs)")

@@ -7,7 +7,10 @@
   costs 300 ms (LIBERO with hard_reset=False), and episodes vary in length because the
   SFT policy succeeds at different times. Replay a recorded profile with
   `env.tabletop.latency.kind=replay env.tabletop.latency.profile=FILE.json`.
-- `libero`: the real simulator; not available until LIBERO support lands.
+- `libero`: the real simulator (`pip install -e .[libero]`), libero_spatial with the tiny
+  policy sized for it (128² agentview, 8-D proprio, 7-D actions, chunks of 8). It needs a
+  policy (`--policy DIR`, e.g. an RL checkpoint) or trains from a random one: the scripted
+  SFT exists only for the tabletop env.
 """
 
 from __future__ import annotations
@@ -32,9 +35,18 @@ WORKLOADS: Dict[str, List[str]] = {
         "env.tabletop.latency.sigma=0.6",
         "env.tabletop.latency.mode=sleep",
     ],
+    "libero": [
+        "env.type=libero",
+        "env.libero.suite=libero_spatial",
+        "env.libero.image_size=128",
+        "policy.tiny.image_size=128",
+        "policy.tiny.proprio_dim=8",
+        "policy.tiny.action_dim=7",
+        "policy.tiny.chunk_size=8",
+        "sft.enabled=false",
+    ],
 }
-UNAVAILABLE = {"libero": "LIBERO support has not landed yet (see the LIBERO issue); use tabletop-emulated "
-                         "with a replayed LIBERO latency profile meanwhile"}
+UNAVAILABLE: Dict[str, str] = {}
 
 
 def workload_overrides(name: str, mode: str, extra: List[str]) -> List[str]:

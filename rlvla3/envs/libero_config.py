@@ -41,10 +41,15 @@ class LiberoConfig:
         return self
 
 
-def prepare_libero_runtime() -> None:
-    """Environment variables LIBERO and MuJoCo read at import; idempotent."""
+def set_render_backend() -> None:
+    """MuJoCo binds its GL backend when first imported: call before anything imports it."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+
+def prepare_libero_runtime() -> None:
+    """Environment variables LIBERO and MuJoCo read at import; idempotent."""
+    set_render_backend()
     if "LIBERO_CONFIG_PATH" not in os.environ:  # upstream LIBERO asks on stdin without one
         path = os.path.join(os.path.expanduser("~"), ".cache", "rlvla3", "libero")
         os.makedirs(path, exist_ok=True)

@@ -47,3 +47,20 @@ def test_unknown_preset_lists_known_ones():
 def test_override_without_equals_is_rejected():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(["algo.lr"])
+
+
+def test_libero_config_is_checked_against_the_policy():
+    from rlvla3.runtime.config import ConfigError, load_config
+
+    ok = ["env.type=libero", "env.libero.image_size=64", "policy.tiny.image_size=64", "policy.tiny.proprio_dim=8",
+          "policy.tiny.action_dim=7", "sft.enabled=false"]
+    cfg = load_config(ok)
+    assert cfg.env.libero.episode_steps() == 220  # libero_spatial's usual limit
+    with pytest.raises(ConfigError, match="policy.tiny.proprio_dim=8"):
+        load_config([o for o in ok if "proprio" not in o])
+    with pytest.raises(ConfigError, match="sft.enabled=false"):
+        load_config([o for o in ok if "sft" not in o])
+    with pytest.raises(ConfigError, match="env.libero.suite"):
+        load_config(ok + ["env.libero.suite=libero_99"])
+    with pytest.raises(ConfigError, match="straggler"):
+        load_config(ok + ["rollout.straggler_fraction=0.2"])
