@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,6 +27,17 @@ import numpy as np
 from rlvla3.envs.libero_config import LiberoConfig, prepare_libero_runtime
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
+# Env slots step on a worker's threads, but a GL context is current in one thread at a time
+# and robosuite makes it current only when it creates it: renders in one process take
+# turns, each binding its env's context first and releasing it after.
+_RENDER_LOCK = threading.Lock()
+
+
+def _release_gl_context() -> None:
+    if os.environ.get("MUJOCO_GL") == "egl":
+        from robosuite.renderers.context import egl_context as egl
+
+        egl.EGL.eglMakeCurrent(egl.EGL_DISPLAY, egl.EGL.EGL_NO_SURFACE, egl.EGL.EGL_NO_SURFACE, egl.EGL.EGL_NO_CONTEXT)
 
 
 @dataclass(frozen=True)
@@ -114,9 +127,17 @@ class LiberoEnv:
         init_id = int(options.get("init_id", 0)) % len(states)
         env = self._env_for(task_id)
         env.reset()
-        self._cameras(True)
-        raw = env.set_init_state(states[init_id])  # renders the first frame
-        self._cameras(False)
+        # The Panda gripper integrates its command and only a hard reset zeroes it: without
+        # this an episode's start depends on the one before, and a GRPO group would not share one.
+        for robot in env.env.robots:
+            for g in (robot.gripper.values() if isinstance(robot.gripper, dict) else [robot.gripper]):
+                g.current_action = np.zeros_like(g.current_action)
+        env.set_init_state(states[init_id])
+        settle = np.zeros(self.action_dim)
+        settle[-1] = -1.0  # gripper open while the objects settle (the usual LIBERO wait steps)
+        for _ in range(self.config.settle_steps):
+            env.step(settle)
+        raw = self._render_now()
         self._task, self._steps, self._done, self._success = self._tasks[task_id], 0, False, False
         obs = self._obs(raw)
         return obs, {"task_id": task_id, "init_id": init_id, "success": False, "steps": 0}
@@ -167,8 +188,12 @@ class LiberoEnv:
         from libero.libero.envs import OffScreenRenderEnv
 
         size = self.config.image_size
-        self._env = OffScreenRenderEnv(bddl_file_name=self._tasks[task_id].bddl_file, camera_names=list(CAMERAS),
-                                       camera_heights=size, camera_widths=size, hard_reset=False)
+        with _RENDER_LOCK:  # building makes the new env's GL context current in this thread
+            self._env = OffScreenRenderEnv(bddl_file_name=self._tasks[task_id].bddl_file,
+                                           camera_names=list(CAMERAS), camera_heights=size, camera_widths=size,
+                                           hard_reset=False)
+            _release_gl_context()
+        self._cameras(False)
         self._env.seed(self._seed)
         self._env_task = task_id
         return self._env
@@ -180,10 +205,15 @@ class LiberoEnv:
 
     def _render_now(self) -> Dict[str, Any]:
         inner = self._env.env
-        self._cameras(True)
-        inner._update_observables(force=True)
-        raw = inner._get_observations()
-        self._cameras(False)
+        with _RENDER_LOCK:
+            ctx = getattr(inner.sim, "_render_context_offscreen", None)
+            if ctx is not None:
+                ctx.gl_ctx.make_current()
+            self._cameras(True)
+            inner._update_observables(force=True)
+            raw = inner._get_observations()
+            self._cameras(False)
+            _release_gl_context()
         return raw
 
     def _obs(self, raw: Dict[str, Any]) -> Dict[str, Any]:

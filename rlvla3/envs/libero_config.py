@@ -23,6 +23,7 @@ class LiberoConfig:
     max_steps: int = 0  # low-level steps per episode; 0 = the suite's usual limit
     num_init_states: int = 50  # fixed initial states per task used by training (the benchmark has 50)
     num_eval_init_states: int = 50  # fixed initial states per task used by evaluation
+    settle_steps: int = 10  # no-op steps after a reset while objects settle (not counted in the episode)
 
     def episode_steps(self) -> int:
         return self.max_steps or SUITE_STEPS[self.suite]
@@ -32,6 +33,8 @@ class LiberoConfig:
             raise ValueError(f"{prefix}.suite must be one of {sorted(SUITE_STEPS)}, got {self.suite!r}")
         if self.image_size < 16:
             raise ValueError(f"{prefix}.image_size must be >= 16, got {self.image_size}")
+        if self.settle_steps < 0:
+            raise ValueError(f"{prefix}.settle_steps must be >= 0, got {self.settle_steps}")
         if self.max_steps < 0:
             raise ValueError(f"{prefix}.max_steps must be >= 0, got {self.max_steps}")
         for key in ("num_init_states", "num_eval_init_states"):

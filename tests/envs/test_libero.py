@@ -36,6 +36,31 @@ def test_reset_to_a_fixed_initial_state(env):
     assert not np.allclose(other["image"], obs["image"])  # another fixed state: objects elsewhere
 
 
+def test_same_initial_state_gives_the_same_start_after_gripper_use(env):
+    first, _ = env.reset(options={"task_id": 0, "init_id": 5})
+    close = np.zeros((8, 7), np.float32)
+    close[:, 6] = 1.0  # close the gripper: robosuite integrates this command across a soft reset
+    env.chunk_step(close)
+    again, _ = env.reset(options={"task_id": 0, "init_id": 5})
+    np.testing.assert_allclose(again["proprio"], first["proprio"], atol=1e-4)
+
+
+def test_two_envs_render_from_worker_threads():
+    """Slots step on a thread pool: each env must bind its own GL context to render."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    envs = [LiberoEnv(LiberoConfig(task_ids=[0], image_size=32, max_steps=20), seed=k) for k in range(2)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            starts = list(pool.map(lambda e: e.reset(options={"task_id": 0, "init_id": 1})[0], envs))
+            steps = list(pool.map(lambda e: e.chunk_step(np.zeros((4, 7)))[0], envs))
+        for o in starts + steps:
+            assert o["image"].std() > 10 and o["wrist_image"].std() > 5
+    finally:
+        for e in envs:
+            e.close()
+
+
 def test_chunk_steps_stop_at_the_step_limit(env):
     env.reset(options={"task_id": 0, "init_id": 0})
     move = np.zeros((8, 7), np.float32)
