@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlvla3.envs.config import TabletopConfig
+from rlvla3.envs.faults import FaultsConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
@@ -135,6 +136,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)  # fault injection (off) and hang timeout
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -197,6 +199,7 @@ def validate(cfg: Config) -> Config:
     try:
         cfg.env.tabletop.validate("env.tabletop")
         cfg.policy.tiny.validate()
+        cfg.faults.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
     return cfg

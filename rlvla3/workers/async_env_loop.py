@@ -40,6 +40,8 @@ class AsyncSlotRunner:
         self.requests = 0
         self.failed_requests = 0
         self.episodes_dropped = 0
+        self.env_faults = 0  # env errors / non-finite steps caught in this worker
+        self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the chunk step in progress; 0 = none
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
         self.t_start = time.perf_counter()
 
@@ -67,15 +69,13 @@ class AsyncSlotRunner:
     def _guard(self, fn, slot: int, *args) -> None:
         try:
             fn(slot, *args)
-        except Exception:  # an env fault must not kill the runner; the slot's episodes are dropped
-            import traceback
-
-            traceback.print_exc()
+        except Exception as e:  # an env fault must not kill the runner; the slot's episodes are dropped
+            self.step_started[slot] = 0.0
             for i in self.running[slot]:
-                self.w.recorders[i].clear()
-                self.w.active[i] = False
+                self.w.drop_slot(i, repr(e))
             with self.lock:
                 self.episodes_dropped += len(self.running[slot])
+                self.env_faults += 1
             self.running[slot].clear()
             self._fill_and_send(slot)
 
@@ -127,17 +127,18 @@ class AsyncSlotRunner:
                 self.failed_requests += 1
                 self.episodes_dropped += len(envs)
             for i in envs:
-                self.w.recorders[i].clear()
-                self.w.active[i] = False
+                self.w.drop_slot(i, "generator request failed")
             self.running[slot].clear()
             self._fill_and_send(slot)
             return
         t0 = time.perf_counter()
+        self.step_started[slot] = time.monotonic()  # a hang shows as an old start (see status)
         for k, i in enumerate(envs):
             done, _, _ = self.w.step_slot(i, reply.actions[k], reply.tokens[k], reply.logp[k], float(reply.values[k]),
                                           reply.version)
             if done:
                 self.running[slot].discard(i)
+        self.step_started[slot] = 0.0
         self._add_busy(time.perf_counter() - t0)
         self._fill_and_send(slot)
 
@@ -149,7 +150,9 @@ class AsyncSlotRunner:
     def status(self) -> dict:
         with self.lock:
             idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
-            return {"queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
+            now, starts = time.monotonic(), [t for t in self.step_started if t]
+            return {"longest_step_s": max((now - t for t in starts), default=0.0), "env_faults": self.env_faults,
+                    "queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
                     "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,
                     "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped}
 

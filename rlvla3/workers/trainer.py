@@ -168,6 +168,11 @@ class Trainer:
 
     def _publishable(self, results: List[TrainResult]) -> List[TrainResult]:
         """One new policy version per update that applied at least one optimizer step."""
+        faults = getattr(self.cfg, "faults", None)
+        if faults is not None:  # chaos testing: a trainer process that dies mid-run
+            from rlvla3.envs.faults import crash_process_if
+
+            crash_process_if(faults.trainer_crash_after_steps, self.updates)
         if any(not r.skipped for r in results):
             self.version += 1
             self.policy.version = self.version
