@@ -289,13 +289,16 @@ class Trainer:
             state = torch.load(state_path, weights_only=True)
         except Exception as e:
             raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
-        self.opt.load_state_dict(state["optimizer"])
-        self.version = self.policy.version = int(state["version"])
-        self.samples_trained = int(state["samples_trained"])
-        self.steps_skipped = int(state["steps_skipped"])
-        self.updates = int(state.get("updates", self.version))
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+            self.version = self.policy.version = int(state["version"])
+            self.samples_trained = int(state["samples_trained"])
+            self.steps_skipped = int(state["steps_skipped"])
+            self.updates = int(state.get("updates", self.version))
+            self.rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a readable file with the wrong content
+            raise ValueError(f"trainer state {state_path} is not a valid checkpoint: {type(e).__name__}: {e}") from e
         return state.get("extra", {})
 
     # --- benchmarks ------------------------------------------------------------------------
