@@ -18,6 +18,7 @@ from typing import List
 import numpy as np
 
 FAULT_KINDS = ("raise", "nan_obs", "nan_reward", "inf_reward", "hang", "crash")
+RANDOM_KIND = "random"  # each fault draws its kind from `FaultConfig.mix` (chaos runs)
 CRASH_EXIT_CODE = 13
 
 
@@ -32,7 +33,8 @@ class FaultConfig:
     per step (1.0 = the first eligible step), at most `max_faults` times per process life."""
 
     enabled: bool = False
-    kind: str = "raise"  # raise | nan_obs | nan_reward | inf_reward | hang | crash
+    kind: str = "raise"  # raise | nan_obs | nan_reward | inf_reward | hang | crash | random (drawn from mix)
+    mix: List[str] = field(default_factory=lambda: ["raise", "nan_obs", "nan_reward", "hang", "crash"])
     worker: int = 0  # env worker index hit by the fault; -1 = every worker
     slot: int = 0  # env index within the worker; -1 = every env of the worker
     after_chunk_steps: int = 10  # chunk steps of the env before it may fire
@@ -47,7 +49,11 @@ class FaultConfig:
             if not cond:
                 raise ValueError(f"{prefix}.{msg}")
 
-        check(self.kind in FAULT_KINDS, f"kind must be one of {list(FAULT_KINDS)}, got {self.kind!r}")
+        check(self.kind in FAULT_KINDS + (RANDOM_KIND,),
+              f"kind must be one of {list(FAULT_KINDS + (RANDOM_KIND,))}, got {self.kind!r}")
+        bad = [k for k in self.mix if k not in FAULT_KINDS]
+        check(self.kind != RANDOM_KIND or (self.mix and not bad),
+              f"mix must be a non-empty list of {list(FAULT_KINDS)}, got {self.mix}")
         check(self.worker >= -1, f"worker must be >= -1 (-1 = every worker), got {self.worker}")
         check(self.slot >= -1, f"slot must be >= -1 (-1 = every env), got {self.slot}")
         check(self.after_chunk_steps >= 0, f"after_chunk_steps must be >= 0, got {self.after_chunk_steps}")
@@ -106,6 +112,8 @@ class FaultyEnv:
             return self.env.chunk_step(actions)
         self.injected += 1
         kind = self.cfg.kind
+        if kind == RANDOM_KIND:
+            kind = str(self.rng.choice(self.cfg.mix))
         if kind == "raise":
             raise InjectedFault(f"injected simulator error after {self.chunk_steps} chunk steps")
         if kind == "crash":

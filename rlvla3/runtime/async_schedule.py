@@ -245,6 +245,7 @@ class AsyncDriver:
                     time.sleep(0.005)
         finally:
             self.sup.start_args = ()  # a worker replaced from now on stays idle
+            self.sup.check()  # a worker hung right now is replaced (and counted) instead of delaying the stop
             self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
             if step_ref is not None:  # the update in flight still counts
                 new = b.get(step_ref)

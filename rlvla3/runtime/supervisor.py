@@ -74,7 +74,9 @@ class Supervisor:
         (that worker is replaced before returning)."""
         ray = self.b.ray
         refs = [getattr(w, method).remote(*args) for w in self.s.env_workers]
-        timeout = self.step_timeout_s if timeout is None else timeout
+        # Chunk steps run on the worker's threads, so its actor answers even while an env hangs
+        # (that is caught by `longest_step_s`); a silent actor is wedged or still starting: be patient.
+        timeout = max(60.0, self.step_timeout_s) if timeout is None else timeout
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         ready = set(ready)
         out: List[Optional[object]] = []

@@ -61,7 +61,7 @@ def test_async_rollout_survives_nan_observations(tmp_path):
 @pytest.mark.slow
 def test_hung_env_worker_is_restarted(tmp_path):
     s = train(chaos_cfg(tmp_path, "async-rollout", "hang", "faults.env.kind=hang", "faults.env.after_chunk_steps=4",
-                        "faults.env.lives=1", "faults.step_timeout_s=3"))
+                        "faults.env.lives=1", "faults.step_timeout_s=2", "run.total_env_steps=1500"))
     assert s["faults"]["worker_hangs"] == 1 and s["faults"]["worker_restarts"] == 1
     assert s["env_steps"] >= 600
     assert_clean(s)

@@ -102,3 +102,18 @@ def test_lockstep_worker_drops_the_faulty_episode_and_goes_on(kind):
     for ep in out["episodes"]:
         assert np.isfinite(ep.rewards).all() and np.isfinite(ep.proprio).all()
     assert all(np.isfinite(o["proprio"]).all() for o in w.obs)  # the faulty observation was never kept
+
+
+def test_random_kind_draws_from_the_mix():
+    cfg = FaultConfig(enabled=True, kind="random", mix=["raise", "nan_reward"], after_chunk_steps=0, max_faults=0)
+    env = FaultyEnv(CountingEnv(), cfg, 0, 0)
+    seen = set()
+    for _ in range(40):
+        try:
+            _, reward, *_ = env.chunk_step(None)
+            seen.add("nan_reward" if np.isnan(reward) else "none")
+        except InjectedFault:
+            seen.add("raise")
+    assert seen == {"raise", "nan_reward"}
+    with pytest.raises(ConfigError, match=r"faults\.env\.mix"):
+        load_config(["preset=tiny-test", "faults.env.kind=random", "faults.env.mix=[melt]"])
