@@ -77,7 +77,7 @@ class AsyncSlotRunner:
                 self.episodes_dropped += len(self.running[slot])
                 self.env_faults += 1
             self.running[slot].clear()
-            self._fill_and_send(slot)
+            self.w.pool.submit(self._guard, self._fill_and_send, slot)  # guarded: a failing reset is caught too
 
     def _fill_and_send(self, slot: int) -> None:
         """Start admitted episodes on the slot's idle envs, then ask for actions (or idle)."""
