@@ -32,6 +32,7 @@ def stop_on_signals(loop):
                           f"(send it again to abort at once)")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    loop.rearm_signals = lambda: [signal.signal(s, handler) for s in old]  # ray.init installs its own SIGTERM
     try:
         yield
     finally:

@@ -46,6 +46,7 @@ class LoopState:
     async_report: dict = field(default_factory=dict)
     fault_report: dict = field(default_factory=dict)  # summary.json -> faults
     stop_requested: str = ""  # signal name once a graceful stop was asked for
+    rearm_signals: Optional[object] = None  # re-installs the stop handlers (set by stop_on_signals)
     deadline: float = 0.0  # time.time() after which the schedule stops (benchmarks); 0 = none
 
     @property
@@ -190,6 +191,8 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: Loop
     try:
         policy_dir = run_sft_stage(cfg, run_dir, logger)
         session = start_session(cfg, policy_dir=policy_dir)
+        if loop.rearm_signals is not None:
+            loop.rearm_signals()  # after ray.init, which replaces the SIGTERM handler
         loop.session = session
         ckpt = os.path.join(run_dir, "checkpoints", "latest")
         sft_report = None
