@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -243,7 +244,10 @@ def to_yaml(cfg: Config) -> str:
 
 def from_yaml_file(path: str) -> Config:
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+        loaded = OmegaConf.load(path)
+        if not loaded:  # an empty or truncated file would silently mean "all defaults"
+            raise ConfigError(f"{path} is empty: not a run config")
+        merged = OmegaConf.merge(OmegaConf.structured(Config), loaded)
         return validate(OmegaConf.to_object(merged))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:  # wrong keys/types, or a truncated file
         raise ConfigError(f"bad config in {path}: {str(e).splitlines()[0]}") from None

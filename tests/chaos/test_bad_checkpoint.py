@@ -91,3 +91,21 @@ def test_trainer_state_with_wrong_content_names_the_file(ckpt, tmp_path):
     torch.save({"version": 3}, os.path.join(path, "trainer_state.pt"))
     with pytest.raises(ValueError, match="trainer_state.pt"):
         Trainer(cfg, seed=1).load(path)
+
+
+def test_empty_run_config_is_refused(tmp_path, capsys):
+    from rlvla3.cli.main import main
+
+    open(tmp_path / "config.yaml", "w").close()
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "config.yaml is empty" in capsys.readouterr().err
+
+
+def test_truncated_run_config_names_the_file(tmp_path, capsys):
+    from rlvla3.cli.main import main
+    from rlvla3.runtime.config import to_yaml
+
+    text = to_yaml(load_config(["preset=tiny-test"]))
+    open(tmp_path / "config.yaml", "w").write(text[: len(text) // 3] + "\n  bogus: [\n")
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "config.yaml" in capsys.readouterr().err

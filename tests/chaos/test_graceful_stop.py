@@ -77,7 +77,9 @@ def test_sigterm_then_resume_full_mode(tmp_path):
     # continue: a budget a little past where it stopped, so the resumed run ends on its own
     path = os.path.join(run_dir, "config.yaml")
     target = first["env_steps"] + 300
-    open(path, "w").write(open(path).read().replace("total_env_steps: 10000000", f"total_env_steps: {target}"))
+    text = open(path).read()
+    assert "total_env_steps: 10000000" in text
+    open(path, "w").write(text.replace("total_env_steps: 10000000", f"total_env_steps: {target}"))
     res = subprocess.run([sys.executable, "-m", "rlvla3.cli.main", "train", "--resume", run_dir],
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
