@@ -94,11 +94,17 @@ def main(argv=None) -> int:
         print(f"rlvla3 {args.command}: config error: {e}", file=sys.stderr)
         return 2
     if args.command == "train":
+        from rlvla3.runtime.graceful import TrainerLost
         from rlvla3.runtime.train_loop import train
 
-        summary = train(cfg, resume=args.resume)
-        print(json.dumps({k: summary[k] for k in ("run_dir", "sft_success_rate", "final_success_rate",
-                                                   "improvement_points", "env_steps", "wall_s")}, indent=2))
+        try:
+            summary = train(cfg, resume=args.resume)
+        except TrainerLost as e:
+            print(f"rlvla3 train: {e}", file=sys.stderr)
+            return 3
+        keys = ("run_dir", "sft_success_rate", "final_success_rate", "improvement_points", "env_steps", "wall_s",
+                "stopped_by")
+        print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
         return 0
     if args.command == "sft":
         from rlvla3.runtime.sft_command import run_sft

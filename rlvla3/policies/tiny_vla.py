@@ -228,15 +228,23 @@ class TinyVLAPolicy:
         for p in (cfg_path, w_path):
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"policy checkpoint is missing {p}")
-        with open(cfg_path) as f:
-            raw = json.load(f)
-        version = int(raw.pop("version", 0))
-        raw.pop("policy_type", None)
-        policy = cls(TinyVLAConfig(**raw), device=device)
+        try:
+            with open(cfg_path) as f:
+                raw = json.load(f)
+            version = int(raw.pop("version", 0))
+            raw.pop("policy_type", None)
+            policy_cfg = TinyVLAConfig(**raw)
+            policy_cfg.validate()
+        except (ValueError, TypeError, AttributeError) as e:  # truncated JSON, unknown or bad fields
+            raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+        policy = cls(policy_cfg, device=device)
         try:
             state = load_file(w_path)
         except Exception as e:  # safetensors raises several types for truncated files
             raise ValueError(f"cannot read policy weights {w_path}: {e}") from e
-        policy.load_state_dict(state)
+        try:
+            policy.load_state_dict(state)
+        except RuntimeError as e:  # missing / unexpected / mis-shaped tensors
+            raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
         policy.version = version
         return policy

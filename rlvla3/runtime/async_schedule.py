@@ -26,6 +26,7 @@ from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
+from rlvla3.runtime.supervisor import Supervisor
 
 
 # Env workers are polled (admission + drain: a Ray round trip each) at most this often.
@@ -89,14 +90,18 @@ class AsyncDriver:
         self.unstepped = 0
         self._t_gen_stats = 0.0
         self.worker_status = []
+        fc = cfg.faults
+        self.sup = Supervisor(session, self.drop_episodes, fc.step_timeout_s, fc.max_worker_restarts)
+        self.broken = set()  # GRPO groups that lost an episode: their other episodes are dropped too
+        self.progress = []  # (wall time, env steps so far): throughput before / after faults
 
     # --- admission -----------------------------------------------------------------------
     def admit(self) -> None:
         """Hand out admitted episodes, keeping about one assignment queued per slot. Load =
         running + queued episodes, so a throttled window still spreads work over all workers."""
-        status = self.b.get([w.async_status.remote() for w in self.s.env_workers])
+        status = self.sup.check()  # also restarts dead or hung workers
         envs = envs_per_worker(self.r)
-        queued = [st["queued_assignments"] + envs - st["idle_envs"] for st in status]
+        queued = [st["queued_assignments"] + envs - st["idle_envs"] if st else 0 for st in status]
         while min(queued) < 2 * envs:
             reserve = self.ctrl.reservation(self.unit_samples)
             if not self.ctrl.try_admit(reserve):
@@ -110,16 +115,38 @@ class AsyncDriver:
                 queued[w] += 1
                 per_worker.setdefault(w, []).append(a)
             for w, items in per_worker.items():
+                self.sup.assigned(w, [a.group_key for a in items])
                 self.s.env_workers[w].add_assignments.remote(items)
 
     # --- experience ------------------------------------------------------------------------
     def collect(self) -> tuple:
-        drains = self.b.get([w.drain.remote() for w in self.s.env_workers])
-        episodes = [e for d in drains for e in d["episodes"]]
-        outcomes = [o for d in drains for o in d["outcomes"]]
-        env_steps = sum(d["env_steps"] for d in drains)
+        drains = self.sup.call_all("drain")
+        episodes, outcomes = [], []
+        for w, d in enumerate(drains):
+            if d is None:  # replaced: what it held was reported lost
+                continue
+            self.sup.note_injected(w, d["faults_injected"])
+            for key in d["dropped_keys"]:  # env faults caught inside the worker
+                self.sup.settled(w, key)
+                self.drop_episodes(key, 1)
+            for ep in d["episodes"]:
+                self.sup.settled(w, ep.group_key)
+            episodes += d["episodes"]
+            outcomes += d["outcomes"]
+        # drain reports each live worker's running total; a restarted worker starts from zero
+        self.steps_by_worker = getattr(self, "steps_by_worker", {})
+        for w, d in enumerate(drains):
+            if d is not None:
+                self.steps_by_worker[(w, self.sup.incarnation[w])] = d["env_steps"]
+        env_steps = sum(self.steps_by_worker.values())
         stats = ExperienceStats()
         for ep in episodes:
+            if ep.group_key in self.broken:  # its group lost an episode: it can never complete
+                self.sup.report.episodes_dropped_with_group += 1
+                stats.episodes_dropped += 1
+                self.unit_left[ep.group_key] -= 1
+                self._settle(ep.group_key)
+                continue
             if self.grpo:
                 batch, st = self.assembler.add(ep)
             else:
@@ -130,10 +157,25 @@ class AsyncDriver:
             if batch is not None:
                 self.queue.put(batch)
                 self.unit_produced[key] += len(batch)
-            if self.unit_left[key] == 0:  # unit over: settle its reservation against what it delivered
-                self.ctrl.finish(self.unit_reserved.pop(key), self.unit_produced.pop(key))
-                del self.unit_left[key]
+            self._settle(key)
         return outcomes, env_steps, stats
+
+    def _settle(self, key: str) -> None:
+        if self.unit_left[key] <= 0:  # unit over: settle its reservation against what it delivered
+            self.ctrl.finish(self.unit_reserved.pop(key), self.unit_produced.pop(key))
+            del self.unit_left[key]
+            self.broken.discard(key)
+
+    def drop_episodes(self, key: str, n: int) -> None:
+        """`n` unfinished episodes of unit `key` are lost (env fault, dead or hung worker)."""
+        self.sup.report.episodes_dropped += n
+        if key not in self.unit_left:
+            return
+        if self.grpo and key not in self.broken:
+            self.broken.add(key)
+            self.sup.report.episodes_dropped_with_group += len(self.assembler.pending.pop(key, []))
+        self.unit_left[key] -= n
+        self._settle(key)
 
     def fresh(self, batch: SampleBatch) -> SampleBatch:
         mask = self.ctrl.filter(batch.versions, self.version)
@@ -148,8 +190,9 @@ class AsyncDriver:
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
         s, b, a = self.s, self.b, self.a
-        b.get([w.start_async.remote(s.generators, self.cfg.generator.router, len(s.generators), self.r.envs_per_slot)
-               for w in s.env_workers])
+        s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
+        self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot)
+        b.get([w.start_async.remote(s.generators, *self.sup.start_args) for w in s.env_workers])
         env_steps_seen = 0
         pending_micro: Deque = deque()  # refs of accumulate() calls in flight
         step_ref, in_global = None, 0
@@ -211,7 +254,9 @@ class AsyncDriver:
                 if not progressed:
                     time.sleep(0.005)
         finally:
-            self.worker_status = b.get([w.stop_async.remote() for w in s.env_workers])
+            self.sup.start_args = ()  # a worker replaced from now on stays idle
+            self.sup.check()  # a worker hung right now is replaced (and counted) instead of delaying the stop
+            self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
             if step_ref is not None:  # the update in flight still counts
                 new = b.get(step_ref)
                 new = new if isinstance(new, list) else [new]
@@ -227,7 +272,12 @@ class AsyncDriver:
     def _generator_stats(self) -> dict:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
         out = {}
-        for i, st in enumerate(self.b.get([g.stats.remote() for g in self.s.generators])):
+        try:
+            stats = self.b.get([g.stats.remote() for g in self.s.generators])
+        except Exception:  # a generator died: the supervisor replaces it
+            self.sup.check_generators()
+            return out
+        for i, st in enumerate(stats):
             for k in ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
                       "fired_by_size", "fired_by_timeout", "samples"):
                 if k in st:
@@ -247,6 +297,7 @@ class AsyncDriver:
             extra[f"staleness/hist_{k}"] = v
         self.loop.record_iteration(env_steps=env_steps, outcomes=outcomes, exp=exp, results=results,
                                    version=self.version, timings={}, trained=trained, extra=extra)
+        self.progress.append((time.time(), self.loop.env_steps))
 
 
 def _ready(backend, ref) -> bool:
@@ -266,3 +317,24 @@ def run_async(session, loop) -> None:
                          "samples_left_in_queue": driver.queue.size,
                          "samples_unstepped_at_stop": driver.unstepped,
                          "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status}
+    loop.fault_report = fault_summary(driver)
+
+
+def fault_summary(driver) -> dict:
+    """summary.json -> faults: what was injected, what was done, and throughput around it."""
+    out = driver.sup.report.as_dict()
+    times = out.pop("restart_times") + driver.sup.fault_times
+    out["first_fault_wall_s"] = out["last_fault_wall_s"] = None
+    prog = driver.progress
+    if prog:
+        t0 = prog[0][0]
+        rate = lambda a, b: (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else None  # noqa: E731
+        if times:
+            first, last = min(times), max(times)
+            before = [p for p in prog if p[0] <= first]
+            after = [p for p in prog if p[0] >= last]
+            out["first_fault_wall_s"], out["last_fault_wall_s"] = round(first - t0, 1), round(last - t0, 1)
+            out["env_steps_per_s_before"] = rate(before[0], before[-1]) if len(before) > 1 else None
+            out["env_steps_per_s_after"] = rate(after[0], after[-1]) if len(after) > 1 else None
+        out["env_steps_per_s_overall"] = rate(prog[0], prog[-1]) if len(prog) > 1 else None
+    return out

@@ -12,11 +12,13 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.libero_config import LiberoConfig
+from rlvla3.envs.faults import FaultsConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
@@ -137,6 +139,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)  # fault injection (off) and hang timeout
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -210,6 +213,7 @@ def validate(cfg: Config) -> Config:
         cfg.env.tabletop.validate("env.tabletop")
         cfg.env.libero.validate("env.libero")
         cfg.policy.tiny.validate()
+        cfg.faults.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
     return cfg
@@ -253,7 +257,10 @@ def to_yaml(cfg: Config) -> str:
 
 def from_yaml_file(path: str) -> Config:
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+        loaded = OmegaConf.load(path)
+        if not loaded:  # an empty or truncated file would silently mean "all defaults"
+            raise ConfigError(f"{path} is empty: not a run config")
+        merged = OmegaConf.merge(OmegaConf.structured(Config), loaded)
         return validate(OmegaConf.to_object(merged))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:  # wrong keys/types, or a truncated file
         raise ConfigError(f"bad config in {path}: {str(e).splitlines()[0]}") from None

@@ -27,6 +27,8 @@ class RolloutResult:
     infer_time_s: float = 0.0
     env_time_s: float = 0.0
     wall_s: float = 0.0
+    episodes_dropped: int = 0  # env faults (raise / non-finite step): discarded in the worker
+    faults_injected: int = 0  # running total over the workers (fault injection)
 
 
 def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float):
@@ -86,6 +88,8 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
     for wi, d in enumerate(backend.get([w.drain.remote() for w in workers])):
         res.episodes.extend(d["episodes"])
         res.outcomes.extend(d["outcomes"])
+        res.episodes_dropped += d.get("episodes_dropped", 0)
+        res.faults_injected += d.get("faults_injected", 0)
         for slot, frames in d["frames"].items():
             res.frames[(wi, slot)] = frames
     if video_slots:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import Callable, List, Optional
 
 from rlvla3.core.timeline import SpanRecorder
 from rlvla3.runtime.backend import make_backend
@@ -30,6 +30,9 @@ class Session:
     instructions: List[str] = field(default_factory=list)
     published_version: int = -1
     spans: SpanRecorder = field(default_factory=lambda: SpanRecorder(enabled=False))  # driver timeline
+    # (index, incarnation) -> a new actor: how the supervisor replaces a dead or hung one
+    make_env_worker: Optional[Callable] = None
+    make_generator: Optional[Callable] = None
 
     @property
     def horizon(self) -> int:
@@ -83,17 +86,27 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     env_cfg = env_config(cfg)
     if with_train_envs:
         slow = straggler_slots(r.num_env_workers, envs_per_worker(r), r.straggler_fraction)
-        s.env_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i,
-                                       slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
-                                       torch_threads=threads) for i in range(r.num_env_workers)]
+
+        def make_env_worker(i: int, incarnation: int = 0):
+            return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i + 7 * incarnation,
+                                 slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
+                                 torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation)
+
+        s.make_env_worker = make_env_worker
+        s.env_workers = [make_env_worker(i) for i in range(r.num_env_workers)]
     s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), 10_000 + seed * 100 + i,
                                     torch_threads=threads) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
     # One GPU shared by the generators and the trainer (placement over several GPUs: issue 8).
     gpu = 1.0 / (g.num_generators + 1) if cfg.policy.device.startswith("cuda") else 0.0
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
-        s.generators = [backend.actor(AsyncGenerator, i, cfg.policy, seed, threads, g.max_batch, g.max_wait_ms,
-                                      r.temperature, num_gpus=gpu) for i in range(g.num_generators)]
+        def make_generator(i: int, incarnation: int = 0):
+            crash = cfg.faults.generator_crash_after_requests if i == 0 and incarnation == 0 else 0
+            return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
+                                 g.max_wait_ms, r.temperature, crash, num_gpus=gpu)
+
+        s.make_generator = make_generator
+        s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         s.generators = [backend.actor(Generator, i, cfg.policy, seed, threads, num_gpus=gpu)
                         for i in range(g.num_generators)]

@@ -36,6 +36,7 @@ def run_sync(session, loop) -> None:
     horizon = r.horizon_chunks or session.horizon
     auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")
     overlap = cfg.run.mode == "async-train"
+    faults = loop.fault_report = {"episodes_dropped": 0, "faults_injected_reported": 0}
     pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
     while not loop.should_stop():
         t_iter = time.perf_counter()
@@ -50,6 +51,8 @@ def run_sync(session, loop) -> None:
             outcomes += res.outcomes
             env_steps += res.env_steps
             t_roll += res.wall_s
+            faults["episodes_dropped"] += res.episodes_dropped
+            faults["faults_injected_reported"] = res.faults_injected
         stats = ExperienceStats()
         if grpo:
             assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)

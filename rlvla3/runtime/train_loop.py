@@ -18,6 +18,7 @@ from rlvla3.core.experience import ExperienceStats
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import Config, envs_per_worker, to_yaml
 from rlvla3.runtime.evaluation import EvalReport, evaluate
+from rlvla3.runtime.graceful import TrainerLost, stop_on_signals, trainer_alive
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import Session, start_session
@@ -44,6 +45,9 @@ class LoopState:
     exp_totals: dict = field(default_factory=dict)
     trained_ids: List = field(default_factory=list)  # sample ids handed to the trainer (each once)
     async_report: dict = field(default_factory=dict)
+    fault_report: dict = field(default_factory=dict)  # summary.json -> faults
+    stop_requested: str = ""  # signal name once a graceful stop was asked for
+    rearm_signals: Optional[object] = None  # re-installs the stop handlers (set by stop_on_signals)
     deadline: float = 0.0  # time.time() after which the schedule stops (benchmarks); 0 = none
 
     @property
@@ -52,6 +56,8 @@ class LoopState:
 
     def should_stop(self) -> bool:
         r = self.cfg.run
+        if self.stop_requested:
+            return True
         if self.deadline and time.time() >= self.deadline:
             return True
         return self.env_steps >= r.total_env_steps or bool(r.max_train_steps and self.train_steps >= r.max_train_steps)
@@ -146,10 +152,49 @@ def train(cfg: Config, resume: str = "") -> dict:
         f.write(to_yaml(cfg))
     logger = RunLogger(run_dir, cfg.run.total_env_steps, cfg.run.progress)
     loop = LoopState(cfg=cfg, logger=logger, run_dir=run_dir)
+    with stop_on_signals(loop):
+        return _train(cfg, resume, run_dir, logger, loop)
+
+
+def _summary(loop: LoopState, session: Session, run_dir: str) -> dict:
+    cfg = loop.cfg
+    return {
+        "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,
+        "env_steps": loop.env_steps, "train_steps": loop.train_steps,
+        "policy_version": session.backend.get(session.trainer.get_version.remote()), "episodes": loop.episodes,
+        "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
+        "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
+        "experience": loop.exp_totals, "eval_points": loop.eval_points, "async": loop.async_report,
+        "faults": loop.fault_report, "stopped_by": loop.stop_requested or None,
+    }
+
+
+def _save_trained_ids(loop: LoopState, run_dir: str) -> None:
+    ids = np.concatenate(loop.trained_ids) if loop.trained_ids else np.zeros(0, np.int64)
+    np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
+
+
+def _run_schedule_or_explain(session: Session, loop: LoopState) -> None:
+    """A dead trainer ends the run with a message naming the last checkpoint, not a hang."""
+    try:
+        run_schedule(session, loop)
+    except Exception as e:
+        if trainer_alive(session):
+            raise
+        ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
+        where = f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
+            if os.path.isdir(ckpt) else "no checkpoint was written yet"
+        raise TrainerLost(f"the trainer process died at env step {loop.env_steps:,} after {loop.train_steps} "
+                          f"optimizer steps ({type(e).__name__}); {where}") from e
+
+
+def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: LoopState) -> dict:
     session = None
     try:
         policy_dir = run_sft_stage(cfg, run_dir, logger)
         session = start_session(cfg, policy_dir=policy_dir)
+        if loop.rearm_signals is not None:
+            loop.rearm_signals()  # after ray.init, which replaces the SIGTERM handler
         loop.session = session
         ckpt = os.path.join(run_dir, "checkpoints", "latest")
         sft_report = None
@@ -165,8 +210,15 @@ def train(cfg: Config, resume: str = "") -> dict:
             loop.eval_points.clear()
             loop.eval_points.append((0, sft_report))
         logger.print(f"SFT policy: eval success rate {100 * sft_report:.1f}% on held-out initial states")
-        run_schedule(session, loop)
+        _run_schedule_or_explain(session, loop)
         loop.checkpoint()
+        if loop.stop_requested:  # graceful stop: checkpoint written, no final evaluation
+            summary = _summary(loop, session, run_dir)
+            write_json(os.path.join(run_dir, "summary.json"), summary)
+            _save_trained_ids(loop, run_dir)
+            logger.print(f"stopped by {loop.stop_requested} at env step {loop.env_steps:,}; checkpoint written; "
+                         f"continue with: rlvla3 train --resume {run_dir}")
+            return summary
         final = loop.evaluate("eval_final", videos=cfg.eval.videos)
         videos = save_videos(os.path.join(run_dir, "videos"), final.frames)
         logger.print(f"final policy: eval success rate {100 * final.success_rate:.1f}% "
@@ -174,20 +226,11 @@ def train(cfg: Config, resume: str = "") -> dict:
         save_curve(os.path.join(run_dir, "curve.png"), loop.eval_points,
                    f"{cfg.algo.name.upper()} ({cfg.run.mode}) on {cfg.env.type}", baseline=sft_report,
                    train_points=loop.train_points)
-        summary = {
-            "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,
-            "sft_success_rate": sft_report, "final_success_rate": final.success_rate,
-            "improvement_points": 100 * (final.success_rate - sft_report),
-            "env_steps": loop.env_steps, "train_steps": loop.train_steps,
-            "policy_version": session.backend.get(session.trainer.get_version.remote()), "episodes": loop.episodes,
-            "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
-            "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
-            "experience": loop.exp_totals, "videos": videos, "eval_points": loop.eval_points,
-            "async": loop.async_report,
-        }
+        summary = {"sft_success_rate": sft_report, "final_success_rate": final.success_rate,
+                   "improvement_points": 100 * (final.success_rate - sft_report), "videos": videos,
+                   **_summary(loop, session, run_dir)}
         write_json(os.path.join(run_dir, "summary.json"), summary)
-        ids = np.concatenate(loop.trained_ids) if loop.trained_ids else np.zeros(0, np.int64)
-        np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
+        _save_trained_ids(loop, run_dir)
         return summary
     finally:
         logger.close()

@@ -34,12 +34,15 @@ class AsyncSlotRunner:
         k = envs_per_slot
         self.slot_envs: List[List[int]] = [list(range(s * k, (s + 1) * k)) for s in range(worker.num_slots // k)]
         self.running: List[Set[int]] = [set() for _ in self.slot_envs]  # envs of each slot with an episode on
+        self.assigned = {}  # env -> the assignment it last took (to report it if its reset fails)
         self.idle_slots = set(range(len(self.slot_envs)))  # slots with no episode on and no request out
         self.lock = threading.Lock()
         self.stopping = False
         self.requests = 0
         self.failed_requests = 0
         self.episodes_dropped = 0
+        self.env_faults = 0  # env errors / non-finite steps caught in this worker
+        self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the chunk step in progress; 0 = none
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
         self.t_start = time.perf_counter()
 
@@ -67,18 +70,20 @@ class AsyncSlotRunner:
     def _guard(self, fn, slot: int, *args) -> None:
         try:
             fn(slot, *args)
-        except Exception:  # an env fault must not kill the runner; the slot's episodes are dropped
-            import traceback
-
-            traceback.print_exc()
+        except Exception as e:  # an env fault must not kill the runner; the slot's episodes are dropped
+            self.step_started[slot] = 0.0
             lost = [i for i in self.slot_envs[slot] if i in self.running[slot] or self.w.active[i]]
             for i in lost:  # including envs whose reset succeeded beside one that failed
-                self.w.recorders[i].clear()
-                self.w.active[i] = False
+                a = self.assigned.get(i)
+                if not self.w.active[i] and len(self.w.recorders[i]) == 0 and a is not None:
+                    self.w.drop_assignment(a, repr(e))  # its reset failed: the episode never started
+                else:
+                    self.w.drop_slot(i, repr(e))
             with self.lock:
                 self.episodes_dropped += len(lost)
+                self.env_faults += 1
             self.running[slot].clear()
-            self._fill_and_send(slot)
+            self.w.pool.submit(self._guard, self._fill_and_send, slot)  # guarded: a failing reset is caught too
 
     def _fill_and_send(self, slot: int) -> None:
         """Start admitted episodes on the slot's idle envs, then ask for actions (or idle)."""
@@ -90,6 +95,7 @@ class AsyncSlotRunner:
                 if a is None:
                     break
                 starts.append((i, a))
+        self.assigned.update(starts)
         self.running[slot].update(i for i, _ in starts)  # before the resets: a failing one is counted as dropped
         self._each(lambda ia: self.w._reset_slot(*ia), starts)
         self._add_busy(time.perf_counter() - t0)
@@ -130,15 +136,16 @@ class AsyncSlotRunner:
                 self.failed_requests += 1
                 self.episodes_dropped += len(envs)
             for i in envs:
-                self.w.recorders[i].clear()
-                self.w.active[i] = False
+                self.w.drop_slot(i, "generator request failed")
             self.running[slot].clear()
             self._fill_and_send(slot)
             return
         t0 = time.perf_counter()
+        self.step_started[slot] = time.monotonic()  # a hang shows as an old start (see status)
         done = self._each(lambda k: self.w.step_slot(envs[k], reply.actions[k], reply.tokens[k], reply.logp[k],
                                                      float(reply.values[k]), reply.version)[0], range(len(envs)))
         self.running[slot].difference_update(i for i, d in zip(envs, done) if d)
+        self.step_started[slot] = 0.0
         self._add_busy(time.perf_counter() - t0)
         self._fill_and_send(slot)
 
@@ -160,7 +167,9 @@ class AsyncSlotRunner:
     def status(self) -> dict:
         with self.lock:
             idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
-            return {"queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
+            now, starts = time.monotonic(), [t for t in self.step_started if t]
+            return {"longest_step_s": max((now - t for t in starts), default=0.0), "env_faults": self.env_faults,
+                    "queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
                     "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,
                     "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped}
 

@@ -20,7 +20,9 @@ from rlvla3.workers.generator import Generator
 
 class AsyncGenerator:
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int, max_batch: int, max_wait_ms: float,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, crash_after_requests: int = 0):
+        self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
+        self.requests = 0
         self.replica = Generator(gen_id, policy_cfg, seed, torch_threads)
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature
@@ -40,6 +42,11 @@ class AsyncGenerator:
 
     async def infer(self, request: ActionRequest) -> ActionReply:
         self._ensure_loop()
+        self.requests += 1
+        if self.crash_after_requests:
+            from rlvla3.envs.faults import crash_process_if
+
+            crash_process_if(self.crash_after_requests, self.requests)
         fut = asyncio.get_running_loop().create_future()
         now = time.perf_counter()
         self.batcher.add((request, fut, now), request.num_samples, now)
@@ -61,6 +68,9 @@ class AsyncGenerator:
             self.pending_weights = msg
         self._wakeup.set()
         return msg.version
+
+    async def ping(self) -> bool:
+        return True
 
     async def get_version(self) -> int:
         return self.replica.version

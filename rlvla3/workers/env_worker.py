@@ -22,6 +22,8 @@ from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import Episode, ObsBatch
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.factory import make_env
+from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
+from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
 
 AUTO_RESET = ("none", "filler", "keep")
@@ -47,9 +49,11 @@ class WorkerStats:
 
 class EnvWorker:
     def __init__(self, worker_id: int, env_cfg: TabletopConfig, num_slots: int, seed: int,
-                 slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1):
+                 slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1,
+                 faults: Optional[FaultConfig] = None, incarnation: int = 0):
         torch.set_num_threads(torch_threads)
         self.worker_id = worker_id
+        self.incarnation = incarnation  # restarts of this worker: keeps episode ids unique across them
         self.envs: list = []
         for i in range(num_slots):
             cfg = env_cfg
@@ -57,6 +61,9 @@ class EnvWorker:
                 cfg = copy.deepcopy(env_cfg)
                 cfg.latency.slow_factor *= float(slow_slots[i])
             self.envs.append(make_env(cfg, seed=seed * 1000 + i))
+        self.envs = wrap_with_faults(self.envs, faults, worker_id, incarnation)
+        self.dropped_keys: List[str] = []  # group keys of kept episodes dropped on an env fault (since last drain)
+        self.episodes_dropped = 0
         self.recorders = [EpisodeRecorder() for _ in range(num_slots)]
         self.obs: List[dict] = [None] * num_slots
         self.active = np.zeros(num_slots, bool)
@@ -92,6 +99,7 @@ class EnvWorker:
     def _reset_slot(self, i: int, a: EpisodeAssignment) -> None:
         t0, w0 = time.perf_counter(), time.time()
         obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
+        check_obs(obs, f"env worker {self.worker_id} slot {i} reset")
         self.spans.record(self._track(i), "reset", w0, time.time() - w0)
         with self._lock:
             self.stats.reset_time_s += time.perf_counter() - t0
@@ -106,7 +114,7 @@ class EnvWorker:
         rec = self.recorders[i]
         with self._lock:
             self._episode_counter += 1
-            episode_id = (self.worker_id << 32) + self._episode_counter
+            episode_id = self._episode_id()
         ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, episode_id)
         with self._lock:
             if rec.keep:
@@ -117,6 +125,29 @@ class EnvWorker:
             self.stats.episodes += 1
         rec.clear()
         self.active[i] = False
+
+    def _episode_id(self) -> int:
+        return (self.worker_id << 32) + (self.incarnation << 24) + self._episode_counter
+
+    def drop_slot(self, i: int, reason: str = "") -> None:
+        """Discard slot i's unfinished episode (env fault): counted, never handed over."""
+        rec = self.recorders[i]
+        if self.active[i] or len(rec) > 0:
+            with self._lock:
+                self.episodes_dropped += 1
+                if rec.keep:
+                    self.dropped_keys.append(rec.group_key)
+            print(f"env worker {self.worker_id} slot {i}: episode dropped ({reason})", flush=True)
+        rec.clear()
+        self.active[i] = False
+
+    def drop_assignment(self, a: EpisodeAssignment, reason: str = "") -> None:
+        """An admitted episode that never started (its reset failed): counted like a drop."""
+        with self._lock:
+            self.episodes_dropped += 1
+            if a.keep:
+                self.dropped_keys.append(a.group_key)
+        print(f"env worker {self.worker_id}: episode {a.group_key} dropped before it started ({reason})", flush=True)
 
     def _obs_batch(self, slots: Sequence[int]) -> ObsBatch:
         return ObsBatch(
@@ -131,6 +162,7 @@ class EnvWorker:
         self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
         t0, w0 = time.perf_counter(), time.time()
         obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
+        check_step(obs, reward, f"env worker {self.worker_id} slot {i}")  # before anything is recorded
         substeps = int(info["substeps"])
         self.spans.record(self._track(i), "env_step", w0, time.time() - w0, steps=substeps)
         with self._lock:
@@ -169,7 +201,11 @@ class EnvWorker:
 
         def one(k: int) -> bool:
             i = idx[k]
-            done, _, _ = self.step_slot(i, actions[i], tokens[i], logp[i], values[i], int(versions[i]))
+            try:
+                done, _, _ = self.step_slot(i, actions[i], tokens[i], logp[i], values[i], int(versions[i]))
+            except Exception as e:  # env fault: drop this episode, the slot idles to the end of the rollout
+                self.drop_slot(i, repr(e))
+                return False
             if done and fillers[k] is not None:
                 a = fillers[k]
                 self._reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
@@ -187,7 +223,7 @@ class EnvWorker:
             if self.recorders[i].keep and len(self.recorders[i]) > 0:
                 self._episode_counter += 1
                 ep = self.recorders[i].build(False, False, float(bootstrap_values[i]), self.worker_id, i,
-                                             (self.worker_id << 32) + self._episode_counter)
+                                             self._episode_id())
                 self.finished.append(ep)
                 n += 1
             self.recorders[i].clear()
@@ -198,8 +234,10 @@ class EnvWorker:
         """Hand over finished episodes, outcomes and counters since the last drain."""
         out = {"episodes": self.finished, "outcomes": self.outcomes, "env_steps": self.stats.env_steps,
                "step_time_s": self.stats.step_time_s, "reset_time_s": self.stats.reset_time_s,
-               "frames": self.stats.frames}
-        self.finished, self.outcomes = [], []
+               "frames": self.stats.frames, "dropped_keys": self.dropped_keys,
+               "episodes_dropped": self.episodes_dropped, "faults_injected": injected_count(self.envs)}
+        self.finished, self.outcomes, self.dropped_keys = [], [], []
+        self.episodes_dropped = 0  # per drain, like the episodes
         self.stats.frames = {}
         return out
 
@@ -209,6 +247,11 @@ class EnvWorker:
 
         self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot)
         self.runner.start()
+        return True
+
+    def set_generators(self, generators) -> bool:
+        """Use these generator handles from now on (one was re-created after dying)."""
+        self.runner.generators = list(generators)
         return True
 
     def add_assignments(self, assignments: List[EpisodeAssignment]) -> int:

@@ -168,6 +168,11 @@ class Trainer:
 
     def _publishable(self, results: List[TrainResult]) -> List[TrainResult]:
         """One new policy version per update that applied at least one optimizer step."""
+        faults = getattr(self.cfg, "faults", None)
+        if faults is not None:  # chaos testing: a trainer process that dies mid-run
+            from rlvla3.envs.faults import crash_process_if
+
+            crash_process_if(faults.trainer_crash_after_steps, self.updates)
         if any(not r.skipped for r in results):
             self.version += 1
             self.policy.version = self.version
@@ -284,13 +289,16 @@ class Trainer:
             state = torch.load(state_path, weights_only=True)
         except Exception as e:
             raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
-        self.opt.load_state_dict(state["optimizer"])
-        self.version = self.policy.version = int(state["version"])
-        self.samples_trained = int(state["samples_trained"])
-        self.steps_skipped = int(state["steps_skipped"])
-        self.updates = int(state.get("updates", self.version))
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+            self.version = self.policy.version = int(state["version"])
+            self.samples_trained = int(state["samples_trained"])
+            self.steps_skipped = int(state["steps_skipped"])
+            self.updates = int(state.get("updates", self.version))
+            self.rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a readable file with the wrong content
+            raise ValueError(f"trainer state {state_path} is not a valid checkpoint: {type(e).__name__}: {e}") from e
         return state.get("extra", {})
 
     # --- benchmarks ------------------------------------------------------------------------

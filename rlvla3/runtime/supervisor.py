@@ -1,0 +1,177 @@
+"""Keeps the asynchronous schedule's env workers and generators alive.
+
+Every driver tick the supervisor asks each env worker for its status with a deadline. A
+worker that does not answer (its process died: Ray actor error) or that reports a chunk
+step older than `faults.step_timeout_s` (a hung simulator) is killed and re-created, and
+the episodes it held are reported lost, so that the driver drops them (counted) and
+settles their staleness reservation. A generator whose requests fail is pinged; if it is
+dead it is re-created with the current weights and the env workers are told to use it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional
+
+
+@dataclass
+class FaultReport:
+    """What went wrong and what was done about it (summary.json -> faults)."""
+
+    env_faults_caught: int = 0  # env raised / returned non-finite values; handled inside the worker
+    faults_injected_reported: int = 0  # injected faults reported by live workers (crash/hang die with theirs)
+    worker_crashes: int = 0
+    worker_hangs: int = 0
+    worker_restarts: int = 0
+    generator_restarts: int = 0
+    episodes_dropped: int = 0  # unfinished episodes discarded (env fault, lost worker, failed request)
+    episodes_dropped_with_group: int = 0  # GRPO: finished episodes of a group that lost a member
+    restart_times: List[float] = field(default_factory=list)  # wall clock of each restart
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_actor_death(exc: BaseException) -> bool:
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)
+
+
+class Supervisor:
+    def __init__(self, session, on_lost: Callable[[str, int], None], step_timeout_s: float, max_restarts: int,
+                 report: Optional[FaultReport] = None):
+        self.s, self.b = session, session.backend
+        self.on_lost = on_lost  # (group key, episodes) of a worker that was replaced
+        self.step_timeout_s = step_timeout_s
+        self.max_restarts = max_restarts
+        self.report = report or FaultReport()
+        n = len(session.env_workers)
+        self.inflight: List[Counter] = [Counter() for _ in range(n)]  # group key -> episodes assigned, not drained
+        self.incarnation = [0] * n
+        self.gen_incarnation = [0] * len(session.generators)
+        self.failed_requests_seen = [0] * n
+        self.start_args: tuple = ()  # start_async arguments after the generator handles
+        self.injected: Dict[tuple, int] = {}
+        self.env_faults: Dict[tuple, int] = {}  # (worker, incarnation) -> faults caught inside it
+        self.fault_times: List[float] = []  # wall clock when a new caught env fault was first seen
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def assigned(self, w: int, keys: List[str]) -> None:
+        self.inflight[w].update(keys)
+
+    def settled(self, w: int, key: str) -> None:
+        """One episode of `key` left worker w (drained, or dropped and reported by it)."""
+        self.inflight[w][key] -= 1
+        if self.inflight[w][key] <= 0:
+            del self.inflight[w][key]
+
+    # --- calls with a deadline ----------------------------------------------------------------
+    def call_all(self, method: str, *args, timeout: Optional[float] = None) -> List[Optional[object]]:
+        """`method` on every env worker; None for a worker that died or did not answer in time
+        (that worker is replaced before returning)."""
+        ray = self.b.ray
+        refs = [getattr(w, method).remote(*args) for w in self.s.env_workers]
+        # Chunk steps run on the worker's threads, so its actor answers even while an env hangs
+        # (that is caught by `longest_step_s`); a silent actor is wedged or still starting: be patient.
+        timeout = max(60.0, self.step_timeout_s) if timeout is None else timeout
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        ready = set(ready)
+        out: List[Optional[object]] = []
+        for w, ref in enumerate(refs):
+            if ref not in ready:
+                self.report.worker_hangs += 1
+                self.replace_worker(w, f"no answer to {method} in {timeout:.0f} s")
+                out.append(None)
+                continue
+            try:
+                out.append(ray.get(ref))
+            except Exception as e:
+                if not _is_actor_death(e):
+                    raise
+                self.report.worker_crashes += 1
+                self.replace_worker(w, f"process died ({type(e).__name__})")
+                out.append(None)
+        return out
+
+    def check(self) -> List[Optional[dict]]:
+        """Statuses of every worker (None for one just replaced); restarts hung ones."""
+        statuses = self.call_all("async_status")
+        for w, st in enumerate(statuses):
+            if st is None:
+                continue
+            life = (w, self.incarnation[w])
+            if st["env_faults"] > self.env_faults.get(life, 0):
+                self.env_faults[life] = st["env_faults"]
+                self.report.env_faults_caught = sum(self.env_faults.values())
+                self.fault_times.append(time.time())
+            if st["longest_step_s"] > self.step_timeout_s:
+                self.report.worker_hangs += 1
+                self.replace_worker(w, f"chunk step running for {st['longest_step_s']:.1f} s "
+                                       f"(> faults.step_timeout_s={self.step_timeout_s})")
+                statuses[w] = None
+            elif st["failed_requests"] > self.failed_requests_seen[w]:
+                self.failed_requests_seen[w] = st["failed_requests"]
+                self.check_generators()
+        return statuses
+
+    # --- restarts -----------------------------------------------------------------------------
+    def replace_worker(self, w: int, reason: str) -> None:
+        if self.report.worker_restarts >= self.max_restarts:
+            raise RuntimeError(f"env worker {w}: {reason}; faults.max_worker_restarts={self.max_restarts} "
+                               f"restarts already spent, giving up")
+        print(f"supervisor: env worker {w}: {reason}; restarting it", flush=True)
+        try:
+            self.b.ray.kill(self.s.env_workers[w], no_restart=True)
+        except Exception:  # already gone
+            pass
+        lost, self.inflight[w] = self.inflight[w], Counter()
+        for key, n in lost.items():
+            self.on_lost(key, n)
+        self.incarnation[w] += 1
+        new = self.s.make_env_worker(w, self.incarnation[w])
+        self.s.env_workers[w] = new
+        self.failed_requests_seen[w] = 0
+        if self.start_args:
+            self.b.get(new.start_async.remote(self.s.generators, *self.start_args))
+        self.report.worker_restarts += 1
+        self.report.restart_times.append(time.time())
+
+    def check_generators(self) -> None:
+        """Re-create generators that died; hand the new handles to every env worker."""
+        ray = self.b.ray
+        refs = [g.ping.remote() for g in self.s.generators]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)
+        replaced = False
+        for i, ref in enumerate(refs):
+            alive = ref in ready
+            if alive:
+                try:
+                    ray.get(ref)
+                except Exception as e:
+                    if not _is_actor_death(e):
+                        raise
+                    alive = False
+            if alive:
+                continue
+            print(f"supervisor: generator {i} is dead; restarting it", flush=True)
+            try:
+                ray.kill(self.s.generators[i], no_restart=True)
+            except Exception:
+                pass
+            self.gen_incarnation[i] += 1
+            new = self.s.make_generator(i, self.gen_incarnation[i])
+            self.b.get(new.set_weights.remote(self.s.trainer.get_weights.remote()))
+            self.s.generators[i] = new
+            self.report.generator_restarts += 1
+            self.report.restart_times.append(time.time())
+            replaced = True
+        if replaced:
+            self.call_all("set_generators", self.s.generators)
+
+    def note_injected(self, w: int, count: int) -> None:
+        """A live worker's running total of injected faults (per process life)."""
+        self.injected[(w, self.incarnation[w])] = count
+        self.report.faults_injected_reported = sum(self.injected.values())
