@@ -80,6 +80,10 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     cfg = copy.deepcopy(cfg)
     if policy_dir:
         cfg.policy.init_from = policy_dir
+    if cfg.env.type == "libero":  # fail here, with the fix, rather than in every env worker
+        from rlvla3.envs.libero_config import preflight_gl
+
+        preflight_gl()
     backend = make_backend(cfg.run.backend)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
