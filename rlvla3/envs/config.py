@@ -54,6 +54,10 @@ class TabletopConfig:
     render_substeps: bool = False  # render every sub-step of a chunk (for video) instead of only the last
     latency: LatencyConfig = field(default_factory=LatencyConfig)  # simulated simulator cost
 
+    def episode_steps(self) -> int:
+        """Low-level step limit of an episode (every env config answers this)."""
+        return self.max_steps
+
     def validate(self, prefix: str = "env") -> "TabletopConfig":
         if self.image_size < 16:
             raise ValueError(f"{prefix}.image_size must be >= 16, got {self.image_size}")

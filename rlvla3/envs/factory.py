@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlvla3.envs.config import TabletopConfig
+from rlvla3.envs.libero_config import LiberoConfig
 
 ENV_TYPES = ("tabletop", "libero")
 
@@ -17,16 +17,11 @@ def env_config(cfg) -> Any:
     return getattr(cfg.env, cfg.env.type)
 
 
-def episode_steps(env_cfg) -> int:
-    """Low-level step limit of an episode."""
-    return env_cfg.episode_steps() if hasattr(env_cfg, "episode_steps") else env_cfg.max_steps
-
-
 def make_env(env_cfg, seed: int = 0):
-    if isinstance(env_cfg, TabletopConfig) or hasattr(env_cfg, "families"):
-        from rlvla3.envs.tabletop import TabletopEnv
+    if isinstance(env_cfg, LiberoConfig):
+        from rlvla3.envs.libero import LiberoEnv  # imports MuJoCo: only when asked for
 
-        return TabletopEnv(env_cfg, seed=seed)
-    from rlvla3.envs.libero import LiberoEnv  # imports MuJoCo: only when asked for
+        return LiberoEnv(env_cfg, seed=seed)
+    from rlvla3.envs.tabletop import TabletopEnv
 
-    return LiberoEnv(env_cfg, seed=seed)
+    return TabletopEnv(env_cfg, seed=seed)

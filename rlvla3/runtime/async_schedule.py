@@ -22,10 +22,10 @@ import numpy as np
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.core.staleness import StalenessController
-from rlvla3.envs.factory import env_config
-from rlvla3.runtime.config import envs_per_worker
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
+from rlvla3.envs.factory import env_config
+from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.supervisor import Supervisor
 
 
@@ -94,6 +94,7 @@ class AsyncDriver:
         self.sup = Supervisor(session, self.drop_episodes, fc.step_timeout_s, fc.max_worker_restarts)
         self.broken = set()  # GRPO groups that lost an episode: their other episodes are dropped too
         self.progress = []  # (wall time, env steps so far): throughput before / after faults
+        self.steps_by_worker: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total
 
     # --- admission -----------------------------------------------------------------------
     def admit(self) -> None:
@@ -134,7 +135,6 @@ class AsyncDriver:
             episodes += d["episodes"]
             outcomes += d["outcomes"]
         # drain reports each live worker's running total; a restarted worker starts from zero
-        self.steps_by_worker = getattr(self, "steps_by_worker", {})
         for w, d in enumerate(drains):
             if d is not None:
                 self.steps_by_worker[(w, self.sup.incarnation[w])] = d["env_steps"]
