@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional
 from rlvla3.bench.measure import window_metrics
 from rlvla3.bench.workloads import workload_overrides
 from rlvla3.envs.factory import env_config
+from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker, load_config
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
@@ -100,7 +101,7 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
     session = start_session(cfg, policy_dir=policy_dir)
     b = session.backend
     try:
-        p, env = cfg.policy.tiny, env_config(cfg)
+        p, env = family_config(cfg.policy), env_config(cfg)
         sims = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim) for w in session.env_workers])
         sim = sum(s["env_steps"] for s in sims) / max(s["seconds"] for s in sims)
         slots = cfg.rollout.num_env_workers * envs_per_worker(cfg.rollout)
@@ -156,7 +157,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 windows[mode] = window
             say(f"bench: {mode}{suffix}: {metrics['env_steps_per_s']:.0f} env steps/s")
     ref = result["modes"].get("full") or next(iter(result["modes"].values()))
-    spd = ref["env_steps_per_decision"] or base_cfg.policy.tiny.chunk_size
+    spd = ref["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
     say("bench: stage bounds (each stage alone)")
     bcfg = load_config(workload_overrides(workload, "full", overrides))
     result["bounds"] = stage_bounds(bcfg, policy_dir, bound_seconds or max(5.0, seconds / 2), spd)

@@ -1,4 +1,5 @@
-"""Policies: the tiny VLA today; OFT-style and pi0-style VLAs implement the same interface."""
+"""Policies behind one interface (`base.Policy`): the tiny VLA, the OFT-style VLA and the
+pi0-style flow VLA. The transformers-backed families are imported only when used."""
 
 from __future__ import annotations
 
@@ -8,26 +9,51 @@ import os
 from rlvla3.policies.base import ActOutput, EvalOutput, Policy
 from rlvla3.policies.tiny_vla import TinyVLAConfig, TinyVLAPolicy
 
+FAMILIES = ("tiny", "oft", "pi0")
+
+
+def family_class(kind: str):
+    if kind == "tiny":
+        return TinyVLAPolicy
+    if kind == "oft":
+        from rlvla3.policies.oft.policy import OFTPolicy
+
+        return OFTPolicy
+    if kind == "pi0":
+        from rlvla3.policies.pi0.policy import PI0Policy
+
+        return PI0Policy
+    raise ValueError(f"policy.type {kind!r} is not supported (known: {list(FAMILIES)})")
+
+
+def family_config(policy_cfg):
+    """The active family's config (policy.tiny / policy.oft / policy.pi0)."""
+    if policy_cfg.type not in FAMILIES:
+        raise ValueError(f"policy.type must be one of {list(FAMILIES)}, got {policy_cfg.type!r}")
+    return getattr(policy_cfg, policy_cfg.type)
+
 
 def build_policy(policy_cfg, device: str | None = None):
     """Build from a PolicyConfig, loading `init_from` when set."""
     device = device or policy_cfg.device
     if policy_cfg.init_from:
         return load_policy(policy_cfg.init_from, device)
-    if policy_cfg.type == "tiny":
-        return TinyVLAPolicy(policy_cfg.tiny, device=device)
-    raise ValueError(f"policy.type {policy_cfg.type!r} is not supported (known: tiny)")
+    return family_class(policy_cfg.type)(family_config(policy_cfg), device=device)
 
 
 def load_policy(path: str, device: str = "cpu"):
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"no policy checkpoint at {path} (missing config.json)")
-    with open(cfg_path) as f:
-        kind = json.load(f).get("policy_type", "tiny")
-    if kind == "tiny":
-        return TinyVLAPolicy.from_pretrained(path, device=device)
-    raise ValueError(f"{cfg_path}: unknown policy_type {kind!r}")
+    try:
+        with open(cfg_path) as f:
+            kind = json.load(f).get("policy_type", "tiny")
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+    if kind not in FAMILIES:
+        raise ValueError(f"{cfg_path}: unknown policy_type {kind!r}")
+    return family_class(kind).from_pretrained(path, device=device)
 
 
-__all__ = ["ActOutput", "EvalOutput", "Policy", "TinyVLAConfig", "TinyVLAPolicy", "build_policy", "load_policy"]
+__all__ = ["ActOutput", "EvalOutput", "FAMILIES", "Policy", "TinyVLAConfig", "TinyVLAPolicy", "build_policy",
+           "family_class", "family_config", "load_policy"]

@@ -166,6 +166,8 @@ class TinyVLAPolicy:
 
     chunk_size = property(lambda self: self.cfg.chunk_size)
     action_dim = property(lambda self: self.cfg.action_dim)
+    proprio_dim = property(lambda self: self.cfg.proprio_dim)
+    image_size = property(lambda self: self.cfg.image_size)
 
     def _inputs(self, obs: ObsBatch):
         ids = []
@@ -203,6 +205,13 @@ class TinyVLAPolicy:
         logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return EvalOutput(logp, entropy, values.float())
+
+    def sft_loss(self, obs: ObsBatch, actions: np.ndarray) -> torch.Tensor:
+        """Cross-entropy on the bins of expert action chunks (n, chunk, action_dim)."""
+        self.model.train()
+        logits, _ = self.model(*self._inputs(obs))
+        target = torch.as_tensor(self.action_tokenizer.encode(actions).reshape(len(obs), -1), device=self.device)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
     # --- weights -----------------------------------------------------------------------
     def parameters(self):

@@ -19,6 +19,9 @@ from omegaconf.errors import OmegaConfBaseException
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.libero_config import LiberoConfig
 from rlvla3.envs.faults import FaultsConfig
+from rlvla3.policies import FAMILIES, family_config
+from rlvla3.policies.oft.config import OFTPolicyConfig
+from rlvla3.policies.pi0.config import PI0PolicyConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
@@ -43,10 +46,12 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    type: str = "tiny"  # tiny
+    type: str = "tiny"  # tiny | oft (OpenVLA-OFT-style) | pi0 (flow policy); `policy=oft-tiny` sets type and size
     init_from: str = ""  # local checkpoint dir (save_pretrained layout); "" = random init / SFT output
     device: str = "cpu"  # torch device for generators and trainer
     tiny: TinyVLAConfig = field(default_factory=TinyVLAConfig)
+    oft: OFTPolicyConfig = field(default_factory=OFTPolicyConfig)
+    pi0: PI0PolicyConfig = field(default_factory=PI0PolicyConfig)
 
 
 @dataclass
@@ -155,7 +160,7 @@ def validate(cfg: Config) -> Config:
     _check(r.backend == "ray" or r.mode in ("sync", "sync-best", "async-train"),
            f"run.mode={r.mode!r} runs env slots and generators concurrently and needs run.backend=ray")
     _check(cfg.env.type in ("tabletop", "libero"), f"env.type must be 'tabletop' or 'libero', got {cfg.env.type!r}")
-    _check(cfg.policy.type == "tiny", f"policy.type must be 'tiny', got {cfg.policy.type!r}")
+    _check(cfg.policy.type in FAMILIES, f"policy.type must be one of {list(FAMILIES)}, got {cfg.policy.type!r}")
     _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")
     _check(a.logprob_level in ("token", "action", "chunk"),
            f"algo.logprob_level must be token|action|chunk, got {a.logprob_level!r}")
@@ -192,14 +197,24 @@ def validate(cfg: Config) -> Config:
             _check(envs % ro.group_size == 0,
                    f"rollout.group_size ({ro.group_size}) must divide the envs (rollout.num_env_workers x "
                    f"rollout.slots_per_worker x rollout.envs_per_slot = {envs}) in sync modes")
-    env = getattr(cfg.env, cfg.env.type)
-    _check(cfg.policy.tiny.image_size == env.image_size,
-           f"policy.tiny.image_size ({cfg.policy.tiny.image_size}) must equal env.{cfg.env.type}.image_size "
-           f"({env.image_size})")
+    env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
+    if cfg.policy.type != "tiny":  # the VLAs take unset (0) dims from the env
+        env_dims = dict(image_size=env.image_size, **(dict(proprio_dim=8, action_dim=7) if cfg.env.type == "libero"
+                                                      else dict(proprio_dim=4, action_dim=3)))
+        for key, value in env_dims.items():
+            if getattr(pol, key) == 0:
+                setattr(pol, key, value)
+    _check(pol.image_size == env.image_size,
+           f"{pk}.image_size ({pol.image_size}) must equal env.{cfg.env.type}.image_size ({env.image_size})")
     if cfg.env.type == "libero":
-        _check(cfg.policy.tiny.proprio_dim == 8 and cfg.policy.tiny.action_dim == 7,
-               f"LIBERO has 8-D proprio and 7-D actions: set policy.tiny.proprio_dim=8 policy.tiny.action_dim=7 "
-               f"(got {cfg.policy.tiny.proprio_dim} and {cfg.policy.tiny.action_dim})")
+        _check(pol.proprio_dim == 8 and pol.action_dim == 7,
+               f"LIBERO has 8-D proprio and 7-D actions: set {pk}.proprio_dim=8 {pk}.action_dim=7 "
+               f"(got {pol.proprio_dim} and {pol.action_dim})")
+    else:
+        _check(pol.proprio_dim == 4 and pol.action_dim == 3,
+               f"the tabletop env has 4-D proprio and 3-D actions: set {pk}.proprio_dim=4 {pk}.action_dim=3 "
+               f"(got {pol.proprio_dim} and {pol.action_dim})")
+    if cfg.env.type == "libero":
         _check(not cfg.sft.enabled or cfg.sft.checkpoint or cfg.policy.init_from,
                "the scripted-expert SFT exists only for the tabletop env: with env.type=libero set sft.enabled=false, "
                "sft.checkpoint=DIR or policy.init_from=DIR")
@@ -212,7 +227,7 @@ def validate(cfg: Config) -> Config:
     try:
         cfg.env.tabletop.validate("env.tabletop")
         cfg.env.libero.validate("env.libero")
-        cfg.policy.tiny.validate()
+        pol.validate()
         cfg.faults.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -229,11 +244,23 @@ def preset_path(name: str) -> str:
     return path
 
 
+def _policy_shorthand(override: str) -> List[str]:
+    """`policy=oft-tiny` -> policy.type=oft policy.oft.size=tiny (`policy=tiny` -> the tiny CNN)."""
+    if not override.startswith("policy="):
+        return [override]
+    name = override.split("=", 1)[1]
+    family, _, size = name.partition("-")
+    if family not in FAMILIES or (family == "tiny" and size) or (family != "tiny" and not size):
+        raise ConfigError(f"policy={name!r}: expected tiny, oft-SIZE or pi0-SIZE (e.g. policy=oft-tiny)")
+    return [f"policy.type={family}"] + ([f"policy.{family}.size={size}"] if size else [])
+
+
 def load_config(overrides: List[str] | None = None, preset: str | None = "quickstart") -> Config:
     """Defaults <- preset YAML <- `key=value` overrides; returns a validated Config object."""
     overrides = list(overrides or [])
     presets = [o.split("=", 1)[1] for o in overrides if o.startswith("preset=")]
     overrides = [o for o in overrides if not o.startswith("preset=")]
+    overrides = [x for o in overrides for x in _policy_shorthand(o)]
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"override {o!r} must look like key=value (e.g. algo.lr=3e-4)")

@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 from rlvla3.core.timeline import SpanRecorder
 from rlvla3.runtime.backend import make_backend
 from rlvla3.envs.factory import env_config
+from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
@@ -37,7 +38,7 @@ class Session:
     @property
     def horizon(self) -> int:
         """Chunk steps that fit one full episode."""
-        return math.ceil(env_config(self.cfg).episode_steps() / self.cfg.policy.tiny.chunk_size)
+        return math.ceil(env_config(self.cfg).episode_steps() / family_config(self.cfg.policy).chunk_size)
 
     def publish_weights(self) -> int:
         """Push the trainer's current weights to every generator (once per version)."""

@@ -10,7 +10,6 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlvla3.envs.expert import expert_chunk
 from rlvla3.envs.tabletop import TabletopEnv
@@ -21,20 +20,19 @@ class DemoSet:
     images: np.ndarray  # (N, H, W, 3) uint8
     proprio: np.ndarray  # (N, P)
     instructions: List[str]
-    tokens: np.ndarray  # (N, T) expert action tokens
+    actions: np.ndarray  # (N, chunk, action_dim) clean expert action chunks
     episodes: int
     successes: int
     env_steps: int
 
     def __len__(self) -> int:
-        return int(self.tokens.shape[0])
+        return int(self.actions.shape[0])
 
 
-def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: int, action_tokenizer,
-                  seed: int) -> DemoSet:
+def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: int, seed: int) -> DemoSet:
     env = TabletopEnv(env_cfg, seed=seed)
     rng = np.random.default_rng(seed)
-    imgs, props, instrs, toks = [], [], [], []
+    imgs, props, instrs, chunks = [], [], [], []
     episodes = successes = steps = 0
     for task in range(env.num_tasks):
         for d in range(demos_per_task):
@@ -46,20 +44,21 @@ def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: in
                 imgs.append(obs["image"])
                 props.append(obs["proprio"])
                 instrs.append(obs["instruction"])
-                toks.append(action_tokenizer.encode(clean).reshape(-1))
+                chunks.append(np.asarray(clean, np.float32))
                 noisy = np.clip(clean + rng.normal(0.0, noise_std, clean.shape), -1.0, 1.0)
                 obs, _, term, trunc, info = env.chunk_step(noisy.astype(np.float32))
                 steps += int(info["substeps"])
                 done = term or trunc
             episodes += 1
             successes += int(info["success"])
-    return DemoSet(np.stack(imgs), np.stack(props).astype(np.float32), instrs, np.stack(toks), episodes, successes,
+    return DemoSet(np.stack(imgs), np.stack(props).astype(np.float32), instrs, np.stack(chunks), episodes, successes,
                    steps)
 
 
 def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, seed: int,
               log: Optional[Callable[[int, dict], None]] = None) -> List[float]:
-    """Cross-entropy on the expert's action tokens (value head untouched)."""
+    """The policy's own imitation loss on the expert chunks (cross-entropy on action bins,
+    flow matching for flow policies); the value head is untouched."""
     from rlvla3.core.types import ObsBatch
 
     gen = np.random.default_rng(seed)
@@ -72,9 +71,7 @@ def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, s
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
             obs = ObsBatch(demos.images[idx], demos.proprio[idx], [demos.instructions[i] for i in idx])
-            logits, _ = policy.model(*policy._inputs(obs))
-            target = torch.as_tensor(demos.tokens[idx], dtype=torch.long, device=policy.device)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+            loss = policy.sft_loss(obs, demos.actions[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

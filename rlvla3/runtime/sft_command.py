@@ -16,8 +16,7 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     torch.set_num_threads(max(1, cfg.run.torch_threads))
     policy = build_policy(cfg.policy)
     t0 = time.perf_counter()
-    demos = collect_demos(cfg.env.tabletop, s.demos_per_task, s.noise_std, policy.chunk_size,
-                          policy.action_tokenizer, cfg.run.seed + 1)
+    demos = collect_demos(cfg.env.tabletop, s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1)
     t_collect = time.perf_counter() - t0
     say = logger.print if logger else print
     say(f"SFT: {demos.episodes} expert demos ({demos.successes} successful, {len(demos)} samples, "

@@ -53,7 +53,7 @@ class Generator:
         """Stage bound: inference alone, samples/s at each batch size (random observations)."""
         out = {}
         for n in sizes:
-            obs = ObsBatch.random(n, image_size, self.policy.cfg.proprio_dim, instructions)
+            obs = ObsBatch.random(n, image_size, self.policy.proprio_dim, instructions)
             self.policy.act(obs)  # warm-up
             done, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:

@@ -316,7 +316,7 @@ class Trainer:
         accumulate/step as `full` does (its exact normalisation costs a second backward)."""
         n, micro = self.algo.global_batch, self.algo.micro_batch
         rng = np.random.default_rng(0)
-        obs = ObsBatch.random(n, image_size, self.policy.cfg.proprio_dim, instructions)
+        obs = ObsBatch.random(n, image_size, self.policy.proprio_dim, instructions)
         out = self.policy.act(obs)
         batch = SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, out.logp, out.values,
                             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),

@@ -1,0 +1,262 @@
+"""Shared machinery of the transformers-backed VLAs (OFT-style, pi0-style).
+
+A family provides `_build_model()` (an `nn.Module` built from its dataclass config) and
+the act/evaluate/sft_loss maths; this base class owns what is the same for all of them:
+device and bf16 autocast, optional LoRA through peft, the weights exchanged with
+generators, and the checkpoint layout:
+
+    DIR/config.json         {"policy_type", "version", "config": <family dataclass>}
+    DIR/model.safetensors   every tensor of the (LoRA-wrapped) model, or, with LoRA on a
+                            `pretrained` base checkpoint, only the trainable ones
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from rlvla3.policies.text_tokenizer import WordTokenizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    # Linear layers of the language model / action expert (Llama, Qwen2 and Gemma share these
+    # names); vision towers stay frozen unless listed.
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                               "up_proj", "down_proj"])
+
+    def validate(self, prefix: str) -> None:
+        if self.enabled and (self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules):
+            raise ValueError(f"{prefix}.lora needs r >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
+                             f"got r={self.r} alpha={self.alpha} dropout={self.dropout}")
+
+
+class PromptEncoder:
+    """Instruction -> fixed-length token ids. A local HF tokenizer directory when given (real
+    checkpoints), else the word tokenizer of the config mapped to ids [first_id, ...)."""
+
+    def __init__(self, max_len: int, vocab: List[str], first_id: int, tokenizer_path: str = "",
+                 template: str = "{instruction}"):
+        self.max_len, self.template, self.first_id = max_len, template, first_id
+        self.hf = None
+        if tokenizer_path:
+            from transformers import AutoTokenizer
+
+            self.hf = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+        self.words = WordTokenizer(vocab, max_len)
+        self._cache: dict = {}
+
+    def id_span(self) -> int:
+        """Ids the word tokenizer uses above first_id (pad and unknown included)."""
+        return self.words.vocab_size
+
+    def encode_one(self, text: str):
+        if text not in self._cache:
+            if self.hf is not None:
+                ids = self.hf(self.template.format(instruction=text.lower()), add_special_tokens=True)["input_ids"]
+                ids = np.asarray(ids[: self.max_len], dtype=np.int64)
+            else:
+                raw = self.words.encode([text])[0]
+                ids = raw[raw > 0] + self.first_id
+            row, mask = np.zeros(self.max_len, np.int64), np.zeros(self.max_len, bool)
+            row[: len(ids)], mask[: len(ids)] = ids, True
+            self._cache[text] = (row, mask)
+        return self._cache[text]
+
+    def encode(self, texts: List[str]):
+        rows = [self.encode_one(t) for t in texts]
+        return np.stack([r for r, _ in rows]), np.stack([m for _, m in rows])
+
+
+def pixels(images: np.ndarray, size: int, mean, std, device, dtype=torch.float32) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (n, 3, size, size) normalised floats (resized when H != size)."""
+    x = torch.tensor(np.asarray(images), device=device).permute(0, 3, 1, 2).to(dtype).div_(255.0)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    m = torch.tensor(mean, device=device, dtype=dtype)[None, :, None, None]
+    s = torch.tensor(std, device=device, dtype=dtype)[None, :, None, None]
+    return (x - m) / s
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class HFPolicy:
+    """Base of the transformers-backed policies (see the module docstring)."""
+
+    policy_type = ""
+    lora_modules_to_save: List[str] = []  # heads trained in full under LoRA (new, not in the base)
+
+    def __init__(self, cfg, device: str = "cpu", model: nn.Module | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.version = 0
+        if model is None:
+            model = self._load_pretrained(cfg.pretrained) if cfg.pretrained else self._build_model()
+        if cfg.gradient_checkpointing:
+            for m in model.modules():
+                if hasattr(m, "gradient_checkpointing_enable") and m is not model:
+                    m.gradient_checkpointing_enable()
+        self.model = self._wrap_lora(model).to(self.device)
+        self._forward = torch.compile(self._core, dynamic=True) if cfg.compile else self._core
+
+    chunk_size = property(lambda self: self.cfg.chunk_size)
+    action_dim = property(lambda self: self.cfg.action_dim)
+    proprio_dim = property(lambda self: self.cfg.proprio_dim)
+    image_size = property(lambda self: self.cfg.image_size)
+
+    # --- family hooks ----------------------------------------------------------------------
+    def _build_model(self) -> nn.Module:
+        """Random init from the config's shape."""
+        raise NotImplementedError
+
+    def _load_pretrained(self, path: str) -> nn.Module:
+        """The family's HF model from a local checkpoint directory (no hub access)."""
+        raise NotImplementedError
+
+    def _core(self, *args, **kwargs):
+        raise NotImplementedError
+
+    # --- LoRA ----------------------------------------------------------------------------
+    def _wrap_lora(self, model: nn.Module) -> nn.Module:
+        lora = self.cfg.lora
+        if not lora.enabled:
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=list(lora.target_modules), modules_to_save=list(self.lora_modules_to_save))
+        return get_peft_model(model, pcfg)
+
+    @property
+    def core_model(self) -> nn.Module:
+        """The family's model, LoRA layers included, without peft's outer wrapper."""
+        return self.model.get_base_model() if self.cfg.lora.enabled else self.model
+
+    def reference(self):
+        """Context in which the policy is the frozen base (LoRA off): a free reference policy."""
+        if not self.cfg.lora.enabled:
+            raise ValueError("a reference policy needs LoRA (policy.<family>.lora.enabled=true)")
+        return self.model.disable_adapter()
+
+    def export_adapter(self, path: str) -> None:
+        """peft layout (adapter_config.json + adapter_model.safetensors)."""
+        if not self.cfg.lora.enabled:
+            raise ValueError("export_adapter needs LoRA")
+        self.model.save_pretrained(path)
+
+    def merged_model(self) -> nn.Module:
+        """LoRA folded into the base weights: a plain model for export (this policy's copy is kept)."""
+        if not self.cfg.lora.enabled:
+            return self.model
+        import copy
+
+        return copy.deepcopy(self.model).merge_and_unload()
+
+    # --- numerics ------------------------------------------------------------------------
+    def autocast(self):
+        if self.cfg.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.cfg.dtype])
+
+    # --- weights -------------------------------------------------------------------------
+    def parameters(self):
+        """Trainable parameters (all of them, or the adapter and saved heads under LoRA)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def state_dict(self) -> dict:
+        """What a generator needs to follow the trainer: everything, or only the trainable
+        tensors under LoRA (the frozen base never changes)."""
+        if self.cfg.lora.enabled:
+            return {k: p.detach().cpu() for k, p in self.model.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = {k: v if isinstance(v, torch.Tensor) else torch.tensor(v) for k, v in state.items()}
+        if not self.cfg.lora.enabled:
+            self.model.load_state_dict(state)
+            return
+        own = dict(self.model.named_parameters())
+        unknown = sorted(set(state) - set(own))
+        if unknown:
+            raise RuntimeError(f"unexpected tensors for this LoRA policy: {unknown[:5]}")
+        self.model.load_state_dict(state, strict=False)
+
+    def _slim(self) -> bool:
+        """LoRA on a pretrained base: checkpoints hold the trainable tensors only."""
+        return self.cfg.lora.enabled and bool(self.cfg.pretrained)
+
+    def save_pretrained(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        slim = self._slim()
+        state = self.state_dict() if slim else {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        tmp = os.path.join(path, WEIGHTS_NAME + ".tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+        os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+        with open(os.path.join(path, CONFIG_NAME), "w") as f:
+            json.dump({"policy_type": self.policy_type, "version": self.version, "config": asdict(self.cfg)}, f,
+                      indent=2)
+
+    @classmethod
+    def config_from_dict(cls, raw: dict):
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu"):
+        cfg_path, w_path = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
+        for p in (cfg_path, w_path):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"policy checkpoint is missing {p}")
+        try:
+            with open(cfg_path) as f:
+                raw = json.load(f)
+            cfg = cls.config_from_dict(raw["config"])
+            cfg.validate()
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+        policy = cls(cfg, device=device)
+        try:
+            state = load_file(w_path)
+        except Exception as e:  # safetensors raises several types for truncated files
+            raise ValueError(f"cannot read policy weights {w_path}: {e}") from e
+        try:
+            if policy._slim():
+                policy.load_state_dict(state)
+            else:
+                policy.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
+        policy.version = int(raw.get("version", 0))
+        return policy
+
+
+def sample_bins(logits: torch.Tensor, deterministic: bool, temperature: float):
+    """Tokens and their behaviour log-probs (temperature 1) from (n, T, bins) logits."""
+    logp_all = F.log_softmax(logits.float(), dim=-1)
+    if deterministic:
+        tokens = logits.argmax(-1)
+    else:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        probs = F.softmax(logits.float() / temperature, dim=-1)
+        tokens = torch.multinomial(probs.view(-1, logits.shape[-1]), 1).view(logits.shape[:2])
+    return tokens, logp_all.gather(-1, tokens[..., None]).squeeze(-1)

@@ -1,0 +1,65 @@
+"""pi0-style flow policy config (plain dataclass; `modeling.hf_config` builds the PI0Config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from rlvla3.policies.hf_policy import DTYPES, LoraSettings
+from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB
+
+SIZES = ("tiny", "small", "full")
+
+
+@dataclass
+class PI0PolicyConfig:
+    size: str = "tiny"  # tiny (CPU tests) | small (~0.5B) | full (pi0: PaliGemma-3B + Gemma-300M expert)
+    # Env-facing dims; 0 = taken from the env at config load (run configs), set them when building
+    # a policy by hand. Images are resized to the vision tower's input when sizes differ.
+    image_size: int = 0
+    proprio_dim: int = 0
+    action_dim: int = 0
+    chunk_size: int = 4
+    max_state_dim: int = 0  # padded state width of the model; 0 = proprio_dim (full: 32, as published)
+    max_action_dim: int = 0  # padded action width; 0 = action_dim (full: 32)
+    num_steps: int = 4  # denoising steps per action chunk (pi0 uses 10)
+    # Flow-Noise: each denoising step adds Gaussian noise, so the chunk has a density (the
+    # product of the step transitions) that PPO/GRPO can ratio. sigma is learned per action
+    # element from the expert's state, bounded to [noise_min, noise_max].
+    noise_init: float = 0.2
+    noise_min: float = 0.02
+    noise_max: float = 0.5
+    noise_learnable: bool = True  # false: fixed sigma = noise_init
+    value_detach: bool = True  # the value head reads detached prefix features
+    max_prompt_tokens: int = 16
+    tokenizer_path: str = ""  # local HF tokenizer dir (PaliGemma's) for real checkpoints; "" = word tokenizer
+    vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
+    pretrained: str = ""  # local PI0 checkpoint: transformers layout, or lerobot layout (keys renamed on load)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    @property
+    def state_width(self) -> int:
+        return self.max_state_dim or (32 if self.size == "full" else self.proprio_dim)
+
+    @property
+    def action_width(self) -> int:
+        return self.max_action_dim or (32 if self.size == "full" else self.action_dim)
+
+    def validate(self) -> None:
+        p = "policy.pi0"
+        if self.size not in SIZES:
+            raise ValueError(f"{p}.size must be one of {list(SIZES)}, got {self.size!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{p}.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        for name in ("image_size", "proprio_dim", "action_dim", "chunk_size", "num_steps", "max_prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{p}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.state_width < self.proprio_dim or self.action_width < self.action_dim:
+            raise ValueError(f"{p}.max_state_dim / max_action_dim must be >= proprio_dim / action_dim")
+        if not 0 < self.noise_min <= self.noise_init <= self.noise_max:
+            raise ValueError(f"{p} needs 0 < noise_min <= noise_init <= noise_max, got "
+                             f"{self.noise_min}, {self.noise_init}, {self.noise_max}")
+        self.lora.validate(p)
