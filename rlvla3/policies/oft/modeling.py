@@ -93,6 +93,7 @@ def hf_config(cfg) -> OFTVLAConfig:
         dino = Dinov2Config(**d)
     text_cls = LlamaConfig if cfg.backbone == "llama" else Qwen2Config
     text = text_cls(**_TEXT[cfg.backbone][cfg.size])
+    vision["vision_use_head"] = False  # patch features only: the pooling head would be dead weight
     return OFTVLAConfig(vision_config=SiglipVisionConfig(**vision), dino_config=dino, text_config=text,
                         proprio_dim=cfg.proprio_dim, num_action_tokens=cfg.num_tokens, n_bins=cfg.n_bins,
                         action_head=cfg.action_head, value_detach=cfg.value_detach)
