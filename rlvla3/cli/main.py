@@ -40,7 +40,35 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("--straggler-slowdown", type=float, default=5.0)
     bn.add_argument("--bound-seconds", type=float, default=0.0, help="seconds per stage bound (default S/2)")
     bn.add_argument("overrides", nargs="*")
+    bp = sub.add_parser("bench-policy", help="one policy: act throughput vs batch, training throughput vs micro-batch")
+    bp.add_argument("--out", default="runs/bench_policy", help="output directory (LABEL.json, table.md)")
+    bp.add_argument("--label", default="", help="name of this configuration (default: family-size)")
+    bp.add_argument("--batches", default="1,8,32,64,128", help="inference batch sizes")
+    bp.add_argument("--micro-batches", default="8,32", help="training micro-batch sizes")
+    bp.add_argument("--accum", type=int, default=4, help="micro-batches per optimizer step")
+    bp.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point")
+    bp.add_argument("overrides", nargs="*")
     return p
+
+
+def _bench_policy(args) -> int:
+    from rlvla3.bench.policy_bench import run_policy_bench, table
+
+    try:
+        batches = [int(x) for x in args.batches.split(",") if x.strip()]
+        micros = [int(x) for x in args.micro_batches.split(",") if x.strip()]
+        if not batches or min(batches + micros) < 1 or args.seconds <= 0 or args.accum < 1:
+            raise ValueError("sizes must be >= 1, --seconds > 0, --accum >= 1")
+        load_config(args.overrides)
+    except (ConfigError, ValueError) as e:
+        print(f"rlvla3 bench-policy: {e}", file=sys.stderr)
+        return 2
+    result = run_policy_bench(args.overrides, batches, micros, args.seconds, args.accum, args.out, args.label)
+    text = table([result])
+    with open(os.path.join(args.out, f"{result['label']}.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0
 
 
 def _bench(args) -> int:
@@ -80,6 +108,8 @@ def main(argv=None) -> int:
     args.overrides = list(args.overrides) + extra
     if args.command == "bench":
         return _bench(args)
+    if args.command == "bench-policy":
+        return _bench_policy(args)
     try:
         if args.command == "train" and args.resume:
             path = os.path.join(args.resume, "config.yaml")

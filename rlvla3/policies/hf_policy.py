@@ -111,7 +111,8 @@ class HFPolicy:
         self.device = torch.device(device)
         self.version = 0
         if model is None:
-            model = self._load_pretrained(cfg.pretrained) if cfg.pretrained else self._build_model()
+            with self.device:  # initialise in place: a 1B model is slow to fill on CPU cores
+                model = self._load_pretrained(cfg.pretrained) if cfg.pretrained else self._build_model()
         if cfg.gradient_checkpointing:
             for m in model.modules():
                 if hasattr(m, "gradient_checkpointing_enable") and m is not model:

@@ -322,7 +322,7 @@ class Trainer:
                             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
                             np.full(n, self.version), np.arange(n))
         done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
+        while done == 0 or time.perf_counter() - t0 < seconds:  # at least one global batch
             batch.versions[:] = self.version
             if streaming:
                 for lo in range(0, n, micro):

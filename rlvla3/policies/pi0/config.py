@@ -37,7 +37,7 @@ class PI0PolicyConfig:
     pretrained: str = ""  # local PI0 checkpoint: transformers layout, or lerobot layout (keys renamed on load)
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # not supported: PI0 needs the prefix KV cache that checkpointing turns off
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     @property
@@ -62,4 +62,7 @@ class PI0PolicyConfig:
         if not 0 < self.noise_min <= self.noise_init <= self.noise_max:
             raise ValueError(f"{p} needs 0 < noise_min <= noise_init <= noise_max, got "
                              f"{self.noise_min}, {self.noise_init}, {self.noise_max}")
+        if self.gradient_checkpointing:
+            raise ValueError(f"{p}.gradient_checkpointing is not supported: transformers turns the KV cache off under "
+                             f"checkpointing, and the action expert reads the prefix from it (use LoRA or bf16)")
         self.lora.validate(p)
