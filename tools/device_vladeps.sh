@@ -1,8 +1,8 @@
 #!/bin/bash
 # transformers, peft and their pure-Python / cp312 dependencies for the GPU machine's Python 3.12
 # (no registry there), unpacked into DIR (default .device/vla) to carry with `run` and put on
-# PYTHONPATH next to .device/py. transformers' model zoo is pruned to the families rlvla3 builds,
-# which keeps the folder under the carry budget. Same versions as the CPU machine.
+# PYTHONPATH next to .device/py. Not pruned (peft imports model classes from all over transformers);
+# carried xz-compressed (tools/bench_vla_gpu.sh). Same versions as the CPU machine.
 set -euo pipefail
 DIR=${1:-.device/vla}
 rm -rf "$DIR" && mkdir -p "$DIR"
@@ -16,10 +16,5 @@ pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --platf
     typing-extensions==4.16.0 psutil==7.2.2 hf-xet==1.8.0 tqdm==4.70.1 packaging==26.2
 for w in "$TMP"/*.whl; do python -m zipfile -e "$w" "$DIR"; done
 rm -rf "$TMP" "$DIR"/bin "$DIR"/*.dist-info/RECORD
-KEEP="auto llama qwen2 siglip dinov2 paligemma gemma pi0"
-for m in "$DIR"/transformers/models/*/; do
-    name=$(basename "$m")
-    [[ " $KEEP " == *" $name "* ]] || rm -rf "$m"
-done
 find "$DIR" -name __pycache__ -type d -exec rm -rf {} +
 du -sh "$DIR"

@@ -26,7 +26,7 @@ DINO_MEAN, DINO_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # vocabulary is padded to 32064); the smaller sizes use SigLIP-B/16 with TinyLlama- or
 # Qwen2-0.5B/1.5B-like decoders.
 _VISION = {
-    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                  image_size=224, patch_size=16),
     "so400m": dict(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16, intermediate_size=4304,
@@ -84,8 +84,8 @@ def hf_config(cfg) -> OFTVLAConfig:
     """transformers config of an OFTPolicyConfig's size."""
     fuse = cfg.fuse_dino or cfg.size == "7b"
     vision = dict(_VISION[_VISION_OF[cfg.size]])
-    if cfg.size == "tiny":  # tiny towers read the env image directly, 16 patches
-        vision.update(image_size=cfg.image_size, patch_size=max(1, cfg.image_size // 4))
+    if cfg.size == "tiny":  # tiny towers read the env image directly: 8 x 8 patches
+        vision.update(image_size=cfg.image_size, patch_size=max(1, cfg.image_size // 8))
     dino = None
     if fuse:
         d = dict(_DINO[_DINO_OF[cfg.size]])

@@ -30,7 +30,7 @@ _SHAPES = {
     "tiny": dict(
         text=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
                   num_key_value_heads=1, head_dim=16, vocab_size=512),
-        vision=dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_attention_heads=2),
+        vision=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4),
         dit=dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_attention_heads=4,
                  num_key_value_heads=1, head_dim=16)),
     "small": dict(
@@ -51,8 +51,8 @@ def hf_config(cfg) -> PI0Config:
         return PI0Config(**common)
     s = _SHAPES[cfg.size]
     vision = dict(model_type="siglip_vision_model", vision_use_head=False, **s["vision"])
-    if cfg.size == "tiny":  # tiny towers read the env image directly, 16 patches
-        vision.update(image_size=cfg.image_size, patch_size=max(1, cfg.image_size // 4))
+    if cfg.size == "tiny":  # tiny towers read the env image directly: 8 x 8 patches
+        vision.update(image_size=cfg.image_size, patch_size=max(1, cfg.image_size // 8))
     vlm = dict(text_config=dict(model_type="gemma", **s["text"]), vision_config=vision,
                projection_dim=s["text"]["hidden_size"], image_token_id=s["text"]["vocab_size"])
     return PI0Config(vlm_config=vlm, dit_config=dict(model_type="gemma", **s["dit"]), **common)
