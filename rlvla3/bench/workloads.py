@@ -7,8 +7,9 @@
   costs 300 ms (LIBERO with hard_reset=False), and episodes vary in length because the
   SFT policy succeeds at different times. Replay a recorded profile with
   `env.tabletop.latency.kind=replay env.tabletop.latency.profile=FILE.json`.
-- `libero`: the real simulator (`pip install -e .[libero]`), libero_spatial with the tiny
-  policy sized for it (128² agentview, 8-D proprio, 7-D actions, chunks of 8). It needs a
+- `libero`: the real simulator (`pip install -e .[libero]`), libero_spatial with the policy
+  sized for it (128² agentview, 8-D proprio, 7-D actions, chunks of 8; `policy=oft-small` etc.
+  for a real VLA architecture). It needs a
   policy (`--policy DIR`, e.g. an RL checkpoint) or trains from a random one: the scripted
   SFT exists only for the tabletop env.
 """
@@ -43,6 +44,8 @@ WORKLOADS: Dict[str, List[str]] = {
         "policy.tiny.proprio_dim=8",
         "policy.tiny.action_dim=7",
         "policy.tiny.chunk_size=8",
+        "policy.oft.chunk_size=8",  # the VLA families take image and proprio/action dims from the env
+        "policy.pi0.chunk_size=8",
         "sft.enabled=false",
     ],
 }

@@ -5,7 +5,8 @@ the act/evaluate/sft_loss maths; this base class owns what is the same for all o
 device and bf16 autocast, optional LoRA through peft, the weights exchanged with
 generators, and the checkpoint layout:
 
-    DIR/config.json         {"policy_type", "version", "config": <family dataclass>}
+    DIR/config.json         {"policy_type", "version", "config": <family dataclass>,
+                             "model_config": <the transformers config: the exact shapes>}
     DIR/model.safetensors   every tensor of the (LoRA-wrapped) model, or, with LoRA on a
                             `pretrained` base checkpoint, only the trainable ones
 """
@@ -105,14 +106,14 @@ class HFPolicy:
     policy_type = ""
     lora_modules_to_save: List[str] = []  # heads trained in full under LoRA (new, not in the base)
 
-    def __init__(self, cfg, device: str = "cpu", model: nn.Module | None = None):
+    def __init__(self, cfg, device: str = "cpu", model: nn.Module | None = None, model_config: dict | None = None):
         cfg.validate()
         self.cfg = cfg
         self.device = torch.device(device)
         self.version = 0
         if model is None:
             with self.device:  # initialise in place: a 1B model is slow to fill on CPU cores
-                model = self._load_pretrained(cfg.pretrained) if cfg.pretrained else self._build_model()
+                model = self._load_pretrained(cfg.pretrained) if cfg.pretrained else self._build_model(model_config)
         if cfg.gradient_checkpointing:
             for m in model.modules():
                 if hasattr(m, "gradient_checkpointing_enable") and m is not model:
@@ -126,8 +127,12 @@ class HFPolicy:
     image_size = property(lambda self: self.cfg.image_size)
 
     # --- family hooks ----------------------------------------------------------------------
-    def _build_model(self) -> nn.Module:
-        """Random init from the config's shape."""
+    def _build_model(self, model_config: dict | None) -> nn.Module:
+        """Random init from a saved transformers config, or from the config's named size."""
+        raise NotImplementedError
+
+    def model_config(self) -> dict:
+        """The transformers config of the model (saved with checkpoints: sizes may change in code)."""
         raise NotImplementedError
 
     def _load_pretrained(self, path: str) -> nn.Module:
@@ -214,8 +219,8 @@ class HFPolicy:
         save_file({k: v.contiguous() for k, v in state.items()}, tmp)
         os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
         with open(os.path.join(path, CONFIG_NAME), "w") as f:
-            json.dump({"policy_type": self.policy_type, "version": self.version, "config": asdict(self.cfg)}, f,
-                      indent=2)
+            json.dump({"policy_type": self.policy_type, "version": self.version, "config": asdict(self.cfg),
+                       "model_config": self.model_config()}, f, indent=2)
 
     @classmethod
     def config_from_dict(cls, raw: dict):
@@ -234,7 +239,7 @@ class HFPolicy:
             cfg.validate()
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
-        policy = cls(cfg, device=device)
+        policy = cls(cfg, device=device, model_config=raw.get("model_config"))
         try:
             state = load_file(w_path)
         except Exception as e:  # safetensors raises several types for truncated files

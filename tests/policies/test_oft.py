@@ -117,3 +117,20 @@ def test_bad_config_values_are_named():
         OFTPolicyConfig(**dims(size="huge")).validate()
     with pytest.raises(ValueError, match="policy.oft.backbone"):
         OFTPolicyConfig(**dims(backbone="gpt2")).validate()
+
+
+def test_checkpoint_keeps_its_own_shapes(tmp_path):
+    """A checkpoint records the transformers config, so it loads even when the named size's
+    shapes differ (e.g. after they change in code)."""
+    from rlvla3.policies.oft.modeling import hf_config
+
+    cfg = OFTPolicyConfig(**dims())
+    hf = hf_config(cfg)
+    hf.text_config.num_hidden_layers = 1  # not what size=tiny builds
+    torch.manual_seed(0)
+    p = OFTPolicy(cfg, model=OFTVLAModel(hf))
+    p.save_pretrained(str(tmp_path / "pol"))
+    q = load_policy(str(tmp_path / "pol"))
+    assert q.core_model.config.text_config.num_hidden_layers == 1
+    o = obs(2)
+    np.testing.assert_allclose(q.act(o, deterministic=True).logp, p.act(o, deterministic=True).logp, atol=1e-6)

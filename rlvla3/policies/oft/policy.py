@@ -15,7 +15,8 @@ from rlvla3.policies.action_tokenizer import ActionTokenizer
 from rlvla3.policies.base import ActOutput, EvalOutput
 from rlvla3.policies.hf_policy import HFPolicy, LoraSettings, PromptEncoder, pixels, sample_bins
 from rlvla3.policies.oft.config import OFTPolicyConfig
-from rlvla3.policies.oft.modeling import DINO_MEAN, DINO_STD, SIGLIP_MEAN, SIGLIP_STD, OFTVLAModel, hf_config
+from rlvla3.policies.oft.modeling import (DINO_MEAN, DINO_STD, SIGLIP_MEAN, SIGLIP_STD, OFTVLAConfig, OFTVLAModel,
+                                          hf_config)
 
 PROMPT = "In: What action should the robot take to {instruction}?\nOut:"  # OpenVLA's prompt
 
@@ -26,8 +27,9 @@ class OFTPolicy(HFPolicy):
     policy_type = "oft"
     lora_modules_to_save = ["projector", "proprio_proj", "action_queries", "value_head", "gauss_head"]
 
-    def __init__(self, cfg: OFTPolicyConfig, device: str = "cpu", model: nn.Module | None = None):
-        super().__init__(cfg, device, model)
+    def __init__(self, cfg: OFTPolicyConfig, device: str = "cpu", model: nn.Module | None = None,
+                 model_config: dict | None = None):
+        super().__init__(cfg, device, model, model_config)
         hf = self.core_model.config
         vocab = hf.text_config.vocab_size
         # Word ids sit above 3 special ids and below the action-bin ids.
@@ -39,8 +41,11 @@ class OFTPolicy(HFPolicy):
         self._vision_size = hf.vision_config.image_size
         self._fused = hf.dino_config is not None
 
-    def _build_model(self) -> nn.Module:
-        return OFTVLAModel(hf_config(self.cfg))
+    def _build_model(self, model_config: dict | None) -> nn.Module:
+        return OFTVLAModel(OFTVLAConfig.from_dict(model_config) if model_config else hf_config(self.cfg))
+
+    def model_config(self) -> dict:
+        return self.core_model.config.to_dict()
 
     def _load_pretrained(self, path: str) -> nn.Module:
         model = OFTVLAModel.from_pretrained(path, local_files_only=True)

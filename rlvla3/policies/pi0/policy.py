@@ -29,8 +29,9 @@ class PI0Policy(HFPolicy):
     policy_type = "pi0"
     lora_modules_to_save = ["value_head", "noise_head", "embed_action_time", "action_out_proj"]
 
-    def __init__(self, cfg: PI0PolicyConfig, device: str = "cpu", model: nn.Module | None = None):
-        super().__init__(cfg, device, model)
+    def __init__(self, cfg: PI0PolicyConfig, device: str = "cpu", model: nn.Module | None = None,
+                 model_config: dict | None = None):
+        super().__init__(cfg, device, model, model_config)
         c = self.core_model.pi0.config
         self._vision_size = c.vlm_config.vision_config.image_size
         patches = (self._vision_size // c.vlm_config.vision_config.patch_size) ** 2
@@ -47,10 +48,14 @@ class PI0Policy(HFPolicy):
         c = self.cfg
         return PI0FlowModel(pi0, c.action_dim, c.noise_init, c.noise_min, c.noise_max, c.value_detach)
 
-    def _build_model(self) -> nn.Module:
-        from transformers import PI0ForConditionalGeneration
+    def _build_model(self, model_config: dict | None) -> nn.Module:
+        from transformers import PI0Config, PI0ForConditionalGeneration
 
-        return self._wrap(PI0ForConditionalGeneration(hf_config(self.cfg)))
+        hf = PI0Config.from_dict(model_config) if model_config else hf_config(self.cfg)
+        return self._wrap(PI0ForConditionalGeneration(hf))
+
+    def model_config(self) -> dict:
+        return self.core_model.pi0.config.to_dict()
 
     def _load_pretrained(self, path: str) -> nn.Module:
         pi0 = load_pi0(path)
