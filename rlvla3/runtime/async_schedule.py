@@ -42,12 +42,14 @@ class SampleQueue:
         self.parts: Deque[SampleBatch] = deque()
         self.size = 0
         self.total_put = 0
+        self.high_water = 0  # most samples ever waiting: bounded by admission (see queue_bound)
 
     def put(self, batch: SampleBatch) -> None:
         if len(batch):
             self.parts.append(batch)
             self.size += len(batch)
             self.total_put += len(batch)
+            self.high_water = max(self.high_water, self.size)
 
     def take(self, n: int) -> SampleBatch:
         out, need = [], n
@@ -188,6 +190,13 @@ class AsyncDriver:
         return batch
 
     # --- the loop ----------------------------------------------------------------------------
+    def queue_bound(self) -> int:
+        """Most samples that can wait for the trainer: admission keeps reservations within
+        eta + 1 global batches (plus one unit when the trainer starves), and each running
+        env can overshoot its reservation by at most one episode."""
+        envs = self.r.num_env_workers * envs_per_worker(self.r)
+        return (self.a.staleness + 1) * self.a.global_batch + self.unit_samples + envs * self.s.horizon
+
     def run(self) -> None:
         s, b, a = self.s, self.b, self.a
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
@@ -316,7 +325,9 @@ def run_async(session, loop) -> None:
                          "samples_dropped_stale": driver.ctrl.counters.dropped_samples,
                          "samples_left_in_queue": driver.queue.size,
                          "samples_unstepped_at_stop": driver.unstepped,
-                         "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status}
+                         "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status,
+                         "queue_high_water_samples": driver.queue.high_water,
+                         "queue_bound_samples": driver.queue_bound()}
     loop.fault_report = fault_summary(driver)
 
 

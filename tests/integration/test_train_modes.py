@@ -42,6 +42,8 @@ def test_mode_trains_without_losing_samples(tmp_path, mode):
         assert acc["samples_trained"] == summary["samples_trained"]
         assert sum(acc["staleness_hist"].values()) == summary["samples_trained"] + acc["samples_unstepped_at_stop"]
         assert max(int(k) for k in acc["staleness_hist"]) <= cfg.algo.staleness
+        # backpressure: admission bounds what waits for the trainer
+        assert 0 < acc["queue_high_water_samples"] <= acc["queue_bound_samples"]
 
 
 def test_grpo_full_mode_runs(tmp_path):

@@ -1,0 +1,146 @@
+"""Soak run: `rlvla3 train` on tabletop-emulated for N minutes while the RSS of every worker
+process is sampled; then SIGTERM (graceful stop) and a report of memory and throughput.
+
+    python tools/soak.py --minutes 30 --out docs/reliability/soak [key=value ...]
+
+Writes OUT/soak.json and OUT/soak.md: RSS per process at the end of warm-up and at the end,
+env steps/s per window, and the run's sample accounting (nothing may be lost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from rlvla3.bench.workloads import WORKLOADS
+
+TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def worker_processes(driver: int) -> dict:
+    """{pid: title} of the run's Ray workers and its driver."""
+    out = {driver: "driver"}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith(TITLES):
+            out[int(pid)] = cmd.split()[0]
+    return out
+
+
+def throughput_windows(metrics_path: str, window_s: float) -> list:
+    rows = []
+    with open(metrics_path) as f:
+        for line in f:
+            d = json.loads(line)
+            if "throughput/env_steps_per_s" in d or "env_steps" in d:
+                rows.append((d["wall_s"], d["env_steps"]))
+    out, start = [], None
+    for t, steps in rows:
+        if steps == 0:
+            continue
+        if start is None:
+            start = (t, steps)
+            continue
+        if t - start[0] >= window_s:
+            out.append({"from_s": round(start[0]), "to_s": round(t), "env_steps_per_s": (steps - start[1]) / (t - start[0])})
+            start = (t, steps)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--warmup-minutes", type=float, default=3.0, help="RSS baseline is taken after this")
+    ap.add_argument("--sample-s", type=float, default=20.0)
+    ap.add_argument("--window-minutes", type=float, default=5.0, help="throughput window")
+    ap.add_argument("--out", default="runs/soak")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    cmd = [sys.executable, "-m", "rlvla3.cli.main", "train", "preset=quickstart", *WORKLOADS["tabletop-emulated"],
+           "run.mode=full", "run.total_env_steps=1000000000", "run.progress=false", "eval.every_steps=0",
+           "sft.epochs=3", f"run.output_dir={os.path.abspath(args.out)}", "run.name=run", *args.overrides]
+    log = open(os.path.join(args.out, "train.log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    samples = []  # (t, {pid: (title, rss)})
+    while time.time() - t0 < args.minutes * 60 and proc.poll() is None:
+        time.sleep(args.sample_s)
+        procs = worker_processes(proc.pid)
+        samples.append((time.time() - t0, {pid: (title, rss_mb(pid)) for pid, title in procs.items()}))
+    stopped_at = time.time() - t0
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # graceful: checkpoint, summary.json
+    try:
+        rc = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = -9
+    stop_s = time.time() - t0 - stopped_at
+    run_dir = os.path.join(args.out, "run")
+    # RSS per process: first sample after warm-up vs last sample
+    per_pid: dict = {}
+    for t, snap in samples:
+        for pid, (title, rss) in snap.items():
+            if rss is None:
+                continue
+            e = per_pid.setdefault(pid, {"title": title, "first": None, "last": None})
+            if t >= args.warmup_minutes * 60 and e["first"] is None:
+                e["first"] = (round(t), rss)
+            e["last"] = (round(t), rss)
+    procs = [dict(pid=pid, **e) for pid, e in sorted(per_pid.items(), key=lambda kv: kv[1]["title"]) if e["first"]]
+    summary = {}
+    if os.path.isfile(os.path.join(run_dir, "summary.json")):
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            summary = json.load(f)
+    windows = throughput_windows(os.path.join(run_dir, "metrics.jsonl"), args.window_minutes * 60)
+    report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
+              "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
+              "run_summary": {k: summary.get(k) for k in ("env_steps", "train_steps", "samples_trained", "stopped_by",
+                                                          "async", "faults")}}
+    with open(os.path.join(args.out, "soak.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    lines = [f"# Soak run ({args.minutes:.0f} min, `full`, tabletop-emulated)", "",
+             f"- command: `{report['command']}`", f"- date: {report['date']}",
+             f"- exit code {rc}, stopped {stop_s:.1f} s after SIGTERM", "",
+             "| process | pid | RSS MB at warm-up end (t s) | RSS MB at end (t s) | change |", "|---|---:|---:|---:|---:|"]
+    for p in procs:
+        (t1, r1), (t2, r2) = p["first"], p["last"]
+        lines.append(f"| {p['title']} | {p['pid']} | {r1:.0f} ({t1}) | {r2:.0f} ({t2}) | {100 * (r2 - r1) / r1:+.1f}% |")
+    lines += ["", "| window (s) | env steps/s |", "|---|---:|"]
+    lines += [f"| {w['from_s']}–{w['to_s']} | {w['env_steps_per_s']:.0f} |" for w in windows]
+    acc = (summary.get("async") or {})
+    if acc:
+        lines += ["", f"samples produced {acc.get('samples_produced')}, trained {acc.get('samples_trained')}, "
+                      f"dropped stale {acc.get('samples_dropped_stale')}, left in queue {acc.get('samples_left_in_queue')},"
+                      f" unstepped at stop {acc.get('samples_unstepped_at_stop')}"]
+    with open(os.path.join(args.out, "soak.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
