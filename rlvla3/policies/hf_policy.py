@@ -23,12 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-
+from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
 from rlvla3.policies.text_tokenizer import WordTokenizer
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -212,12 +209,8 @@ class HFPolicy:
         return self.cfg.lora.enabled and bool(self.cfg.pretrained)
 
     def save_pretrained(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-        slim = self._slim()
-        state = self.state_dict() if slim else {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        tmp = os.path.join(path, WEIGHTS_NAME + ".tmp")
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-        os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+        full = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        write_weights(self.state_dict() if self._slim() else full, path)
         with open(os.path.join(path, CONFIG_NAME), "w") as f:
             json.dump({"policy_type": self.policy_type, "version": self.version, "config": asdict(self.cfg),
                        "model_config": self.model_config()}, f, indent=2)
@@ -228,10 +221,7 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu"):
-        cfg_path, w_path = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
-        for p in (cfg_path, w_path):
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"policy checkpoint is missing {p}")
+        cfg_path, w_path = checkpoint_paths(path)
         try:
             with open(cfg_path) as f:
                 raw = json.load(f)
@@ -240,10 +230,7 @@ class HFPolicy:
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
         policy = cls(cfg, device=device, model_config=raw.get("model_config"))
-        try:
-            state = load_file(w_path)
-        except Exception as e:  # safetensors raises several types for truncated files
-            raise ValueError(f"cannot read policy weights {w_path}: {e}") from e
+        state = read_weights(w_path)
         try:
             if policy._slim():
                 policy.load_state_dict(state)

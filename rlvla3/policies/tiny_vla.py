@@ -14,16 +14,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.action_tokenizer import ActionTokenizer
 from rlvla3.policies.base import ActOutput, EvalOutput
+from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
 
-CONFIG_NAME = "config.json"
 ACTION_HEADS = ("binned_gaussian", "gaussian_plus_logits", "logits")
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -224,19 +222,13 @@ class TinyVLAPolicy:
         self.model.load_state_dict({k: torch.tensor(v) if not isinstance(v, torch.Tensor) else v for k, v in state.items()})
 
     def save_pretrained(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-        tmp = os.path.join(path, WEIGHTS_NAME + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, tmp)
-        os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+        write_weights(self.state_dict(), path)
         with open(os.path.join(path, CONFIG_NAME), "w") as f:
             json.dump({"policy_type": "tiny", "version": self.version, **asdict(self.cfg)}, f, indent=2)
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu") -> "TinyVLAPolicy":
-        cfg_path, w_path = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
-        for p in (cfg_path, w_path):
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"policy checkpoint is missing {p}")
+        cfg_path, w_path = checkpoint_paths(path)
         try:
             with open(cfg_path) as f:
                 raw = json.load(f)
@@ -247,10 +239,7 @@ class TinyVLAPolicy:
         except (ValueError, TypeError, AttributeError) as e:  # truncated JSON, unknown or bad fields
             raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
         policy = cls(policy_cfg, device=device)
-        try:
-            state = load_file(w_path)
-        except Exception as e:  # safetensors raises several types for truncated files
-            raise ValueError(f"cannot read policy weights {w_path}: {e}") from e
+        state = read_weights(w_path)
         try:
             policy.load_state_dict(state)
         except RuntimeError as e:  # missing / unexpected / mis-shaped tensors

@@ -1,6 +1,5 @@
 """LoRA, meta-device sizes and config plumbing shared by the OFT-style and pi0-style policies."""
 
-import numpy as np
 import pytest
 import torch
 

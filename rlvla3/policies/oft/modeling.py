@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, Dinov2Config, Dinov2Model, LlamaConfig,
                           PreTrainedConfig, PreTrainedModel, Qwen2Config, SiglipVisionConfig, SiglipVisionModel)
 
