@@ -5,7 +5,7 @@ expert chunk, so the clone learns to recover from its own mistakes (DART-style).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -30,7 +30,8 @@ class DemoSet:
 
 
 def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: int, seed: int) -> DemoSet:
-    env = TabletopEnv(env_cfg, seed=seed)
+    # The latency model emulates a remote simulator for the RL workers; demonstrations need not wait for it.
+    env = TabletopEnv(replace(env_cfg, latency=replace(env_cfg.latency, kind="none")), seed=seed)
     rng = np.random.default_rng(seed)
     imgs, props, instrs, chunks = [], [], [], []
     episodes = successes = steps = 0
