@@ -44,25 +44,35 @@ class EvalReport:
 
 def evaluate(backend, workers, generators, slots_per_worker: int, instructions: List[str], num_init_states: int,
              horizon: int, deterministic: bool = True, video_slots: int = 0, split: str = "eval",
-             policy_version: int = 0) -> EvalReport:
-    """Run every (task, held-out init) pair once, in waves over the available slots."""
-    pairs = [(t, i) for t in range(len(instructions)) for i in range(num_init_states)]
+             policy_version: int = 0, guard=None, max_tries: int = 3) -> EvalReport:
+    """Run every (task, held-out init) pair once, in waves over the available slots. Pairs
+    whose episode was lost (a worker died or hung, or the env failed) are run again, up to
+    `max_tries` times; the report counts only finished episodes."""
+    pending = [(t, i) for t in range(len(instructions)) for i in range(num_init_states)]
+    tries: Dict[tuple, int] = {}
     total_slots = len(workers) * slots_per_worker
     outcomes, frames, first = [], {}, True
-    for start in range(0, len(pairs), total_slots):
-        wave = pairs[start:start + total_slots]
+    while pending:
+        wave, pending = pending[:total_slots], pending[total_slots:]
         # Pad the last wave by repeating its pairs; padded outcomes are discarded by slot index.
         padded = wave + [wave[k % len(wave)] for k in range(total_slots - len(wave))]
         assignments = [[EpisodeAssignment(t, i, split, keep=True) for t, i in padded[w * slots_per_worker:
                                                                                     (w + 1) * slots_per_worker]]
                        for w in range(len(workers))]
         res = lockstep_rollout(backend, workers, generators, assignments, "none", horizon, deterministic,
-                               video_slots=video_slots if first else 0)
+                               video_slots=video_slots if first else 0, guard=guard)
         first = False
+        done = set()
         for o in res.outcomes:
-            # the wave position of an outcome is worker * slots + slot; keep only real pairs
-            if len(outcomes) < len(pairs) and o["worker"] * slots_per_worker + o["slot"] < len(wave):
+            pos = o["worker"] * slots_per_worker + o["slot"]  # its place in the wave; keep only real pairs
+            if pos < len(wave) and pos not in done:
+                done.add(pos)
                 outcomes.append(o)
+        for pos, pair in enumerate(wave):
+            if pos not in done:
+                tries[pair] = tries.get(pair, 0) + 1
+                if tries[pair] < max_tries:
+                    pending.append(pair)
         frames.update(res.frames)
     per_task = {}
     for t, name in enumerate(instructions):

@@ -50,14 +50,35 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
 
 def lockstep_rollout(backend, workers, generators, assignments: List[List[EpisodeAssignment]], auto_reset: str,
                      horizon: int, deterministic: bool = False, temperature: float = 1.0,
-                     bootstrap: bool = False, video_slots: int = 0) -> RolloutResult:
-    """Run `horizon` lock-step chunk steps (or until no slot is active)."""
+                     bootstrap: bool = False, video_slots: int = 0, guard=None) -> RolloutResult:
+    """Run `horizon` lock-step chunk steps (or until no slot is active). With a `guard`
+    (runtime.lockstep_guard), a worker that dies or hangs is dropped from the rollout with
+    its episodes (counted) and replaced before returning."""
     res = RolloutResult()
     t_start = time.perf_counter()
+    lost = [False] * len(workers)
+    undrained = [0] * len(workers)  # episodes that ended in a worker and wait for drain()
+
+    def call(make, slow_ok=False):
+        """make(w, i) -> ref for each live worker; results per worker (None when lost)."""
+        refs = [None if lost[i] else make(w, i) for i, w in enumerate(workers)]
+        out = guard.gather(refs, slow_ok) if guard else backend.get([r for r in refs if r is not None])
+        if guard is None:  # no guard: every worker answered or the run failed
+            it = iter(out)
+            out = [None if r is None else next(it) for r in refs]
+        for i, o in enumerate(out):
+            if o is None and not lost[i]:  # its running and finished-but-undrained episodes die with it
+                lost[i] = True
+                running = len(assignments[i]) if active[i] is None else int(active[i].sum())
+                res.episodes_dropped += running + undrained[i]
+        return out
+
     if video_slots:
         backend.get([workers[0].set_video_slots.remote(list(range(video_slots)))])
-    obs = backend.get([w.reset.remote(a, auto_reset) for w, a in zip(workers, assignments)])
-    active = [np.ones(len(o), bool) for o in obs]
+    active: list = [None] * len(workers)
+    obs = call(lambda w, i: w.reset.remote(assignments[i], auto_reset), slow_ok=True)
+    n_slots = max((len(o) for o in obs if o is not None), default=0)
+    active = [np.ones(len(o), bool) if o is not None else np.zeros(n_slots, bool) for o in obs]
     for _ in range(horizon):
         idx = [np.flatnonzero(a) for a in active]
         sizes = [len(i) for i in idx]
@@ -69,31 +90,43 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         res.infer_time_s += time.perf_counter() - t0
         res.decisions += len(batch)
         t0 = time.perf_counter()
-        refs, start = [], 0
-        for w, o, i, n in zip(workers, obs, idx, sizes):
-            full = lambda arr: _scatter(arr[start:start + n], i, len(o))  # noqa: E731
-            refs.append(w.step.remote(full(reply.actions), full(reply.tokens), full(reply.logp), full(reply.values),
-                                      full(versions), active[len(refs)]))
-            start += n
-        results = backend.get(refs)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+        def step(w, k):
+            lo, n, i = starts[k], sizes[k], idx[k]
+            full = lambda arr: _scatter(arr[lo:lo + n], i, len(obs[k]))  # noqa: E731
+            return w.step.remote(full(reply.actions), full(reply.tokens), full(reply.logp), full(reply.values),
+                                 full(versions), active[k])
+
+        results = call(step)
         res.env_time_s += time.perf_counter() - t0
-        obs = [r.obs for r in results]
-        active = [r.active for r in results]
-        res.env_steps += sum(r.env_steps for r in results)
-    values = [np.zeros(len(o), np.float32) for o in obs]
-    if bootstrap and any(a.any() for a in active):
-        reply, _ = _infer(backend, generators, ObsBatch.concat(obs), True, temperature)
-        values = np.split(reply.values, np.cumsum([len(o) for o in obs])[:-1])
-    backend.get([w.cut.remote(v) for w, v in zip(workers, values)])
-    for wi, d in enumerate(backend.get([w.drain.remote() for w in workers])):
+        for k, r in enumerate(results):
+            if r is None:
+                active[k] = np.zeros(n_slots, bool)
+                continue
+            obs[k], active[k] = r.obs, r.active
+            undrained[k] += r.finished
+            res.env_steps += r.env_steps
+    live = [k for k in range(len(workers)) if not lost[k]]
+    values = {k: np.zeros(len(obs[k]), np.float32) for k in live}
+    if bootstrap and any(active[k].any() for k in live):
+        reply, _ = _infer(backend, generators, ObsBatch.concat([obs[k] for k in live]), True, temperature)
+        parts = np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])
+        values = dict(zip(live, parts))
+    call(lambda w, k: w.cut.remote(values[k]), slow_ok=True)
+    for wi, d in enumerate(call(lambda w, k: w.drain.remote(), slow_ok=True)):
+        if d is None:
+            continue
         res.episodes.extend(d["episodes"])
         res.outcomes.extend(d["outcomes"])
         res.episodes_dropped += d.get("episodes_dropped", 0)
         res.faults_injected += d.get("faults_injected", 0)
         for slot, frames in d["frames"].items():
             res.frames[(wi, slot)] = frames
-    if video_slots:
+    if video_slots and not lost[0]:
         backend.get([workers[0].set_video_slots.remote([])])
+    if guard is not None:
+        guard.replace_lost()
     res.wall_s = time.perf_counter() - t_start
     return res
 

@@ -34,6 +34,18 @@ class Session:
     # (index, incarnation) -> a new actor: how the supervisor replaces a dead or hung one
     make_env_worker: Optional[Callable] = None
     make_generator: Optional[Callable] = None
+    make_eval_worker: Optional[Callable] = None
+    _eval_guard: Optional[object] = None
+
+    def eval_guard(self):
+        """Drops and replaces dead or hung evaluation workers (Ray backend only)."""
+        if self._eval_guard is None and self.cfg.run.backend == "ray" and self.make_eval_worker is not None:
+            from rlvla3.runtime.lockstep_guard import LockstepGuard
+
+            f = self.cfg.faults
+            self._eval_guard = LockstepGuard(self.backend, self.eval_workers, self.make_eval_worker, f.step_timeout_s,
+                                             f.max_worker_restarts)
+        return self._eval_guard
 
     @property
     def horizon(self) -> int:
@@ -99,8 +111,12 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
 
         s.make_env_worker = make_env_worker
         s.env_workers = [make_env_worker(i) for i in range(r.num_env_workers)]
-    s.eval_workers = [backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), 10_000 + seed * 100 + i,
-                                    torch_threads=threads) for i in range(cfg.eval.num_workers)]
+    def make_eval_worker(i: int, incarnation: int = 0):
+        return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), 10_000 + seed * 100 + i + 7 * incarnation,
+                             torch_threads=threads)
+
+    s.make_eval_worker = make_eval_worker
+    s.eval_workers = [make_eval_worker(i) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
     # One GPU shared by the generators and the trainer (placement over several GPUs: issue 8).
     gpu = 1.0 / (g.num_generators + 1) if cfg.policy.device.startswith("cuda") else 0.0

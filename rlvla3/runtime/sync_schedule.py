@@ -18,6 +18,7 @@ from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.lockstep import lockstep_rollout
+from rlvla3.runtime.lockstep_guard import LockstepGuard
 
 
 def rollout_assignments(sampler: GroupSampler, num_workers: int, slots: int):
@@ -37,6 +38,10 @@ def run_sync(session, loop) -> None:
     auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")
     overlap = cfg.run.mode == "async-train"
     faults = loop.fault_report = {"episodes_dropped": 0, "faults_injected_reported": 0}
+    guard = None
+    if cfg.run.backend == "ray" and session.make_env_worker is not None:  # dead or hung workers: drop and replace
+        guard = LockstepGuard(b, session.env_workers, session.make_env_worker, cfg.faults.step_timeout_s,
+                              cfg.faults.max_worker_restarts)
     pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
     while not loop.should_stop():
         t_iter = time.perf_counter()
@@ -46,13 +51,15 @@ def run_sync(session, loop) -> None:
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
                                    rollout_assignments(sampler, r.num_env_workers, envs_per_worker(r)), auto_reset,
-                                   horizon, temperature=r.temperature, bootstrap=not grpo)
+                                   horizon, temperature=r.temperature, bootstrap=not grpo, guard=guard)
             episodes += res.episodes
             outcomes += res.outcomes
             env_steps += res.env_steps
             t_roll += res.wall_s
             faults["episodes_dropped"] += res.episodes_dropped
             faults["faults_injected_reported"] = res.faults_injected
+            if guard is not None:
+                faults.update({k: v for k, v in guard.report.as_dict().items() if k.startswith("worker_")})
         stats = ExperienceStats()
         if grpo:
             assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)

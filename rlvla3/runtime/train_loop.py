@@ -100,7 +100,8 @@ class LoopState:
         n_init = e.episodes_per_task or n_eval
         report = evaluate(s.backend, s.eval_workers, s.generators, envs_per_worker(self.cfg.rollout),
                           s.instructions, min(n_init, n_eval), s.horizon,
-                          e.deterministic, video_slots=videos, policy_version=s.published_version)
+                          e.deterministic, video_slots=videos, policy_version=s.published_version,
+                          guard=s.eval_guard())
         self.eval_points.append((self.env_steps, report.success_rate))
         self.logger.log(self.train_steps, {"eval/success_rate": report.success_rate}, self.env_steps)
         if save:

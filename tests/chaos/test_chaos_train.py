@@ -49,6 +49,27 @@ def test_full_grpo_survives_a_crashing_env_worker(tmp_path):
     assert_clean(s)
 
 
+@pytest.mark.parametrize("mode,algo", [("sync", "grpo"), ("async-train", "ppo")])
+def test_lockstep_schedules_survive_a_crashing_env_worker(tmp_path, mode, algo):
+    """The lock-step schedules drop a dead worker's episodes for that rollout and replace it."""
+    s = train(chaos_cfg(tmp_path, mode, "crash", f"algo.name={algo}", "algo.filter_degenerate_groups=false",
+                        "faults.env.kind=crash", "faults.env.after_chunk_steps=4", "faults.env.lives=1"))
+    f = s["faults"]
+    assert f["worker_crashes"] == 1 and f["worker_restarts"] == 1
+    assert f["episodes_dropped"] >= 1
+    assert s["env_steps"] >= 600 and s["train_steps"] >= 1
+    assert_clean(s, async_mode=False)
+
+
+@pytest.mark.slow
+def test_sync_hung_env_worker_is_replaced(tmp_path):
+    s = train(chaos_cfg(tmp_path, "sync", "hang", "faults.env.kind=hang", "faults.env.after_chunk_steps=4",
+                        "faults.env.lives=1", "faults.step_timeout_s=3", "faults.env.hang_s=120"))
+    assert s["faults"]["worker_hangs"] == 1 and s["faults"]["worker_restarts"] == 1
+    assert s["env_steps"] >= 600
+    assert_clean(s, async_mode=False)
+
+
 @pytest.mark.slow
 def test_async_rollout_survives_nan_observations(tmp_path):
     s = train(chaos_cfg(tmp_path, "async-rollout", "nan", "faults.env.kind=nan_obs", "faults.env.slot=-1",

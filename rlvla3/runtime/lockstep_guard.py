@@ -1,0 +1,79 @@
+"""Deadlines and death detection for the lock-step schedules (sync, sync-best, async-train)
+and evaluation.
+
+Every lock-step call goes to all env workers at once. A worker whose process died (Ray actor
+error) or that does not answer a chunk step within `faults.step_timeout_s` (a hung
+simulator) is *lost* for the rest of that rollout: its episodes are dropped (counted), the
+other workers go on, and the lost worker is killed and re-created before the next rollout.
+GRPO groups that lost a member are then dropped whole by the group assembler.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, List, Optional, Set
+
+from rlvla3.runtime.supervisor import FaultReport, _is_actor_death
+
+
+class LockstepGuard:
+    def __init__(self, backend, workers: list, make_worker: Callable[[int, int], object], step_timeout_s: float,
+                 max_restarts: int, report: Optional[FaultReport] = None):
+        self.b = backend
+        self.workers = workers  # the session's list: replaced in place
+        self.make_worker = make_worker
+        self.step_timeout_s = step_timeout_s
+        self.max_restarts = max_restarts
+        self.report = report or FaultReport()
+        self.incarnation = [0] * len(workers)
+        self.lost: Set[int] = set()
+
+    def gather(self, refs: List[Optional[object]], slow_ok: bool = False) -> List[Optional[object]]:
+        """Results of one call per worker (None where no call was made). A worker that died or
+        missed the deadline is marked lost and gets None. `slow_ok`: the call may wait for an
+        actor that is still starting (resets, drains), so the deadline is at least 60 s."""
+        ray = self.b.ray
+        live = [r for r in refs if r is not None]
+        timeout = max(60.0, self.step_timeout_s) if slow_ok else self.step_timeout_s
+        ready, _ = ray.wait(live, num_returns=len(live), timeout=timeout)
+        ready = set(ready)
+        out: List[Optional[object]] = []
+        for w, ref in enumerate(refs):
+            if ref is None:
+                out.append(None)
+                continue
+            if ref not in ready:
+                self.report.worker_hangs += 1
+                self._lose(w, f"no answer in {timeout:.0f} s (faults.step_timeout_s={self.step_timeout_s})")
+                out.append(None)
+                continue
+            try:
+                out.append(ray.get(ref))
+            except Exception as e:
+                if not _is_actor_death(e):
+                    raise
+                self.report.worker_crashes += 1
+                self._lose(w, f"process died ({type(e).__name__})")
+                out.append(None)
+        return out
+
+    def _lose(self, w: int, reason: str) -> None:
+        print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "
+              f"rollout", flush=True)
+        try:
+            self.b.ray.kill(self.workers[w], no_restart=True)  # a hung actor would hold its CPU
+        except Exception:  # already gone
+            pass
+        self.lost.add(w)
+
+    def replace_lost(self) -> None:
+        """Re-create every worker lost in the last rollout."""
+        for w in sorted(self.lost):
+            if self.report.worker_restarts >= self.max_restarts:
+                raise RuntimeError(f"env worker {w} lost; faults.max_worker_restarts={self.max_restarts} restarts "
+                                   f"already spent, giving up")
+            self.incarnation[w] += 1
+            self.workers[w] = self.make_worker(w, self.incarnation[w])
+            self.report.worker_restarts += 1
+            self.report.restart_times.append(time.time())
+        self.lost.clear()
