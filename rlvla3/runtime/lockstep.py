@@ -31,16 +31,26 @@ class RolloutResult:
     faults_injected: int = 0  # running total over the workers (fault injection)
 
 
-def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float):
+def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float, guard=None):
     """Split one batch evenly over the generators; returns the merged reply and the
-    per-sample policy versions (generators may briefly hold different versions)."""
+    per-sample policy versions (generators may briefly hold different versions). With a
+    guard watching generators, a dead one is replaced and its part asked again."""
     n = len(obs)
     bounds = np.linspace(0, n, len(generators) + 1).astype(int)
-    refs = []
-    for g, lo, hi in zip(generators, bounds[:-1], bounds[1:]):
-        if hi > lo:
-            refs.append(g.infer_batch.remote(obs.take(np.arange(lo, hi)), deterministic, temperature))
-    replies = backend.get(refs)
+    parts = [(g, obs.take(np.arange(lo, hi))) for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo]
+    if guard is not None and guard.session is not None:
+        refs = [generators[g].infer_batch.remote(part, deterministic, temperature) for g, part in parts]
+        backend.ray.wait(refs, num_returns=len(refs))
+        replies = []
+        for ref, (g, part) in zip(refs, parts):
+            try:
+                replies.append(backend.get(ref))
+            except Exception:  # died: the guard re-creates it and asks again (or re-raises)
+                replies.append(guard.infer(g, lambda gen, p=part: gen.infer_batch.remote(p, deterministic,
+                                                                                         temperature)))
+    else:
+        replies = backend.get([generators[g].infer_batch.remote(part, deterministic, temperature)
+                               for g, part in parts])
     cat = lambda name: np.concatenate([getattr(r, name) for r in replies])  # noqa: E731
     versions = np.concatenate([np.full(len(r.values), r.version, np.int64) for r in replies])
     reply = ActionReply(0, cat("actions"), cat("tokens"), cat("logp"), cat("values"), int(versions.min()),
@@ -86,7 +96,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
             break
         t0 = time.perf_counter()
         batch = ObsBatch.concat([o.take(i) for o, i in zip(obs, idx) if len(i)])
-        reply, versions = _infer(backend, generators, batch, deterministic, temperature)
+        reply, versions = _infer(backend, generators, batch, deterministic, temperature, guard)
         res.infer_time_s += time.perf_counter() - t0
         res.decisions += len(batch)
         t0 = time.perf_counter()
@@ -110,7 +120,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
     live = [k for k in range(len(workers)) if not lost[k]]
     values = {k: np.zeros(len(obs[k]), np.float32) for k in live}
     if bootstrap and any(active[k].any() for k in live):
-        reply, _ = _infer(backend, generators, ObsBatch.concat([obs[k] for k in live]), True, temperature)
+        reply, _ = _infer(backend, generators, ObsBatch.concat([obs[k] for k in live]), True, temperature, guard)
         parts = np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])
         values = dict(zip(live, parts))
     call(lambda w, k: w.cut.remote(values[k]), slow_ok=True)

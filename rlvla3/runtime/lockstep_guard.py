@@ -5,7 +5,9 @@ Every lock-step call goes to all env workers at once. A worker whose process die
 error) or that does not answer a chunk step within `faults.step_timeout_s` (a hung
 simulator) is *lost* for the rest of that rollout: its episodes are dropped (counted), the
 other workers go on, and the lost worker is killed and re-created before the next rollout.
-GRPO groups that lost a member are then dropped whole by the group assembler.
+GRPO groups that lost a member are then dropped whole by the group assembler. A generator
+that dies is re-created (with the trainer's current weights when there is a trainer) and its
+share of the batch is asked again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,37 @@ class LockstepGuard:
         self.report = report or FaultReport()
         self.incarnation = [0] * len(workers)
         self.lost: Set[int] = set()
+        self.session = None  # generators are watched once watch_generators() is called
+        self.gen_incarnation: List[int] = []
+
+    def watch_generators(self, session) -> "LockstepGuard":
+        """Also replace dead generators of `session` (its make_generator, its trainer's weights)."""
+        if session.make_generator is not None:
+            self.session = session
+            self.gen_incarnation = [0] * len(session.generators)
+        return self
+
+    def infer(self, g: int, call: Callable[[object], object]):
+        """`call(generator)` -> ref on generator g; a dead generator is replaced and asked again."""
+        ray = self.b.ray
+        for attempt in range(2):
+            try:
+                return ray.get(call(self.session.generators[g]) if self.session else call(None))
+            except Exception as e:
+                if self.session is None or attempt or not _is_actor_death(e):
+                    raise
+                self._replace_generator(g)
+
+    def _replace_generator(self, g: int) -> None:
+        s = self.session
+        print(f"lock-step guard: generator {g} died; restarting it", flush=True)
+        self.gen_incarnation[g] += 1
+        new = s.make_generator(g, self.gen_incarnation[g])
+        if s.trainer is not None:
+            self.b.get(new.set_weights.remote(s.trainer.get_weights.remote()))
+        s.generators[g] = new
+        self.report.generator_restarts += 1
+        self.report.restart_times.append(time.time())
 
     def gather(self, refs: List[Optional[object]], slow_ok: bool = False) -> List[Optional[object]]:
         """Results of one call per worker (None where no call was made). A worker that died or

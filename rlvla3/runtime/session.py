@@ -45,6 +45,7 @@ class Session:
             f = self.cfg.faults
             self._eval_guard = LockstepGuard(self.backend, self.eval_workers, self.make_eval_worker, f.step_timeout_s,
                                              f.max_worker_restarts)
+            self._eval_guard.watch_generators(self)
         return self._eval_guard
 
     @property
@@ -129,8 +130,12 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
-        s.generators = [backend.actor(Generator, i, cfg.policy, seed, threads, num_gpus=gpu)
-                        for i in range(g.num_generators)]
+        def make_generator(i: int, incarnation: int = 0):
+            crash = cfg.faults.generator_crash_after_requests if i == 0 and incarnation == 0 else 0
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, num_gpus=gpu)
+
+        s.make_generator = make_generator
+        s.generators = [make_generator(i) for i in range(g.num_generators)]
     if with_trainer:
         s.trainer = backend.actor(Trainer, cfg, seed, threads, num_gpus=gpu)
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())

@@ -17,8 +17,9 @@ from rlvla3.policies import build_policy
 
 
 class Generator:
-    def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1):
+    def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0):
         torch.set_num_threads(torch_threads)
+        self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         torch.manual_seed(seed * 7 + gen_id)
         self.gen_id = gen_id
         self.policy = build_policy(policy_cfg)
@@ -64,6 +65,10 @@ class Generator:
 
     def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
                     request_id: int = 0) -> ActionReply:
+        if self.crash_after_requests:
+            from rlvla3.envs.faults import crash_process_if
+
+            crash_process_if(self.crash_after_requests, self.calls + 1)
         t0, w0 = time.perf_counter(), time.time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0

@@ -61,6 +61,13 @@ def test_lockstep_schedules_survive_a_crashing_env_worker(tmp_path, mode, algo):
     assert_clean(s, async_mode=False)
 
 
+def test_sync_replaces_a_dead_generator(tmp_path):
+    s = train(chaos_cfg(tmp_path, "sync", "gen", "faults.env.enabled=false", "faults.generator_crash_after_requests=10"))
+    assert s["faults"]["generator_restarts"] == 1
+    assert s["env_steps"] >= 600 and s["train_steps"] >= 1
+    assert_clean(s, async_mode=False)
+
+
 @pytest.mark.slow
 def test_sync_hung_env_worker_is_replaced(tmp_path):
     s = train(chaos_cfg(tmp_path, "sync", "hang", "faults.env.kind=hang", "faults.env.after_chunk_steps=4",
