@@ -65,7 +65,7 @@ class ActionReply:
 
     request_id: int
     actions: np.ndarray  # (n, chunk, action_dim) float32 in [-1, 1]
-    tokens: np.ndarray  # (n, T) int64 action-bin ids
+    tokens: np.ndarray  # (n, D) what the policy needs to recompute its log-prob: int64 bin ids or a float32 flow chain
     logp: np.ndarray  # (n, T) float32 token log-probs under the behaviour policy
     values: np.ndarray  # (n,) float32
     version: int  # policy version that produced this reply
@@ -107,7 +107,7 @@ class SampleBatch:
     images: np.ndarray  # (N, H, W, 3) uint8
     proprio: np.ndarray  # (N, P) float32
     instructions: List[str]
-    tokens: np.ndarray  # (N, T) int64
+    tokens: np.ndarray  # (N, D) int64 bin ids or float32 flow chain (see ActionReply)
     logp: np.ndarray  # (N, T) behaviour log-probs
     values: np.ndarray  # (N,) behaviour values
     advantages: np.ndarray  # (N,)

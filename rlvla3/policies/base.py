@@ -19,16 +19,16 @@ from rlvla3.core.types import ObsBatch
 @dataclass
 class ActOutput:
     actions: np.ndarray  # (n, chunk, action_dim) float32 in [-1, 1]
-    tokens: np.ndarray  # (n, T) int64
-    logp: np.ndarray  # (n, T) float32
+    tokens: np.ndarray  # (n, D): int64 action-bin ids (tiny, OFT) or the float32 denoising chain (pi0)
+    logp: np.ndarray  # (n, chunk * action_dim) float32, per (step, dim)
     values: np.ndarray  # (n,) float32
     version: int
 
 
 @dataclass
 class EvalOutput:
-    logp: torch.Tensor  # (n, T)
-    entropy: torch.Tensor  # (n, T)
+    logp: torch.Tensor  # (n, chunk * action_dim)
+    entropy: torch.Tensor  # (n, chunk * action_dim)
     values: torch.Tensor  # (n,)
 
 
@@ -36,10 +36,16 @@ class Policy(Protocol):
     version: int
     chunk_size: int
     action_dim: int
+    proprio_dim: int
+    image_size: int
 
     def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput: ...
 
     def evaluate(self, obs: ObsBatch, tokens: np.ndarray | torch.Tensor) -> EvalOutput: ...
+
+    def sft_loss(self, obs: ObsBatch, actions: np.ndarray) -> torch.Tensor:
+        """Imitation loss on expert chunks (n, chunk, action_dim) in [-1, 1]."""
+        ...
 
     def parameters(self): ...
 
