@@ -116,8 +116,12 @@ def main() -> int:
         with open(os.path.join(run_dir, "summary.json")) as f:
             summary = json.load(f)
     windows = throughput_windows(os.path.join(run_dir, "metrics.jsonl"), args.window_minutes * 60)
+    series = {str(pid): {"title": e["title"], "rss_mb": [(round(t), snap[pid][1]) for t, snap in samples
+                                                        if pid in snap and snap[pid][1] is not None]}
+              for pid, e in per_pid.items()}
     report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
               "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
+              "rss_series": series,
               "run_summary": {k: summary.get(k) for k in ("env_steps", "train_steps", "samples_trained", "stopped_by",
                                                           "async", "faults")}}
     with open(os.path.join(args.out, "soak.json"), "w") as f:

@@ -167,6 +167,17 @@ class HFPolicy:
             raise ValueError("export_adapter needs LoRA")
         self.model.save_pretrained(path)
 
+    def load_adapter(self, path: str) -> None:
+        """Adapter weights from a directory written by `export_adapter` (peft layout)."""
+        if not self.cfg.lora.enabled:
+            raise ValueError("load_adapter needs LoRA")
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.model, read_weights(os.path.join(path, "adapter_model.safetensors")))
+        missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+        if missing:
+            raise ValueError(f"{path}: adapter tensors this policy does not have: {missing[:5]}")
+
     def merged_model(self) -> nn.Module:
         """LoRA folded into the base weights: a plain model for export (this policy's copy is kept)."""
         if not self.cfg.lora.enabled:

@@ -74,6 +74,9 @@ def test_lora_checkpoint_on_a_pretrained_base_holds_only_trainable_tensors(tmp_p
     torch.testing.assert_close(q.evaluate(o, out.tokens).logp.detach(), p.evaluate(o, out.tokens).logp.detach())
     p.export_adapter(str(tmp_path / "adapter"))
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    fresh = OFTPolicy(OFTPolicyConfig(**dims(pretrained=str(tmp_path / "base"), lora=lora)))
+    fresh.load_adapter(str(tmp_path / "adapter"))  # the peft layout round-trips into a new policy
+    torch.testing.assert_close(fresh.evaluate(o, out.tokens).logp.detach(), p.evaluate(o, out.tokens).logp.detach())
 
 
 def test_published_sizes_on_the_meta_device():
