@@ -93,7 +93,8 @@ class AsyncDriver:
         self._t_gen_stats = 0.0
         self.worker_status = []
         fc = cfg.faults
-        self.sup = Supervisor(session, self.drop_episodes, fc.step_timeout_s, fc.max_worker_restarts)
+        self.sup = Supervisor(session, self.drop_episodes, fc.step_timeout_s, fc.max_worker_restarts,
+                              session.fault_report)
         self.broken = set()  # GRPO groups that lost an episode: their other episodes are dropped too
         self.progress = []  # (wall time, env steps so far): throughput before / after faults
         self.steps_by_worker: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total

@@ -11,6 +11,7 @@ from rlvla3.runtime.backend import make_backend
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker
+from rlvla3.runtime.supervisor import FaultReport
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
 from rlvla3.workers.generator import Generator
@@ -36,6 +37,8 @@ class Session:
     make_generator: Optional[Callable] = None
     make_eval_worker: Optional[Callable] = None
     _eval_guard: Optional[object] = None
+    # restarts and drops of every guard and supervisor of this session (summary.json -> faults)
+    fault_report: FaultReport = field(default_factory=FaultReport)
 
     def eval_guard(self):
         """Drops and replaces dead or hung evaluation workers (Ray backend only)."""
@@ -44,7 +47,7 @@ class Session:
 
             f = self.cfg.faults
             self._eval_guard = LockstepGuard(self.backend, self.eval_workers, self.make_eval_worker, f.step_timeout_s,
-                                             f.max_worker_restarts)
+                                             f.max_worker_restarts, self.fault_report)
             self._eval_guard.watch_generators(self)
         return self._eval_guard
 

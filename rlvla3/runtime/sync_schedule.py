@@ -41,7 +41,7 @@ def run_sync(session, loop) -> None:
     guard = None
     if cfg.run.backend == "ray" and session.make_env_worker is not None:  # dead or hung workers: drop and replace
         guard = LockstepGuard(b, session.env_workers, session.make_env_worker, cfg.faults.step_timeout_s,
-                              cfg.faults.max_worker_restarts).watch_generators(session)
+                              cfg.faults.max_worker_restarts, session.fault_report).watch_generators(session)
     pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
     while not loop.should_stop():
         t_iter = time.perf_counter()
@@ -58,9 +58,9 @@ def run_sync(session, loop) -> None:
             t_roll += res.wall_s
             faults["episodes_dropped"] += res.episodes_dropped
             faults["faults_injected_reported"] = res.faults_injected
-            if guard is not None:
-                faults.update({k: v for k, v in guard.report.as_dict().items()
-                               if k.startswith("worker_") or k == "generator_restarts"})
+        if guard is not None:  # evaluation's restarts count too: one report per session
+            faults.update({k: v for k, v in guard.report.as_dict().items()
+                           if k.startswith("worker_") or k == "generator_restarts"})
         stats = ExperienceStats()
         if grpo:
             assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)
