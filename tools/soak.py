@@ -22,15 +22,22 @@ from rlvla3.bench.workloads import WORKLOADS
 TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
 
 
-def rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> tuple | None:
+    """(resident, anonymous, shared-memory) MB. Ray's object store is shared memory mapped into
+    every worker that reads from it, so resident memory also grows as a worker touches more of
+    the store; anonymous memory is the process's own (a leak shows there)."""
+    vals = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                key = line.split(":")[0]
+                if key in ("VmRSS", "RssAnon", "RssShmem"):
+                    vals[key] = int(line.split()[1]) / 1024
     except OSError:
         return None
-    return None
+    if "VmRSS" not in vals:
+        return None
+    return vals["VmRSS"], vals.get("RssAnon", float("nan")), vals.get("RssShmem", float("nan"))
 
 
 def worker_processes(driver: int) -> dict:
@@ -103,21 +110,21 @@ def main() -> int:
     # RSS per process: first sample after warm-up vs last sample
     per_pid: dict = {}
     for t, snap in samples:
-        for pid, (title, rss) in snap.items():
-            if rss is None:
+        for pid, (title, parts) in snap.items():
+            if parts is None:
                 continue
             e = per_pid.setdefault(pid, {"title": title, "first": None, "last": None})
             if t >= args.warmup_minutes * 60 and e["first"] is None:
-                e["first"] = (round(t), rss)
-            e["last"] = (round(t), rss)
+                e["first"], e["first_parts"] = (round(t), parts[0]), (round(t), parts)
+            e["last"], e["last_parts"] = (round(t), parts[0]), (round(t), parts)
     procs = [dict(pid=pid, **e) for pid, e in sorted(per_pid.items(), key=lambda kv: kv[1]["title"]) if e["first"]]
     summary = {}
     if os.path.isfile(os.path.join(run_dir, "summary.json")):
         with open(os.path.join(run_dir, "summary.json")) as f:
             summary = json.load(f)
     windows = throughput_windows(os.path.join(run_dir, "metrics.jsonl"), args.window_minutes * 60)
-    series = {str(pid): {"title": e["title"], "rss_mb": [(round(t), snap[pid][1]) for t, snap in samples
-                                                        if pid in snap and snap[pid][1] is not None]}
+    series = {str(pid): {"title": e["title"], "rss_anon_shmem_mb": [(round(t), *snap[pid][1]) for t, snap in samples
+                                                                   if pid in snap and snap[pid][1] is not None]}
               for pid, e in per_pid.items()}
     report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
               "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
@@ -133,6 +140,11 @@ def main() -> int:
     for p in procs:
         (t1, r1), (t2, r2) = p["first"], p["last"]
         lines.append(f"| {p['title']} | {p['pid']} | {r1:.0f} ({t1}) | {r2:.0f} ({t2}) | {100 * (r2 - r1) / r1:+.1f}% |")
+    lines += ["", "| process | anonymous MB at warm-up end | at end | shared MB at warm-up end | at end |",
+              "|---|---:|---:|---:|---:|"]
+    for p in procs:
+        (_, a1), (_, a2) = p["first_parts"], p["last_parts"]
+        lines.append(f"| {p['title']} | {a1[1]:.0f} | {a2[1]:.0f} | {a1[2]:.0f} | {a2[2]:.0f} |")
     lines += ["", "| window (s) | env steps/s |", "|---|---:|"]
     lines += [f"| {w['from_s']}–{w['to_s']} | {w['env_steps_per_s']:.0f} |" for w in windows]
     acc = (summary.get("async") or {})
