@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Set
 
-from rlvla3.runtime.supervisor import FaultReport, _is_actor_death
+from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_deadline
 
 
 class LockstepGuard:
@@ -65,30 +65,9 @@ class LockstepGuard:
         """Results of one call per worker (None where no call was made). A worker that died or
         missed the deadline is marked lost and gets None. `slow_ok`: the call may wait for an
         actor that is still starting (resets, drains), so the deadline is at least 60 s."""
-        ray = self.b.ray
-        live = [r for r in refs if r is not None]
         timeout = max(60.0, self.step_timeout_s) if slow_ok else self.step_timeout_s
-        ready, _ = ray.wait(live, num_returns=len(live), timeout=timeout)
-        ready = set(ready)
-        out: List[Optional[object]] = []
-        for w, ref in enumerate(refs):
-            if ref is None:
-                out.append(None)
-                continue
-            if ref not in ready:
-                self.report.worker_hangs += 1
-                self._lose(w, f"no answer in {timeout:.0f} s (faults.step_timeout_s={self.step_timeout_s})")
-                out.append(None)
-                continue
-            try:
-                out.append(ray.get(ref))
-            except Exception as e:
-                if not _is_actor_death(e):
-                    raise
-                self.report.worker_crashes += 1
-                self._lose(w, f"process died ({type(e).__name__})")
-                out.append(None)
-        return out
+        return gather_with_deadline(self.b.ray, refs, timeout, self.report,
+                                    lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})"))
 
     def _lose(self, w: int, reason: str) -> None:
         print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "

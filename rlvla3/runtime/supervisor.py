@@ -40,6 +40,34 @@ def _is_actor_death(exc: BaseException) -> bool:
     return isinstance(exc, RayActorError)
 
 
+def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, report: FaultReport,
+                         on_failure: Callable[[int, str], None]) -> List[Optional[object]]:
+    """Results of one call per worker (None where `refs` has None). A worker whose call did not
+    finish within `timeout` (hung) or whose process died gets None; it is counted in `report`
+    and handed to `on_failure(index, reason)`. Other exceptions propagate."""
+    live = [r for r in refs if r is not None]
+    ready = set(ray.wait(live, num_returns=len(live), timeout=timeout)[0]) if live else set()
+    out: List[Optional[object]] = []
+    for w, ref in enumerate(refs):
+        if ref is None:
+            out.append(None)
+            continue
+        if ref not in ready:
+            report.worker_hangs += 1
+            on_failure(w, f"no answer in {timeout:.0f} s")
+            out.append(None)
+            continue
+        try:
+            out.append(ray.get(ref))
+        except Exception as e:
+            if not _is_actor_death(e):
+                raise
+            report.worker_crashes += 1
+            on_failure(w, f"process died ({type(e).__name__})")
+            out.append(None)
+    return out
+
+
 class Supervisor:
     def __init__(self, session, on_lost: Callable[[str, int], None], step_timeout_s: float, max_restarts: int,
                  report: Optional[FaultReport] = None):
@@ -77,24 +105,8 @@ class Supervisor:
         # Chunk steps run on the worker's threads, so its actor answers even while an env hangs
         # (that is caught by `longest_step_s`); a silent actor is wedged or still starting: be patient.
         timeout = max(60.0, self.step_timeout_s) if timeout is None else timeout
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
-        ready = set(ready)
-        out: List[Optional[object]] = []
-        for w, ref in enumerate(refs):
-            if ref not in ready:
-                self.report.worker_hangs += 1
-                self.replace_worker(w, f"no answer to {method} in {timeout:.0f} s")
-                out.append(None)
-                continue
-            try:
-                out.append(ray.get(ref))
-            except Exception as e:
-                if not _is_actor_death(e):
-                    raise
-                self.report.worker_crashes += 1
-                self.replace_worker(w, f"process died ({type(e).__name__})")
-                out.append(None)
-        return out
+        return gather_with_deadline(ray, refs, timeout, self.report,
+                                    lambda w, why: self.replace_worker(w, f"{why} ({method})"))
 
     def check(self) -> List[Optional[dict]]:
         """Statuses of every worker (None for one just replaced); restarts hung ones."""
