@@ -1,9 +1,11 @@
-"""Discretisation of continuous actions in [-1, 1] into uniform bins (OpenVLA-style)."""
+"""Discretisation of continuous actions in [-1, 1] into uniform bins (OpenVLA-style), and the
+sampling / log-prob / imitation maths shared by every policy that emits bin logits."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 class ActionTokenizer:
@@ -23,3 +25,30 @@ class ActionTokenizer:
         if isinstance(tokens, torch.Tensor):
             tokens = tokens.cpu().numpy()
         return self.centers[np.asarray(tokens, dtype=np.int64)]
+
+
+def sample_bins(logits: torch.Tensor, deterministic: bool, temperature: float):
+    """Tokens and their behaviour log-probs from (n, T, bins) logits. Sampling uses the
+    temperature; the log-probs are those of the distribution at temperature 1."""
+    logp_all = F.log_softmax(logits.float(), dim=-1)
+    if deterministic:
+        tokens = logits.argmax(-1)
+    else:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        probs = F.softmax(logits.float() / temperature, dim=-1)
+        tokens = torch.multinomial(probs.view(-1, logits.shape[-1]), 1).view(logits.shape[:2])
+    return tokens, logp_all.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def bins_logp_entropy(logits: torch.Tensor, tokens):
+    """Log-probs of given tokens (n, T) and per-token entropy under (n, T, bins) logits."""
+    logp_all = F.log_softmax(logits.float(), dim=-1)
+    tok = torch.tensor(np.asarray(tokens), dtype=torch.long, device=logits.device)  # copy: Ray arrays are read-only
+    return logp_all.gather(-1, tok[..., None]).squeeze(-1), -(logp_all.exp() * logp_all).sum(-1)
+
+
+def bins_cross_entropy(logits: torch.Tensor, tokenizer: ActionTokenizer, actions: np.ndarray) -> torch.Tensor:
+    """Imitation loss: cross-entropy of (n, T, bins) logits on the bins of expert chunks."""
+    target = torch.as_tensor(tokenizer.encode(actions).reshape(logits.shape[0], -1), device=logits.device)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))

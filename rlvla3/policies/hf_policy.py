@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import List
 
 import numpy as np
@@ -101,6 +101,7 @@ class HFPolicy:
     """Base of the transformers-backed policies (see the module docstring)."""
 
     policy_type = ""
+    config_class: type = object  # the family's config dataclass
     lora_modules_to_save: List[str] = []  # heads trained in full under LoRA (new, not in the base)
 
     def __init__(self, cfg, device: str = "cpu", model: nn.Module | None = None, model_config: dict | None = None):
@@ -228,7 +229,10 @@ class HFPolicy:
 
     @classmethod
     def config_from_dict(cls, raw: dict):
-        raise NotImplementedError
+        """The family config from its saved dict (unknown keys of other versions ignored)."""
+        raw = dict(raw, lora=LoraSettings(**raw.get("lora", {})))
+        known = {f.name for f in fields(cls.config_class)}
+        return cls.config_class(**{k: v for k, v in raw.items() if k in known})
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu"):
@@ -252,15 +256,3 @@ class HFPolicy:
         policy.version = int(raw.get("version", 0))
         return policy
 
-
-def sample_bins(logits: torch.Tensor, deterministic: bool, temperature: float):
-    """Tokens and their behaviour log-probs (temperature 1) from (n, T, bins) logits."""
-    logp_all = F.log_softmax(logits.float(), dim=-1)
-    if deterministic:
-        tokens = logits.argmax(-1)
-    else:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        probs = F.softmax(logits.float() / temperature, dim=-1)
-        tokens = torch.multinomial(probs.view(-1, logits.shape[-1]), 1).view(logits.shape[:2])
-    return tokens, logp_all.gather(-1, tokens[..., None]).squeeze(-1)

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rlvla3.core.types import ObsBatch
-from rlvla3.policies.action_tokenizer import ActionTokenizer
+from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
 from rlvla3.policies.base import ActOutput, EvalOutput
 from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
@@ -181,16 +181,7 @@ class TinyVLAPolicy:
     def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput:
         self.model.eval()
         logits, values = self.model(*self._inputs(obs))
-        logp_all = F.log_softmax(logits.float(), dim=-1)
-        if deterministic:
-            tokens = logits.argmax(-1)
-        else:
-            if temperature <= 0:
-                raise ValueError(f"temperature must be > 0, got {temperature}")
-            probs = F.softmax(logits.float() / temperature, dim=-1)
-            tokens = torch.multinomial(probs.view(-1, self.cfg.n_bins), 1).view(probs.shape[:2])
-        # Behaviour log-probs are those of the sampling distribution at temperature 1.
-        logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
+        tokens, logp = sample_bins(logits, deterministic, temperature)
         tok = tokens.cpu().numpy()
         actions = self.action_tokenizer.decode(tok).reshape(len(obs), self.cfg.chunk_size, self.cfg.action_dim)
         return ActOutput(actions, tok, logp.cpu().numpy(), values.float().cpu().numpy(), self.version)
@@ -198,18 +189,14 @@ class TinyVLAPolicy:
     def evaluate(self, obs: ObsBatch, tokens) -> EvalOutput:
         self.model.train()
         logits, values = self.model(*self._inputs(obs))
-        logp_all = F.log_softmax(logits.float(), dim=-1)
-        tok = torch.tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
-        logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        logp, entropy = bins_logp_entropy(logits, tokens)
         return EvalOutput(logp, entropy, values.float())
 
     def sft_loss(self, obs: ObsBatch, actions: np.ndarray) -> torch.Tensor:
         """Cross-entropy on the bins of expert action chunks (n, chunk, action_dim)."""
         self.model.train()
         logits, _ = self.model(*self._inputs(obs))
-        target = torch.as_tensor(self.action_tokenizer.encode(actions).reshape(len(obs), -1), device=self.device)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        return bins_cross_entropy(logits, self.action_tokenizer, actions)
 
     # --- weights -----------------------------------------------------------------------
     def parameters(self):

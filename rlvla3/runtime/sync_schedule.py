@@ -58,9 +58,6 @@ def run_sync(session, loop) -> None:
             t_roll += res.wall_s
             faults["episodes_dropped"] += res.episodes_dropped
             faults["faults_injected_reported"] = res.faults_injected
-        if guard is not None:  # evaluation's restarts count too: one report per session
-            faults.update({k: v for k, v in guard.report.as_dict().items()
-                           if k.startswith("worker_") or k == "generator_restarts"})
         stats = ExperienceStats()
         if grpo:
             assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from transformers.utils import logging as hf_logging
 
 from rlvla3.core.types import ObsBatch
-from rlvla3.policies.action_tokenizer import ActionTokenizer
+from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
 from rlvla3.policies.base import ActOutput, EvalOutput
-from rlvla3.policies.hf_policy import HFPolicy, LoraSettings, PromptEncoder, pixels, sample_bins
+from rlvla3.policies.hf_policy import HFPolicy, PromptEncoder, pixels
 from rlvla3.policies.oft.config import OFTPolicyConfig
 from rlvla3.policies.oft.modeling import (DINO_MEAN, DINO_STD, SIGLIP_MEAN, SIGLIP_STD, OFTVLAConfig, OFTVLAModel,
                                           hf_config)
@@ -25,6 +23,7 @@ hf_logging.disable_progress_bar()
 
 class OFTPolicy(HFPolicy):
     policy_type = "oft"
+    config_class = OFTPolicyConfig
     lora_modules_to_save = ["projector", "proprio_proj", "action_queries", "value_head", "gauss_head"]
 
     def __init__(self, cfg: OFTPolicyConfig, device: str = "cpu", model: nn.Module | None = None,
@@ -57,13 +56,6 @@ class OFTPolicy(HFPolicy):
                              f" {self.cfg.n_bins}")
         return model
 
-    @classmethod
-    def config_from_dict(cls, raw: dict) -> OFTPolicyConfig:
-        raw = dict(raw)
-        raw["lora"] = LoraSettings(**raw.get("lora", {}))
-        known = {f.name for f in fields(OFTPolicyConfig)}
-        return OFTPolicyConfig(**{k: v for k, v in raw.items() if k in known})
-
     def _inputs(self, obs: ObsBatch):
         ids, mask = self.prompt.encode(obs.instructions)
         dev = self.device
@@ -91,15 +83,11 @@ class OFTPolicy(HFPolicy):
     def evaluate(self, obs: ObsBatch, tokens) -> EvalOutput:
         self.model.train()
         logits, values = self._forward(**self._inputs(obs))
-        logp_all = F.log_softmax(logits, dim=-1)
-        tok = torch.tensor(np.asarray(tokens), dtype=torch.long, device=self.device)  # copy: Ray arrays are read-only
-        logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        logp, entropy = bins_logp_entropy(logits, tokens)
         return EvalOutput(logp, entropy, values)
 
     def sft_loss(self, obs: ObsBatch, actions: np.ndarray) -> torch.Tensor:
         """Cross-entropy on the bins of expert action chunks (n, chunk, action_dim)."""
         self.model.train()
         logits, _ = self._forward(**self._inputs(obs))
-        target = torch.as_tensor(self.action_tokenizer.encode(actions).reshape(len(obs), -1), device=self.device)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        return bins_cross_entropy(logits, self.action_tokenizer, actions)

@@ -8,7 +8,6 @@ token / action / chunk ratio levels mean the same thing for both families.
 
 from __future__ import annotations
 
-from dataclasses import fields
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.base import ActOutput, EvalOutput
-from rlvla3.policies.hf_policy import HFPolicy, LoraSettings, PromptEncoder, pixels
+from rlvla3.policies.hf_policy import HFPolicy, PromptEncoder, pixels
 from rlvla3.policies.pi0.config import PI0PolicyConfig
 from rlvla3.policies.pi0.modeling import SIGLIP_MEAN, SIGLIP_STD, PI0FlowModel, hf_config, load_pi0
 
@@ -27,6 +26,7 @@ BOS = 2  # Gemma's
 
 class PI0Policy(HFPolicy):
     policy_type = "pi0"
+    config_class = PI0PolicyConfig
     lora_modules_to_save = ["value_head", "noise_head", "embed_action_time", "action_out_proj"]
 
     def __init__(self, cfg: PI0PolicyConfig, device: str = "cpu", model: nn.Module | None = None,
@@ -66,13 +66,6 @@ class PI0Policy(HFPolicy):
                              f"{c.max_action_dim}; the config asks for {self.cfg.chunk_size}, "
                              f"{self.cfg.state_width}, {self.cfg.action_width} (policy.pi0.max_*_dim)")
         return self._wrap(pi0)
-
-    @classmethod
-    def config_from_dict(cls, raw: dict) -> PI0PolicyConfig:
-        raw = dict(raw)
-        raw["lora"] = LoraSettings(**raw.get("lora", {}))
-        known = {f.name for f in fields(PI0PolicyConfig)}
-        return PI0PolicyConfig(**{k: v for k, v in raw.items() if k in known})
 
     # --- inputs ----------------------------------------------------------------------------
     def _inputs(self, obs: ObsBatch):
