@@ -70,8 +70,9 @@ class FaultsConfig:
 
     env: FaultConfig = field(default_factory=FaultConfig)
     generator_crash_after_requests: int = 0  # generator 0 exits after this many requests (first life only); 0 = off
+    generator_hang_after_requests: int = 0  # generator 0 stops answering (alive, forward stuck) after this many; 0 = off
     trainer_crash_after_steps: int = 0  # the trainer exits after this many optimizer updates; 0 = off
-    step_timeout_s: float = 30.0  # async modes: a chunk step longer than this is a hung env (worker restarted)
+    step_timeout_s: float = 30.0  # a chunk step or a policy request older than this is hung (worker restarted)
     max_worker_restarts: int = 20  # async modes: env worker restarts allowed before the run fails
 
     def validate(self) -> None:
@@ -79,6 +80,9 @@ class FaultsConfig:
         if self.generator_crash_after_requests < 0:
             raise ValueError(f"faults.generator_crash_after_requests must be >= 0, "
                              f"got {self.generator_crash_after_requests}")
+        if self.generator_hang_after_requests < 0:
+            raise ValueError(f"faults.generator_hang_after_requests must be >= 0, "
+                             f"got {self.generator_hang_after_requests}")
         if not 0 < self.step_timeout_s <= 600:
             raise ValueError(f"faults.step_timeout_s must be in (0, 600], got {self.step_timeout_s}")
         if self.trainer_crash_after_steps < 0:
@@ -135,6 +139,15 @@ def crash_process_if(scheduled: int, count: int) -> None:
     if scheduled and count >= scheduled:
         print(f"fault injection: process {os.getpid()} exits after {count} (scheduled {scheduled})", flush=True)
         os._exit(CRASH_EXIT_CODE)
+
+
+def hang_if(scheduled: int, count: int) -> bool:
+    """True once `count` reaches a scheduled `scheduled` > 0: the caller then stops answering
+    (a wedged forward pass: the process stays alive and answers pings)."""
+    if scheduled and count >= scheduled:
+        print(f"fault injection: process {os.getpid()} hangs after {count} (scheduled {scheduled})", flush=True)
+        return True
+    return False
 
 
 def wrap_with_faults(envs: List, cfg: FaultConfig, worker_id: int, incarnation: int = 0) -> List:

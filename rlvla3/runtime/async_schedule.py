@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Deque, Dict
+from typing import Deque, Dict, List, Optional
 
 import numpy as np
 
@@ -100,10 +100,10 @@ class AsyncDriver:
         self.steps_by_worker: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total
 
     # --- admission -----------------------------------------------------------------------
-    def admit(self) -> None:
+    def admit(self, status: List[Optional[dict]]) -> None:
         """Hand out admitted episodes, keeping about one assignment queued per slot. Load =
-        running + queued episodes, so a throttled window still spreads work over all workers."""
-        status = self.sup.check()  # also restarts dead or hung workers
+        running + queued episodes, so a throttled window still spreads work over all workers.
+        `status`: the workers' statuses of this tick (None for one just replaced)."""
         envs = envs_per_worker(self.r)
         queued = [st["queued_assignments"] + envs - st["idle_envs"] if st else 0 for st in status]
         while min(queued) < 2 * envs:
@@ -123,8 +123,8 @@ class AsyncDriver:
                 self.s.env_workers[w].add_assignments.remote(items)
 
     # --- experience ------------------------------------------------------------------------
-    def collect(self) -> tuple:
-        drains = self.sup.call_all("drain")
+    def collect(self, drains: Optional[List[Optional[dict]]] = None) -> tuple:
+        drains = self.sup.call_all("drain") if drains is None else drains
         episodes, outcomes = [], []
         for w, d in enumerate(drains):
             if d is None:  # replaced: what it held was reported lost
@@ -215,8 +215,9 @@ class AsyncDriver:
                 progressed = False
                 if time.perf_counter() - last_poll >= POLL_S:
                     last_poll = time.perf_counter()
-                    self.admit()
-                    outcomes, new_steps, st = self.collect()  # drain reports the workers' running totals
+                    statuses, drains = self.sup.poll()  # also restarts dead or hung workers
+                    self.admit(statuses)
+                    outcomes, new_steps, st = self.collect(drains)  # drain reports the workers' running totals
                     outcomes_acc += outcomes
                     exp_acc.merge(st)
                 # trainer: streaming micro-batches, or whole global batches

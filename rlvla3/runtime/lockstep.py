@@ -39,15 +39,9 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
     bounds = np.linspace(0, n, len(generators) + 1).astype(int)
     parts = [(g, obs.take(np.arange(lo, hi))) for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo]
     if guard is not None and guard.session is not None:
-        refs = [generators[g].infer_batch.remote(part, deterministic, temperature) for g, part in parts]
-        backend.ray.wait(refs, num_returns=len(refs))
-        replies = []
-        for ref, (g, part) in zip(refs, parts):
-            try:
-                replies.append(backend.get(ref))
-            except Exception:  # died: the guard re-creates it and asks again (or re-raises)
-                replies.append(guard.infer(g, lambda gen, p=part: gen.infer_batch.remote(p, deterministic,
-                                                                                         temperature)))
+        asks = [(g, lambda gen, p=part: gen.infer_batch.remote(p, deterministic, temperature)) for g, part in parts]
+        refs = [ask(generators[g]) for g, ask in asks]
+        replies = guard.replies(refs, asks)  # a dead or wedged generator is replaced and asked again
     else:
         replies = backend.get([generators[g].infer_batch.remote(part, deterministic, temperature)
                                for g, part in parts])

@@ -40,19 +40,45 @@ class LockstepGuard:
         return self
 
     def infer(self, g: int, call: Callable[[object], object]):
-        """`call(generator)` -> ref on generator g; a dead generator is replaced and asked again."""
-        ray = self.b.ray
-        for attempt in range(2):
-            try:
-                return ray.get(call(self.session.generators[g]) if self.session else call(None))
-            except Exception as e:
-                if self.session is None or attempt or not _is_actor_death(e):
-                    raise
-                self._replace_generator(g)
+        """`call(generator)` -> ref on generator g; a generator that died, or that did not answer
+        within the step timeout (alive but wedged: it is killed), is replaced and asked again."""
+        ref = call(self.session.generators[g]) if self.session else call(None)
+        return self.replies([ref], [(g, call)])[0]
 
-    def _replace_generator(self, g: int) -> None:
+    def replies(self, refs: List[object], asks: List[tuple]) -> List[object]:
+        """Results of calls already sent, `refs[i]` to generator `asks[i][0]`; `asks[i][1]`
+        re-sends it to a replacement when that generator died or missed the step timeout."""
+        ray = self.b.ray
+        if self.session is None:
+            return ray.get(refs)
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
+        out = []
+        for ref, (g, call) in zip(refs, asks):
+            for attempt in range(2):
+                why = ""
+                if ref not in ready:
+                    why = "hung"
+                else:
+                    try:
+                        out.append(ray.get(ref))
+                        break
+                    except Exception as e:
+                        if not _is_actor_death(e):
+                            raise
+                        why = "died"
+                if attempt:
+                    raise RuntimeError(f"generator {g} {why} again after a restart")
+                if why == "hung":
+                    self.report.generator_hangs += 1
+                    ray.kill(self.session.generators[g], no_restart=True)
+                self._replace_generator(g, why)
+                ref = call(self.session.generators[g])
+                ready = set(ray.wait([ref], timeout=self.step_timeout_s)[0]) | ready
+        return out
+
+    def _replace_generator(self, g: int, why: str = "died") -> None:
         s = self.session
-        print(f"lock-step guard: generator {g} died; restarting it", flush=True)
+        print(f"lock-step guard: generator {g} {why}; restarting it", flush=True)
         self.gen_incarnation[g] += 1
         new = s.make_generator(g, self.gen_incarnation[g])
         if s.trainer is not None:

@@ -90,6 +90,13 @@ def straggler_slots(workers: int, slots: int, fraction: float) -> List[List[int]
     return out
 
 
+def generator_faults(cfg, i: int, incarnation: int) -> tuple:
+    """(crash, hang) request counts injected into generator 0's first life; (0, 0) = none."""
+    if i or incarnation:
+        return 0, 0
+    return cfg.faults.generator_crash_after_requests, cfg.faults.generator_hang_after_requests
+
+
 def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
     """Create workers. `policy_dir` (an SFT or earlier checkpoint) seeds every replica."""
     import copy
@@ -126,16 +133,16 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     gpu = 1.0 / (g.num_generators + 1) if cfg.policy.device.startswith("cuda") else 0.0
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):
-            crash = cfg.faults.generator_crash_after_requests if i == 0 and incarnation == 0 else 0
+            crash, hang = generator_faults(cfg, i, incarnation)
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, crash, num_gpus=gpu)
+                                 g.max_wait_ms, r.temperature, crash, hang, num_gpus=gpu)
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         def make_generator(i: int, incarnation: int = 0):
-            crash = cfg.faults.generator_crash_after_requests if i == 0 and incarnation == 0 else 0
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, num_gpus=gpu)
+            crash, hang = generator_faults(cfg, i, incarnation)
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, num_gpus=gpu)
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]

@@ -26,6 +26,7 @@ class FaultReport:
     worker_hangs: int = 0
     worker_restarts: int = 0
     generator_restarts: int = 0
+    generator_hangs: int = 0  # generators alive but not answering requests within faults.step_timeout_s
     episodes_dropped: int = 0  # unfinished episodes discarded (env fault, lost worker, failed request)
     episodes_dropped_with_group: int = 0  # GRPO: finished episodes of a group that lost a member
     restart_times: List[float] = field(default_factory=list)  # wall clock of each restart
@@ -108,9 +109,17 @@ class Supervisor:
         return gather_with_deadline(ray, refs, timeout, self.report,
                                     lambda w, why: self.replace_worker(w, f"{why} ({method})"))
 
-    def check(self) -> List[Optional[dict]]:
+    def poll(self) -> tuple:
+        """(statuses, drains) of every worker in one round trip each; None for a worker that
+        was replaced (its drained episodes are discarded: they were reported lost with it)."""
+        polls = self.call_all("poll")
+        statuses = self.check([p["status"] if p is not None else None for p in polls])
+        drains = [p["drain"] if p is not None and st is not None else None for p, st in zip(polls, statuses)]
+        return statuses, drains
+
+    def check(self, statuses: Optional[List[Optional[dict]]] = None) -> List[Optional[dict]]:
         """Statuses of every worker (None for one just replaced); restarts hung ones."""
-        statuses = self.call_all("async_status")
+        statuses = self.call_all("async_status") if statuses is None else list(statuses)
         for w, st in enumerate(statuses):
             if st is None:
                 continue
@@ -127,7 +136,22 @@ class Supervisor:
             elif st["failed_requests"] > self.failed_requests_seen[w]:
                 self.failed_requests_seen[w] = st["failed_requests"]
                 self.check_generators()
+        self._restart_hung_generators(statuses)
         return statuses
+
+    def _restart_hung_generators(self, statuses: List[Optional[dict]]) -> None:
+        """A generator that is alive (it answers pings) but left a request unanswered for longer
+        than the step timeout is wedged: kill it; its waiting requests fail, their episodes are
+        dropped and counted by the env workers, and a new replica takes over."""
+        ages = [st.get("oldest_request_s", []) for st in statuses if st is not None]
+        hung = [g for g in range(len(self.s.generators)) if max((a[g] for a in ages if g < len(a)), default=0.0)
+                > self.step_timeout_s]
+        for g in hung:
+            self.report.generator_hangs += 1
+            self._replace_generator(g, f"a request unanswered for more than faults.step_timeout_s="
+                                       f"{self.step_timeout_s} s")
+        if hung:
+            self.call_all("set_generators", self.s.generators)
 
     # --- restarts -----------------------------------------------------------------------------
     def replace_worker(self, w: int, reason: str) -> None:
@@ -168,20 +192,24 @@ class Supervisor:
                     alive = False
             if alive:
                 continue
-            print(f"supervisor: generator {i} is dead; restarting it", flush=True)
-            try:
-                ray.kill(self.s.generators[i], no_restart=True)
-            except Exception:
-                pass
-            self.gen_incarnation[i] += 1
-            new = self.s.make_generator(i, self.gen_incarnation[i])
-            self.b.get(new.set_weights.remote(self.s.trainer.get_weights.remote()))
-            self.s.generators[i] = new
-            self.report.generator_restarts += 1
-            self.report.restart_times.append(time.time())
+            self._replace_generator(i, "dead")
             replaced = True
         if replaced:
             self.call_all("set_generators", self.s.generators)
+
+    def _replace_generator(self, i: int, reason: str) -> None:
+        """Kill generator i (if it still runs) and re-create it with the trainer's weights."""
+        print(f"supervisor: generator {i} is {reason}; restarting it", flush=True)
+        try:
+            self.b.ray.kill(self.s.generators[i], no_restart=True)
+        except Exception:
+            pass
+        self.gen_incarnation[i] += 1
+        new = self.s.make_generator(i, self.gen_incarnation[i])
+        self.b.get(new.set_weights.remote(self.s.trainer.get_weights.remote()))
+        self.s.generators[i] = new
+        self.report.generator_restarts += 1
+        self.report.restart_times.append(time.time())
 
     def note_injected(self, w: int, count: int) -> None:
         """A live worker's running total of injected faults (per process life)."""

@@ -161,7 +161,7 @@ def _summary(loop: LoopState, session: Session, run_dir: str) -> dict:
     cfg = loop.cfg
     # restarts by any guard or supervisor of the session, evaluation included
     restarts = {k: v for k, v in session.fault_report.as_dict().items()
-                if k.startswith("worker_") or k == "generator_restarts"}
+                if k.startswith(("worker_", "generator_"))}
     loop.fault_report.update({k: max(v, loop.fault_report.get(k, 0)) for k, v in restarts.items()})
     return {
         "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,

@@ -42,6 +42,7 @@ class AsyncSlotRunner:
         self.failed_requests = 0
         self.episodes_dropped = 0
         self.env_faults = 0  # env errors / non-finite steps caught in this worker
+        self.sent = {}  # request id -> (generator, monotonic send time) of requests awaiting a reply
         self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the chunk step in progress; 0 = none
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
         self.t_start = time.perf_counter()
@@ -122,13 +123,16 @@ class AsyncSlotRunner:
             self.outstanding[g] += 1
             self.requests += 1
             rid = self.requests
+            self.sent[rid] = (g, time.monotonic())
         req = ActionRequest(rid, self.w.worker_id, slot, obs)
         fut = self.generators[g].infer.remote(req).future()
-        fut.add_done_callback(lambda f, s=slot, g=g, e=envs: self.w.pool.submit(self._guard, self._on_reply, s, g, f, e))
+        fut.add_done_callback(lambda f, s=slot, g=g, e=envs, r=rid: self.w.pool.submit(self._guard, self._on_reply,
+                                                                                      s, g, f, e, r))
 
-    def _on_reply(self, slot: int, g: int, fut, envs: List[int]) -> None:
+    def _on_reply(self, slot: int, g: int, fut, envs: List[int], rid: int = 0) -> None:
         with self.lock:
             self.outstanding[g] -= 1
+            self.sent.pop(rid, None)
         try:
             reply = fut.result()
         except Exception:  # generator failed: drop these episodes, count them, keep the slot going
@@ -168,7 +172,11 @@ class AsyncSlotRunner:
         with self.lock:
             idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
             now, starts = time.monotonic(), [t for t in self.step_started if t]
+            oldest = [0.0] * len(self.outstanding)  # per generator: age of its oldest unanswered request
+            for g, t in self.sent.values():
+                oldest[g] = max(oldest[g], now - t)
             return {"longest_step_s": max((now - t for t in starts), default=0.0), "env_faults": self.env_faults,
+                    "oldest_request_s": oldest,
                     "queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
                     "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,
                     "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped}

@@ -20,8 +20,9 @@ from rlvla3.workers.generator import Generator
 
 class AsyncGenerator:
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int, max_batch: int, max_wait_ms: float,
-                 temperature: float = 1.0, crash_after_requests: int = 0):
+                 temperature: float = 1.0, crash_after_requests: int = 0, hang_after_requests: int = 0):
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
+        self.hang_after_requests = hang_after_requests
         self.requests = 0
         self.replica = Generator(gen_id, policy_cfg, seed, torch_threads)
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
@@ -115,6 +116,11 @@ class AsyncGenerator:
                     pass
                 self._wakeup.clear()
                 continue
+            if self.hang_after_requests:
+                from rlvla3.envs.faults import hang_if
+
+                if hang_if(self.hang_after_requests, self.requests):
+                    await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
             items = self.batcher.pop_batch(now)
             requests = [r for r, _, _ in items]
             obs = ObsBatch.concat([r.obs for r in requests])

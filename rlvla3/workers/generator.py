@@ -17,9 +17,11 @@ from rlvla3.policies import build_policy
 
 
 class Generator:
-    def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0):
+    def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
+                 hang_after_requests: int = 0):
         torch.set_num_threads(torch_threads)
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
+        self.hang_after_requests = hang_after_requests
         torch.manual_seed(seed * 7 + gen_id)
         self.gen_id = gen_id
         self.policy = build_policy(policy_cfg)
@@ -69,6 +71,11 @@ class Generator:
             from rlvla3.envs.faults import crash_process_if
 
             crash_process_if(self.crash_after_requests, self.calls + 1)
+        if self.hang_after_requests:
+            from rlvla3.envs.faults import hang_if
+
+            if hang_if(self.hang_after_requests, self.calls + 1):
+                time.sleep(10**6)  # a forward pass that never returns
         t0, w0 = time.perf_counter(), time.time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0

@@ -68,6 +68,26 @@ def test_sync_replaces_a_dead_generator(tmp_path):
     assert_clean(s, async_mode=False)
 
 
+def test_sync_replaces_a_hung_generator(tmp_path):
+    # alive but wedged: the actor never answers; the lock-step guard's deadline catches it
+    s = train(chaos_cfg(tmp_path, "sync", "genhang", "faults.env.enabled=false", "faults.generator_hang_after_requests=10",
+                        "faults.step_timeout_s=2"))
+    assert s["faults"]["generator_hangs"] == 1 and s["faults"]["generator_restarts"] == 1
+    assert s["env_steps"] >= 600 and s["train_steps"] >= 1
+    assert_clean(s, async_mode=False)
+
+
+def test_full_replaces_a_hung_generator(tmp_path):
+    # the async generator's serving loop is stuck but its actor still answers pings: only the
+    # age of the unanswered requests reveals it
+    s = train(chaos_cfg(tmp_path, "full", "genhang", "faults.env.enabled=false", "faults.generator_hang_after_requests=30",
+                        "faults.step_timeout_s=2"))
+    assert s["faults"]["generator_hangs"] == 1 and s["faults"]["generator_restarts"] == 1
+    assert s["faults"]["episodes_dropped"] > 0  # the episodes waiting on the wedged replica
+    assert s["env_steps"] >= 600
+    assert_clean(s)
+
+
 @pytest.mark.slow
 def test_sync_hung_env_worker_is_replaced(tmp_path):
     s = train(chaos_cfg(tmp_path, "sync", "hang", "faults.env.kind=hang", "faults.env.after_chunk_steps=4",
