@@ -5,8 +5,9 @@ the same seed) and computes the loss on its share of each micro-batch, weighted 
 of the global batch, so that the SUM of the ranks' gradients is the single-process gradient.
 - ddp: replicated weights; the accumulated gradients are all-reduced (SUM) once per optimizer
   step, not per micro-batch.
-- fsdp: FSDP2 shards (`shard_model`); each backward reduce-scatters, with the divide factor
-  set to 1 so FSDP sums instead of averaging.
+- fsdp: FSDP2 shards (`shard_model`); each backward reduce-scatters. FSDP averages over the
+  ranks, so the losses are scaled by the world size (`loss_scale`) to get the sum: a divide
+  factor of 1 would need ReduceOp.PREMUL_SUM, which gloo lacks.
 With world == 1 every method is the identity and no process group exists.
 """
 
@@ -85,12 +86,13 @@ class RankContext:
         broadcast_state(policy.model.state_dict(), src=0, device=self.device)
         if self.sharded:
             from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import FSDPModule
 
             shard_model(policy.model, init_device_mesh(self.device.type, (self.world,)))
-            for m in policy.model.modules():
-                if isinstance(m, FSDPModule):
-                    m.set_gradient_divide_factor(1.0)  # the per-rank weights already make the sum exact
+
+    @property
+    def loss_scale(self) -> float:
+        """Undoes FSDP's average over ranks (see the module docstring)."""
+        return float(self.world) if self.sharded else 1.0
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
@@ -196,7 +198,19 @@ class RankContext:
         state = get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return state if self.is_main else None
 
-    def load_full_optimizer_state(self, model: torch.nn.Module, opt, state: dict) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+
+def load_optimizer_state_by_name(model: torch.nn.Module, opt, state: dict) -> None:
+    """A name-keyed full optimizer state (written under fsdp) into `opt`, sharded or not."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+
+
+def optimizer_state_by_name(model: torch.nn.Module, state: dict) -> dict:
+    """`optimizer.state_dict()` (keyed by position) -> keyed by parameter name. Positions are
+    those of the trainable parameters in `named_parameters` order, as the trainer builds its
+    optimizer (`policy.parameters()`)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return {"state": {names[i]: v for i, v in state["state"].items()},
+            "param_groups": [dict(g, params=[names[i] for i in g["params"]]) for g in state["param_groups"]]}

@@ -31,7 +31,8 @@ from rlvla3.core import losses as L
 from rlvla3.core.advantages import normalize
 from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
-from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
+from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
+                                               rendezvous_address)
 from rlvla3.policies import build_policy
 
 
@@ -190,14 +191,14 @@ class Trainer:
         the whole micro-batch's share of the global batch; each rank takes its rows' part,
         so the ranks' gradients sum to the single-process one."""
         rows, dummy = self.ranks.share(len(mb))
-        if len(rows) == len(mb):
-            stats = self._micro_loss(mb, adv, prox, weight, deferred)
-        elif len(rows) == 0:
+        if len(rows) == 0:
             stats = {}  # ddp: nothing to add; the all-reduce at the step still counts this rank
         else:
-            part = weight * (0.0 if dummy else len(rows) / len(mb))
-            mine = prox[torch.as_tensor(rows, device=prox.device)] if prox is not None else None
-            stats = self._micro_loss(mb.take(rows), np.asarray(adv)[rows], mine, part, deferred)
+            part = 0.0 if dummy else weight * (len(rows) / len(mb)) * self.ranks.loss_scale  # x1.0 on one rank
+            if len(rows) < len(mb):
+                prox = prox[torch.as_tensor(rows, device=prox.device)] if prox is not None else None
+                mb, adv = mb.take(rows), np.asarray(adv)[rows]
+            stats = self._micro_loss(mb, adv, prox, part, deferred)
         if stats:
             stats.update(extra or {})
         self._acc.append((0 if dummy else len(rows), stats))
@@ -220,6 +221,7 @@ class Trainer:
             mean, std = float(adv.mean()), float(adv.std())
             scale = 1.0 / std if std >= 1e-8 else 0.0  # constant batch: no policy signal (as `normalize`)
             params = self._trainable()
+            # Linear in the buffers: each rank combines its own, `_apply` sums the results (ddp).
             for p, ga, g1 in zip(params, self._g_adv, self._g_one):
                 g = (ga - mean * g1) * scale
                 p.grad = g if p.grad is None else p.grad + g
@@ -377,13 +379,13 @@ class Trainer:
         except Exception as e:
             raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
         try:
-            if bool(state.get("optimizer_by_name", False)) != self.ranks.sharded:
-                raise ValueError("written with trainer.sharding=fsdp, resume with the same sharding"
-                                 if state.get("optimizer_by_name") else "written without fsdp, resume without it")
-            if self.ranks.sharded:
-                self.ranks.load_full_optimizer_state(self.policy.model, self.opt, state["optimizer"])
+            opt_state, by_name = state["optimizer"], bool(state.get("optimizer_by_name", False))
+            if self.ranks.sharded or by_name:  # either side fsdp: through parameter names
+                if not by_name:
+                    opt_state = optimizer_state_by_name(self.policy.model, opt_state)
+                load_optimizer_state_by_name(self.policy.model, self.opt, opt_state)
             else:
-                self.opt.load_state_dict(state["optimizer"])
+                self.opt.load_state_dict(opt_state)
             self.version = self.policy.version = int(state["version"])
             self.samples_trained = int(state["samples_trained"])
             self.steps_skipped = int(state["steps_skipped"])
