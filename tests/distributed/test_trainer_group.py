@@ -4,33 +4,11 @@ Trainer on the same batch and seed: whole batches, streamed micro-batches, skipp
 import numpy as np
 import pytest
 
-from rlvla3.core.types import ObsBatch, SampleBatch
-from rlvla3.policies import build_policy
-from rlvla3.runtime.backend import RayBackend
-from rlvla3.runtime.config import load_config
+from rlvla3.runtime.backend import LocalBackend, RayBackend
+from rlvla3.runtime.config import ConfigError, load_config
 from rlvla3.workers.trainer import Trainer
 from rlvla3.workers.trainer_group import TrainerGroup
-
-INSTRUCTIONS = ["reach the red block", "reach the blue block"]
-# micro-batches of 3 rows: shares of 2 and 1 rows, uneven on purpose; 2 passes: 2 permutations
-TINY = ["preset=tiny-test", "algo.micro_batch=3", "algo.global_batch=8", "algo.update_epochs=2"]
-
-
-def config(*extra):
-    return load_config([*TINY, *extra])
-
-
-def make_batch(cfg, n=10, stale=0, seed=1) -> SampleBatch:
-    """Rollout-like samples of the config's policy; the first `stale` rows one version old."""
-    rng = np.random.default_rng(seed)
-    pol = cfg.policy.tiny if cfg.policy.type == "tiny" else cfg.policy.oft
-    obs = ObsBatch.random(n, pol.image_size, pol.proprio_dim, INSTRUCTIONS, seed=seed)
-    out = build_policy(cfg.policy).act(obs)
-    logp = (out.logp + rng.normal(0, 0.05, out.logp.shape)).astype(np.float32)  # ratios != 1
-    versions = np.where(np.arange(n) < stale, -1, 0)
-    return SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, logp, out.values,
-                       rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32), versions,
-                       np.arange(n))
+from tests.distributed.trainer_helpers import assert_same_results, assert_same_weights, config, make_batch, split
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +16,6 @@ def backend():
     b = RayBackend(num_cpus=2)
     yield b
     b.shutdown()
-
-
-def assert_same_weights(got, want, atol=1e-5):
-    assert got.version == want.version
-    assert set(got.state) == set(want.state)
-    for k, v in want.state.items():
-        np.testing.assert_allclose(got.state[k], v, atol=atol, rtol=1e-4, err_msg=k)
-
-
-def assert_same_results(got, want):
-    assert [(r.samples, r.skipped, r.version) for r in got] == [(r.samples, r.skipped, r.version) for r in want]
-    for g, w in zip(got, want):
-        assert set(g.metrics) == set(w.metrics)
-        for k, v in w.metrics.items():  # merged over the ranks: the single-process statistics
-            assert g.metrics[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
 
 
 def test_train_batch_matches_one_trainer(backend):
@@ -84,7 +47,7 @@ def test_streamed_update_matches_one_trainer(backend, algo):
     the global batch after the first pass (the deferred buffers); GRPO uses them as given."""
     cfg = config("trainer.num_ranks=2", f"algo.name={algo}")
     batch = make_batch(cfg, n=8)
-    micros = [batch.take(np.arange(lo, min(8, lo + 3))) for lo in range(0, 8, 3)]
+    micros = split(batch)
     ref = Trainer(cfg, seed=0)
     for mb in micros:
         ref.accumulate(mb, 8)
@@ -96,3 +59,21 @@ def test_streamed_update_matches_one_trainer(backend, algo):
     assert_same_results(got, want)
     assert_same_weights(backend.get(group.get_weights.remote()), ref.get_weights())
     assert_same_weights(backend.get(group.ranks[1].get_weights.remote()), ref.get_weights())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.num_ranks=0"], "trainer.num_ranks must be >= 1"),
+    (["trainer.sharding=zero"], "trainer.sharding must be one of"),
+    (["trainer.sharding=fsdp"], "trainer.sharding=fsdp supports policy.type=oft only (got 'tiny')"),
+    (["trainer.num_ranks=2", "run.backend=local"], "needs run.backend=ray"),
+    (["trainer.collective_timeout_s=0"], "trainer.collective_timeout_s must be > 0"),
+])
+def test_bad_trainer_configs_are_refused(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(["preset=tiny-test", *overrides])
+    assert message in str(e.value)
+
+
+def test_a_group_needs_the_ray_backend():
+    with pytest.raises(ValueError, match="run.backend=ray"):
+        TrainerGroup(LocalBackend(), config("trainer.num_ranks=2"), seed=0, torch_threads=1)
