@@ -75,6 +75,8 @@ class RankContext:
     def init(self, addr: str, port: int, device: torch.device, timeout_s: float) -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda":
+            if self.device.index is None:  # "cuda": Ray gave this process one GPU, it is device 0
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)  # NCCL and all_gather_object use the current device
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=self.rank,

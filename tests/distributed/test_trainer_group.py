@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from rlvla3.runtime.backend import LocalBackend, RayBackend
+from rlvla3.distributed.data_parallel import load_optimizer_state_by_name, optimizer_state_by_name
 from rlvla3.runtime.config import ConfigError, load_config
 from rlvla3.workers.trainer import Trainer
 from rlvla3.workers.trainer_group import TrainerGroup
@@ -18,7 +19,7 @@ def backend():
     b.shutdown()
 
 
-def test_train_batch_matches_one_trainer(backend):
+def test_train_batch_matches_one_trainer(backend, tmp_path):
     cfg = config("trainer.num_ranks=2")
     batch = make_batch(cfg, stale=4)  # stale rows: the decoupled objective with a proximal policy
     ref = Trainer(cfg, seed=0)
@@ -39,6 +40,14 @@ def test_train_batch_matches_one_trainer(backend):
     for rank in group.ranks:
         assert_same_weights(backend.get(rank.get_weights.remote()), before, atol=0)
         assert backend.get(rank.stats.remote())["steps_skipped"] == 2
+
+    # rank 0 saves; every rank loads the same file back after a further update
+    path = str(tmp_path / "ckpt")
+    backend.get(group.save.remote(path, {"step": 2}))
+    backend.get(group.train_batch.remote(make_batch(cfg, seed=4)))
+    assert backend.get(group.load.remote(path)) == {"step": 2}
+    for rank in group.ranks:
+        assert_same_weights(backend.get(rank.get_weights.remote()), before, atol=0)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
@@ -77,3 +86,17 @@ def test_bad_trainer_configs_are_refused(overrides, message):
 def test_a_group_needs_the_ray_backend():
     with pytest.raises(ValueError, match="run.backend=ray"):
         TrainerGroup(LocalBackend(), config("trainer.num_ranks=2"), seed=0, torch_threads=1)
+
+
+def test_optimizer_state_by_name_round_trips():
+    """How a checkpoint of one plain trainer resumes under fsdp (positions -> parameter names)."""
+    cfg = config()
+    a, b = Trainer(cfg, seed=0), Trainer(cfg, seed=1)
+    a.train_batch(make_batch(cfg, policy=a.policy))
+    load_optimizer_state_by_name(b.policy.model, b.opt, optimizer_state_by_name(a.policy.model, a.opt.state_dict()))
+    want, got = a.opt.state_dict(), b.opt.state_dict()
+    groups = lambda sd: [dict(g, betas=tuple(g["betas"])) for g in sd["param_groups"]]  # noqa: E731
+    assert groups(got) == groups(want) and set(got["state"]) == set(want["state"])
+    for i, s in want["state"].items():
+        for k, v in s.items():
+            assert np.array_equal(got["state"][i][k], v), (i, k)
