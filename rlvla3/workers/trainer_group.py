@@ -5,7 +5,8 @@ the group puts the batch in the object store once, sends the call to every rank 
 rank trains on its share; see `workers/trainer.py`) and returns rank 0's ObjectRef. Calls
 that only read state (version, stats, timeline, and the weights under ddp, where every rank
 holds them) go to rank 0 alone. Ranks other than 0 are checked for errors at each call, so
-a failure there surfaces on the driver instead of as a hang of rank 0 in a collective.
+a failure of theirs alone surfaces on the driver instead of as a hang of rank 0 in a
+collective (a failure that rank 0 shares reaches the caller through rank 0's ref, once).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class TrainerGroup:
                             for r in range(n)]
         addr, port = backend.get(self.ranks[0].rendezvous.remote())
         backend.get([t.setup_distributed.remote(addr, port) for t in self.ranks])  # they meet: all at once
-        self._others: Deque = deque()  # refs of calls on ranks > 0 not yet seen to finish
+        self._pending: Deque = deque()  # (rank 0's ref, the other ranks' refs) of calls not seen to finish
 
     def __getattr__(self, name: str) -> _GroupMethod:
         if name.startswith("_") or not hasattr(Trainer, name):
@@ -64,14 +65,31 @@ class TrainerGroup:
         args = [put(a) if isinstance(a, SampleBatch) else a for a in args]
         kwargs = {k: put(v) if isinstance(v, SampleBatch) else v for k, v in kwargs.items()}
         refs = [getattr(t, name).remote(*args, **kwargs) for t in self.ranks]
-        self._others.extend(refs[1:])
+        self._pending.append((refs[0], refs[1:]))
         return refs[0]
 
     def _raise_failures(self) -> None:
-        """Re-raise the error of a finished call on a rank > 0 (rank 0's errors reach the caller)."""
+        """Raise the error of a finished call on a rank > 0, unless rank 0 failed that call too."""
         ray = self.backend.ray
-        while self._others:
-            ready, _ = ray.wait([self._others[0]], timeout=0)
-            if not ready:
+        while self._pending:
+            first, others = self._pending[0]
+            done, _ = ray.wait(others, num_returns=len(others), timeout=0)
+            if len(done) < len(others):
                 return
-            ray.get(self._others.popleft())
+            self._pending.popleft()
+            try:
+                ray.get(others)
+            except Exception:
+                if not _failed(ray, first):
+                    raise
+
+
+def _failed(ray, ref) -> bool:
+    """Whether a call finished with an error (not finished: False, rank 0 may be stuck)."""
+    if not ray.wait([ref], timeout=0)[0]:
+        return False
+    try:
+        ray.get(ref)
+        return False
+    except Exception:
+        return True

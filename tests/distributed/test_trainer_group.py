@@ -100,3 +100,15 @@ def test_optimizer_state_by_name_round_trips():
     for i, s in want["state"].items():
         for k, v in s.items():
             assert np.array_equal(got["state"][i][k], v), (i, k)
+
+
+def test_errors_of_the_ranks_reach_the_driver_once(backend, tmp_path):
+    group = TrainerGroup(backend, config("trainer.num_ranks=2"), seed=0, torch_threads=1)
+    with pytest.raises(Exception, match="no trainer_state.pt"):
+        backend.get(group.load.remote(str(tmp_path)))  # every rank fails: rank 0's error, through its ref
+    assert backend.get(group.get_version.remote()) == 0  # rank 1's identical error is not raised again
+    bad = group.ranks[1].load.remote("/nonexistent")  # as if only rank 1 had failed a group call
+    group._pending.append((group.ranks[0].get_version.remote(), [bad]))
+    backend.ray.wait([bad])
+    with pytest.raises(Exception, match="no trainer_state.pt"):
+        group.get_version.remote()  # raised at the next call
