@@ -1,7 +1,6 @@
 """trainer.sharding=fsdp: a tiny OFT policy sharded over 2 trainer ranks (Ray actors, gloo)
 takes the same updates as one Trainer, and its checkpoints resume on one rank."""
 
-import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
@@ -10,7 +9,8 @@ from rlvla3.runtime.backend import RayBackend  # noqa: E402
 from rlvla3.workers.trainer import Trainer  # noqa: E402
 from rlvla3.workers.trainer_group import TrainerGroup  # noqa: E402
 
-from tests.distributed.trainer_helpers import assert_same_results, assert_same_weights, config, make_batch, split  # noqa: E402
+from tests.distributed.trainer_helpers import (assert_same_results, assert_same_weights, config,  # noqa: E402
+                                              make_batch, split)
 
 
 @pytest.fixture(scope="module")
