@@ -20,7 +20,7 @@ def backend():
     b.shutdown()
 
 
-@pytest.mark.slow  # 37-50 s on 2 shared cores (3 OFT builds, 2 of them in Ray actors)
+@pytest.mark.slow  # 28-50 s on 2 shared cores, by load (3 OFT builds, 2 of them in Ray actors)
 def test_fsdp_matches_one_trainer_and_resumes_on_one_rank(backend, tmp_path):
     cfg = config("policy=oft-tiny", "trainer.num_ranks=2", "trainer.sharding=fsdp", "algo.update_epochs=1")
     ref = Trainer(cfg, seed=0)
