@@ -220,9 +220,13 @@ class HFPolicy:
         """LoRA on a pretrained base: checkpoints hold the trainable tensors only."""
         return self.cfg.lora.enabled and bool(self.cfg.pretrained)
 
-    def save_pretrained(self, path: str) -> None:
-        full = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        write_weights(self.state_dict() if self._slim() else full, path)
+    def save_pretrained(self, path: str, full: dict | None = None) -> None:
+        """`full`: every tensor of the model already on the CPU (an FSDP trainer gathers them)."""
+        if full is None:
+            full = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if self._slim():
+            full = {k: full[k] for k, p in self.model.named_parameters() if p.requires_grad}
+        write_weights(full, path)
         with open(os.path.join(path, CONFIG_NAME), "w") as f:
             json.dump({"policy_type": self.policy_type, "version": self.version, "config": asdict(self.cfg),
                        "model_config": self.model_config()}, f, indent=2)

@@ -26,6 +26,7 @@ from rlvla3.policies.tiny_vla import TinyVLAConfig
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 MODES = ("sync", "sync-best", "async-train", "async-rollout", "full")
+SHARDINGS = ("ddp", "fsdp")
 
 
 def envs_per_worker(rollout) -> int:
@@ -100,6 +101,13 @@ class AlgoConfig:
 
 
 @dataclass
+class TrainerConfig:
+    num_ranks: int = 1  # data-parallel trainer processes (one GPU each on CUDA); 1 = the single trainer
+    sharding: str = "ddp"  # ddp: replicated weights, gradients all-reduced | fsdp: FSDP2 shards (policy.type=oft)
+    collective_timeout_s: float = 600.0  # a rank stuck this long in a collective raises instead of hanging
+
+
+@dataclass
 class SFTConfig:
     enabled: bool = True  # train: behaviour-clone a scripted expert before RL
     checkpoint: str = ""  # reuse an SFT checkpoint instead of training one
@@ -142,6 +150,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)  # fault injection (off) and hang timeout
@@ -197,6 +206,7 @@ def validate(cfg: Config) -> Config:
             _check(envs % ro.group_size == 0,
                    f"rollout.group_size ({ro.group_size}) must divide the envs (rollout.num_env_workers x "
                    f"rollout.slots_per_worker x rollout.envs_per_slot = {envs}) in sync modes")
+    _validate_trainer(cfg)
     env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
     if cfg.policy.type != "tiny":  # the VLAs take unset (0) dims from the env
         env_dims = dict(image_size=env.image_size, **(dict(proprio_dim=8, action_dim=7) if cfg.env.type == "libero"
@@ -232,6 +242,18 @@ def validate(cfg: Config) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     return cfg
+
+
+def _validate_trainer(cfg: Config) -> None:
+    t = cfg.trainer
+    _check(t.num_ranks >= 1, f"trainer.num_ranks must be >= 1, got {t.num_ranks}")
+    _check(t.sharding in SHARDINGS, f"trainer.sharding must be one of {list(SHARDINGS)}, got {t.sharding!r}")
+    _check(t.collective_timeout_s > 0, f"trainer.collective_timeout_s must be > 0, got {t.collective_timeout_s}")
+    # FSDP gathers parameters in the root `forward`; pi0 calls its sub-modules directly (distributed/fsdp.py).
+    _check(t.sharding != "fsdp" or cfg.policy.type == "oft",
+           f"trainer.sharding=fsdp supports policy.type=oft only (got {cfg.policy.type!r}); use trainer.sharding=ddp")
+    _check(t.num_ranks == 1 or cfg.run.backend == "ray",
+           f"trainer.num_ranks={t.num_ranks} runs one process per rank and needs run.backend=ray")
 
 
 def preset_path(name: str) -> str:

@@ -97,6 +97,27 @@ def generator_faults(cfg, i: int, incarnation: int) -> tuple:
     return cfg.faults.generator_crash_after_requests, cfg.faults.generator_hang_after_requests
 
 
+def gpu_shares(cfg) -> tuple:
+    """(GPUs per generator, GPUs per trainer rank). One trainer: it and the generators share
+    one GPU. Several ranks: one GPU each, the generators share one more."""
+    if not cfg.policy.device.startswith("cuda"):
+        return 0.0, 0.0
+    gens = cfg.generator.num_generators
+    if cfg.trainer.num_ranks > 1:
+        return 1.0 / gens, 1.0
+    share = 1.0 / (gens + 1)
+    return share, share
+
+
+def check_gpus(backend, cfg) -> None:
+    """Fail at start-up, not with actors waiting for GPUs that the cluster lacks."""
+    need = cfg.trainer.num_ranks + 1 if cfg.policy.device.startswith("cuda") else 0
+    have = backend.ray.cluster_resources().get("GPU", 0) if need else 0
+    if need and have < need:
+        raise RuntimeError(f"trainer.num_ranks={cfg.trainer.num_ranks} on CUDA needs {need} GPUs (one per rank, "
+                           f"one for the generators); the Ray cluster has {have:g}")
+
+
 def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
     """Create workers. `policy_dir` (an SFT or earlier checkpoint) seeds every replica."""
     import copy
@@ -129,8 +150,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s.make_eval_worker = make_eval_worker
     s.eval_workers = [make_eval_worker(i) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
-    # One GPU shared by the generators and the trainer (placement over several GPUs: issue 8).
-    gpu = 1.0 / (g.num_generators + 1) if cfg.policy.device.startswith("cuda") else 0.0
+    gpu, trainer_gpu = gpu_shares(cfg)
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):
             crash, hang = generator_faults(cfg, i, incarnation)
@@ -146,7 +166,12 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
-    if with_trainer:
-        s.trainer = backend.actor(Trainer, cfg, seed, threads, num_gpus=gpu)
+    if with_trainer and cfg.trainer.num_ranks > 1:
+        from rlvla3.workers.trainer_group import TrainerGroup
+
+        check_gpus(backend, cfg)
+        s.trainer = TrainerGroup(backend, cfg, seed, threads, num_gpus=trainer_gpu)
+    elif with_trainer:
+        s.trainer = backend.actor(Trainer, cfg, seed, threads, num_gpus=trainer_gpu)
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s

@@ -11,6 +11,10 @@ The policy version counts weight publications: one per `train_batch` / streamed 
 batch that applied at least one step (`updates` counts optimizer steps). Stale samples
 (behaviour version < current version) use the decoupled PPO objective with the current
 policy, frozen at the start of the update, as the proximal policy.
+
+Data parallel (`trainer.num_ranks` > 1, see `workers/trainer_group.py`): every rank gets
+every call and the whole batch, runs the same loop and computes the loss on its share of
+each micro-batch (`distributed/data_parallel.py` holds the collectives).
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from rlvla3.core import losses as L
 from rlvla3.core.advantages import normalize
 from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
+from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
+                                               rendezvous_address)
 from rlvla3.policies import build_policy
 
 
 class Trainer:
-    def __init__(self, cfg, seed: int, torch_threads: int = 1):
+    def __init__(self, cfg, seed: int, torch_threads: int = 1, rank: int = 0, world: int = 1):
         torch.set_num_threads(torch_threads)
         torch.manual_seed(seed)
         if cfg.run.deterministic:
@@ -39,24 +45,52 @@ class Trainer:
         self.cfg = cfg
         self.algo = cfg.algo
         self.policy = build_policy(cfg.policy)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=self.algo.lr, eps=1e-5, weight_decay=0.0)
-        self.rng = np.random.default_rng(seed)
+        self.ranks = RankContext(rank, world, cfg.trainer.sharding)  # world 1: no process group
+        self.opt = self._make_optimizer()
+        self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same permutations
         self.version = self.policy.version
         self.samples_trained = 0
         self.steps_skipped = 0
         self.updates = 0  # optimizer steps taken by this trainer (critic warm-up counts these)
-        self._acc: List[dict] = []
+        self._acc: List[tuple] = []  # (rows this rank trained, stats) per micro-batch
         self._acc_samples = 0
-        self._held: List[tuple] = []  # (micro, adv, prox) of the streamed global batch, for later passes
+        self._held: List[tuple] = []  # (micro, adv, prox, global size) of the streamed global batch
         self._g_adv: Optional[List[torch.Tensor]] = None  # deferred-normalisation gradient buffers
         self._g_one: Optional[List[torch.Tensor]] = None
+        self._first_pass_held = False  # fsdp: the deferred first pass runs at step() (see accumulate)
         self.train_time_s = 0.0
         self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
 
+    def _make_optimizer(self):
+        return torch.optim.AdamW(self.policy.parameters(), lr=self.algo.lr, eps=1e-5, weight_decay=0.0)
+
+    # --- data-parallel set-up (TrainerGroup) -----------------------------------------------
+    def rendezvous(self):
+        """Rank 0: where the other ranks meet it."""
+        return rendezvous_address()
+
+    def setup_distributed(self, addr: str, port: int) -> None:
+        """Join the process group (every rank at once), take rank 0's weights, shard (fsdp)."""
+        self.ranks.init(addr, port, self.policy.device, self.cfg.trainer.collective_timeout_s)
+        self.ranks.prepare(self.policy)
+        self.opt = self._make_optimizer()  # after sharding: fsdp replaced the parameters
+
     # --- weights -------------------------------------------------------------------------
-    def get_weights(self) -> WeightsMessage:
-        state = {k: v.numpy() for k, v in self.policy.state_dict().items()}  # state_dict() is on the CPU
-        return WeightsMessage(self.version, state, time.time())
+    def _state_dict(self) -> Optional[dict]:
+        """Full CPU tensors as `policy.state_dict()` gives them; under fsdp gathered (every
+        rank calls it) and None on ranks other than 0."""
+        if not self.ranks.sharded:
+            return self.policy.state_dict()
+        full = self.ranks.full_state(self.policy.model)
+        if full is not None and self.policy.cfg.lora.enabled:  # as HFPolicy.state_dict: the trainable tensors
+            full = {k: full[k] for k, p in self.policy.model.named_parameters() if p.requires_grad}
+        return full
+
+    def get_weights(self) -> Optional[WeightsMessage]:
+        state = self._state_dict()
+        if state is None:  # fsdp, rank > 0: took part in the gather
+            return None
+        return WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()}, time.time())
 
     def get_version(self) -> int:
         return self.version
@@ -132,24 +166,62 @@ class Trainer:
             self._g_one = [torch.zeros_like(p) for p in params]
         stale = bool(np.any(micro.versions < self.version))
         prox = self._prox_logp(micro) if stale else None
-        stats = self._micro_loss(micro, adv, prox, len(micro) / global_size, deferred=deferred)
+        self._held.append((micro, np.asarray(adv, np.float32), prox, global_size))
+        self._acc_samples += len(micro)
+        if deferred and self.ranks.sharded:
+            # fsdp reduces gradients inside backward, so the two advantage-linear buffers cannot
+            # be taken with autograd.grad: the first pass waits for the batch statistics.
+            self._first_pass_held = True
+            self.train_time_s += time.perf_counter() - t0
+            return {}
+        stats = self._first_pass(micro, adv, prox, len(micro) / global_size, deferred, w0)
+        self.train_time_s += time.perf_counter() - t0
+        return stats
+
+    def _first_pass(self, micro: SampleBatch, adv: np.ndarray, prox, weight: float, deferred: bool, w0: float) -> dict:
+        stats = self._rank_loss(micro, adv, prox, weight, deferred,
+                                extra={"staleness_mean": float(np.mean(self.version - micro.versions))})
         self.spans.record("trainer", "micro_batch", w0, time.time() - w0, n=len(micro), new=True,
                           lag=self._lag(micro.versions))
-        stats["staleness_mean"] = float(np.mean(self.version - micro.versions))
-        self._acc.append(stats)
-        self._acc_samples += len(micro)
-        self._held.append((micro, np.asarray(adv, np.float32), prox))
-        self.train_time_s += time.perf_counter() - t0
+        return stats
+
+    def _rank_loss(self, mb: SampleBatch, adv: np.ndarray, prox: Optional[torch.Tensor], weight: float,
+                   deferred: bool = False, extra: Optional[dict] = None) -> dict:
+        """`_micro_loss` on this rank's rows of `mb` (all of them on one rank). `weight` is
+        the whole micro-batch's share of the global batch; each rank takes its rows' part,
+        so the ranks' gradients sum to the single-process one."""
+        rows, dummy = self.ranks.share(len(mb))
+        if len(rows) == 0:
+            stats = {}  # ddp: nothing to add; the all-reduce at the step still counts this rank
+        else:
+            part = 0.0 if dummy else weight * (len(rows) / len(mb)) * self.ranks.loss_scale  # x1.0 on one rank
+            if len(rows) < len(mb):
+                prox = prox[torch.as_tensor(rows, device=prox.device)] if prox is not None else None
+                mb, adv = mb.take(rows), np.asarray(adv)[rows]
+            stats = self._micro_loss(mb, adv, prox, part, deferred)
+        if stats:
+            stats.update(extra or {})
+        self._acc.append((0 if dummy else len(rows), stats))
         return stats
 
     def step(self) -> List[TrainResult]:
         """End a streamed global batch: apply the first pass, then run the other passes on it."""
         held, self._held = self._held, []
         adv = np.concatenate([h[1] for h in held]) if held else np.zeros(0, np.float32)
-        if self._g_adv is not None:  # deferred normalisation: now the batch statistics are known
+        if self._first_pass_held:  # fsdp streaming: the first pass, with the advantages normalised
+            self._first_pass_held = False
+            adv = self._advantages(adv)
+            lo = 0
+            for micro, _, prox, global_size in held:
+                t0, w0 = time.perf_counter(), time.time()
+                self._first_pass(micro, adv[lo:lo + len(micro)], prox, len(micro) / global_size, False, w0)
+                lo += len(micro)
+                self.train_time_s += time.perf_counter() - t0
+        elif self._g_adv is not None:  # deferred normalisation: now the batch statistics are known
             mean, std = float(adv.mean()), float(adv.std())
             scale = 1.0 / std if std >= 1e-8 else 0.0  # constant batch: no policy signal (as `normalize`)
             params = self._trainable()
+            # Linear in the buffers: each rank combines its own, `_apply` sums the results (ddp).
             for p, ga, g1 in zip(params, self._g_adv, self._g_one):
                 g = (ga - mean * g1) * scale
                 p.grad = g if p.grad is None else p.grad + g
@@ -181,10 +253,12 @@ class Trainer:
     def _apply(self) -> TrainResult:
         """Apply the accumulated gradient; skipped (and counted) if it is not finite."""
         t0, w0 = time.perf_counter(), time.time()
+        self.ranks.reduce_grads(self._trainable())  # ddp: sum over ranks, once per step
         params = [p for p in self.policy.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.algo.max_grad_norm) if params else torch.tensor(0.0)
-        losses_finite = all(math.isfinite(s["loss"]) for s in self._acc)
-        skipped = not (losses_finite and torch.isfinite(grad_norm))
+        grad_norm = self.ranks.clip_grad_norm(params, self.algo.max_grad_norm) if params else torch.tensor(0.0)
+        acc = self.ranks.merge_stats(self._acc)  # whole micro-batches, the same on every rank
+        losses_finite = all(math.isfinite(s["loss"]) for s in acc)
+        skipped = self.ranks.any(not (losses_finite and torch.isfinite(grad_norm)))
         if skipped:
             self.steps_skipped += 1
         else:
@@ -192,8 +266,8 @@ class Trainer:
             self.updates += 1
         self.opt.zero_grad(set_to_none=True)
         # micro-batches with and without stale samples report different keys
-        keys = sorted({k for s in self._acc for k in s})
-        metrics = {k: float(np.mean([s[k] for s in self._acc if k in s])) for k in keys}
+        keys = sorted({k for s in acc for k in s})
+        metrics = {k: float(np.mean([s[k] for s in acc if k in s])) for k in keys}
         metrics["grad_norm"] = float(grad_norm)
         n = self._acc_samples
         self.samples_trained += 0 if skipped else n
@@ -232,7 +306,7 @@ class Trainer:
                 sub = idx[ms:ms + self.algo.micro_batch]
                 t0, w0 = time.perf_counter(), time.time()
                 prox = prox_all[torch.as_tensor(sub, device=prox_all.device)] if prox_all is not None else None
-                self._acc.append(self._micro_loss(batch.take(sub), adv_all[sub], prox, len(sub) / gb))
+                self._rank_loss(batch.take(sub), adv_all[sub], prox, len(sub) / gb)
                 self._acc_samples += len(sub)
                 self.train_time_s += time.perf_counter() - t0
                 self.spans.record("trainer", "micro_batch", w0, time.time() - w0, n=len(sub), new=first_pass,
@@ -259,11 +333,23 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, path: str, extra: Optional[dict] = None) -> None:
-        """Policy (safetensors + config) and trainer state, written atomically."""
+        """Policy (safetensors + config) and trainer state, written atomically by rank 0 (the
+        other ranks only take part in the fsdp gathers)."""
+        if self.ranks.sharded:  # optimizer state keyed by parameter name: shards gathered in full
+            weights = self.ranks.full_state(self.policy.model)
+            optimizer = self.ranks.full_optimizer_state(self.policy.model, self.opt)
+        else:
+            weights, optimizer = None, self.opt.state_dict()
+        if not self.ranks.is_main:
+            return
         tmp = path.rstrip("/") + ".tmp"
         os.makedirs(tmp, exist_ok=True)
-        self.policy.save_pretrained(os.path.join(tmp, "policy"))
-        state = {"optimizer": self.opt.state_dict(), "version": self.version, "updates": self.updates,
+        if weights is None:
+            self.policy.save_pretrained(os.path.join(tmp, "policy"))
+        else:
+            self.policy.save_pretrained(os.path.join(tmp, "policy"), full=weights)
+        state = {"optimizer": optimizer, "optimizer_by_name": self.ranks.sharded,
+                 "version": self.version, "updates": self.updates,
                  "samples_trained": self.samples_trained, "steps_skipped": self.steps_skipped,
                  "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
         torch.save(state, os.path.join(tmp, "trainer_state.pt"))
@@ -283,14 +369,23 @@ class Trainer:
         state_path = os.path.join(path, "trainer_state.pt")
         if not os.path.isfile(state_path):
             raise FileNotFoundError(f"checkpoint {path} has no trainer_state.pt")
-        policy = load_policy(os.path.join(path, "policy"), self.cfg.policy.device)
-        self.policy.load_state_dict(policy.state_dict())
+        policy = load_policy(os.path.join(path, "policy"), "cpu" if self.ranks.sharded else self.cfg.policy.device)
+        if self.ranks.sharded:  # every rank reads the file and keeps its shards
+            self.ranks.load_full_state(self.policy.model, policy.state_dict(), strict=not self.policy.cfg.lora.enabled)
+        else:
+            self.policy.load_state_dict(policy.state_dict())
         try:
             state = torch.load(state_path, weights_only=True)
         except Exception as e:
             raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
         try:
-            self.opt.load_state_dict(state["optimizer"])
+            opt_state, by_name = state["optimizer"], bool(state.get("optimizer_by_name", False))
+            if self.ranks.sharded or by_name:  # either side fsdp: through parameter names
+                if not by_name:
+                    opt_state = optimizer_state_by_name(self.policy.model, opt_state)
+                load_optimizer_state_by_name(self.policy.model, self.opt, opt_state)
+            else:
+                self.opt.load_state_dict(opt_state)
             self.version = self.policy.version = int(state["version"])
             self.samples_trained = int(state["samples_trained"])
             self.steps_skipped = int(state["steps_skipped"])
@@ -322,7 +417,8 @@ class Trainer:
                             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
                             np.full(n, self.version), np.arange(n))
         done, t0 = 0, time.perf_counter()
-        while done == 0 or time.perf_counter() - t0 < seconds:  # at least one global batch
+        # at least one global batch; rank 0 decides for all (the ranks' loops must match)
+        while done == 0 or self.ranks.from_main(time.perf_counter() - t0 < seconds):
             batch.versions[:] = self.version
             if streaming:
                 for lo in range(0, n, micro):
