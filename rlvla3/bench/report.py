@@ -87,16 +87,17 @@ def write_outputs(result: dict, windows: Dict[str, List[Span]], out: str) -> Non
     from rlvla3.bench.profile import latency_profile
     from rlvla3.runtime.timeline_plot import plot_gantt
 
-    # The simulator's measured timing, replayable on the built-in env (latency.kind=replay).
-    mode = "sync" if "sync" in windows else next(iter(windows), None)
-    if mode is not None:
+    # The simulator's measured timing, replayable on the built-in env (latency.kind=replay):
+    # from sync's window, or the first other window that saw resets (a short, loaded run may not).
+    for mode in sorted(windows, key=lambda m: m != "sync"):
         try:
             prof = latency_profile(windows[mode], source=f"rlvla3 bench --workload {result['workload']}, mode {mode}, "
                                                          f"{result['date']}")
-            with open(os.path.join(out, "latency_profile.json"), "w") as f:
-                json.dump(prof, f)
-        except ValueError:  # a window without resets (very short runs): no profile
-            pass
+        except ValueError:  # a window without resets: no profile from it
+            continue
+        with open(os.path.join(out, "latency_profile.json"), "w") as f:
+            json.dump(prof, f)
+        break
 
     shown = {m: windows[m] for m in ("sync", "full") if m in windows} or dict(list(windows.items())[:2])
     plot_gantt(shown, os.path.join(out, "timeline.png"), window_s=3.0,

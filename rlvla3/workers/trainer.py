@@ -114,7 +114,7 @@ class Trainer:
         dual = a.dual_clip if a.dual_clip > 0 else None
 
         def policy_loss(adv_values):
-            adv_t = torch.as_tensor(adv_values, dtype=torch.float32, device=dev)
+            adv_t = torch.tensor(np.asarray(adv_values, np.float32), device=dev)  # a copy: Ray arrays are read-only
             if prox is None:
                 return L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
             return L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
