@@ -29,7 +29,7 @@ from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.supervisor import Supervisor
 
 
-# Env workers are polled (admission + drain: a Ray round trip each) at most this often.
+# Env workers are polled (status and drain in one Ray round trip per worker) at most this often.
 # Episodes last around a second, so 20 ms adds little latency, while polling on every 5 ms
 # tick cost the driver and the env workers a measurable share of a 2-core machine.
 POLL_S = 0.02
