@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Set
 
-from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_deadline
+from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_deadline, recreate_generator
 
 
 class LockstepGuard:
@@ -70,22 +70,15 @@ class LockstepGuard:
                     raise RuntimeError(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
-                    ray.kill(self.session.generators[g], no_restart=True)
-                self._replace_generator(g, why)
+                self._replace_generator(g, why)  # a wedged one is killed first
                 ref = call(self.session.generators[g])
                 ready = set(ray.wait([ref], timeout=self.step_timeout_s)[0]) | ready
         return out
 
-    def _replace_generator(self, g: int, why: str = "died") -> None:
-        s = self.session
+    def _replace_generator(self, g: int, why: str) -> None:
         print(f"lock-step guard: generator {g} {why}; restarting it", flush=True)
         self.gen_incarnation[g] += 1
-        new = s.make_generator(g, self.gen_incarnation[g])
-        if s.trainer is not None:
-            self.b.get(new.set_weights.remote(s.trainer.get_weights.remote()))
-        s.generators[g] = new
-        self.report.generator_restarts += 1
-        self.report.restart_times.append(time.time())
+        recreate_generator(self.session, g, self.gen_incarnation[g], self.report)
 
     def gather(self, refs: List[Optional[object]], slow_ok: bool = False) -> List[Optional[object]]:
         """Results of one call per worker (None where no call was made). A worker that died or

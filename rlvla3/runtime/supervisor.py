@@ -69,6 +69,21 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
     return out
 
 
+def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -> None:
+    """Kill generator i (if it still runs) and put a new replica, with the trainer's current
+    weights, in its place in `session.generators`; counted in `report`."""
+    try:
+        session.backend.ray.kill(session.generators[i], no_restart=True)
+    except Exception:  # already gone
+        pass
+    new = session.make_generator(i, incarnation)
+    if session.trainer is not None:  # an evaluation-only session has no trainer
+        session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
+    session.generators[i] = new
+    report.generator_restarts += 1
+    report.restart_times.append(time.time())
+
+
 class Supervisor:
     def __init__(self, session, on_lost: Callable[[str, int], None], step_timeout_s: float, max_restarts: int,
                  report: Optional[FaultReport] = None):
@@ -198,18 +213,9 @@ class Supervisor:
             self.call_all("set_generators", self.s.generators)
 
     def _replace_generator(self, i: int, reason: str) -> None:
-        """Kill generator i (if it still runs) and re-create it with the trainer's weights."""
         print(f"supervisor: generator {i} is {reason}; restarting it", flush=True)
-        try:
-            self.b.ray.kill(self.s.generators[i], no_restart=True)
-        except Exception:
-            pass
         self.gen_incarnation[i] += 1
-        new = self.s.make_generator(i, self.gen_incarnation[i])
-        self.b.get(new.set_weights.remote(self.s.trainer.get_weights.remote()))
-        self.s.generators[i] = new
-        self.report.generator_restarts += 1
-        self.report.restart_times.append(time.time())
+        recreate_generator(self.s, i, self.gen_incarnation[i], self.report)
 
     def note_injected(self, w: int, count: int) -> None:
         """A live worker's running total of injected faults (per process life)."""

@@ -129,7 +129,7 @@ class AsyncSlotRunner:
         fut.add_done_callback(lambda f, s=slot, g=g, e=envs, r=rid: self.w.pool.submit(self._guard, self._on_reply,
                                                                                       s, g, f, e, r))
 
-    def _on_reply(self, slot: int, g: int, fut, envs: List[int], rid: int = 0) -> None:
+    def _on_reply(self, slot: int, g: int, fut, envs: List[int], rid: int) -> None:
         with self.lock:
             self.outstanding[g] -= 1
             self.sent.pop(rid, None)

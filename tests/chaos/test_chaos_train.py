@@ -61,18 +61,13 @@ def test_lockstep_schedules_survive_a_crashing_env_worker(tmp_path, mode, algo):
     assert_clean(s, async_mode=False)
 
 
-def test_sync_replaces_a_dead_generator(tmp_path):
-    s = train(chaos_cfg(tmp_path, "sync", "gen", "faults.env.enabled=false", "faults.generator_crash_after_requests=10"))
-    assert s["faults"]["generator_restarts"] == 1
-    assert s["env_steps"] >= 600 and s["train_steps"] >= 1
-    assert_clean(s, async_mode=False)
-
-
-def test_sync_replaces_a_hung_generator(tmp_path):
-    # alive but wedged: the actor never answers; the lock-step guard's deadline catches it
-    s = train(chaos_cfg(tmp_path, "sync", "genhang", "faults.env.enabled=false", "faults.generator_hang_after_requests=10",
-                        "faults.step_timeout_s=2"))
-    assert s["faults"]["generator_hangs"] == 1 and s["faults"]["generator_restarts"] == 1
+@pytest.mark.parametrize("fault, hangs", [("crash", 0), ("hang", 1)])
+def test_sync_replaces_a_dead_or_wedged_generator(tmp_path, fault, hangs):
+    # hang: alive but wedged, the actor never answers; the lock-step guard's deadline catches it
+    timeout = ["faults.step_timeout_s=2"] if fault == "hang" else []
+    s = train(chaos_cfg(tmp_path, "sync", f"gen{fault}", "faults.env.enabled=false",
+                        f"faults.generator_{fault}_after_requests=10", *timeout))
+    assert s["faults"]["generator_hangs"] == hangs and s["faults"]["generator_restarts"] == 1
     assert s["env_steps"] >= 600 and s["train_steps"] >= 1
     assert_clean(s, async_mode=False)
 
