@@ -110,7 +110,7 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
                                                                     session.instructions))
         gen = len(session.generators) * max(per_size.values()) * steps_per_decision
         # The trainer as each schedule runs it: whole global batches, or streamed micro-batches
-        # (`full`: exact global-batch normalisation costs a second backward per micro-batch).
+        # (`full` with algo.stream_normalization=exact costs a second backward per micro-batch).
         tr = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions))
         trs = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions, True))
         train = tr["samples"] / tr["seconds"] * steps_per_decision

@@ -94,6 +94,11 @@ class AlgoConfig:
     lr: float = 1e-4
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
+    # PPO streamed in micro-batches (`full`): how the first pass centres advantages before the
+    # global batch is complete. baseline: subtract the previous global batch's mean (a constant
+    # baseline: the expected gradient is unchanged) and divide by this batch's exact std at the
+    # step (one backward); exact: the batch's own mean too (a second backward per micro-batch).
+    stream_normalization: str = "baseline"
     filter_degenerate_groups: bool = True  # GRPO: drop all-success / all-fail groups
     behav_weight_cap: float = 2.0  # decoupled PPO: truncation of the behaviour importance weight
     staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
@@ -105,6 +110,7 @@ class TrainerConfig:
     num_ranks: int = 1  # data-parallel trainer processes (one GPU each on CUDA); 1 = the single trainer
     sharding: str = "ddp"  # ddp: replicated weights, gradients all-reduced | fsdp: FSDP2 shards (policy.type=oft)
     collective_timeout_s: float = 600.0  # a rank stuck this long in a collective raises instead of hanging
+    trim_heap_every: int = 1  # return freed heap memory to the OS every N optimizer steps (glibc); 0 = never
 
 
 @dataclass
@@ -173,6 +179,8 @@ def validate(cfg: Config) -> Config:
     _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")
     _check(a.logprob_level in ("token", "action", "chunk"),
            f"algo.logprob_level must be token|action|chunk, got {a.logprob_level!r}")
+    _check(a.stream_normalization in ("baseline", "exact"),
+           f"algo.stream_normalization must be baseline|exact, got {a.stream_normalization!r}")
     _check(g.router in ("round_robin", "least_loaded", "shard"),
            f"generator.router must be round_robin|least_loaded|shard, got {g.router!r}")
     for key, val in [("run.total_env_steps", r.total_env_steps), ("rollout.num_env_workers", ro.num_env_workers),
@@ -249,6 +257,7 @@ def _validate_trainer(cfg: Config) -> None:
     _check(t.num_ranks >= 1, f"trainer.num_ranks must be >= 1, got {t.num_ranks}")
     _check(t.sharding in SHARDINGS, f"trainer.sharding must be one of {list(SHARDINGS)}, got {t.sharding!r}")
     _check(t.collective_timeout_s > 0, f"trainer.collective_timeout_s must be > 0, got {t.collective_timeout_s}")
+    _check(t.trim_heap_every >= 0, f"trainer.trim_heap_every must be >= 0, got {t.trim_heap_every}")
     # FSDP gathers parameters in the root `forward`; pi0 calls its sub-modules directly (distributed/fsdp.py).
     _check(t.sharding != "fsdp" or cfg.policy.type == "oft",
            f"trainer.sharding=fsdp supports policy.type=oft only (got {cfg.policy.type!r}); use trainer.sharding=ddp")

@@ -34,6 +34,10 @@ from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
                                                rendezvous_address)
 from rlvla3.policies import build_policy
+from rlvla3.workers.heap import release_free_memory
+
+
+_OWN_FORWARD = object()  # proximal log-probs: those of the pass being computed (see accumulate)
 
 
 class Trainer:
@@ -56,8 +60,10 @@ class Trainer:
         self._acc_samples = 0
         self._held: List[tuple] = []  # (micro, adv, prox, global size) of the streamed global batch
         self._g_adv: Optional[List[torch.Tensor]] = None  # deferred-normalisation gradient buffers
-        self._g_one: Optional[List[torch.Tensor]] = None
+        self._g_one: Optional[List[torch.Tensor]] = None  # exact mode only
+        self.adv_baseline = 0.0  # baseline mode: mean raw advantage of the previous streamed batch
         self._first_pass_held = False  # fsdp: the deferred first pass runs at step() (see accumulate)
+        self._own_prox: Optional[torch.Tensor] = None
         self.train_time_s = 0.0
         self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
 
@@ -109,6 +115,8 @@ class Trainer:
         chunk, adim = self.policy.chunk_size, self.policy.action_dim
         agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
         out = self.policy.evaluate(mb.obs(), mb.tokens)
+        if prox is _OWN_FORWARD:
+            prox = self._own_prox = out.logp.detach()
         dev = self.policy.device
         behav = torch.tensor(mb.logp, device=dev)  # copies: Ray hands over read-only arrays
         dual = a.dual_clip if a.dual_clip > 0 else None
@@ -138,9 +146,15 @@ class Trainer:
         if deferred and not warmup:
             # First pass: the ratio is 1, so the surrogate's gradient is linear in the advantage:
             # grad(normalised A) = (grad(A) - mean * grad(1)) / std, once the batch is complete.
-            pg_one, _ = policy_loss(np.ones(len(mb), np.float32))
+            # Baseline mode puts the previous batch's mean in place of this one's: grad(1) is a
+            # score-function sum with zero expectation, so that only adds variance.
+            if self._g_one is None:
+                pg, _ = policy_loss(np.asarray(adv, np.float32) - np.float32(self.adv_baseline))
+                terms = ((self._g_adv, pg),)
+            else:
+                terms = ((self._g_adv, pg), (self._g_one, policy_loss(np.ones(len(mb), np.float32))[0]))
             params = self._trainable()
-            for buf, term in ((self._g_adv, pg), (self._g_one, pg_one)):
+            for buf, term in terms:
                 grads = torch.autograd.grad(term * weight, params, retain_graph=True, allow_unused=True)
                 for b, g in zip(buf, grads):
                     if g is not None:
@@ -155,7 +169,8 @@ class Trainer:
     def accumulate(self, micro: SampleBatch, global_size: int, adv: Optional[np.ndarray] = None) -> dict:
         """Forward/backward one micro-batch of a global batch of `global_size` samples.
         `adv`: advantages to use as they are; None: the micro-batch's own advantages, which
-        (PPO with normalisation) are normalised exactly over the whole global batch at `step()`."""
+        (PPO with normalisation) are normalised over the whole global batch at `step()`
+        (`algo.stream_normalization`)."""
         t0, w0 = time.perf_counter(), time.time()
         deferred = adv is None and self._normalizes()
         if adv is None:
@@ -163,18 +178,27 @@ class Trainer:
         if deferred and self._g_adv is None:
             params = self._trainable()
             self._g_adv = [torch.zeros_like(p) for p in params]
-            self._g_one = [torch.zeros_like(p) for p in params]
+            if self.algo.stream_normalization == "exact":
+                self._g_one = [torch.zeros_like(p) for p in params]
         stale = bool(np.any(micro.versions < self.version))
-        prox = self._prox_logp(micro) if stale else None
+        held_first_pass = deferred and self.ranks.sharded
+        # The proximal policy is the weights at the start of the global batch, which the first
+        # pass still has: one trainer reads it off the first pass's own forward instead of a
+        # second one. With several ranks each computes only its rows, and the later passes
+        # re-shuffle rows across ranks, so every rank needs all of them: a separate forward.
+        own = stale and self.ranks.world == 1 and not held_first_pass
+        prox = (_OWN_FORWARD if own else self._prox_logp(micro)) if stale else None
         self._held.append((micro, np.asarray(adv, np.float32), prox, global_size))
         self._acc_samples += len(micro)
-        if deferred and self.ranks.sharded:
+        if held_first_pass:
             # fsdp reduces gradients inside backward, so the two advantage-linear buffers cannot
             # be taken with autograd.grad: the first pass waits for the batch statistics.
             self._first_pass_held = True
             self.train_time_s += time.perf_counter() - t0
             return {}
         stats = self._first_pass(micro, adv, prox, len(micro) / global_size, deferred, w0)
+        if own:
+            self._held[-1] = self._held[-1][:2] + (self._own_prox,) + self._held[-1][3:]
         self.train_time_s += time.perf_counter() - t0
         return stats
 
@@ -222,10 +246,11 @@ class Trainer:
             scale = 1.0 / std if std >= 1e-8 else 0.0  # constant batch: no policy signal (as `normalize`)
             params = self._trainable()
             # Linear in the buffers: each rank combines its own, `_apply` sums the results (ddp).
-            for p, ga, g1 in zip(params, self._g_adv, self._g_one):
-                g = (ga - mean * g1) * scale
+            for k, (p, ga) in enumerate(zip(params, self._g_adv)):
+                g = (ga - mean * self._g_one[k] if self._g_one is not None else ga) * scale
                 p.grad = g if p.grad is None else p.grad + g
             self._g_adv = self._g_one = None
+            self.adv_baseline = mean
             adv = self._advantages(adv)
         results = [self._apply()]
         if held and self.algo.update_epochs > 1:
@@ -265,6 +290,8 @@ class Trainer:
             self.opt.step()
             self.updates += 1
         self.opt.zero_grad(set_to_none=True)
+        if self.cfg.trainer.trim_heap_every > 0 and self.updates % self.cfg.trainer.trim_heap_every == 0:
+            release_free_memory()
         # micro-batches with and without stale samples report different keys
         keys = sorted({k for s in acc for k in s})
         metrics = {k: float(np.mean([s[k] for s in acc if k in s])) for k in keys}
@@ -351,7 +378,7 @@ class Trainer:
         state = {"optimizer": optimizer, "optimizer_by_name": self.ranks.sharded,
                  "version": self.version, "updates": self.updates,
                  "samples_trained": self.samples_trained, "steps_skipped": self.steps_skipped,
-                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
+                 "adv_baseline": self.adv_baseline, "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
         torch.save(state, os.path.join(tmp, "trainer_state.pt"))
         if os.path.isdir(path):
             old = path.rstrip("/") + ".old"
@@ -390,6 +417,7 @@ class Trainer:
             self.samples_trained = int(state["samples_trained"])
             self.steps_skipped = int(state["steps_skipped"])
             self.updates = int(state.get("updates", self.version))
+            self.adv_baseline = float(state.get("adv_baseline", 0.0))
             self.rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a readable file with the wrong content
@@ -408,7 +436,7 @@ class Trainer:
         """Stage bound: the trainer alone on synthetic global batches (this changes the
         weights, so run it in a session of its own). Returns new samples per second, each
         trained update_epochs times as in a real run; `streaming` goes through
-        accumulate/step as `full` does (its exact normalisation costs a second backward)."""
+        accumulate/step as `full` does (exact stream normalisation costs a second backward)."""
         n, micro = self.algo.global_batch, self.algo.micro_batch
         rng = np.random.default_rng(0)
         obs = ObsBatch.random(n, image_size, self.policy.proprio_dim, instructions)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from rlvla3.core.types import ObsBatch, SampleBatch
@@ -63,16 +64,26 @@ def test_stale_samples_use_the_decoupled_objective():
     assert "behav_weight_mean" in r.metrics  # decoupled PPO ran
 
 
-def test_streaming_update_matches_the_whole_batch_update():
-    """accumulate()+step() runs the same update_epochs passes as train_batch(): same weights."""
+@pytest.mark.parametrize("stale", [False, True])
+def test_streaming_update_matches_the_whole_batch_update(stale):
+    """accumulate()+step() runs the same update_epochs passes as train_batch(): same weights.
+    Stale samples: train_batch takes the proximal log-probs from a forward of its own, the
+    stream from its first pass's forward (the same weights)."""
     a, b_tr = _trainer("algo.update_epochs=2"), _trainer("algo.update_epochs=2")
+    if stale:
+        _, first = _batch(a.policy, n=8, seed=5)
+        a.train_batch(first)
+        b_tr.train_batch(first)
+        assert a.version == b_tr.version == 1
     _, batch = _batch(a.policy, n=8)
     res_a = a.train_batch(batch)  # normalises advantages over the batch; the stream hands them normalised
     adv = b_tr._advantages(batch.advantages)
     for lo in (0, 4):
         b_tr.accumulate(batch.take(np.arange(lo, lo + 4)), 8, adv[lo:lo + 4])
     res_b = b_tr.step()
-    assert len(res_a) == len(res_b) == 2 and a.updates == b_tr.updates == 2 and a.version == b_tr.version == 1
+    assert len(res_a) == len(res_b) == 2 and a.updates == b_tr.updates == 2 + 2 * stale
+    assert a.version == b_tr.version == 1 + stale
+    assert ("behav_weight_mean" in res_b[0].metrics) == stale  # the decoupled objective ran on stale samples
     for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
         torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
 
@@ -81,7 +92,8 @@ def test_streaming_normalises_over_the_whole_global_batch_exactly():
     """Micro-batches stream in with raw advantages; step() applies the gradient of the
     advantages normalised over the complete global batch: same weights as train_batch()."""
     for epochs in (1, 2):
-        a, b_tr = _trainer(f"algo.update_epochs={epochs}"), _trainer(f"algo.update_epochs={epochs}")
+        exact = "algo.stream_normalization=exact"
+        a, b_tr = _trainer(f"algo.update_epochs={epochs}"), _trainer(f"algo.update_epochs={epochs}", exact)
         _, batch = _batch(a.policy, n=8)
         batch.advantages = batch.advantages * 3.0 + 1.5  # far from normalised
         a.train_batch(batch)
@@ -90,3 +102,46 @@ def test_streaming_normalises_over_the_whole_global_batch_exactly():
         b_tr.step()
         for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
             torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=f"{k} (epochs={epochs})")
+
+
+def _streamed(tr, batch):
+    for lo in (0, 4):
+        tr.accumulate(batch.take(np.arange(lo, lo + 4)), 8)
+    return tr.step()
+
+
+def test_streaming_baseline_mode_centres_on_the_previous_batch_mean():
+    """The default first pass subtracts the previous streamed batch's mean (0 at first) and
+    divides by this batch's exact std: equal to the exact update when the means agree,
+    different when they do not, and the baseline carries over to the next batch."""
+    a, b_tr = _trainer(), _trainer()
+    _, batch = _batch(a.policy, n=8)
+    batch.advantages = (batch.advantages - batch.advantages.mean()) * 3.0  # mean 0 = the first baseline
+    a.train_batch(batch)
+    _streamed(b_tr, batch)
+    for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
+    assert abs(b_tr.adv_baseline) < 1e-6
+
+    shifted = _batch(a.policy, n=8, seed=3)[1]
+    shifted.advantages = shifted.advantages + 1.5
+    a2, b2 = _trainer(), _trainer()
+    a2.train_batch(shifted)
+    _streamed(b2, shifted)
+    assert not torch.allclose(a2.policy.model.gauss_head.weight, b2.policy.model.gauss_head.weight, atol=1e-5)
+    assert abs(b2.adv_baseline - float(np.mean(shifted.advantages))) < 1e-5
+
+    # a batch whose mean equals the carried baseline gets the exact update
+    a3, b3 = _trainer(), _trainer()
+    b3.adv_baseline = float(np.mean(shifted.advantages))
+    a3.train_batch(shifted)
+    _streamed(b3, shifted)
+    for (k, pa), pb in zip(a3.policy.state_dict().items(), b3.policy.state_dict().values()):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_stream_normalization_is_checked():
+    from rlvla3.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="algo.stream_normalization must be baseline|exact"):
+        load_config(["preset=tiny-test", "algo.stream_normalization=running"])
