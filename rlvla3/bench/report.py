@@ -65,6 +65,16 @@ def to_markdown(result: dict) -> str:
         f"{_fmt(b['min_env_steps_per_s_streaming'])} ({b['bottleneck_streaming']}); "
         f"{b['steps_per_decision']:.2f} env steps per policy decision",
     ]
+    reps = {k: m for k, m in result["modes"].items() if "repeats_env_steps_per_s" in m}
+    if reps:
+        lines += ["", "Repeats (modes run in turn; the table shows each mode's median repeat):", ""]
+        for name, m in reps.items():
+            line = f"- {name}: " + " / ".join(_fmt(v) for v in m["repeats_env_steps_per_s"]) + " env steps/s"
+            if "paired_ratios_to_sync" in m and name != "sync":
+                r = sorted(m["paired_ratios_to_sync"])
+                line += (" ; paired ratio to sync " + " / ".join(f"{v:.2f}" for v in m["paired_ratios_to_sync"])
+                         + f" (median {r[(len(r) - 1) // 2]:.2f})")
+            lines.append(line)
     strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}
     if strag:
         lines += ["", "Stragglers (a fraction of the env slots made slower):", ""]

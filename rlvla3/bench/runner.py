@@ -132,7 +132,10 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
-              say: Callable = print) -> dict:
+              say: Callable = print, repeats: int = 1) -> dict:
+    """`repeats` > 1 runs the mode list that many times in turn (sync, full, sync, full, ...),
+    so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
+    median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat."""
     from rlvla3.bench.report import write_outputs
 
     os.makedirs(out, exist_ok=True)
@@ -146,16 +149,27 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     if straggler_fraction > 0:
         variants.append((" +stragglers", [f"rollout.straggler_fraction={straggler_fraction}",
                                           f"rollout.straggler_slowdown={straggler_slowdown}"]))
-    for mode in modes:
-        for suffix, extra in variants:
-            cfg = load_config(workload_overrides(workload, mode, overrides + extra))
-            say(f"bench: {mode}{suffix}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
-            metrics, window, _ = run_mode(cfg, policy_dir, seconds, warmup,
-                                          os.path.join(out, "modes", (mode + suffix).replace(" +", "_")))
-            result["modes"][mode + suffix] = metrics
-            if not suffix:
-                windows[mode] = window
-            say(f"bench: {mode}{suffix}: {metrics['env_steps_per_s']:.0f} env steps/s")
+    runs: Dict[str, List[dict]] = {}
+    for rep in range(repeats):
+        for mode in modes:
+            for suffix, extra in variants:
+                cfg = load_config(workload_overrides(workload, mode, overrides + extra))
+                tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
+                say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
+                sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
+                metrics, window, _ = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
+                runs.setdefault(mode + suffix, []).append(metrics)
+                if not suffix:
+                    windows.setdefault(mode, []).append(window)
+                say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
+    for name, ms in runs.items():
+        order = sorted(range(len(ms)), key=lambda i: ms[i]["env_steps_per_s"])
+        median = order[(len(ms) - 1) // 2]
+        result["modes"][name] = dict(ms[median], repeat=median + 1)
+        if repeats > 1:
+            result["modes"][name]["repeats_env_steps_per_s"] = [m["env_steps_per_s"] for m in ms]
+        if name in windows:
+            windows[name] = windows[name][median]
     ref = result["modes"].get("full") or next(iter(result["modes"].values()))
     spd = ref["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
     say("bench: stage bounds (each stage alone)")
@@ -164,6 +178,9 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     sync = result["modes"].get("sync", {}).get("env_steps_per_s")
     for name, m in result["modes"].items():
         m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
+        if repeats > 1 and sync:
+            m["paired_ratios_to_sync"] = [a["env_steps_per_s"] / b["env_steps_per_s"]
+                                          for a, b in zip(runs[name], runs["sync"])]
         streaming = name.split(" ")[0] == "full"  # each mode against the trainer as it runs it
         bound = result["bounds"]["min_env_steps_per_s_streaming" if streaming else "min_env_steps_per_s"]
         m["pipeline_efficiency"] = m["env_steps_per_s"] / bound

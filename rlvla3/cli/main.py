@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="also run each mode with this fraction of env slots slowed down")
     bn.add_argument("--straggler-slowdown", type=float, default=5.0)
     bn.add_argument("--bound-seconds", type=float, default=0.0, help="seconds per stage bound (default S/2)")
+    bn.add_argument("--repeats", type=int, default=1,
+                    help="run the modes this many times in turn; report each mode's median and paired ratios")
     bn.add_argument("overrides", nargs="*")
     bp = sub.add_parser("bench-policy", help="one policy: act throughput vs batch, training throughput vs micro-batch")
     bp.add_argument("--out", default="runs/bench_policy", help="output directory (LABEL.json, table.md)")
@@ -80,8 +82,9 @@ def _bench(args) -> int:
     if bad or not modes:
         print(f"rlvla3 bench: unknown modes {bad}; choose from {list(MODES)}", file=sys.stderr)
         return 2
-    if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1:
-        print("rlvla3 bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1]", file=sys.stderr)
+    if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1 or args.repeats < 1:
+        print("rlvla3 bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1], --repeats >= 1",
+              file=sys.stderr)
         return 2
     try:
         from rlvla3.bench.workloads import workload_overrides
@@ -92,7 +95,8 @@ def _bench(args) -> int:
         return 2
     result = run_bench(args.workload, modes, args.seconds, args.out, args.overrides, warmup=args.warmup,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
-                       straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None)
+                       straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
+                       repeats=args.repeats)
     with open(os.path.join(args.out, "table.md")) as f:
         print(f.read())
     return 0 if result["modes"] else 1

@@ -2,8 +2,8 @@
 
 The trainer allocates activations of varying size every micro-batch; glibc keeps the freed
 chunks in its heap, so resident memory creeps up although nothing is live (the soak runs in
-docs/reliability/ saw +125 MB in 30 min). `malloc_trim(0)` after an optimizer step hands the
-free pages back. A no-op where the C library is not glibc.
+docs/reliability/ saw +125 MB in 30 min). `malloc_trim(0)` every few optimizer steps hands
+the free pages back (`trainer.trim_heap_every`). A no-op where the C library is not glibc.
 """
 
 from __future__ import annotations
