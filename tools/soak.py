@@ -22,6 +22,24 @@ from rlvla3.bench.workloads import WORKLOADS
 TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
 
 
+def trend(points: list) -> dict:
+    """Least-squares slope (MB per hour) of (t s, MB) points, and the means of their first and
+    second halves: a leak shows as a slope that stays positive in the second half too."""
+    if len(points) < 4:
+        return {}
+    n, half = len(points), len(points) // 2
+
+    def slope(pts):
+        ts, ys = [p[0] for p in pts], [p[1] for p in pts]
+        mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
+        var = sum((t - mt) ** 2 for t in ts)
+        return 3600 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var if var else 0.0
+
+    return {"slope_mb_per_h": slope(points), "slope_second_half_mb_per_h": slope(points[half:]),
+            "mean_first_half_mb": sum(p[1] for p in points[:half]) / half,
+            "mean_second_half_mb": sum(p[1] for p in points[half:]) / (n - half)}
+
+
 def rss_mb(pid: int) -> tuple | None:
     """(resident, anonymous, shared-memory) MB. Ray's object store is shared memory mapped into
     every worker that reads from it, so resident memory also grows as a worker touches more of
@@ -118,6 +136,9 @@ def main() -> int:
                 e["first"], e["first_parts"] = (round(t), parts[0]), (round(t), parts)
             e["last"], e["last_parts"] = (round(t), parts[0]), (round(t), parts)
     procs = [dict(pid=pid, **e) for pid, e in sorted(per_pid.items(), key=lambda kv: kv[1]["title"]) if e["first"]]
+    for p in procs:  # trend of anonymous memory (the process's own) after warm-up
+        p["anon_trend"] = trend([(t, snap[p["pid"]][1][1]) for t, snap in samples
+                                 if t >= args.warmup_minutes * 60 and snap.get(p["pid"], (0, None))[1] is not None])
     summary = {}
     if os.path.isfile(os.path.join(run_dir, "summary.json")):
         with open(os.path.join(run_dir, "summary.json")) as f:
@@ -145,6 +166,14 @@ def main() -> int:
     for p in procs:
         (_, a1), (_, a2) = p["first_parts"], p["last_parts"]
         lines.append(f"| {p['title']} | {a1[1]:.0f} | {a2[1]:.0f} | {a1[2]:.0f} | {a2[2]:.0f} |")
+    lines += ["", "Anonymous memory after warm-up, least-squares trend:", "",
+              "| process | slope MB/h | slope MB/h, second half | mean MB, first half | mean MB, second half |",
+              "|---|---:|---:|---:|---:|"]
+    for p in procs:
+        tr = p["anon_trend"]
+        if tr:
+            lines.append(f"| {p['title']} | {tr['slope_mb_per_h']:+.1f} | {tr['slope_second_half_mb_per_h']:+.1f} | "
+                         f"{tr['mean_first_half_mb']:.0f} | {tr['mean_second_half_mb']:.0f} |")
     lines += ["", "| window (s) | env steps/s |", "|---|---:|"]
     lines += [f"| {w['from_s']}–{w['to_s']} | {w['env_steps_per_s']:.0f} |" for w in windows]
     acc = (summary.get("async") or {})
