@@ -67,13 +67,13 @@ class Session:
             self.published_version = version
         return version
 
-    def publish_weights_async(self, version: int) -> None:
+    def publish_weights_async(self, version: int) -> list:
         """Send version `version` to every generator without waiting; they swap it in
-        between two batches."""
+        between two batches. Returns the refs that complete once each generator holds it."""
         msg = self.trainer.get_weights.remote()
-        for g in self.generators:
-            g.set_weights.remote(msg)
+        refs = [g.set_weights.remote(msg) for g in self.generators]
         self.published_version = version
+        return refs
 
     def shutdown(self) -> None:
         self.backend.shutdown()
