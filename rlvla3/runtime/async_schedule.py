@@ -98,7 +98,6 @@ class AsyncDriver:
         self.broken = set()  # GRPO groups that lost an episode: their other episodes are dropped too
         self.progress = []  # (wall time, env steps so far): throughput before / after faults
         self.steps_by_worker: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total
-        self._publishing: Optional[tuple] = None  # (version, set_weights refs) not yet held by every generator
 
     # --- admission -----------------------------------------------------------------------
     def admit(self, status: List[Optional[dict]]) -> None:
@@ -122,21 +121,6 @@ class AsyncDriver:
             for w, items in per_worker.items():
                 self.sup.assigned(w, [a.group_key for a in items])
                 self.s.env_workers[w].add_assignments.remote(items)
-
-    def _widen_window(self) -> None:
-        """Admission's window moves to a new version only once every generator holds its
-        weights. Moving it when the trainer steps (as before) admitted a global batch of
-        episodes that the generators still served with the previous weights, for as long as
-        the trainer took to hand them out after its queued micro-batches: those samples then
-        arrived one version too stale and were dropped (about 16% of `full`'s samples on
-        the quick-start)."""
-        if self._publishing is None:
-            return
-        version, refs = self._publishing
-        ready, _ = self.b.ray.wait(refs, num_returns=len(refs), timeout=0)  # a dead generator's ref is ready too
-        if len(ready) == len(refs):
-            self.ctrl.set_version(version)
-            self._publishing = None
 
     # --- experience ------------------------------------------------------------------------
     def collect(self, drains: Optional[List[Optional[dict]]] = None) -> tuple:
@@ -231,7 +215,6 @@ class AsyncDriver:
                 progressed = False
                 if time.perf_counter() - last_poll >= POLL_S:
                     last_poll = time.perf_counter()
-                    self._widen_window()
                     statuses, drains = self.sup.poll()  # also restarts dead or hung workers
                     self.admit(statuses)
                     outcomes, new_steps, st = self.collect(drains)  # drain reports the workers' running totals
@@ -243,7 +226,8 @@ class AsyncDriver:
                     results = results if isinstance(results, list) else [results]
                     results_acc += results
                     self.version += int(any(not r.skipped for r in results))
-                    self._publishing = (self.version, s.publish_weights_async(self.version))
+                    self.ctrl.set_version(self.version)
+                    s.publish_weights_async(self.version)
                     step_ref = None
                     progressed = True
                 if step_ref is None:

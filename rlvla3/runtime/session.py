@@ -67,13 +67,13 @@ class Session:
             self.published_version = version
         return version
 
-    def publish_weights_async(self, version: int) -> list:
+    def publish_weights_async(self, version: int) -> None:
         """Send version `version` to every generator without waiting; they swap it in
-        between two batches. Returns the refs that complete once each generator holds it."""
+        between two batches."""
         msg = self.trainer.get_weights.remote()
-        refs = [g.set_weights.remote(msg) for g in self.generators]
+        for g in self.generators:
+            g.set_weights.remote(msg)
         self.published_version = version
-        return refs
 
     def shutdown(self) -> None:
         self.backend.shutdown()
