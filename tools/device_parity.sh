@@ -18,7 +18,7 @@ for s in "$@"; do
 done
 wait
 for f in /tmp/p/*/summary.json; do n=$(basename $(dirname $f)); mkdir -p $OUT/$n; cp $f $OUT/$n/; cp /tmp/p/$n/eval_final.md $OUT/$n/ 2>/dev/null; done
-grep -h "wall\|rc=\|final policy" /tmp/p/*.log | tail -20
+grep -h "final policy" /tmp/p/*.log
 python3 - <<'PY'
 import json, glob
 for f in sorted(glob.glob('/tmp/p/*/summary.json')):

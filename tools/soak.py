@@ -136,9 +136,6 @@ def main() -> int:
                 e["first"], e["first_parts"] = (round(t), parts[0]), (round(t), parts)
             e["last"], e["last_parts"] = (round(t), parts[0]), (round(t), parts)
     procs = [dict(pid=pid, **e) for pid, e in sorted(per_pid.items(), key=lambda kv: kv[1]["title"]) if e["first"]]
-    for p in procs:  # trend of anonymous memory (the process's own) after warm-up
-        p["anon_trend"] = trend([(t, snap[p["pid"]][1][1]) for t, snap in samples
-                                 if t >= args.warmup_minutes * 60 and snap.get(p["pid"], (0, None))[1] is not None])
     summary = {}
     if os.path.isfile(os.path.join(run_dir, "summary.json")):
         with open(os.path.join(run_dir, "summary.json")) as f:
@@ -147,6 +144,9 @@ def main() -> int:
     series = {str(pid): {"title": e["title"], "rss_anon_shmem_mb": [(round(t), *snap[pid][1]) for t, snap in samples
                                                                    if pid in snap and snap[pid][1] is not None]}
               for pid, e in per_pid.items()}
+    for p in procs:  # trend of anonymous memory (the process's own) after warm-up
+        p["anon_trend"] = trend([(t, anon) for t, _, anon, _ in series[str(p["pid"])]["rss_anon_shmem_mb"]
+                                 if t >= args.warmup_minutes * 60])
     report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
               "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
               "rss_series": series,
