@@ -112,6 +112,18 @@ class TrainerConfig:
     collective_timeout_s: float = 600.0  # a rank stuck this long in a collective raises instead of hanging
     trim_heap_every: int = 50  # return freed heap memory to the OS every N optimizer steps (glibc); 0 = never.
     # Every step costs ~10% of trainer throughput (the next step faults the pages back in).
+    memory_log: str = ""  # diagnostics: append the trainer's heap accounting (workers/memory_probe.py) here
+    memory_log_every: int = 25  # ... every N optimizer steps
+    memory_log_python: bool = False  # ... with tracemalloc's top growing allocation sites (slows training)
+
+
+@dataclass
+class PlacementConfig:
+    # Where trainer ranks and generators run on the GPUs (policy.device=cuda; core/placement.py):
+    # auto | colocated | disaggregated | hybrid.
+    preset: str = "auto"
+    gpus: int = 0  # GPUs to lay out; 0 = as many as `auto` needs (required by the other presets)
+    reserve_timeout_s: float = 60.0  # fail if the cluster cannot reserve them in this time
 
 
 @dataclass
@@ -158,6 +170,7 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)  # fault injection (off) and hang timeout
@@ -259,11 +272,30 @@ def _validate_trainer(cfg: Config) -> None:
     _check(t.sharding in SHARDINGS, f"trainer.sharding must be one of {list(SHARDINGS)}, got {t.sharding!r}")
     _check(t.collective_timeout_s > 0, f"trainer.collective_timeout_s must be > 0, got {t.collective_timeout_s}")
     _check(t.trim_heap_every >= 0, f"trainer.trim_heap_every must be >= 0, got {t.trim_heap_every}")
+    _check(t.memory_log_every >= 1, f"trainer.memory_log_every must be >= 1, got {t.memory_log_every}")
     # FSDP gathers parameters in the root `forward`; pi0 calls its sub-modules directly (distributed/fsdp.py).
     _check(t.sharding != "fsdp" or cfg.policy.type == "oft",
            f"trainer.sharding=fsdp supports policy.type=oft only (got {cfg.policy.type!r}); use trainer.sharding=ddp")
     _check(t.num_ranks == 1 or cfg.run.backend == "ray",
            f"trainer.num_ranks={t.num_ranks} runs one process per rank and needs run.backend=ray")
+    _validate_placement(cfg)
+
+
+def _validate_placement(cfg: Config) -> None:
+    from rlvla3.core.placement import PRESETS, plan_placement
+
+    p = cfg.placement
+    _check(p.preset in PRESETS, f"placement.preset must be one of {list(PRESETS)}, got {p.preset!r}")
+    _check(p.gpus >= 0, f"placement.gpus must be >= 0, got {p.gpus}")
+    _check(p.reserve_timeout_s > 0, f"placement.reserve_timeout_s must be > 0, got {p.reserve_timeout_s}")
+    on_gpu = cfg.policy.device.startswith("cuda")
+    _check(on_gpu or (p.preset == "auto" and p.gpus == 0),
+           f"placement.preset={p.preset} placement.gpus={p.gpus} lays out GPUs, but policy.device={cfg.policy.device}")
+    if on_gpu:
+        try:
+            plan_placement(p.preset, p.gpus, cfg.trainer.num_ranks, cfg.generator.num_generators)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
 
 def preset_path(name: str) -> str:

@@ -11,6 +11,7 @@ from rlvla3.runtime.backend import make_backend
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker
+from rlvla3.runtime.gpu_placement import placement_for
 from rlvla3.runtime.supervisor import FaultReport
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
@@ -39,6 +40,7 @@ class Session:
     _eval_guard: Optional[object] = None
     # restarts and drops of every guard and supervisor of this session (summary.json -> faults)
     fault_report: FaultReport = field(default_factory=FaultReport)
+    placement: Optional[object] = None  # core.placement.PlacementPlan on CUDA
 
     def eval_guard(self):
         """Drops and replaces dead or hung evaluation workers (Ray backend only)."""
@@ -97,27 +99,6 @@ def generator_faults(cfg, i: int, incarnation: int) -> tuple:
     return cfg.faults.generator_crash_after_requests, cfg.faults.generator_hang_after_requests
 
 
-def gpu_shares(cfg) -> tuple:
-    """(GPUs per generator, GPUs per trainer rank). One trainer: it and the generators share
-    one GPU. Several ranks: one GPU each, the generators share one more."""
-    if not cfg.policy.device.startswith("cuda"):
-        return 0.0, 0.0
-    gens = cfg.generator.num_generators
-    if cfg.trainer.num_ranks > 1:
-        return 1.0 / gens, 1.0
-    share = 1.0 / (gens + 1)
-    return share, share
-
-
-def check_gpus(backend, cfg) -> None:
-    """Fail at start-up, not with actors waiting for GPUs that the cluster lacks."""
-    need = cfg.trainer.num_ranks + 1 if cfg.policy.device.startswith("cuda") else 0
-    have = backend.ray.cluster_resources().get("GPU", 0) if need else 0
-    if need and have < need:
-        raise RuntimeError(f"trainer.num_ranks={cfg.trainer.num_ranks} on CUDA needs {need} GPUs (one per rank, "
-                           f"one for the generators); the Ray cluster has {have:g}")
-
-
 def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
     """Create workers. `policy_dir` (an SFT or earlier checkpoint) seeds every replica."""
     import copy
@@ -150,28 +131,29 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s.make_eval_worker = make_eval_worker
     s.eval_workers = [make_eval_worker(i) for i in range(cfg.eval.num_workers)]
     g = cfg.generator
-    gpu, trainer_gpu = gpu_shares(cfg)
+    gpus = placement_for(backend, cfg)  # None on the CPU
+    s.placement = gpus.plan if gpus is not None else None
+    gen_opts = (lambda i: gpus.generator(i)) if gpus is not None else (lambda i: {})
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):
             crash, hang = generator_faults(cfg, i, incarnation)
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, crash, hang, num_gpus=gpu)
+                                 g.max_wait_ms, r.temperature, crash, hang, **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         def make_generator(i: int, incarnation: int = 0):
             crash, hang = generator_faults(cfg, i, incarnation)
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, num_gpus=gpu)
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     if with_trainer and cfg.trainer.num_ranks > 1:
         from rlvla3.workers.trainer_group import TrainerGroup
 
-        check_gpus(backend, cfg)
-        s.trainer = TrainerGroup(backend, cfg, seed, threads, num_gpus=trainer_gpu)
+        s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
     elif with_trainer:
-        s.trainer = backend.actor(Trainer, cfg, seed, threads, num_gpus=trainer_gpu)
+        s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s

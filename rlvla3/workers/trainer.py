@@ -66,6 +66,12 @@ class Trainer:
         self._own_prox: Optional[torch.Tensor] = None
         self.train_time_s = 0.0
         self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
+        t = cfg.trainer
+        self.memory_probe = None
+        if t.memory_log and rank == 0:
+            from rlvla3.workers.memory_probe import MemoryProbe
+
+            self.memory_probe = MemoryProbe(t.memory_log, trace_python=t.memory_log_python)
 
     def _make_optimizer(self):
         return torch.optim.AdamW(self.policy.parameters(), lr=self.algo.lr, eps=1e-5, weight_decay=0.0)
@@ -292,6 +298,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         if self.cfg.trainer.trim_heap_every > 0 and self.updates % self.cfg.trainer.trim_heap_every == 0:
             release_free_memory()
+        if self.memory_probe is not None and self.updates % self.cfg.trainer.memory_log_every == 0:
+            self.memory_probe.record(updates=self.updates, samples_trained=self.samples_trained)
         # micro-batches with and without stale samples report different keys
         keys = sorted({k for s in acc for k in s})
         metrics = {k: float(np.mean([s[k] for s in acc if k in s])) for k in keys}

@@ -30,14 +30,16 @@ class _GroupMethod:
 
 
 class TrainerGroup:
-    def __init__(self, backend, cfg, seed: int, torch_threads: int, num_gpus: float = 0.0):
+    def __init__(self, backend, cfg, seed: int, torch_threads: int, placement=None):
+        """`placement`: a runtime.gpu_placement.GpuPlacement (CUDA), rank r on its plan's slot r."""
         n = cfg.trainer.num_ranks
         if getattr(backend, "name", "") != "ray":
             raise ValueError(f"trainer.num_ranks={n} needs run.backend=ray (one process per rank)")
         self.backend = backend
         self.sharding = cfg.trainer.sharding
         # The same seed everywhere: the same initial weights and micro-batch permutations.
-        self.ranks: List = [backend.actor(Trainer, cfg, seed, torch_threads, rank=r, world=n, num_gpus=num_gpus)
+        self.ranks: List = [backend.actor(Trainer, cfg, seed, torch_threads, rank=r, world=n,
+                                          **(placement.trainer(r) if placement is not None else {}))
                             for r in range(n)]
         addr, port = backend.get(self.ranks[0].rendezvous.remote())
         backend.get([t.setup_distributed.remote(addr, port) for t in self.ranks])  # they meet: all at once
