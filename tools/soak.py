@@ -4,6 +4,7 @@ process is sampled; then SIGTERM (graceful stop) and a report of memory and thro
     python tools/soak.py --minutes 30 --out docs/reliability/soak [key=value ...]
 
 Writes OUT/soak.json and OUT/soak.md: RSS per process at the end of warm-up and at the end,
+the trainer's own heap accounting (OUT/trainer_memory.jsonl, trainer.memory_log),
 env steps/s per window, and the run's sample accounting (nothing may be lost).
 """
 
@@ -38,6 +39,23 @@ def trend(points: list) -> dict:
     return {"slope_mb_per_h": slope(points), "slope_second_half_mb_per_h": slope(points[half:]),
             "mean_first_half_mb": sum(p[1] for p in points[:half]) / half,
             "mean_second_half_mb": sum(p[1] for p in points[half:]) / (n - half)}
+
+
+def heap_trends(rows: list, t0: float, warmup_s: float, trim_every: int) -> dict:
+    """Trends of the trainer's own heap accounting (trainer.memory_log, workers/memory_probe.py)
+    after warm-up. Anonymous memory right after a heap trim (`post_trim_anon_mb`) is the
+    baseline without the churn of the last few steps, which sampled RSS mixes in."""
+    rows = [r for r in rows if r["t"] - t0 >= warmup_s]
+    out = {}
+    for key in ("anon_mb", "heap_in_use_mb", "heap_free_mb", "python_objects"):
+        pts = [(r["t"] - t0, r[key]) for r in rows if key in r]
+        if pts:
+            out[key] = {"first": pts[0][1], "last": pts[-1][1], **trend(pts)}
+    if trim_every > 0:
+        pts = [(r["t"] - t0, r["anon_mb"]) for r in rows if r.get("updates", 1) % trim_every == 0]
+        if pts:
+            out["post_trim_anon_mb"] = {"first": pts[0][1], "last": pts[-1][1], **trend(pts)}
+    return out
 
 
 def rss_mb(pid: int) -> tuple | None:
@@ -106,7 +124,13 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     cmd = [sys.executable, "-m", "rlvla3.cli.main", "train", "preset=quickstart", *WORKLOADS["tabletop-emulated"],
            "run.mode=full", "run.total_env_steps=1000000000", "run.progress=false", "eval.every_steps=0",
-           "sft.epochs=3", f"run.output_dir={os.path.abspath(args.out)}", "run.name=run", *args.overrides]
+           "sft.epochs=3", f"run.output_dir={os.path.abspath(args.out)}", "run.name=run",
+           f"trainer.memory_log={os.path.abspath(os.path.join(args.out, 'trainer_memory.jsonl'))}",
+           "trainer.memory_log_every=10", *args.overrides]
+    trim_every = 50  # the trainer's default heap trim interval, unless overridden
+    for o in args.overrides:
+        if o.startswith("trainer.trim_heap_every="):
+            trim_every = int(o.split("=", 1)[1])
     log = open(os.path.join(args.out, "train.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
@@ -147,9 +171,15 @@ def main() -> int:
     for p in procs:  # trend of anonymous memory (the process's own) after warm-up
         p["anon_trend"] = trend([(t, anon) for t, _, anon, _ in series[str(p["pid"])]["rss_anon_shmem_mb"]
                                  if t >= args.warmup_minutes * 60])
+    heap = {}
+    mem_log = os.path.join(args.out, "trainer_memory.jsonl")
+    if os.path.isfile(mem_log):
+        with open(mem_log) as f:
+            heap = heap_trends([json.loads(line) for line in f if line.strip()], t0, args.warmup_minutes * 60,
+                               trim_every)
     report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
               "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
-              "rss_series": series,
+              "rss_series": series, "trainer_heap": heap,
               "run_summary": {k: summary.get(k) for k in ("env_steps", "train_steps", "samples_trained", "stopped_by",
                                                           "async", "faults")}}
     with open(os.path.join(args.out, "soak.json"), "w") as f:
@@ -174,6 +204,13 @@ def main() -> int:
         if tr:
             lines.append(f"| {p['title']} | {tr['slope_mb_per_h']:+.1f} | {tr['slope_second_half_mb_per_h']:+.1f} | "
                          f"{tr['mean_first_half_mb']:.0f} | {tr['mean_second_half_mb']:.0f} |")
+    if heap:
+        lines += ["", "Trainer, from inside (glibc heap accounting every 10 optimizer steps, after warm-up):", "",
+                  "| quantity | first | last | slope per h | slope per h, second half |", "|---|---:|---:|---:|---:|"]
+        for key, tr in heap.items():
+            if "slope_mb_per_h" in tr:
+                lines.append(f"| {key} | {tr['first']:.1f} | {tr['last']:.1f} | {tr['slope_mb_per_h']:+.1f} | "
+                             f"{tr['slope_second_half_mb_per_h']:+.1f} |")
     lines += ["", "| window (s) | env steps/s |", "|---|---:|"]
     lines += [f"| {w['from_s']}–{w['to_s']} | {w['env_steps_per_s']:.0f} |" for w in windows]
     acc = (summary.get("async") or {})

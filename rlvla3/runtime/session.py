@@ -133,6 +133,8 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     g = cfg.generator
     gpus = placement_for(backend, cfg)  # None on the CPU
     s.placement = gpus.plan if gpus is not None else None
+    if gpus is not None:
+        print(f"placement: {gpus.plan.describe()}", flush=True)
     gen_opts = (lambda i: gpus.generator(i)) if gpus is not None else (lambda i: {})
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):

@@ -19,3 +19,15 @@ def test_trend_of_a_steady_rise_and_of_a_flat_series():
     flat = [(t, 200.0 + (1 if t % 40 else -1)) for t in range(0, 3600, 20)]  # noise, no trend
     assert abs(soak.trend(flat)["slope_mb_per_h"]) < 0.5
     assert soak.trend(rising[:3]) == {}  # too few samples to say
+
+
+def test_heap_trends_skip_warmup_and_pick_the_rows_right_after_a_trim():
+    t0 = 1000.0
+    rows = [{"t": t0 + 10 * k, "updates": 10 * k, "anon_mb": 300.0 + (80 if k % 5 else 0) + k / 10,
+             "heap_in_use_mb": 150.0, "heap_free_mb": 50.0 + k, "python_objects": 1000} for k in range(1, 80)]
+    out = soak.heap_trends(rows, t0, warmup_s=100, trim_every=50)
+    post = out["post_trim_anon_mb"]  # updates 100, 150, ...: the 300 MB baseline only
+    assert post["first"] == pytest.approx(301.0) and post["last"] == pytest.approx(307.5)
+    assert out["heap_in_use_mb"]["slope_mb_per_h"] == pytest.approx(0.0)
+    assert out["heap_free_mb"]["slope_mb_per_h"] == pytest.approx(360.0)  # +1 MB per 10 s
+    assert out["anon_mb"]["first"] == pytest.approx(301.0) and out["anon_mb"]["last"] == pytest.approx(387.9)
