@@ -42,6 +42,12 @@ class PlacementPlan:
         return {"trainer": [r for r, s in enumerate(self.trainer) if s.gpu == gpu],
                 "generators": [i for i, s in enumerate(self.generators) if s.gpu == gpu]}
 
+    def weight_channel_backend(self) -> str:
+        """NCCL for the trainer -> generators weight channel when trainer rank 0 and every
+        generator hold a GPU of their own (NCCL refuses two members on one device), else gloo."""
+        gpus = [self.trainer[0].gpu] + [s.gpu for s in self.generators]
+        return "nccl" if len(set(gpus)) == len(gpus) else "gloo"
+
     def describe(self) -> str:
         parts = []
         for g in range(self.gpus):

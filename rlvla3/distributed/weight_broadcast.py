@@ -44,28 +44,60 @@ def layout_fingerprint(state: Dict[str, torch.Tensor]) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
 
 
+class _Collectives:
+    """Broadcast and max-all-reduce on a torch.distributed group (None: the default one) or on
+    a raw ProcessGroup built outside it: the trainer->generators channel must not be part of
+    the trainer ranks' world (`distributed/weight_channel.py`)."""
+
+    def __init__(self, group=None, raw=None):
+        self.group, self.raw = group, raw
+
+    def rank(self) -> int:
+        if self.raw is not None:
+            return self.raw.rank()
+        return dist.get_rank(self.group) if self.group is not None else dist.get_rank()
+
+    def broadcast(self, t: torch.Tensor, src: int) -> None:
+        if self.raw is None:
+            dist.broadcast(t, src, group=self.group)
+            return
+        opts = dist.BroadcastOptions()
+        opts.rootRank = src
+        self.raw.broadcast([t], opts).wait()
+
+    def max_(self, t: torch.Tensor) -> None:
+        if self.raw is None:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+            return
+        opts = dist.AllreduceOptions()
+        opts.reduceOp = dist.ReduceOp.MAX
+        self.raw.allreduce([t], opts).wait()
+
+
 def broadcast_state(state: Dict[str, torch.Tensor], src: int = 0, bucket_mb: float = 64.0, group=None,
-                    device: torch.device | str = "cpu") -> Tuple[int, int]:
+                    device: torch.device | str = "cpu", raw_group=None) -> Tuple[int, int]:
     """Overwrite `state` on every rank with src's tensors, in place. `device` is where the
-    flat buckets live (the GPU for NCCL). Returns (buckets, bytes) sent."""
+    flat buckets live (the GPU for NCCL); `raw_group` a ProcessGroup outside the default
+    world (see _Collectives). Returns (buckets, bytes) sent."""
+    ops = _Collectives(group, raw_group)
     device = torch.device(device)
     fp = torch.tensor([layout_fingerprint(state)], dtype=torch.int64, device=device)
     theirs = fp.clone()
-    dist.broadcast(theirs, src, group=group)
+    ops.broadcast(theirs, src)
     mismatch = torch.tensor([int(theirs.item() != fp.item())], dtype=torch.int64, device=device)
-    dist.all_reduce(mismatch, op=dist.ReduceOp.MAX, group=group)
+    ops.max_(mismatch)
     if mismatch.item():
         raise ValueError("weight broadcast: the ranks hold state dicts of different layouts (names, shapes or dtypes)")
     sent = 0
     buckets = plan_buckets(state, bucket_mb)
-    is_src = dist.get_rank(group) == src if group is not None else dist.get_rank() == src
+    is_src = ops.rank() == src
     for names in buckets:
         tensors = [state[n] for n in names]
         if is_src:
             flat = torch.cat([t.detach().reshape(-1).to(device) for t in tensors])
         else:
             flat = torch.empty(sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=device)
-        dist.broadcast(flat, src, group=group)
+        ops.broadcast(flat, src)
         sent += flat.numel() * flat.element_size()
         if not is_src:
             offset = 0

@@ -74,6 +74,11 @@ class GeneratorConfig:
     max_batch: int = 64  # dynamic batcher: fire when this many samples are pending
     max_wait_ms: float = 5.0  # dynamic batcher: or when the oldest request waited this long
     router: str = "round_robin"  # round_robin | least_loaded | shard
+    # How new weights reach the generators: object_store (Ray: the trainer puts a state dict,
+    # each generator fetches it) | collective (a torch.distributed broadcast in buckets: NCCL
+    # when the trainer and every generator have a GPU of their own, gloo otherwise).
+    weight_transport: str = "object_store"
+    weight_bucket_mb: float = 64.0  # collective: largest flat bucket (the extra memory per send)
 
 
 @dataclass
@@ -197,6 +202,11 @@ def validate(cfg: Config) -> Config:
            f"algo.stream_normalization must be baseline|exact, got {a.stream_normalization!r}")
     _check(g.router in ("round_robin", "least_loaded", "shard"),
            f"generator.router must be round_robin|least_loaded|shard, got {g.router!r}")
+    _check(g.weight_transport in ("object_store", "collective"),
+           f"generator.weight_transport must be object_store|collective, got {g.weight_transport!r}")
+    _check(g.weight_transport == "object_store" or r.backend == "ray",
+           "generator.weight_transport=collective joins the trainer and generator processes and needs run.backend=ray")
+    _check(g.weight_bucket_mb > 0, f"generator.weight_bucket_mb must be > 0, got {g.weight_bucket_mb}")
     for key, val in [("run.total_env_steps", r.total_env_steps), ("rollout.num_env_workers", ro.num_env_workers),
                      ("rollout.slots_per_worker", ro.slots_per_worker), ("rollout.group_size", ro.group_size),
                      ("rollout.envs_per_slot", ro.envs_per_slot),

@@ -13,6 +13,7 @@ from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.gpu_placement import placement_for
 from rlvla3.runtime.supervisor import FaultReport
+from rlvla3.runtime.weight_publisher import WeightPublisher
 from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
 from rlvla3.workers.generator import Generator
@@ -41,6 +42,7 @@ class Session:
     # restarts and drops of every guard and supervisor of this session (summary.json -> faults)
     fault_report: FaultReport = field(default_factory=FaultReport)
     placement: Optional[object] = None  # core.placement.PlacementPlan on CUDA
+    weights: Optional[WeightPublisher] = None  # how new weights reach the generators
 
     def eval_guard(self):
         """Drops and replaces dead or hung evaluation workers (Ray backend only)."""
@@ -64,17 +66,14 @@ class Session:
         version = b.get(self.trainer.get_version.remote())
         if version != self.published_version:
             with self.spans.span("driver", "weight_sync", version=version):  # inference waits for it
-                msg = self.trainer.get_weights.remote()  # an object ref: fetched by each generator
-                b.get([g.set_weights.remote(msg) for g in self.generators])
+                self.weights.publish(wait=True)
             self.published_version = version
         return version
 
     def publish_weights_async(self, version: int) -> None:
         """Send version `version` to every generator without waiting; they swap it in
         between two batches."""
-        msg = self.trainer.get_weights.remote()
-        for g in self.generators:
-            g.set_weights.remote(msg)
+        self.weights.publish(wait=False)
         self.published_version = version
 
     def shutdown(self) -> None:
@@ -157,5 +156,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
     elif with_trainer:
         s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
+    s.weights = WeightPublisher(s)
+    s.weights.open()
     s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
     return s

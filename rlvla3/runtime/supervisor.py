@@ -80,6 +80,8 @@ def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -
     if session.trainer is not None:  # an evaluation-only session has no trainer
         session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
     session.generators[i] = new
+    if session.weights is not None:
+        session.weights.open()  # a collective channel cannot take a new member: a new epoch
     report.generator_restarts += 1
     report.restart_times.append(time.time())
 

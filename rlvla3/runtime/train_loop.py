@@ -171,6 +171,7 @@ def _summary(loop: LoopState, session: Session, run_dir: str) -> dict:
         "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
         "experience": loop.exp_totals, "eval_points": loop.eval_points, "async": loop.async_report,
         "faults": loop.fault_report, "stopped_by": loop.stop_requested or None,
+        "weights": session.weights.report() if session.weights is not None else {},
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
 from rlvla3.core.batcher import DynamicBatcher
@@ -34,6 +35,7 @@ class AsyncGenerator:
         self._wakeup: Optional[asyncio.Event] = None
         self._task = None
         self._model_lock: Optional[asyncio.Lock] = None  # no weight swap during any forward
+        self._receive_thread = ThreadPoolExecutor(1, thread_name_prefix="weights")  # receives in call order
 
     def _ensure_loop(self) -> None:
         if self._task is None:
@@ -69,6 +71,22 @@ class AsyncGenerator:
             self.pending_weights = msg
         self._wakeup.set()
         return msg.version
+
+    async def weights_join(self, addr: str, port: int, rank: int, world: int, epoch: int, backend: str,
+                           timeout_s: float) -> None:
+        # Its own thread: joining blocks until every member joins, and a receive of the old
+        # epoch may hold the receive thread (the join abandons it).
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.replica.weights_join, addr, port, rank, world, epoch, backend, timeout_s)
+
+    async def weights_receive(self, epoch: int, bucket_mb: float) -> int:
+        """Receive the next send in the background (one receive thread, in call order) and
+        queue it for the swap between two batches; inference goes on meanwhile."""
+        msg = await asyncio.get_running_loop().run_in_executor(self._receive_thread, self.replica.weights_fetch,
+                                                               epoch, bucket_mb)
+        if msg is not None:
+            await self.set_weights(msg)
+        return self.replica.version
 
     async def ping(self) -> bool:
         return True

@@ -7,7 +7,7 @@ The lock-step schedules call `infer` with the whole batch; the asynchronous gene
 from __future__ import annotations
 
 import time
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -25,6 +25,7 @@ class Generator:
         torch.manual_seed(seed * 7 + gen_id)
         self.gen_id = gen_id
         self.policy = build_policy(policy_cfg)
+        self.weight_rx = None  # WeightReceiver of the current channel epoch
         self.forward_time_s = 0.0
         self.calls = 0
         self.samples = 0
@@ -44,6 +45,35 @@ class Generator:
         self.policy.version = msg.version
         self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=msg.version)
         return msg.version
+
+    # --- weight channel (generator.weight_transport=collective; distributed/weight_channel.py) -
+    def weights_join(self, addr: str, port: int, rank: int, world: int, epoch: int, backend: str,
+                     timeout_s: float) -> None:
+        from rlvla3.distributed.weight_channel import WeightReceiver, layout_of
+
+        old, self.weight_rx = self.weight_rx, None
+        if old is not None:
+            old.abandoned.set()  # a receive still waiting on the old epoch returns None
+        self.weight_rx = WeightReceiver(addr, port, rank, world, epoch, backend, self.policy.device,
+                                        layout_of(self.policy.state_dict()), timeout_s)
+
+    def weights_fetch(self, epoch: int, bucket_mb: float) -> Optional[WeightsMessage]:
+        """The next send of epoch `epoch` into a staging copy (not applied); None if that epoch
+        is no longer this replica's channel."""
+        rx = self.weight_rx
+        if rx is None or rx.epoch != epoch:
+            return None
+        got = rx.receive(bucket_mb)
+        if got is None:
+            return None
+        return WeightsMessage(got[0], got[1], time.time())
+
+    def weights_receive(self, epoch: int, bucket_mb: float) -> int:
+        """Lock-step schedules: receive and apply at once."""
+        msg = self.weights_fetch(epoch, bucket_mb)
+        if msg is not None and msg.version > self.version:
+            self.set_weights(msg)
+        return self.version
 
     def set_trace(self, enabled: bool) -> None:
         self.spans.enabled = enabled

@@ -68,6 +68,7 @@ class Trainer:
         self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
         t = cfg.trainer
         self.memory_probe = None
+        self.weight_sender = None  # the generators' weight channel (weights_listen)
         if t.memory_log and rank == 0:
             from rlvla3.workers.memory_probe import MemoryProbe
 
@@ -106,6 +107,28 @@ class Trainer:
 
     def get_version(self) -> int:
         return self.version
+
+    # --- weight channel to the generators (generator.weight_transport=collective) ---------
+    def weights_listen(self):
+        """Rank 0: start the channel's store; (addr, port) for the generators."""
+        from rlvla3.distributed.weight_channel import WeightSender
+
+        if self.weight_sender is None:
+            self.weight_sender = WeightSender(self.cfg.faults.step_timeout_s)
+        return self.weight_sender.listen()
+
+    def weights_join(self, epoch: int, world: int, backend: str) -> None:
+        self.weight_sender.join(epoch, world, backend, self.policy.device)
+
+    def weights_send(self) -> Optional[dict]:
+        """Broadcast the current weights to the generators; None on fsdp ranks > 0."""
+        state = self._state_dict()
+        if state is None:
+            return None
+        t0, w0 = time.perf_counter(), time.time()
+        out = self.weight_sender.send(state, self.version, self.cfg.generator.weight_bucket_mb)
+        self.spans.record("trainer", "weight_send", w0, time.perf_counter() - t0, version=self.version)
+        return out
 
     # --- losses --------------------------------------------------------------------------
     def _prox_logp(self, mb: SampleBatch) -> torch.Tensor:

@@ -18,7 +18,7 @@ from rlvla3.core.types import SampleBatch
 from rlvla3.workers.trainer import Trainer
 
 EVERY_RANK = frozenset({"train_batch", "accumulate", "step", "save", "load", "set_trace", "bench_train"})
-RANK0_ONLY = frozenset({"get_version", "stats", "timeline"})
+RANK0_ONLY = frozenset({"get_version", "stats", "timeline", "weights_listen", "weights_join"})
 
 
 class _GroupMethod:
@@ -51,7 +51,7 @@ class TrainerGroup:
         return _GroupMethod(self, name)
 
     def _every_rank(self, name: str) -> bool:
-        if name == "get_weights":  # fsdp: a gather that every rank must enter
+        if name in ("get_weights", "weights_send"):  # fsdp: a gather that every rank must enter
             return self.sharding == "fsdp"
         if name in EVERY_RANK:
             return True

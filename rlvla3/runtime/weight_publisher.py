@@ -1,0 +1,100 @@
+"""How the driver hands each new policy version to the generators (`generator.weight_transport`).
+
+- object_store: the trainer returns a state dict as a Ray object, every generator fetches it.
+- collective: the trainer broadcasts it in buckets over a torch.distributed group of the
+  trainer and the generators (`distributed/weight_channel.py`). The group is rebuilt (a new
+  epoch) whenever a generator is replaced, since a replacement cannot join the old group.
+
+Either way an asynchronous generator stores what arrives and swaps it in between two
+batches, so inference never waits for a publication.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Deque, Optional
+
+
+class WeightPublisher:
+    def __init__(self, session):
+        self.s = session
+        g = session.cfg.generator
+        self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
+        self.timeout_s = session.cfg.faults.step_timeout_s
+        self.epoch = -1
+        self.address: Optional[tuple] = None
+        self.backend = "gloo"
+        self._sends: Deque = deque()  # refs of the trainer's sends not yet harvested
+        self.recent_send_s: Deque[float] = deque(maxlen=1000)  # trainer-side seconds of recent sends
+        self.sends_timed, self.send_s_max, self.bytes_per_send = 0, 0.0, 0
+        self.failed_sends = 0
+        self.publishes = 0
+
+    @property
+    def collective(self) -> bool:
+        return self.transport == "collective" and self.s.trainer is not None
+
+    def open(self) -> None:
+        """Build a new channel epoch with the session's current generators (collective)."""
+        if not self.collective:
+            return
+        s, b = self.s, self.s.backend
+        if self.address is None:
+            self.address = b.get(s.trainer.weights_listen.remote())
+        plan = s.placement
+        self.backend = plan.weight_channel_backend() if plan is not None else "gloo"
+        self.epoch += 1
+        world = 1 + len(s.generators)
+        addr, port = self.address
+        b.get([s.trainer.weights_join.remote(self.epoch, world, self.backend)]
+              + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, self.backend, self.timeout_s)
+                 for i, g in enumerate(s.generators)])  # they meet: all at once
+
+    def publish(self, wait: bool) -> None:
+        """Send the trainer's current weights to every generator; `wait`: until they hold them."""
+        s, b = self.s, self.s.backend
+        self.publishes += 1
+        if not self.collective:
+            msg = s.trainer.get_weights.remote()  # an object ref: fetched by each generator
+            refs = [g.set_weights.remote(msg) for g in s.generators]
+        else:
+            send = s.trainer.weights_send.remote()
+            refs = [send] + [g.weights_receive.remote(self.epoch, self.bucket_mb) for g in s.generators]
+            self._sends.append(send)
+        if wait:
+            b.get(refs)
+        self._harvest()
+
+    def _harvest(self) -> None:
+        ray = getattr(self.s.backend, "ray", None)
+        while self._sends:
+            ref = self._sends[0]
+            if ray is not None and not ray.wait([ref], timeout=0)[0]:
+                return
+            self._sends.popleft()
+            try:
+                out = self.s.backend.get(ref)
+            except Exception:  # a generator died mid-send: the supervisor replaces it and reopens
+                self.failed_sends += 1
+                continue
+            if out:
+                self.recent_send_s.append(out["seconds"])
+                self.sends_timed += 1
+                self.send_s_max = max(self.send_s_max, out["seconds"])
+                self.bytes_per_send = out["bytes"]
+
+    def report(self) -> dict:
+        """summary.json -> weights."""
+        self._harvest()
+        out = {"transport": self.transport, "publishes": self.publishes}
+        try:
+            out["generator_versions"] = self.s.backend.get([g.get_version.remote() for g in self.s.generators])
+        except Exception:  # a generator died at the very end
+            out["generator_versions"] = None
+        if self.collective:
+            secs = sorted(self.recent_send_s)
+            out.update(backend=self.backend, epochs=self.epoch + 1, sends_timed=self.sends_timed,
+                       failed_sends=self.failed_sends, bytes_per_send=self.bytes_per_send,
+                       send_s_median_recent=secs[len(secs) // 2] if secs else None,
+                       send_s_max=self.send_s_max if secs else None)
+        return out
