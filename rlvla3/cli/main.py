@@ -50,7 +50,27 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--accum", type=int, default=4, help="micro-batches per optimizer step")
     bp.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point")
     bp.add_argument("overrides", nargs="*")
+    bw = sub.add_parser("bench-weights", help="weight publication time, object store vs torch.distributed channel")
+    bw.add_argument("--out", default="runs/bench_weights", help="output directory (weights.json, weights.md)")
+    bw.add_argument("--transports", default="object_store,collective")
+    bw.add_argument("--publishes", type=int, default=5, help="timed publications per transport")
+    bw.add_argument("overrides", nargs="*")
     return p
+
+
+def _bench_weights(args) -> int:
+    from rlvla3.bench.weight_sync import TRANSPORTS, run_weight_bench, table
+
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    try:
+        if not transports or set(transports) - set(TRANSPORTS) or args.publishes < 1:
+            raise ValueError(f"--transports from {list(TRANSPORTS)}, --publishes >= 1")
+        load_config(args.overrides)
+    except (ConfigError, ValueError) as e:
+        print(f"rlvla3 bench-weights: {e}", file=sys.stderr)
+        return 2
+    print(table(run_weight_bench(args.overrides, transports, args.publishes, args.out)))
+    return 0
 
 
 def _bench_policy(args) -> int:
@@ -114,6 +134,8 @@ def main(argv=None) -> int:
         return _bench(args)
     if args.command == "bench-policy":
         return _bench_policy(args)
+    if args.command == "bench-weights":
+        return _bench_weights(args)
     try:
         if args.command == "train" and args.resume:
             path = os.path.join(args.resume, "config.yaml")

@@ -1,0 +1,122 @@
+"""`rlvla3 bench-weights`: how long a weight publication takes, trainer -> every generator,
+through Ray's object store and through the torch.distributed channel, side by side in one
+session (the same actors), and whether inference goes on meanwhile.
+
+Each publication is timed from the driver's call until every generator holds the new state
+(stored, ready for its swap between two batches). A prober thread keeps asking generator 0
+for single actions the whole time; its latencies inside publication windows against those
+outside show what a publication costs the env slots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from typing import List
+
+from rlvla3.core.types import ActionRequest, ObsBatch
+from rlvla3.envs.factory import env_config
+from rlvla3.policies import family_config
+from rlvla3.runtime.config import load_config
+
+TRANSPORTS = ("object_store", "collective")
+
+
+def _pct(xs: List[float], q: float):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+
+class _Prober(threading.Thread):
+    """Back-to-back single-sample requests to one generator: (start, latency s) pairs."""
+
+    def __init__(self, backend, generator, obs: ObsBatch):
+        super().__init__(daemon=True)
+        self.b, self.g, self.obs = backend, generator, obs
+        self.samples: List[tuple] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        rid = 0
+        while not self.stop.is_set():
+            rid += 1
+            t0 = time.perf_counter()
+            self.b.get(self.g.infer.remote(ActionRequest(rid, 0, 0, self.obs)))
+            self.samples.append((t0, time.perf_counter() - t0))
+
+
+def run_weight_bench(overrides: List[str], transports: List[str], publishes: int, out_dir: str) -> dict:
+    from rlvla3.runtime.session import start_session
+
+    cfg = load_config([*overrides, "run.mode=full", "run.backend=ray", "generator.weight_transport=collective",
+                       "eval.num_workers=1"])
+    os.makedirs(out_dir, exist_ok=True)
+    s = start_session(cfg, with_train_envs=False)
+    try:
+        obs = ObsBatch.random(1, env_config(cfg).image_size, family_config(cfg.policy).proprio_dim, s.instructions)
+        prober = _Prober(s.backend, s.generators[0], obs)
+        prober.start()
+        time.sleep(2.0)  # a baseline of undisturbed requests
+        windows, rows = [], []
+        for transport in transports:
+            s.weights.transport = transport
+            s.weights.publish(wait=True)  # warm-up: first allocations, connections
+            times = []
+            for _ in range(publishes):
+                t0 = time.perf_counter()
+                s.weights.publish(wait=True)
+                t1 = time.perf_counter()
+                times.append(t1 - t0)
+                windows.append((t0, t1))
+                time.sleep(0.5)  # undisturbed requests between publications
+            rows.append({"transport": transport, "publish_s_median": _pct(times, 0.5), "publish_s_max": max(times),
+                         "publish_s_all": times})
+        prober.stop.set()
+        prober.join(timeout=60)
+        report = s.weights.report()
+    finally:
+        s.shutdown()
+    inside = [lat for t, lat in prober.samples if any(a <= t < b for a, b in windows)]
+    outside = [lat for t, lat in prober.samples if not any(a <= t < b for a, b in windows)]
+    result = {
+        "command": "rlvla3 bench-weights " + " ".join(overrides), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                                          time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "policy": cfg.policy.type, "generators": cfg.generator.num_generators, "device": cfg.policy.device,
+        "channel_backend": report.get("backend"), "bytes_per_publish": report.get("bytes_per_send"),
+        "bucket_mb": cfg.generator.weight_bucket_mb, "transports": rows,
+        "inference_during_publish": {"requests": len(inside), "latency_ms_p50": _ms(_pct(inside, 0.5)),
+                                     "latency_ms_max": _ms(max(inside, default=None))},
+        "inference_outside_publish": {"requests": len(outside), "latency_ms_p50": _ms(_pct(outside, 0.5)),
+                                      "latency_ms_max": _ms(max(outside, default=None))},
+    }
+    with open(os.path.join(out_dir, "weights.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(out_dir, "weights.md"), "w") as f:
+        f.write(table(result))
+    return result
+
+
+def _ms(x):
+    return None if x is None else round(1000 * x, 2)
+
+
+def table(r: dict) -> str:
+    mb = (r["bytes_per_publish"] or 0) / 2**20
+    lines = [f"# `rlvla3 bench-weights`: {r['policy']} policy, {mb:.1f} MiB per publication, "
+             f"{r['generators']} generator(s), device {r['device']}",
+             "", f"- command: `{r['command']}`", f"- date: {r['date']}",
+             f"- machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs",
+             f"- collective channel backend: {r['channel_backend']}, buckets of {r['bucket_mb']} MiB", "",
+             "| transport | publish median (s) | max (s) | MiB/s per generator (median) |", "|---|---:|---:|---:|"]
+    for row in r["transports"]:
+        med = row["publish_s_median"]
+        lines.append(f"| {row['transport']} | {med:.3f} | {row['publish_s_max']:.3f} | {mb / med:.0f} |")
+    i, o = r["inference_during_publish"], r["inference_outside_publish"]
+    lines += ["", "Generator 0 kept serving single-sample requests throughout (latency p50 / max):",
+              f"- during publications: {i['requests']} requests, {i['latency_ms_p50']} / {i['latency_ms_max']} ms",
+              f"- outside: {o['requests']} requests, {o['latency_ms_p50']} / {o['latency_ms_max']} ms", ""]
+    return "\n".join(lines)
