@@ -66,6 +66,9 @@ class RolloutConfig:
     temperature: float = 1.0  # sampling temperature of the behaviour policy
     straggler_fraction: float = 0.0  # fraction of env slots whose simulator is slower (benchmarks)
     straggler_slowdown: float = 5.0  # cost multiplier of those slots
+    # Unix nice (0-19) added to env worker and generator processes: > 0 lets the trainer, the
+    # bottleneck stage on a machine with few cores, take its core before the rollout does.
+    nice: int = 0
 
 
 @dataclass
@@ -206,6 +209,9 @@ def validate(cfg: Config) -> Config:
            f"generator.weight_transport must be object_store|collective, got {g.weight_transport!r}")
     _check(g.weight_transport == "object_store" or r.backend == "ray",
            "generator.weight_transport=collective joins the trainer and generator processes and needs run.backend=ray")
+    _check(0 <= ro.nice <= 19, f"rollout.nice must be in 0..19, got {ro.nice}")
+    _check(ro.nice == 0 or r.backend == "ray", "rollout.nice lowers the rollout processes' priority and needs "
+           "run.backend=ray (the local backend runs everything in one process)")
     _check(g.weight_bucket_mb > 0, f"generator.weight_bucket_mb must be > 0, got {g.weight_bucket_mb}")
     for key, val in [("run.total_env_steps", r.total_env_steps), ("rollout.num_env_workers", ro.num_env_workers),
                      ("rollout.slots_per_worker", ro.slots_per_worker), ("rollout.group_size", ro.group_size),

@@ -119,7 +119,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         def make_env_worker(i: int, incarnation: int = 0):
             return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i + 7 * incarnation,
                                  slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
-                                 torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation)
+                                 torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation, nice=r.nice)
 
         s.make_env_worker = make_env_worker
         s.env_workers = [make_env_worker(i) for i in range(r.num_env_workers)]
@@ -139,14 +139,15 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         def make_generator(i: int, incarnation: int = 0):
             crash, hang = generator_faults(cfg, i, incarnation)
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, crash, hang, **gen_opts(i))
+                                 g.max_wait_ms, r.temperature, crash, hang, nice=r.nice, **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         def make_generator(i: int, incarnation: int = 0):
             crash, hang = generator_faults(cfg, i, incarnation)
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, **gen_opts(i))
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, nice=r.nice,
+                                 **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]

@@ -8,6 +8,7 @@ The asynchronous API (each slot asks a generator for actions when *it* is ready)
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,10 @@ class WorkerStats:
 class EnvWorker:
     def __init__(self, worker_id: int, env_cfg: TabletopConfig, num_slots: int, seed: int,
                  slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1,
-                 faults: Optional[FaultConfig] = None, incarnation: int = 0):
+                 faults: Optional[FaultConfig] = None, incarnation: int = 0, nice: int = 0):
         torch.set_num_threads(torch_threads)
+        if nice:
+            os.nice(nice)  # rollout.nice: yield the CPU to the trainer
         self.worker_id = worker_id
         self.incarnation = incarnation  # restarts of this worker: keeps episode ids unique across them
         self.envs: list = []

@@ -6,6 +6,7 @@ The lock-step schedules call `infer` with the whole batch; the asynchronous gene
 
 from __future__ import annotations
 
+import os
 import time
 from typing import List, Optional
 
@@ -18,8 +19,10 @@ from rlvla3.policies import build_policy
 
 class Generator:
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
-                 hang_after_requests: int = 0):
+                 hang_after_requests: int = 0, nice: int = 0):
         torch.set_num_threads(torch_threads)
+        if nice:
+            os.nice(nice)  # rollout.nice: yield the CPU to the trainer
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         self.hang_after_requests = hang_after_requests
         torch.manual_seed(seed * 7 + gen_id)

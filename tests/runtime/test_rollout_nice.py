@@ -1,0 +1,25 @@
+"""rollout.nice: env workers and generators run at a lower CPU priority than the trainer."""
+
+import os
+
+import pytest
+
+from rlvla3.runtime.config import load_config
+from rlvla3.runtime.session import start_session
+
+
+def _nice(backend, actor) -> int:
+    return backend.get(actor.__ray_call__.remote(lambda self: os.nice(0)))
+
+
+@pytest.mark.parametrize("mode", ["sync", "full"])
+def test_rollout_processes_get_the_nice_offset_and_the_trainer_does_not(mode):
+    cfg = load_config(["preset=tiny-test", f"run.mode={mode}", "rollout.nice=7", "eval.num_workers=1"])
+    s = start_session(cfg)
+    try:
+        base = _nice(s.backend, s.trainer)
+        assert [_nice(s.backend, w) - base for w in s.env_workers] == [7] * len(s.env_workers)
+        assert [_nice(s.backend, g) - base for g in s.generators] == [7] * len(s.generators)
+        assert _nice(s.backend, s.eval_workers[0]) == base  # evaluation does not compete with training
+    finally:
+        s.shutdown()
