@@ -8,7 +8,6 @@ The asynchronous API (each slot asks a generator for actions when *it* is ready)
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from rlvla3.envs.factory import make_env
 from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
 from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
+from rlvla3.workers.priority import lower_priority
 
 AUTO_RESET = ("none", "filler", "keep")
 
@@ -53,8 +53,7 @@ class EnvWorker:
                  slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1,
                  faults: Optional[FaultConfig] = None, incarnation: int = 0, nice: int = 0):
         torch.set_num_threads(torch_threads)
-        if nice:
-            os.nice(nice)  # rollout.nice: yield the CPU to the trainer
+        lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
         self.worker_id = worker_id
         self.incarnation = incarnation  # restarts of this worker: keeps episode ids unique across them
         self.envs: list = []

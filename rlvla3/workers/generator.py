@@ -6,7 +6,6 @@ The lock-step schedules call `infer` with the whole batch; the asynchronous gene
 
 from __future__ import annotations
 
-import os
 import time
 from typing import List, Optional
 
@@ -15,14 +14,14 @@ import torch
 from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ActionReply, ObsBatch, WeightsMessage
 from rlvla3.policies import build_policy
+from rlvla3.workers.priority import lower_priority
 
 
 class Generator:
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
                  hang_after_requests: int = 0, nice: int = 0):
         torch.set_num_threads(torch_threads)
-        if nice:
-            os.nice(nice)  # rollout.nice: yield the CPU to the trainer
+        lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         self.hang_after_requests = hang_after_requests
         torch.manual_seed(seed * 7 + gen_id)

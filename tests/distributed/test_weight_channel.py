@@ -138,3 +138,17 @@ def test_a_dead_generator_gets_a_new_channel_epoch_and_the_run_goes_on(tmp_path)
     acc = summary["async"]
     assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
                                        + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_a_data_parallel_trainer_publishes_from_rank_0(tmp_path, sharding):
+    policy = ["policy=oft-tiny"] if sharding == "fsdp" else []
+    cfg = load_config(["preset=tiny-test", "run.mode=full", f"run.output_dir={tmp_path}", "run.name=wdp",
+                       "run.total_env_steps=600", "generator.weight_transport=collective", "trainer.num_ranks=2",
+                       f"trainer.sharding={sharding}", *policy])
+    summary = train(cfg)
+    w = summary["weights"]
+    last = summary["policy_version"]
+    assert w["failed_sends"] == 0 and w["sends_timed"] >= 2
+    assert last >= 2 and all(last - 1 <= v <= last for v in w["generator_versions"])
