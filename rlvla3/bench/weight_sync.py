@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import threading
 import time
 from typing import List
 
+from rlvla3.bench.runner import machine_info
+from rlvla3.core.stats import percentiles
 from rlvla3.core.types import ActionRequest, ObsBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import load_config
 
 TRANSPORTS = ("object_store", "collective")
-
-
-def _pct(xs: List[float], q: float):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
 class _Prober(threading.Thread):
@@ -72,7 +68,8 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
                 times.append(t1 - t0)
                 windows.append((t0, t1))
                 time.sleep(0.5)  # undisturbed requests between publications
-            rows.append({"transport": transport, "publish_s_median": _pct(times, 0.5), "publish_s_max": max(times),
+            rows.append({"transport": transport, "publish_s_median": percentiles(times, (50,))["p50"],
+                         "publish_s_max": max(times),
                          "publish_s_all": times})
         prober.stop.set()
         prober.join(timeout=60)
@@ -84,14 +81,11 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     result = {
         "command": "rlvla3 bench-weights " + " ".join(overrides), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                                           time.gmtime()),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
         "policy": cfg.policy.type, "generators": cfg.generator.num_generators, "device": cfg.policy.device,
         "channel_backend": report.get("backend"), "bytes_per_publish": report.get("bytes_per_send"),
         "bucket_mb": cfg.generator.weight_bucket_mb, "transports": rows,
-        "inference_during_publish": {"requests": len(inside), "latency_ms_p50": _ms(_pct(inside, 0.5)),
-                                     "latency_ms_max": _ms(max(inside, default=None))},
-        "inference_outside_publish": {"requests": len(outside), "latency_ms_p50": _ms(_pct(outside, 0.5)),
-                                      "latency_ms_max": _ms(max(outside, default=None))},
+        "inference_during_publish": _latency(inside), "inference_outside_publish": _latency(outside),
     }
     with open(os.path.join(out_dir, "weights.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -100,8 +94,11 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     return result
 
 
-def _ms(x):
-    return None if x is None else round(1000 * x, 2)
+def _latency(seconds: List[float]) -> dict:
+    if not seconds:
+        return {"requests": 0, "latency_ms_p50": None, "latency_ms_max": None}
+    return {"requests": len(seconds), "latency_ms_p50": round(1000 * percentiles(seconds, (50,))["p50"], 2),
+            "latency_ms_max": round(1000 * max(seconds), 2)}
 
 
 def table(r: dict) -> str:

@@ -25,17 +25,21 @@ from rlvla3.distributed.fsdp import shard_model
 from rlvla3.distributed.weight_broadcast import broadcast_state
 
 
-def rendezvous_address() -> Tuple[str, int]:
-    """This node's address and a free TCP port on it (rank 0 calls it for the others)."""
+def node_address() -> str:
+    """This node's address as the other processes of the job reach it."""
     try:
         import ray
 
-        addr = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+        return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     except ImportError:
-        addr = "127.0.0.1"
+        return "127.0.0.1"
+
+
+def rendezvous_address() -> Tuple[str, int]:
+    """This node's address and a free TCP port on it (rank 0 calls it for the others)."""
     with socket.socket() as s:
         s.bind(("", 0))
-        return addr, s.getsockname()[1]
+        return node_address(), s.getsockname()[1]
 
 
 def merge_rank_stats(parts) -> dict:

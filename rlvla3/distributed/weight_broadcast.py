@@ -44,7 +44,7 @@ def layout_fingerprint(state: Dict[str, torch.Tensor]) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
 
 
-class _Collectives:
+class Collectives:
     """Broadcast and max-all-reduce on a torch.distributed group (None: the default one) or on
     a raw ProcessGroup built outside it: the trainer->generators channel must not be part of
     the trainer ranks' world (`distributed/weight_channel.py`)."""
@@ -78,8 +78,8 @@ def broadcast_state(state: Dict[str, torch.Tensor], src: int = 0, bucket_mb: flo
                     device: torch.device | str = "cpu", raw_group=None) -> Tuple[int, int]:
     """Overwrite `state` on every rank with src's tensors, in place. `device` is where the
     flat buckets live (the GPU for NCCL); `raw_group` a ProcessGroup outside the default
-    world (see _Collectives). Returns (buckets, bytes) sent."""
-    ops = _Collectives(group, raw_group)
+    world (see Collectives). Returns (buckets, bytes) sent."""
+    ops = Collectives(group, raw_group)
     device = torch.device(device)
     fp = torch.tensor([layout_fingerprint(state)], dtype=torch.int64, device=device)
     theirs = fp.clone()

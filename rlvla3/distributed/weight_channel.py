@@ -24,7 +24,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from rlvla3.distributed.weight_broadcast import broadcast_state
+from rlvla3.distributed.data_parallel import node_address
+from rlvla3.distributed.weight_broadcast import Collectives, broadcast_state
 
 STORE_PREFIX = "rlvla3-weights"
 
@@ -41,6 +42,11 @@ def make_group(store, rank: int, world: int, epoch: int, backend: str, timeout_s
     return dist.ProcessGroupGloo(prefix, rank, world, timeout)
 
 
+def bucket_device(backend: str, device) -> torch.device:
+    """Where a member's flat buckets live: its GPU for NCCL, the CPU for gloo."""
+    return torch.device(device if backend == "nccl" else "cpu")
+
+
 class WeightSender:
     """Trainer side (member 0): hosts the store, sends state dicts."""
 
@@ -54,20 +60,17 @@ class WeightSender:
 
     def listen(self) -> Tuple[str, int]:
         """Start the store (once); where the generators find it."""
-        from rlvla3.distributed.data_parallel import rendezvous_address
-
-        addr, _ = rendezvous_address()
         if self.store is None:
             self.store = dist.TCPStore("0.0.0.0", 0, None, True, timeout=timedelta(seconds=self.timeout_s),
                                        wait_for_workers=False)
-        return addr, self.store.port
+        return node_address(), self.store.port
 
     def join(self, epoch: int, world: int, backend: str, device) -> None:
         """Build epoch `epoch`'s group (blocks until every generator joins too)."""
         self.group = None  # the old group's members may be gone: never use it again
         self.group = make_group(self.store, 0, world, epoch, backend, self.timeout_s)
         self.epoch, self.sends = epoch, 0
-        self.device = torch.device(device if backend == "nccl" else "cpu")
+        self.device = bucket_device(backend, device)
 
     def send(self, state: Dict[str, torch.Tensor], version: int, bucket_mb: float) -> dict:
         if self.group is None:
@@ -75,10 +78,7 @@ class WeightSender:
         t0 = time.perf_counter()
         self.sends += 1
         self.store.set(f"{STORE_PREFIX}/{self.epoch}/go/{self.sends}", str(version))
-        header = torch.tensor([version], dtype=torch.int64, device=self.device)
-        opts = dist.BroadcastOptions()
-        opts.rootRank = 0
-        self.group.broadcast([header], opts).wait()
+        Collectives(raw=self.group).broadcast(torch.tensor([version], dtype=torch.int64, device=self.device), 0)
         buckets, sent = broadcast_state(state, src=0, bucket_mb=bucket_mb, device=self.device, raw_group=self.group)
         return {"version": version, "epoch": self.epoch, "seconds": time.perf_counter() - t0, "buckets": buckets,
                 "bytes": sent}
@@ -95,7 +95,7 @@ class WeightReceiver:
         self.store = dist.TCPStore(addr, port, None, False, timeout=timedelta(seconds=timeout_s))
         self.group = make_group(self.store, rank, world, epoch, backend, timeout_s)
         self.epoch, self.receives = epoch, 0
-        self.device = torch.device(device if backend == "nccl" else "cpu")
+        self.device = bucket_device(backend, device)
         self.layout = layout
         self.abandoned = threading.Event()  # set when a newer epoch replaces this one
 
@@ -108,9 +108,7 @@ class WeightReceiver:
                 return None
             time.sleep(self.POLL_S)
         header = torch.zeros(1, dtype=torch.int64, device=self.device)
-        opts = dist.BroadcastOptions()
-        opts.rootRank = 0
-        self.group.broadcast([header], opts).wait()
+        Collectives(raw=self.group).broadcast(header, 0)
         state = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in self.layout.items()}
         broadcast_state(state, src=0, bucket_mb=bucket_mb, device=self.device, raw_group=self.group)
         return int(header.item()), state

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Optional
 
+from rlvla3.core.stats import percentiles
+
 
 class WeightPublisher:
     def __init__(self, session):
@@ -92,9 +94,9 @@ class WeightPublisher:
         except Exception:  # a generator died at the very end
             out["generator_versions"] = None
         if self.collective:
-            secs = sorted(self.recent_send_s)
+            timed = bool(self.recent_send_s)
             out.update(backend=self.backend, epochs=self.epoch + 1, sends_timed=self.sends_timed,
                        failed_sends=self.failed_sends, bytes_per_send=self.bytes_per_send,
-                       send_s_median_recent=secs[len(secs) // 2] if secs else None,
-                       send_s_max=self.send_s_max if secs else None)
+                       send_s_median_recent=percentiles(self.recent_send_s, (50,))["p50"] if timed else None,
+                       send_s_max=self.send_s_max if timed else None)
         return out
