@@ -75,6 +75,12 @@ def to_markdown(result: dict) -> str:
                 line += (" ; paired ratio to sync " + " / ".join(f"{v:.2f}" for v in m["paired_ratios_to_sync"])
                          + f" (median {r[(len(r) - 1) // 2]:.2f})")
             lines.append(line)
+    cpu = {k: m["cpu"] for k, m in result["modes"].items() if m.get("cpu")}
+    if cpu:
+        lines += ["", "CPU cores used in the window, by process (machine busy / cores on the machine):", ""]
+        for name, c in cpu.items():
+            roles = ", ".join(f"{r} {v:.2f}" for r, v in c["by_role"].items() if v >= 0.005)
+            lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy; {roles}")
     strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}
     if strag:
         lines += ["", "Stragglers (a fraction of the env slots made slower):", ""]

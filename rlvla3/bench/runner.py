@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import window_metrics
 from rlvla3.bench.workloads import workload_overrides
 from rlvla3.envs.factory import env_config
@@ -72,12 +73,15 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
         loop = LoopState(cfg=cfg, logger=logger, session=session, run_dir=out_dir)
         t0 = time.time()
         loop.deadline = t0 + warmup + seconds
+        cpu = CpuWindow(t0 + warmup, t0 + warmup + seconds)
         run_schedule(session, loop)
         t_stop = time.time()
+        cpu_used = cpu.result()
         w0, w1 = t0 + warmup, t0 + warmup + seconds
         spans = [s for part in b.get([a.timeline.remote(t0) for a in _actors(session)]) for s in part]
         spans += session.spans.spans(t0)
         metrics = window_metrics(spans, w0, min(w1, t_stop))
+        metrics["cpu"] = cpu_used
         metrics["run"] = {"wall_s": round(t_stop - t0, 2), "env_steps_total": loop.env_steps,
                           "optimizer_steps": loop.train_steps, "samples_trained": loop.samples_trained,
                           "episodes": loop.episodes,

@@ -29,12 +29,6 @@ from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.supervisor import Supervisor
 
 
-# Env workers are polled (status and drain in one Ray round trip per worker) at most this often.
-# Episodes last around a second, so 20 ms adds little latency, while polling on every 5 ms
-# tick cost the driver and the env workers a measurable share of a 2-core machine.
-POLL_S = 0.02
-
-
 class SampleQueue:
     """FIFO of samples; takes exact-size batches, keeping leftovers for the next one."""
 
@@ -201,7 +195,8 @@ class AsyncDriver:
     def run(self) -> None:
         s, b, a = self.s, self.b, self.a
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
-        self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot)
+        self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot,
+                               self.r.coalesce_ms)
         b.get([w.start_async.remote(s.generators, *self.sup.start_args) for w in s.env_workers])
         env_steps_seen = 0
         pending_micro: Deque = deque()  # refs of accumulate() calls in flight
@@ -210,10 +205,11 @@ class AsyncDriver:
         results_acc, trained_acc = [], 0
         global_ids = []  # ids of the micro-batches of the global batch being accumulated
         new_steps, last_poll = 0, 0.0
+        poll_s = self.r.poll_ms / 1000.0  # status + drain of every env worker, one round trip each
         try:
             while not self.loop.should_stop():
                 progressed = False
-                if time.perf_counter() - last_poll >= POLL_S:
+                if time.perf_counter() - last_poll >= poll_s:
                     last_poll = time.perf_counter()
                     statuses, drains = self.sup.poll()  # also restarts dead or hung workers
                     self.admit(statuses)

@@ -69,6 +69,14 @@ class RolloutConfig:
     # Unix nice (0-19) added to env worker and generator processes: > 0 lets the trainer, the
     # bottleneck stage on a machine with few cores, take its core before the rollout does.
     nice: int = 0
+    # Async modes: an env worker's requests to one generator that are ready within this many
+    # ms share one Ray call (fewer calls, less CPU per decision); 0 = one call per request.
+    coalesce_ms: float = 0.0
+    # Async modes: the driver polls every env worker (status and finished episodes, one Ray
+    # round trip each) at most this often. Episodes last a second or more, so 50 ms adds
+    # little latency; each poll costs the driver and the workers CPU (20 ms: -5% trained
+    # samples/s on 2 cores, docs/benchmarks/cpu-eta2-dec03-coalesce/).
+    poll_ms: float = 50.0
 
 
 @dataclass
@@ -223,7 +231,9 @@ def validate(cfg: Config) -> Config:
         _check(val >= 1, f"{key} must be >= 1, got {val}")
     for key, val in [("run.max_train_steps", r.max_train_steps), ("run.checkpoint_every", r.checkpoint_every),
                      ("rollout.horizon_chunks", ro.horizon_chunks), ("algo.staleness", a.staleness),
-                     ("generator.max_wait_ms", g.max_wait_ms), ("algo.ent_coef", a.ent_coef),
+                     ("generator.max_wait_ms", g.max_wait_ms), ("rollout.coalesce_ms", ro.coalesce_ms),
+                     ("rollout.poll_ms", ro.poll_ms),
+                     ("algo.ent_coef", a.ent_coef),
                      ("algo.value_clip", a.value_clip), ("eval.episodes_per_task", cfg.eval.episodes_per_task),
                      ("algo.critic_warmup_steps", a.critic_warmup_steps)]:
         _check(val >= 0, f"{key} must be >= 0, got {val}")

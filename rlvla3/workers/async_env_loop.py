@@ -19,10 +19,12 @@ from typing import Deque, List, Set
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.router import Router
 from rlvla3.core.types import ActionRequest
+from rlvla3.workers.request_coalescer import RequestCoalescer
 
 
 class AsyncSlotRunner:
-    def __init__(self, worker, generators, router: str, num_generators: int, envs_per_slot: int = 1):
+    def __init__(self, worker, generators, router: str, num_generators: int, envs_per_slot: int = 1,
+                 coalesce_ms: float = 0.0):
         if envs_per_slot < 1 or worker.num_slots % envs_per_slot:
             raise ValueError(f"rollout.envs_per_slot ({envs_per_slot}) must be >= 1 and divide the envs of a worker "
                              f"({worker.num_slots})")
@@ -46,6 +48,8 @@ class AsyncSlotRunner:
         self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the chunk step in progress; 0 = none
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
         self.t_start = time.perf_counter()
+        # Requests ready within coalesce_ms of each other share one Ray call (0 = one call each).
+        self.coalescer = RequestCoalescer(coalesce_ms / 1000.0, self._call) if coalesce_ms > 0 else None
 
     def start(self) -> None:
         self.t_start = time.perf_counter()
@@ -124,17 +128,35 @@ class AsyncSlotRunner:
             self.requests += 1
             rid = self.requests
             self.sent[rid] = (g, time.monotonic())
-        req = ActionRequest(rid, self.w.worker_id, slot, obs)
-        fut = self.generators[g].infer.remote(req).future()
-        fut.add_done_callback(lambda f, s=slot, g=g, e=envs, r=rid: self.w.pool.submit(self._guard, self._on_reply,
-                                                                                      s, g, f, e, r))
+        item = (ActionRequest(rid, self.w.worker_id, slot, obs), slot, envs, rid)
+        if self.coalescer is not None:
+            self.coalescer.put(g, item)
+        else:
+            self._call(g, [item])
 
-    def _on_reply(self, slot: int, g: int, fut, envs: List[int], rid: int) -> None:
+    def _call(self, g: int, items: list) -> None:
+        """One Ray call for these requests; each slot's reply is handled on the worker's pool."""
+        try:
+            if len(items) == 1:
+                fut = self.generators[g].infer.remote(items[0][0]).future()
+                picks = [lambda f: f.result()]
+            else:
+                fut = self.generators[g].infer_many.remote([req for req, _, _, _ in items]).future()
+                picks = [lambda f, k=k: f.result()[k] for k in range(len(items))]
+        except Exception as e:  # the call could not even be made: each slot handles it as a failed reply
+            for _, slot, envs, rid in items:
+                self.w.pool.submit(self._guard, self._on_reply, slot, g, lambda e=e: _raise(e), envs, rid)
+            return
+        for (_, slot, envs, rid), pick in zip(items, picks):
+            fut.add_done_callback(lambda f, s=slot, e=envs, r=rid, p=pick: self.w.pool.submit(
+                self._guard, self._on_reply, s, g, lambda: p(f), e, r))
+
+    def _on_reply(self, slot: int, g: int, get_reply, envs: List[int], rid: int) -> None:
         with self.lock:
             self.outstanding[g] -= 1
             self.sent.pop(rid, None)
         try:
-            reply = fut.result()
+            reply = get_reply()
         except Exception:  # generator failed: drop these episodes, count them, keep the slot going
             with self.lock:
                 self.failed_requests += 1
@@ -179,7 +201,8 @@ class AsyncSlotRunner:
                     "oldest_request_s": oldest,
                     "queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
                     "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,
-                    "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped}
+                    "failed_requests": self.failed_requests, "episodes_dropped": self.episodes_dropped,
+                    "calls": self.coalescer.calls if self.coalescer is not None else self.requests}
 
     def stop(self, timeout_s: float = 30.0) -> dict:
         """Stop starting episodes and sending requests; wait for in-flight replies."""
@@ -192,7 +215,13 @@ class AsyncSlotRunner:
                 if len(self.idle_slots) == len(self.slot_envs):
                     break
             time.sleep(0.01)
+        if self.coalescer is not None:
+            self.coalescer.close()
         wall = time.perf_counter() - self.t_start
         out = self.status()
         out["slot_utilization"] = self.slot_busy_s / (wall * len(self.slot_envs)) if wall > 0 else 0.0
         return out
+
+
+def _raise(e: Exception):
+    raise e

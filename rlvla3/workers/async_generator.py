@@ -45,6 +45,15 @@ class AsyncGenerator:
             self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def infer(self, request: ActionRequest) -> ActionReply:
+        return await self._enqueue(request)
+
+    async def infer_many(self, requests: List[ActionRequest]) -> List[ActionReply]:
+        """Several slots' requests in one call (an env worker's coalescer): each joins the
+        batcher on its own, so they may be served in different batches."""
+        futs = [self._enqueue(r) for r in requests]
+        return [await f for f in futs]
+
+    def _enqueue(self, request: ActionRequest) -> asyncio.Future:
         self._ensure_loop()
         self.requests += 1
         if self.crash_after_requests:
@@ -55,7 +64,7 @@ class AsyncGenerator:
         now = time.perf_counter()
         self.batcher.add((request, fut, now), request.num_samples, now)
         self._wakeup.set()
-        return await fut
+        return fut
 
     async def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActionReply:
         """A whole batch, bypassing the batcher (lock-step evaluation on the same replica)."""

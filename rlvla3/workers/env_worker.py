@@ -244,10 +244,11 @@ class EnvWorker:
         return out
 
     # --- asynchronous API (see async_env_loop.py) -----------------------------------------
-    def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1) -> bool:
+    def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1,
+                    coalesce_ms: float = 0.0) -> bool:
         from rlvla3.workers.async_env_loop import AsyncSlotRunner
 
-        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot)
+        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot, coalesce_ms)
         self.runner.start()
         return True
 

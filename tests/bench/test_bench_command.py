@@ -42,6 +42,9 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
     full = res["modes"]["full"]
     assert "batcher" in full and full["batcher"][0]["samples"] > 0
+    cpu = full["cpu"]  # where the cores went in the window, by Ray's process names
+    assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])
+    assert "CPU cores used in the window" in open(os.path.join(out, "table.md")).read()
     strag = res["modes"]["full +stragglers"]
     assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(
         strag["env_steps_per_s"] / full["env_steps_per_s"] - 1)

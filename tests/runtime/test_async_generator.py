@@ -35,6 +35,17 @@ def test_batches_by_size_and_tags_every_reply():
     assert stats["batches"] == 2 and stats["fired_by_size"] == 2
 
 
+def test_infer_many_answers_each_request_with_its_own_rows():
+    async def go():
+        gen, _ = _generator(max_batch=64, max_wait_ms=5.0)
+        return await gen.infer_many([_request(i, n=i + 1) for i in range(3)]), await gen.stats()
+
+    replies, stats = asyncio.run(go())
+    assert [r.request_id for r in replies] == [0, 1, 2]
+    assert [r.actions.shape[0] for r in replies] == [1, 2, 3]
+    assert all(r.batch_size == 6 for r in replies) and stats["batches"] == 1  # they joined one batch
+
+
 def test_timeout_fires_a_partial_batch():
     async def go():
         gen, _ = _generator(max_batch=64, max_wait_ms=5.0)

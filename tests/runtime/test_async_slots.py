@@ -20,7 +20,10 @@ class _Call:
 
     def remote(self, req):
         fut = Future()
-        fut.set_result(self.fn(req))
+        try:
+            fut.set_result(self.fn(req))
+        except Exception as e:  # like a Ray call whose task raised
+            fut.set_exception(e)
         return type("Ref", (), {"future": lambda self_: fut})()
 
 
@@ -32,6 +35,15 @@ class FakeGenerator:
         self.rng = np.random.default_rng(0)
         self.shape = (chunk, action_dim, tokens)
         self.infer = _Call(self._infer)
+        self.calls_many = []  # requests per infer_many call
+        self.infer_many = _Call(self._infer_many)
+        self.fail_many = False
+
+    def _infer_many(self, reqs):
+        self.calls_many.append(len(reqs))
+        if self.fail_many:
+            raise RuntimeError("injected generator failure")
+        return [self._infer(r) for r in reqs]
 
     def _infer(self, req):
         n = len(req.obs)
@@ -41,13 +53,13 @@ class FakeGenerator:
                            np.zeros((n, t), np.int64), np.zeros((n, t), np.float32), np.zeros(n, np.float32), 3)
 
 
-def _run(envs, envs_per_slot, episodes):
+def _run(envs, envs_per_slot, episodes, coalesce_ms=0.0, gen=None):
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), envs, seed=0)
-    gen = FakeGenerator()
-    w.runner = AsyncSlotRunner(w, [gen], "round_robin", 1, envs_per_slot)
+    gen = gen or FakeGenerator()
+    w.runner = AsyncSlotRunner(w, [gen], "round_robin", 1, envs_per_slot, coalesce_ms)
     w.runner.add([EpisodeAssignment(task_id=i % 3, init_id=i % 8) for i in range(episodes)])
     deadline = time.time() + 20
-    while len(w.finished) < episodes and time.time() < deadline:
+    while len(w.finished) + w.runner.episodes_dropped < episodes and time.time() < deadline:
         time.sleep(0.01)
     status = w.runner.stop()
     return w, gen, status
@@ -113,3 +125,21 @@ def test_a_failing_reset_drops_every_episode_of_the_slot(monkeypatch):
     status = w.runner.stop()
     assert status["episodes_dropped"] == 2  # the env that failed and its slot-mate
     assert len(w.finished) == 2 and not w.active.any()
+
+
+def test_coalesced_requests_share_calls_and_each_slot_gets_its_own_reply():
+    """8 slots, a 30 ms window: slots ready together go out in one infer_many call."""
+    w, gen, status = _run(envs=8, envs_per_slot=1, episodes=16, coalesce_ms=30.0)
+    assert len(w.finished) == 16 and status["episodes_dropped"] == 0
+    assert gen.calls_many and max(gen.calls_many) > 1
+    assert status["calls"] < status["requests"]  # fewer Ray calls than requests
+    assert sum(gen.sizes) == sum(len(e) for e in w.finished) == status["requests"]  # each decision asked once
+
+
+def test_a_failed_coalesced_call_drops_the_episodes_of_every_slot_in_it():
+    gen = FakeGenerator()
+    gen.fail_many = True
+    w, gen, status = _run(envs=4, envs_per_slot=1, episodes=4, coalesce_ms=30.0, gen=gen)
+    assert status["failed_requests"] >= 2 and status["episodes_dropped"] >= 2
+    assert status["failed_requests"] == status["episodes_dropped"]  # one env per slot
+    assert len(w.finished) + status["episodes_dropped"] >= 4 and not w.active.any()
