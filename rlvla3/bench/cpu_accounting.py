@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Dict, Optional, Tuple
 
+RAY_AGENTS = ("DashboardAgent", "RuntimeEnvAgent")  # Ray's own helpers, named like workers
 RAY_DAEMONS = ("raylet", "gcs_server", "dashboard", "runtime_env", "log_monitor", "monitor.py")
 
 
@@ -26,7 +27,9 @@ def role_of(cmdline: str, pid: int, driver_pid: int) -> str:
         return "driver"
     if cmdline.startswith("ray::"):
         name = cmdline[5:].split(".")[0].split(" ")[0].strip()
-        return name or "ray worker"
+        if name in RAY_AGENTS:
+            return "ray daemons"
+        return "ray idle workers" if name == "IDLE" else (name or "ray worker")
     if any(d in cmdline for d in RAY_DAEMONS):
         return "ray daemons"
     return "other"

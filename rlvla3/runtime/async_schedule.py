@@ -21,43 +21,13 @@ import numpy as np
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.sample_queue import SampleQueue
 from rlvla3.core.staleness import StalenessController
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.supervisor import Supervisor
-
-
-class SampleQueue:
-    """FIFO of samples; takes exact-size batches, keeping leftovers for the next one."""
-
-    def __init__(self):
-        self.parts: Deque[SampleBatch] = deque()
-        self.size = 0
-        self.total_put = 0
-        self.high_water = 0  # most samples ever waiting: bounded by admission (see queue_bound)
-
-    def put(self, batch: SampleBatch) -> None:
-        if len(batch):
-            self.parts.append(batch)
-            self.size += len(batch)
-            self.total_put += len(batch)
-            self.high_water = max(self.high_water, self.size)
-
-    def take(self, n: int) -> SampleBatch:
-        out, need = [], n
-        while need > 0:
-            head = self.parts.popleft()
-            if len(head) <= need:
-                out.append(head)
-                need -= len(head)
-            else:
-                out.append(head.take(np.arange(need)))
-                self.parts.appendleft(head.take(np.arange(need, len(head))))
-                need = 0
-        self.size -= n
-        return SampleBatch.concat(out)
 
 
 class AsyncDriver:
@@ -175,13 +145,20 @@ class AsyncDriver:
         self._settle(key)
 
     def fresh(self, batch: SampleBatch) -> SampleBatch:
+        """Drop (and refund) the samples too stale to train on."""
         mask = self.ctrl.filter(batch.versions, self.version)
         dropped = int((~mask).sum())
         if dropped:
             self.ctrl.refund(dropped)
             batch = batch.take(np.flatnonzero(mask))
-        for v in batch.versions:
-            self.staleness.add(int(self.version - v))
+        return batch
+
+    def take_fresh(self, n: int) -> Optional[SampleBatch]:
+        """Exactly n fresh samples (stale ones replaced by the next in the queue), or None."""
+        batch = self.queue.take_fresh(n, self.fresh)
+        if batch is not None:
+            for v in batch.versions:
+                self.staleness.add(int(self.version - v))
         return batch
 
     # --- the loop ----------------------------------------------------------------------------
@@ -232,9 +209,9 @@ class AsyncDriver:
                             b.get(pending_micro.popleft())
                         need = min(a.micro_batch, a.global_batch - in_global)
                         while len(pending_micro) < 2 and in_global < a.global_batch and self.queue.size >= need:
-                            mb = self.fresh(self.queue.take(need))
-                            if len(mb) == 0:
-                                continue
+                            mb = self.take_fresh(need)
+                            if mb is None:
+                                break
                             global_ids.append(mb.sample_ids)
                             pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))  # raw advantages: normalised over the global batch by the trainer
                             in_global += len(mb)
@@ -247,8 +224,8 @@ class AsyncDriver:
                             global_ids = []
                             pending_micro.clear()  # the actor runs calls in order: step follows them
                     elif self.queue.size >= a.global_batch:
-                        batch = self.fresh(self.queue.take(a.global_batch))
-                        if len(batch):
+                        batch = self.take_fresh(a.global_batch)
+                        if batch is not None:
                             self.loop.trained_ids.append(batch.sample_ids)
                             step_ref = s.trainer.train_batch.remote(batch)
                             trained_acc += len(batch)

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs 
 def test_roles_come_from_ray_process_names():
     assert role_of("ray::Trainer.update", 10, driver_pid=1) == "Trainer"
     assert role_of("ray::AsyncGenerator", 10, driver_pid=1) == "AsyncGenerator"
-    assert role_of("ray::IDLE", 10, driver_pid=1) == "IDLE"
+    assert role_of("ray::IDLE", 10, driver_pid=1) == "ray idle workers"
+    assert role_of("ray::DashboardAgent", 10, driver_pid=1) == "ray daemons"
     assert role_of("/venv/lib/ray/core/src/ray/raylet/raylet --node=...", 10, driver_pid=1) == "ray daemons"
     assert role_of("python -m rlvla3 bench", 7, driver_pid=7) == "driver"
     assert role_of("bash", 10, driver_pid=1) == "other"
