@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from rlvla3.bench.cpu_accounting import cores_by_role, snapshot
 from rlvla3.bench.workloads import WORKLOADS
 
 TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
@@ -55,6 +56,31 @@ def heap_trends(rows: list, t0: float, warmup_s: float, trim_every: int) -> dict
         pts = [(r["t"] - t0, r["anon_mb"]) for r in rows if r.get("updates", 1) % trim_every == 0]
         if pts:
             out["post_trim_anon_mb"] = {"first": pts[0][1], "last": pts[-1][1], **trend(pts)}
+    return out
+
+
+def calibrate_ms(rounds: int = 20_000) -> float:
+    """CPU milliseconds this process spends on a fixed piece of work. On a shared VM the host
+    can slow the vCPUs; a throughput trend means little unless this stays flat with it."""
+    c0 = time.process_time()
+    x = 0
+    for i in range(rounds):
+        x += i * i % 7
+    return (time.process_time() - c0) * 1000
+
+
+def cpu_windows(snaps: list, windows: list) -> list:
+    """Cores used by each process role in each throughput window, from the /proc snapshots
+    nearest to the window's bounds; with the calibration measured in it."""
+    out = []
+    for w in windows:
+        inside = [x for x in snaps if w["from_s"] <= x[0] <= w["to_s"]]
+        if len(inside) < 2:
+            continue
+        (ta, a, _), (tb, b, _) = inside[0], inside[-1]
+        cal = sorted(c for _, _, c in inside)
+        out.append({"from_s": w["from_s"], "to_s": w["to_s"], "cores_by_role": cores_by_role(a, b, tb - ta),
+                    "calibration_ms_median": cal[len(cal) // 2]})
     return out
 
 
@@ -135,10 +161,12 @@ def main() -> int:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
     samples = []  # (t, {pid: (title, rss)})
+    cpu_snaps = []  # (t, /proc CPU snapshot, calibration ms)
     while time.time() - t0 < args.minutes * 60 and proc.poll() is None:
         time.sleep(args.sample_s)
         procs = worker_processes(proc.pid)
         samples.append((time.time() - t0, {pid: (title, rss_mb(pid)) for pid, title in procs.items()}))
+        cpu_snaps.append((time.time() - t0, snapshot(driver_pid=proc.pid), calibrate_ms()))
     stopped_at = time.time() - t0
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # graceful: checkpoint, summary.json
@@ -165,6 +193,8 @@ def main() -> int:
         with open(os.path.join(run_dir, "summary.json")) as f:
             summary = json.load(f)
     windows = throughput_windows(os.path.join(run_dir, "metrics.jsonl"), args.window_minutes * 60)
+    # metrics' wall_s counts from the run's start, a little after t0: close enough for 5-min windows
+    cpu = cpu_windows(cpu_snaps, windows)
     series = {str(pid): {"title": e["title"], "rss_anon_shmem_mb": [(round(t), *snap[pid][1]) for t, snap in samples
                                                                    if pid in snap and snap[pid][1] is not None]}
               for pid, e in per_pid.items()}
@@ -179,7 +209,7 @@ def main() -> int:
                                trim_every)
     report = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "minutes": args.minutes,
               "exit_code": rc, "stop_after_sigterm_s": stop_s, "processes": procs, "throughput_windows": windows,
-              "rss_series": series, "trainer_heap": heap,
+              "rss_series": series, "trainer_heap": heap, "cpu_windows": cpu,
               "run_summary": {k: summary.get(k) for k in ("env_steps", "train_steps", "samples_trained", "stopped_by",
                                                           "async", "faults")}}
     with open(os.path.join(args.out, "soak.json"), "w") as f:
@@ -213,6 +243,12 @@ def main() -> int:
                              f"{tr['slope_second_half_mb_per_h']:+.1f} |")
     lines += ["", "| window (s) | env steps/s |", "|---|---:|"]
     lines += [f"| {w['from_s']}–{w['to_s']} | {w['env_steps_per_s']:.0f} |" for w in windows]
+    if cpu:
+        lines += ["", "CPU cores by process role per window, and the machine's speed (CPU ms of a fixed loop "
+                      "in the soak script; higher = slower host):", ""]
+        for c in cpu:
+            roles = ", ".join(f"{r} {v:.2f}" for r, v in c["cores_by_role"].items() if v >= 0.01)
+            lines.append(f"- {c['from_s']}–{c['to_s']} s: calibration {c['calibration_ms_median']:.1f} ms; {roles}")
     acc = (summary.get("async") or {})
     if acc:
         lines += ["", f"samples produced {acc.get('samples_produced')}, trained {acc.get('samples_trained')}, "

@@ -31,3 +31,14 @@ def test_heap_trends_skip_warmup_and_pick_the_rows_right_after_a_trim():
     assert out["heap_in_use_mb"]["slope_mb_per_h"] == pytest.approx(0.0)
     assert out["heap_free_mb"]["slope_mb_per_h"] == pytest.approx(360.0)  # +1 MB per 10 s
     assert out["anon_mb"]["first"] == pytest.approx(301.0) and out["anon_mb"]["last"] == pytest.approx(387.9)
+
+
+def test_cpu_windows_use_the_snapshots_inside_each_window():
+    snaps = [(10, {1: ("Trainer", 0.0), 2: ("EnvWorker", 0.0)}, 5.0),
+             (60, {1: ("Trainer", 25.0), 2: ("EnvWorker", 10.0)}, 6.0),
+             (110, {1: ("Trainer", 50.0), 2: ("EnvWorker", 20.0)}, 7.0)]
+    out = soak.cpu_windows(snaps, [{"from_s": 0, "to_s": 100}, {"from_s": 100, "to_s": 200}])
+    assert len(out) == 1  # the second window holds one snapshot only
+    assert out[0]["cores_by_role"] == {"Trainer": 0.5, "EnvWorker": 0.2}
+    assert out[0]["calibration_ms_median"] == 6.0
+    assert soak.calibrate_ms(1000) >= 0.0
