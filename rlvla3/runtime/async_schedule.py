@@ -173,7 +173,7 @@ class AsyncDriver:
         s, b, a = self.s, self.b, self.a
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
         self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot,
-                               self.r.coalesce_ms)
+                               self.r.coalesce_ms, self.cfg.generator.request_transport)
         b.get([w.start_async.remote(s.generators, *self.sup.start_args) for w in s.env_workers])
         env_steps_seen = 0
         pending_micro: Deque = deque()  # refs of accumulate() calls in flight

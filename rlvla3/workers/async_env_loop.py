@@ -14,17 +14,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Deque, List, Set
+from typing import Deque, List, Optional, Set
 
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.router import Router
 from rlvla3.core.types import ActionRequest
+from rlvla3.workers.action_channel import ActionClient
 from rlvla3.workers.request_coalescer import RequestCoalescer
 
 
 class AsyncSlotRunner:
     def __init__(self, worker, generators, router: str, num_generators: int, envs_per_slot: int = 1,
-                 coalesce_ms: float = 0.0):
+                 coalesce_ms: float = 0.0, transport: str = "ray"):
         if envs_per_slot < 1 or worker.num_slots % envs_per_slot:
             raise ValueError(f"rollout.envs_per_slot ({envs_per_slot}) must be >= 1 and divide the envs of a worker "
                              f"({worker.num_slots})")
@@ -50,6 +51,31 @@ class AsyncSlotRunner:
         self.t_start = time.perf_counter()
         # Requests ready within coalesce_ms of each other share one Ray call (0 = one call each).
         self.coalescer = RequestCoalescer(coalesce_ms / 1000.0, self._call) if coalesce_ms > 0 else None
+        # socket: requests go over a direct connection per generator (action_channel.py)
+        self.clients: Optional[List[Optional[ActionClient]]] = None
+        if transport == "socket":
+            self.clients = [None] * len(generators)
+            self._connect(range(len(generators)))
+
+    def _connect(self, which) -> None:
+        """(Re)open the connections to these generators; one that cannot be reached stays None
+        and its requests fail (the supervisor is replacing it)."""
+        import ray
+
+        for g in which:
+            old, self.clients[g] = self.clients[g], None
+            if old is not None:
+                old.close()
+            try:
+                self.clients[g] = ActionClient(ray.get(self.generators[g].channel_address.remote(), timeout=30))
+            except Exception as e:
+                print(f"env worker {self.w.worker_id}: cannot connect to generator {g}: {e!r}", flush=True)
+
+    def set_generators(self, generators) -> None:
+        old, self.generators = self.generators, list(generators)
+        if self.clients is not None:
+            self._connect([g for g in range(len(generators)) if _actor_id(generators[g]) != _actor_id(old[g])
+                           or self.clients[g] is None or self.clients[g].broken is not None])
 
     def start(self) -> None:
         self.t_start = time.perf_counter()
@@ -135,7 +161,19 @@ class AsyncSlotRunner:
             self._call(g, [item])
 
     def _call(self, g: int, items: list) -> None:
-        """One Ray call for these requests; each slot's reply is handled on the worker's pool."""
+        """One Ray call (or socket message) for these requests; each slot's reply is handled on
+        the worker's pool."""
+        if self.clients is not None:
+            client = self.clients[g]
+            cbs = [lambda ok, payload, s=slot, e=envs, r=rid: self.w.pool.submit(
+                self._guard, self._on_reply, s, g, (lambda: payload) if ok else (lambda: _raise(payload)), e, r)
+                for _, slot, envs, rid in items]
+            if client is None:
+                for cb in cbs:
+                    cb(False, ConnectionError(f"no connection to generator {g}"))
+            else:
+                client.submit([req for req, _, _, _ in items], cbs)
+            return
         try:
             if len(items) == 1:
                 fut = self.generators[g].infer.remote(items[0][0]).future()
@@ -217,10 +255,17 @@ class AsyncSlotRunner:
             time.sleep(0.01)
         if self.coalescer is not None:
             self.coalescer.close()
+        for c in self.clients or []:
+            if c is not None:
+                c.close()
         wall = time.perf_counter() - self.t_start
         out = self.status()
         out["slot_utilization"] = self.slot_busy_s / (wall * len(self.slot_envs)) if wall > 0 else 0.0
         return out
+
+
+def _actor_id(handle):
+    return getattr(handle, "_actor_id", id(handle))  # handles arrive as new objects after each Ray call
 
 
 def _raise(e: Exception):

@@ -37,6 +37,7 @@ class AsyncGenerator:
         self._task = None
         self._model_lock: Optional[asyncio.Lock] = None  # no weight swap during any forward
         self._receive_thread = ThreadPoolExecutor(1, thread_name_prefix="weights")  # receives in call order
+        self._server = None  # request socket, opened on the first channel_address call
 
     def _ensure_loop(self) -> None:
         if self._task is None:
@@ -52,6 +53,26 @@ class AsyncGenerator:
         batcher on its own, so they may be served in different batches."""
         futs = [self._enqueue(r) for r in requests]
         return [await f for f in futs]
+
+    async def channel_address(self) -> tuple:
+        """((host, port), authkey) of this replica's request socket (generator.request_transport=socket)."""
+        self._ensure_loop()
+        if self._server is None:
+            from rlvla3.workers.action_channel import ActionServer
+
+            loop = asyncio.get_running_loop()
+            self._server = ActionServer(lambda reqs, reply: loop.call_soon_threadsafe(self._submit, reqs, reply))
+        return self._server.address
+
+    def _submit(self, requests: List[ActionRequest], reply) -> None:
+        """Requests from a socket (on the event loop): into the batcher; each reply goes back by id."""
+        for r in requests:
+            try:
+                fut = self._enqueue(r)
+            except Exception as e:
+                reply(r.request_id, False, e)
+                continue
+            fut.add_done_callback(lambda f, rid=r.request_id: reply(rid, *_outcome(f)))
 
     def _enqueue(self, request: ActionRequest) -> asyncio.Future:
         self._ensure_loop()
@@ -174,3 +195,10 @@ class AsyncGenerator:
                     fut.set_result(ActionReply(req.request_id, out.actions[sl], out.tokens[sl], out.logp[sl],
                                                out.values[sl], out.version, queue_ms=(t0 - t_arrival) * 1000,
                                                batch_size=len(obs)))
+
+
+def _outcome(fut: asyncio.Future) -> tuple:
+    if fut.cancelled():
+        return False, RuntimeError("request cancelled")
+    e = fut.exception()
+    return (False, e) if e is not None else (True, fut.result())

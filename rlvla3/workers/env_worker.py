@@ -245,16 +245,17 @@ class EnvWorker:
 
     # --- asynchronous API (see async_env_loop.py) -----------------------------------------
     def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1,
-                    coalesce_ms: float = 0.0) -> bool:
+                    coalesce_ms: float = 0.0, transport: str = "ray") -> bool:
         from rlvla3.workers.async_env_loop import AsyncSlotRunner
 
-        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot, coalesce_ms)
+        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot, coalesce_ms,
+                                      transport)
         self.runner.start()
         return True
 
     def set_generators(self, generators) -> bool:
         """Use these generator handles from now on (one was re-created after dying)."""
-        self.runner.generators = list(generators)
+        self.runner.set_generators(generators)
         return True
 
     def add_assignments(self, assignments: List[EpisodeAssignment]) -> int:

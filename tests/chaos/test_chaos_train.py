@@ -111,8 +111,10 @@ def test_hung_env_worker_is_restarted(tmp_path):
 
 
 @pytest.mark.slow
-def test_dead_generator_is_restarted(tmp_path):
-    s = train(chaos_cfg(tmp_path, "full", "gen", "faults.env.enabled=false", "faults.generator_crash_after_requests=30"))
+@pytest.mark.parametrize("transport", ["socket", "ray"])
+def test_dead_generator_is_restarted(tmp_path, transport):
+    s = train(chaos_cfg(tmp_path, "full", "gen", "faults.env.enabled=false", "faults.generator_crash_after_requests=30",
+                        f"generator.request_transport={transport}"))
     assert s["faults"]["generator_restarts"] == 1
     assert s["env_steps"] >= 600
     assert_clean(s)

@@ -1,0 +1,184 @@
+"""A direct socket between env workers and a generator for action requests (`generator.transport=socket`).
+
+A Ray actor call costs about 1 ms of CPU on each side (measured on the 2-core machine:
+0.92 ms in the caller, 1.06 ms in the actor, against 0.13 / 0.12 ms for the same message over
+a `multiprocessing.connection` socket). An async rollout makes one request per decision of
+every env slot, so on a machine with few cores the calls themselves take the CPU the trainer
+needs. Here each env worker keeps one authenticated connection per generator:
+
+- the client (env worker) sends lists of `ActionRequest`s and gets each reply back, by
+  request id, on its reader thread, which runs the slot's callback;
+- the server (generator) reads requests on a thread per connection, hands them to the
+  generator's event loop (its dynamic batcher), and a writer thread sends the replies, several
+  per message when they pile up, so the serving loop never blocks on a socket.
+
+A generator that dies closes its connections: every request still waiting gets a
+`ConnectionError`, as a failed Ray call would, and the supervisor replaces the generator.
+Control calls (weights, stats, pings) stay on Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+from multiprocessing.connection import Client, Listener
+from typing import Callable, Dict, List, Optional, Tuple
+
+Callback = Callable[[bool, object], None]  # (ok, reply or exception)
+
+
+def node_host() -> str:
+    """The address this node's Ray workers reach each other on; localhost without Ray."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except Exception:
+        pass
+    return "127.0.0.1"
+
+
+class ActionServer:
+    """Accepts env-worker connections for one generator. `submit(requests, reply)` is called
+    on the reader threads; it must hand the requests over and call `reply(request_id, ok,
+    payload)` once per request, from any thread."""
+
+    def __init__(self, submit: Callable[[list, Callable], None], host: Optional[str] = None):
+        self.authkey = os.urandom(16)
+        self.listener = Listener((host or node_host(), 0), authkey=self.authkey)
+        self.submit = submit
+        self.closed = False
+        self.connections = 0
+        self.open_conns: list = []
+        threading.Thread(target=self._accept, daemon=True, name="action-accept").start()
+
+    @property
+    def address(self) -> Tuple[Tuple[str, int], bytes]:
+        return tuple(self.listener.address), self.authkey
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn = self.listener.accept()  # authenticates: a wrong key never gets a connection
+            except Exception:
+                if self.closed:
+                    return
+                continue
+            self.connections += 1
+            self.open_conns.append(conn)
+            outbox: "queue.SimpleQueue" = queue.SimpleQueue()
+            threading.Thread(target=self._read, args=(conn, outbox), daemon=True, name="action-read").start()
+            threading.Thread(target=self._write, args=(conn, outbox), daemon=True, name="action-write").start()
+
+    def _read(self, conn, outbox) -> None:
+        def reply(rid: int, ok: bool, payload) -> None:
+            outbox.put((rid, ok, payload))
+
+        try:
+            while True:
+                self.submit(conn.recv(), reply)
+        except (EOFError, OSError):
+            pass  # the env worker went away (or restarted); its replies have nowhere to go
+        finally:
+            outbox.put(None)
+
+    @staticmethod
+    def _write(conn, outbox) -> None:
+        try:
+            while True:
+                first = outbox.get()
+                if first is None:
+                    break
+                msgs = [first]
+                while True:  # replies that finished together go out in one message
+                    try:
+                        nxt = outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        conn.send([_picklable(m) for m in msgs])
+                        return
+                    msgs.append(nxt)
+                conn.send([_picklable(m) for m in msgs])
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop accepting and cut every connection (its clients fail what they wait for)."""
+        self.closed = True
+        self.listener.close()
+        for conn in self.open_conns:
+            try:  # shutdown, not close: it wakes the threads blocked on the socket, on both ends
+                socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM).shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _picklable(msg: tuple) -> tuple:
+    rid, ok, payload = msg
+    if ok:
+        return msg
+    return rid, False, RuntimeError(f"generator request failed: {payload!r}")  # any exception, as text
+
+
+class ActionClient:
+    """An env worker's connection to one generator."""
+
+    def __init__(self, address: Tuple[Tuple[str, int], bytes], timeout_s: float = 30.0):
+        (host, port), authkey = address
+        self.address = address
+        self.conn = Client((host, int(port)), authkey=authkey)
+        self.pending: Dict[int, Callback] = {}
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.broken: Optional[BaseException] = None
+        self.reader = threading.Thread(target=self._read, daemon=True, name="action-replies")
+        self.reader.start()
+
+    def submit(self, requests: List, callbacks: List[Callback]) -> None:
+        """Send these requests in one message; callback k gets request k's reply (or error)."""
+        with self.lock:
+            registered = self.broken is None
+            if registered:
+                for r, cb in zip(requests, callbacks):
+                    self.pending[r.request_id] = cb
+        if not registered:  # (once registered, a failure reaches the callbacks through _fail_all)
+            for cb in callbacks:
+                cb(False, ConnectionError(f"generator connection lost: {self.broken!r}"))
+            return
+        try:
+            with self.send_lock:
+                self.conn.send(list(requests))
+        except (OSError, EOFError, ValueError) as e:
+            self._fail_all(e)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                for rid, ok, payload in self.conn.recv():
+                    with self.lock:
+                        cb = self.pending.pop(rid, None)
+                    if cb is not None:
+                        cb(ok, payload)
+        except (EOFError, OSError) as e:
+            self._fail_all(e)
+
+    def _fail_all(self, e: BaseException) -> None:
+        with self.lock:
+            if self.broken is None:
+                self.broken = e
+            waiting, self.pending = list(self.pending.values()), {}
+        for cb in waiting:
+            cb(False, ConnectionError(f"generator connection lost: {e!r}"))
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        self._fail_all(ConnectionError("closed"))
