@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from rlvla3.bench.cpu_accounting import cores_by_role, snapshot
+from rlvla3.bench.cpu_accounting import cores_by_role, machine_steal_s, snapshot
 from rlvla3.bench.workloads import WORKLOADS
 
 TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
@@ -69,18 +69,46 @@ def calibrate_ms(rounds: int = 20_000) -> float:
     return (time.process_time() - c0) * 1000
 
 
+_TORCH_PROBE = None
+
+
+def calibrate_torch_ms() -> float:
+    """CPU milliseconds of a fixed convolution and matmul on one thread: the kind of work the
+    trainer does, which also slows when a neighbour on the host takes cache and memory
+    bandwidth (the Python loop above barely touches memory)."""
+    global _TORCH_PROBE
+    import torch
+
+    if _TORCH_PROBE is None:
+        torch.set_num_threads(1)
+        g = torch.Generator().manual_seed(0)
+        _TORCH_PROBE = (torch.randn(8, 32, 32, 32, generator=g), torch.randn(64, 32, 3, 3, generator=g),
+                        torch.randn(512, 512, generator=g))
+    x, w, m = _TORCH_PROBE
+    c0 = time.process_time()
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        m @ m
+    return (time.process_time() - c0) * 1000
+
+
 def cpu_windows(snaps: list, windows: list) -> list:
     """Cores used by each process role in each throughput window, from the /proc snapshots
-    nearest to the window's bounds; with the calibration measured in it."""
+    nearest to the window's bounds; with the calibration measured in it and the cores the
+    hypervisor stole (the calibration counts CPU time only, so it cannot see steal)."""
     out = []
     for w in windows:
         inside = [x for x in snaps if w["from_s"] <= x[0] <= w["to_s"]]
         if len(inside) < 2:
             continue
-        (ta, a, _), (tb, b, _) = inside[0], inside[-1]
-        cal = sorted(c for _, _, c in inside)
-        out.append({"from_s": w["from_s"], "to_s": w["to_s"], "cores_by_role": cores_by_role(a, b, tb - ta),
-                    "calibration_ms_median": cal[len(cal) // 2]})
+        (ta, a, _, sa), (tb, b, _, sb) = inside[0][:4], inside[-1][:4]
+        cal = sorted(x[2] for x in inside)
+        row = {"from_s": w["from_s"], "to_s": w["to_s"], "cores_by_role": cores_by_role(a, b, tb - ta),
+               "calibration_ms_median": cal[len(cal) // 2], "steal_cores": round((sb - sa) / (tb - ta), 3)}
+        if all(len(x) > 4 for x in inside):
+            tc = sorted(x[4] for x in inside)
+            row["calibration_torch_ms_median"] = tc[len(tc) // 2]
+        out.append(row)
     return out
 
 
@@ -161,12 +189,13 @@ def main() -> int:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
     samples = []  # (t, {pid: (title, rss)})
-    cpu_snaps = []  # (t, /proc CPU snapshot, calibration ms)
+    cpu_snaps = []  # (t, /proc CPU snapshot, calibration ms, machine steal s)
     while time.time() - t0 < args.minutes * 60 and proc.poll() is None:
         time.sleep(args.sample_s)
         procs = worker_processes(proc.pid)
         samples.append((time.time() - t0, {pid: (title, rss_mb(pid)) for pid, title in procs.items()}))
-        cpu_snaps.append((time.time() - t0, snapshot(driver_pid=proc.pid), calibrate_ms()))
+        cpu_snaps.append((time.time() - t0, snapshot(driver_pid=proc.pid), calibrate_ms(), machine_steal_s(),
+                          calibrate_torch_ms()))
     stopped_at = time.time() - t0
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # graceful: checkpoint, summary.json
@@ -248,7 +277,10 @@ def main() -> int:
                       "in the soak script; higher = slower host):", ""]
         for c in cpu:
             roles = ", ".join(f"{r} {v:.2f}" for r, v in c["cores_by_role"].items() if v >= 0.01)
-            lines.append(f"- {c['from_s']}–{c['to_s']} s: calibration {c['calibration_ms_median']:.1f} ms; {roles}")
+            torch_cal = (f", torch {c['calibration_torch_ms_median']:.1f} ms" if "calibration_torch_ms_median" in c
+                         else "")
+            lines.append(f"- {c['from_s']}–{c['to_s']} s: calibration {c['calibration_ms_median']:.1f} ms{torch_cal}; "
+                         f"stolen by the hypervisor {c.get('steal_cores', 0.0):.2f} cores; {roles}")
     acc = (summary.get("async") or {})
     if acc:
         lines += ["", f"samples produced {acc.get('samples_produced')}, trained {acc.get('samples_trained')}, "

@@ -80,7 +80,9 @@ def to_markdown(result: dict) -> str:
         lines += ["", "CPU cores used in the window, by process (machine busy / cores on the machine):", ""]
         for name, c in cpu.items():
             roles = ", ".join(f"{r} {v:.2f}" for r, v in c["by_role"].items() if v >= 0.005)
-            lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy; {roles}")
+            steal = c.get("machine_steal_cores", 0.0)
+            steal = f" (+{steal:.2f} stolen by the hypervisor)" if steal >= 0.005 else ""
+            lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy{steal}; {roles}")
     strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}
     if strag:
         lines += ["", "Stragglers (a fraction of the env slots made slower):", ""]

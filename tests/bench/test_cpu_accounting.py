@@ -41,6 +41,9 @@ def test_a_busy_child_shows_as_about_one_core():
         assert own[0] == "other" and own[1] == pytest.approx(process_cpu_s(child.pid), abs=0.5)
         # a spinning process gets most of a core even on a loaded 2-core machine
         assert out["by_role"]["other"] >= 0.4 and out["machine_busy_cores"] >= 0.4
+        # stolen time is reported apart from busy time: together they fit in the machine
+        assert 0.0 <= out["machine_steal_cores"] and out["machine_busy_cores"] + out["machine_steal_cores"] \
+            <= out["machine_cores"] + 0.1
     finally:
         child.kill()
         child.wait()

@@ -34,11 +34,13 @@ def test_heap_trends_skip_warmup_and_pick_the_rows_right_after_a_trim():
 
 
 def test_cpu_windows_use_the_snapshots_inside_each_window():
-    snaps = [(10, {1: ("Trainer", 0.0), 2: ("EnvWorker", 0.0)}, 5.0),
-             (60, {1: ("Trainer", 25.0), 2: ("EnvWorker", 10.0)}, 6.0),
-             (110, {1: ("Trainer", 50.0), 2: ("EnvWorker", 20.0)}, 7.0)]
+    snaps = [(10, {1: ("Trainer", 0.0), 2: ("EnvWorker", 0.0)}, 5.0, 100.0, 9.0),
+             (60, {1: ("Trainer", 25.0), 2: ("EnvWorker", 10.0)}, 6.0, 110.0, 11.0),
+             (110, {1: ("Trainer", 50.0), 2: ("EnvWorker", 20.0)}, 7.0, 130.0, 10.0)]
     out = soak.cpu_windows(snaps, [{"from_s": 0, "to_s": 100}, {"from_s": 100, "to_s": 200}])
     assert len(out) == 1  # the second window holds one snapshot only
     assert out[0]["cores_by_role"] == {"Trainer": 0.5, "EnvWorker": 0.2}
     assert out[0]["calibration_ms_median"] == 6.0
-    assert soak.calibrate_ms(1000) >= 0.0
+    assert out[0]["steal_cores"] == pytest.approx(0.3)  # 30 s stolen in 100 s
+    assert out[0]["calibration_torch_ms_median"] == 11.0
+    assert soak.calibrate_ms(1000) >= 0.0 and soak.calibrate_torch_ms() > 0.0
