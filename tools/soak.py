@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from rlvla3.bench.cpu_accounting import cores_by_role, machine_steal_s, snapshot
+from rlvla3.bench.cpu_accounting import cores_by_role, machine_cpu_s, snapshot
 from rlvla3.bench.workloads import WORKLOADS
 
 TITLES = ("ray::EnvWorker", "ray::Generator", "ray::AsyncGenerator", "ray::Trainer", "ray::EvalWorker")
@@ -101,15 +101,16 @@ def cpu_windows(snaps: list, windows: list) -> list:
         inside = [x for x in snaps if w["from_s"] <= x[0] <= w["to_s"]]
         if len(inside) < 2:
             continue
-        (ta, a, _, sa), (tb, b, _, sb) = inside[0][:4], inside[-1][:4]
-        cal = sorted(x[2] for x in inside)
-        row = {"from_s": w["from_s"], "to_s": w["to_s"], "cores_by_role": cores_by_role(a, b, tb - ta),
-               "calibration_ms_median": cal[len(cal) // 2], "steal_cores": round((sb - sa) / (tb - ta), 3)}
-        if all(len(x) > 4 for x in inside):
-            tc = sorted(x[4] for x in inside)
-            row["calibration_torch_ms_median"] = tc[len(tc) // 2]
-        out.append(row)
+        (ta, a, _, sa, _), (tb, b, _, sb, _) = inside[0], inside[-1]
+        out.append({"from_s": w["from_s"], "to_s": w["to_s"], "cores_by_role": cores_by_role(a, b, tb - ta),
+               "calibration_ms_median": _median([x[2] for x in inside]),
+               "steal_cores": round((sb - sa) / (tb - ta), 3),
+               "calibration_torch_ms_median": _median([x[4] for x in inside])})
     return out
+
+
+def _median(xs: list) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def rss_mb(pid: int) -> tuple | None:
@@ -189,12 +190,12 @@ def main() -> int:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
     samples = []  # (t, {pid: (title, rss)})
-    cpu_snaps = []  # (t, /proc CPU snapshot, calibration ms, machine steal s)
+    cpu_snaps = []  # (t, /proc CPU snapshot, calibration ms, machine steal s, torch calibration ms)
     while time.time() - t0 < args.minutes * 60 and proc.poll() is None:
         time.sleep(args.sample_s)
         procs = worker_processes(proc.pid)
         samples.append((time.time() - t0, {pid: (title, rss_mb(pid)) for pid, title in procs.items()}))
-        cpu_snaps.append((time.time() - t0, snapshot(driver_pid=proc.pid), calibrate_ms(), machine_steal_s(),
+        cpu_snaps.append((time.time() - t0, snapshot(driver_pid=proc.pid), calibrate_ms(), machine_cpu_s()[1],
                           calibrate_torch_ms()))
     stopped_at = time.time() - t0
     if proc.poll() is None:
@@ -277,10 +278,9 @@ def main() -> int:
                       "in the soak script; higher = slower host):", ""]
         for c in cpu:
             roles = ", ".join(f"{r} {v:.2f}" for r, v in c["cores_by_role"].items() if v >= 0.01)
-            torch_cal = (f", torch {c['calibration_torch_ms_median']:.1f} ms" if "calibration_torch_ms_median" in c
-                         else "")
-            lines.append(f"- {c['from_s']}–{c['to_s']} s: calibration {c['calibration_ms_median']:.1f} ms{torch_cal}; "
-                         f"stolen by the hypervisor {c.get('steal_cores', 0.0):.2f} cores; {roles}")
+            lines.append(f"- {c['from_s']}–{c['to_s']} s: calibration {c['calibration_ms_median']:.1f} ms, "
+                         f"torch {c['calibration_torch_ms_median']:.1f} ms; "
+                         f"stolen by the hypervisor {c['steal_cores']:.2f} cores; {roles}")
     acc = (summary.get("async") or {})
     if acc:
         lines += ["", f"samples produced {acc.get('samples_produced')}, trained {acc.get('samples_trained')}, "

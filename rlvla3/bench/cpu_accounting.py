@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 RAY_AGENTS = ("DashboardAgent", "RuntimeEnvAgent")  # Ray's own helpers, named like workers
 RAY_DAEMONS = ("raylet", "gcs_server", "dashboard", "runtime_env", "log_monitor", "monitor.py")
@@ -45,22 +45,14 @@ def process_cpu_s(pid: int) -> Optional[float]:
         return None
 
 
-def _cpu_line() -> List[int]:
+def machine_cpu_s() -> Tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine (all cores), from one read of /proc/stat.
+    Busy: running its own work (user..softirq, minus idle and iowait; guest is inside user).
+    Stolen: the hypervisor ran something else while this VM was ready to run; on a shared VM
+    every stage slows down by this much, whatever its own CPU accounting says."""
     with open("/proc/stat") as f:
-        return [int(x) for x in f.readline().split()[1:]] + [0] * 8
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent running its own work (all cores): not idle, and
-    not stolen by the hypervisor (steal is time this VM wanted a CPU the host gave elsewhere)."""
-    v = _cpu_line()
-    return (sum(v[:7]) - v[3] - v[4]) / _ticks()  # user..softirq minus idle and iowait; guest is inside user
-
-
-def machine_steal_s() -> float:
-    """CPU seconds (all cores) the hypervisor ran something else while this VM was ready to run:
-    on a shared VM every stage slows down by this much, whatever its own CPU accounting says."""
-    return _cpu_line()[7] / _ticks()
+        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+    return (sum(v[:7]) - v[3] - v[4]) / _ticks(), v[7] / _ticks()
 
 
 def snapshot(driver_pid: Optional[int] = None) -> Dict[int, Tuple[str, float]]:
@@ -106,9 +98,9 @@ class CpuWindow:
     def _run(self) -> None:
         if self.stop_event.wait(max(0.0, self.t0 - time.time())):
             return  # stopped before the window began
-        a, ma, sa, ta = snapshot(), machine_busy_s(), machine_steal_s(), time.time()
+        a, (ma, sa), ta = snapshot(), machine_cpu_s(), time.time()
         self.stop_event.wait(max(0.0, self.t1 - time.time()))
-        b, mb, sb, tb = snapshot(), machine_busy_s(), machine_steal_s(), time.time()
+        b, (mb, sb), tb = snapshot(), machine_cpu_s(), time.time()
         dt = max(tb - ta, 1e-6)
         self.out = {"seconds": round(dt, 2), "machine_cores": os.cpu_count(),
                     "machine_busy_cores": round((mb - ma) / dt, 3), "machine_steal_cores": round((sb - sa) / dt, 3),

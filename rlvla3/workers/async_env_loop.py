@@ -165,9 +165,8 @@ class AsyncSlotRunner:
         the worker's pool."""
         if self.clients is not None:
             client = self.clients[g]
-            cbs = [lambda ok, payload, s=slot, e=envs, r=rid: self.w.pool.submit(
-                self._guard, self._on_reply, s, g, (lambda: payload) if ok else (lambda: _raise(payload)), e, r)
-                for _, slot, envs, rid in items]
+            cbs = [lambda ok, payload, s=slot, e=envs, r=rid: self._reply_later(
+                s, g, (lambda: payload) if ok else (lambda: _raise(payload)), e, r) for _, slot, envs, rid in items]
             if client is None:
                 for cb in cbs:
                     cb(False, ConnectionError(f"no connection to generator {g}"))
@@ -183,11 +182,14 @@ class AsyncSlotRunner:
                 picks = [lambda f, k=k: f.result()[k] for k in range(len(items))]
         except Exception as e:  # the call could not even be made: each slot handles it as a failed reply
             for _, slot, envs, rid in items:
-                self.w.pool.submit(self._guard, self._on_reply, slot, g, lambda e=e: _raise(e), envs, rid)
+                self._reply_later(slot, g, lambda e=e: _raise(e), envs, rid)
             return
         for (_, slot, envs, rid), pick in zip(items, picks):
-            fut.add_done_callback(lambda f, s=slot, e=envs, r=rid, p=pick: self.w.pool.submit(
-                self._guard, self._on_reply, s, g, lambda: p(f), e, r))
+            fut.add_done_callback(lambda f, s=slot, e=envs, r=rid, p=pick: self._reply_later(s, g, lambda: p(f), e, r))
+
+    def _reply_later(self, slot: int, g: int, get_reply, envs: List[int], rid: int) -> None:
+        """Handle a slot's reply (or its failure: get_reply raises) on the worker's pool."""
+        self.w.pool.submit(self._guard, self._on_reply, slot, g, get_reply, envs, rid)
 
     def _on_reply(self, slot: int, g: int, get_reply, envs: List[int], rid: int) -> None:
         with self.lock:
