@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Dict, Iterable, List
 
+import numpy as np
+
 from rlvla3.core.stats import percentiles
 from rlvla3.core.timeline import Span, busy_fraction
 
@@ -43,6 +45,26 @@ def utilization(spans: List[Span], t0: float, t1: float) -> Dict[str, dict]:
     return out
 
 
+def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
+    """Simulator steps of every episode that both started and ended inside [t0, t1]: the
+    steps each env slot took between two of its resets."""
+    tracks: Dict[str, List[Span]] = {}
+    for s in spans:
+        if s.name in ENV_BUSY and s.start >= t0 and s.end <= t1:
+            tracks.setdefault(s.track, []).append(s)
+    out = []
+    for ts in tracks.values():
+        steps = None  # None until the slot's first reset in the window
+        for s in sorted(ts, key=lambda x: x.start):
+            if s.name == "reset":
+                if steps:
+                    out.append(steps)
+                steps = 0
+            elif steps is not None:
+                steps += s.args.get("steps", 0)
+    return out
+
+
 def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     """Rates over [t0, t1] from the spans of every worker of one mode."""
     dt = t1 - t0
@@ -62,6 +84,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         for k, v in s.args.get("lag", {}).items():
             lag[int(k)] += v
     batch_sizes = [s.args.get("n", 0) for s in infer]
+    lengths = episode_lengths(spans, t0, t1)
     return {
         "window_s": round(dt, 3),
         "env_steps": env_steps,
@@ -72,6 +95,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
+        "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window
         "generator": {
             "batches": len(infer),
             "mean_batch": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,

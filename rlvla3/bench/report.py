@@ -55,7 +55,10 @@ def to_markdown(result: dict) -> str:
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
     lines += [
         "", "Stage bounds (each stage alone, same machine, same run), in env steps/s:", "",
-        f"- simulators alone: {_fmt(b['simulators_env_steps_per_s'])}",
+        f"- simulators alone: {_fmt(b['simulators_env_steps_per_s'])}" + (
+            f" on the episode lengths `full` ran (mean {b['simulator_episode_steps_mean']:.1f} steps); "
+            f"{_fmt(b['simulators_time_limit_env_steps_per_s'])} with every episode to its time limit"
+            if b.get("simulator_episode_steps_mean") else ""),
         f"- generators alone: {_fmt(b['generators_env_steps_per_s'])} (best batch size; samples/s by batch: "
         + ", ".join(f"{k}: {_fmt(v)}" for k, v in b["generator_samples_per_s_by_batch"].items()) + ")",
         f"- trainer alone: {_fmt(b['trainer_env_steps_per_s'])} ({_fmt(b['trainer_samples_per_s'])} new samples/s)"

@@ -17,7 +17,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from rlvla3.bench.cpu_accounting import CpuWindow
-from rlvla3.bench.measure import window_metrics
+from rlvla3.bench.measure import episode_lengths, window_metrics
 from rlvla3.bench.workloads import workload_overrides
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
@@ -100,14 +100,24 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
         session.shutdown()
 
 
-def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float) -> dict:
-    """Each stage alone, in env steps/s (decisions converted with the measured steps per decision)."""
+def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float,
+                 episode_steps: Optional[List[int]] = None) -> dict:
+    """Each stage alone, in env steps/s (decisions converted with the measured steps per decision).
+    The simulators run random actions, so their episodes last to the time limit; with
+    `episode_steps` (the lengths `full` measured) they are also run cut to those lengths, which
+    is the bound: an SFT policy ends episodes early, so the pipeline pays more resets per step."""
     session = start_session(cfg, policy_dir=policy_dir)
     b = session.backend
     try:
         p, env = family_config(cfg.policy), env_config(cfg)
-        sims = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim) for w in session.env_workers])
-        sim = sum(s["env_steps"] for s in sims) / max(s["seconds"] for s in sims)
+
+        def sims_alone(lengths):
+            runs = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim, lengths)
+                          for w in session.env_workers])
+            return sum(r["env_steps"] for r in runs) / max(r["seconds"] for r in runs)
+
+        sim_limit = sims_alone(None)
+        sim = sims_alone(episode_steps) if episode_steps else sim_limit
         slots = cfg.rollout.num_env_workers * envs_per_worker(cfg.rollout)
         sizes = sorted({n for n in (1, 4, 16, 32, 64, 128, cfg.generator.max_batch, slots) if n <= max(slots, 1)})
         per_size = b.get(session.generators[0].bench_forward.remote(sizes, seconds / len(sizes), env.image_size,
@@ -119,7 +129,9 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
         trs = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions, True))
         train = tr["samples"] / tr["seconds"] * steps_per_decision
         train_s = trs["samples"] / trs["seconds"] * steps_per_decision
-        return {"simulators_env_steps_per_s": sim, "generators_env_steps_per_s": gen,
+        return {"simulators_env_steps_per_s": sim, "simulators_time_limit_env_steps_per_s": sim_limit,
+                "simulator_episode_steps_mean": float(sum(episode_steps) / len(episode_steps)) if episode_steps else None,
+                "generators_env_steps_per_s": gen,
                 "trainer_env_steps_per_s": train, "trainer_streaming_env_steps_per_s": train_s,
                 "min_env_steps_per_s": min(sim, gen, train),
                 "min_env_steps_per_s_streaming": min(sim, gen, train_s),
@@ -161,10 +173,10 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
                 say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
                 sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
-                metrics, window, _ = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
+                metrics, window, bounds = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
                 runs.setdefault(mode + suffix, []).append(metrics)
                 if not suffix:
-                    windows.setdefault(mode, []).append(window)
+                    windows.setdefault(mode, []).append((window, bounds))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
     for name, ms in runs.items():
         order = sorted(range(len(ms)), key=lambda i: ms[i]["env_steps_per_s"])
@@ -178,7 +190,9 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     spd = ref["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
     say("bench: stage bounds (each stage alone)")
     bcfg = load_config(workload_overrides(workload, "full", overrides))
-    result["bounds"] = stage_bounds(bcfg, policy_dir, bound_seconds or max(5.0, seconds / 2), spd)
+    ref_window = windows.get("full") or next(iter(windows.values()), None)
+    lengths = episode_lengths(ref_window[0], *ref_window[1]) if ref_window is not None else []
+    result["bounds"] = stage_bounds(bcfg, policy_dir, bound_seconds or max(5.0, seconds / 2), spd, lengths)
     sync = result["modes"].get("sync", {}).get("env_steps_per_s")
     for name, m in result["modes"].items():
         m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
@@ -191,5 +205,5 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
         if name.endswith(" +stragglers"):
             clean = result["modes"][name[:-len(" +stragglers")]]["env_steps_per_s"]
             m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / clean - 1
-    write_outputs(result, windows, out)
+    write_outputs(result, {m: w[0] for m, w in windows.items()}, out)
     return result

@@ -56,8 +56,10 @@ class LocalBackend:
 class RayBackend:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0):
         import ray
+
+        from rlvla3.workers.heap import heap_env, keep_freed_memory
 
         self.ray = ray
         if not ray.is_initialized():
@@ -73,7 +75,9 @@ class RayBackend:
                    # fragment a worker's memory a little with every call (measured: +9-12 MB of
                    # free-but-kept heap per 30k calls of a trivial actor). Two arenas keep it
                    # bounded; set MALLOC_ARENA_MAX yourself to override.
-                   "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+                   "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
+                   **heap_env(heap_keep_mb)}  # run.heap_keep_mb
+            keep_freed_memory(heap_keep_mb)  # the driver too: it unpacks every episode
             ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
         self._owned = True
 
@@ -100,9 +104,12 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def make_backend(name: str):
+def make_backend(name: str, heap_keep_mb: int = 0):
     if name == "local":
+        from rlvla3.workers.heap import keep_freed_memory
+
+        keep_freed_memory(heap_keep_mb)
         return LocalBackend()
     if name == "ray":
-        return RayBackend()
+        return RayBackend(heap_keep_mb=heap_keep_mb)
     raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")

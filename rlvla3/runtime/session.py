@@ -109,7 +109,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         from rlvla3.envs.libero_config import preflight_gl
 
         preflight_gl()
-    backend = make_backend(cfg.run.backend)
+    backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)

@@ -280,25 +280,34 @@ class EnvWorker:
     def timeline(self, since: float = 0.0) -> List[Span]:
         return self.spans.spans(since)
 
-    def bench_sim(self, seconds: float, chunk: int, action_dim: int) -> dict:
-        """Stage bound: the simulators alone. Every slot runs random action chunks (episodes
-        to their time limit, resets included) as fast as it can for `seconds`, after one
-        untimed reset per slot (building a simulator's model is start-up, not throughput)."""
+    def bench_sim(self, seconds: float, chunk: int, action_dim: int,
+                  episode_steps: Optional[Sequence[int]] = None) -> dict:
+        """Stage bound: the simulators alone. Every slot runs random action chunks (resets
+        included) as fast as it can for `seconds`, after one untimed reset per slot (building a
+        simulator's model is start-up, not throughput). Episodes run to their time limit, or,
+        given `episode_steps` (lengths measured in a real run), are cut at those lengths in
+        turn, so that resets weigh as much as in the run: random actions never succeed early."""
         list(self.pool.map(lambda i: self.envs[i].reset(options={"task_id": i % self.num_tasks, "init_id": 0}),
                            range(self.num_slots)))
+        lengths = [int(n) for n in episode_steps or [] if n > 0]
         deadline = time.perf_counter() + seconds
 
         def run(i: int) -> tuple:
             rng = np.random.default_rng(i)
             env, steps, resets = self.envs[i], 0, 0
+            k = (i * len(lengths)) // self.num_slots  # each slot starts at its own place in the list
             while time.perf_counter() < deadline:
                 env.reset(options={"task_id": int(rng.integers(self.num_tasks)), "init_id": 0})
                 resets += 1
+                left = lengths[k % len(lengths)] if lengths else None
+                k += 1
                 done = False
                 while not done and time.perf_counter() < deadline:
-                    _, _, term, trunc, info = env.chunk_step(rng.uniform(-1, 1, (chunk, action_dim)))
+                    n = chunk if left is None else min(chunk, left)
+                    _, _, term, trunc, info = env.chunk_step(rng.uniform(-1, 1, (n, action_dim)))
                     steps += int(info["substeps"])
-                    done = term or trunc
+                    left = None if left is None else left - int(info["substeps"])
+                    done = term or trunc or left == 0
             return steps, resets
 
         t0 = time.perf_counter()

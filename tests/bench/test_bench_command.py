@@ -41,6 +41,9 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
             assert key in m, (name, key)
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
     full = res["modes"]["full"]
+    assert b["simulators_time_limit_env_steps_per_s"] > 0
+    if full["episode_steps_mean"] is not None:  # the simulators' bound ran full's episode lengths
+        assert b["simulator_episode_steps_mean"] == pytest.approx(full["episode_steps_mean"])
     assert "batcher" in full and full["batcher"][0]["samples"] > 0
     cpu = full["cpu"]  # where the cores went in the window, by Ray's process names
     assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])

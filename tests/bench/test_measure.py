@@ -67,3 +67,18 @@ def test_latency_profile_spreads_chunk_cost_over_its_sub_steps_and_replays(tmp_p
     assert sorted({round(model.step_cost_s() * 1000, 3) for _ in range(12)}) == [10.0, 50.0]
     with pytest.raises(ValueError, match="reset"):
         latency_profile(spans[1:])
+
+
+def test_episode_lengths_are_the_steps_between_two_resets_inside_the_window():
+    from rlvla3.bench.measure import episode_lengths
+
+    s = [Span("env0/slot0", "env_step", 9.0, 0.5, {"steps": 4}),  # before the window
+         Span("env0/slot0", "reset", 10.0, 0.3)]
+    s += [Span("env0/slot0", "env_step", 10.5 + k, 0.5, {"steps": 4}) for k in range(3)]  # 12 steps...
+    s += [Span("env0/slot0", "env_step", 13.5, 0.1, {"steps": 2}), Span("env0/slot0", "reset", 14.0, 0.3)]  # ...+2
+    s += [Span("env0/slot0", "env_step", 14.5, 0.5, {"steps": 4}), Span("env0/slot0", "reset", 15.0, 0.3)]
+    s += [Span("env0/slot0", "env_step", 15.5, 0.5, {"steps": 4})]  # unfinished at the window's end
+    s += [Span("env0/slot1", "env_step", 10.0, 0.5, {"steps": 4}), Span("env0/slot1", "reset", 11.0, 0.3),
+          Span("env0/slot1", "env_step", 12.0, 0.5, {"steps": 3}), Span("env0/slot1", "reset", 19.9, 0.3)]  # ends after
+    assert sorted(episode_lengths(s, 10.0, 20.0)) == [4, 14]
+    assert window_metrics(s, 10.0, 20.0)["episode_steps_mean"] == 9.0

@@ -34,3 +34,14 @@ def test_steps_are_recorded_with_their_simulator_steps():
     assert len(steps) == 2 and all(s.args["steps"] == 4 for s in steps)
     w.set_trace(False)
     assert w.timeline() == []
+
+
+def test_simulator_bound_cuts_episodes_at_the_given_lengths():
+    """Random actions run every episode to the 60-step limit; given measured lengths, the
+    bound resets after each of them in turn (7 steps = a chunk of 4 and one of 3)."""
+    w = _worker(slots=2, reset_ms=0.0)
+    full = w.bench_sim(0.3, 4, 3)
+    assert full["env_steps"] / full["resets"] > 40  # the last, unfinished episodes count as resets too
+    cut = w.bench_sim(0.3, 4, 3, episode_steps=[7, 13])
+    per_episode = cut["env_steps"] / cut["resets"]
+    assert 8.0 <= per_episode <= 10.0, cut  # 10 on average, less the unfinished last episodes
