@@ -141,15 +141,20 @@ class TabletopEnv(gym.Env):
         t0 = time.perf_counter()
         acts = self._prepare(actions)
         total, terminated, truncated, n = 0.0, False, False, 0
+        wait = 0.0
         frames = [] if self.config.render_substeps else None
         for ax, ay, ag in acts:
-            reward, terminated, truncated = self._advance(ax, ay, ag)
+            wait += self._latency.step_cost_s() if self._latency.enabled else 0.0
+            reward, terminated, truncated = self._advance(ax, ay, ag, spend=False)
             total += reward
             n += 1
             if frames is not None:
                 frames.append(self.render())
             if terminated or truncated:
                 break
+        # One wait for the chunk's emulated steps: a simulator that runs elsewhere answers a
+        # chunk in one round trip, and a wake-up per sub-step cost this process CPU it would not.
+        self._latency.spend(wait)
         obs = self._obs(frames[-1].copy() if frames else self.render())
         info = self._info()
         info["substeps"] = n
@@ -177,8 +182,8 @@ class TabletopEnv(gym.Env):
         # NaN -> 0 so a diverging policy cannot corrupt the state; then clip to the box
         return np.clip(np.nan_to_num(a, nan=0.0), -1.0, 1.0).tolist()
 
-    def _advance(self, ax: float, ay: float, ag: float) -> Tuple[float, bool, bool]:
-        if self._latency.enabled:
+    def _advance(self, ax: float, ay: float, ag: float, spend: bool = True) -> Tuple[float, bool, bool]:
+        if spend and self._latency.enabled:
             self._latency.spend_step()
         s, t = self._state, self._task
         physics_step(s, ax, ay, ag)

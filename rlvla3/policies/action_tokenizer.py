@@ -36,9 +36,22 @@ def sample_bins(logits: torch.Tensor, deterministic: bool, temperature: float):
     else:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        probs = F.softmax(logits.float() / temperature, dim=-1)
-        tokens = torch.multinomial(probs.view(-1, logits.shape[-1]), 1).view(logits.shape[:2])
+        tokens = _sample_categorical(F.softmax(logits.float() / temperature, dim=-1))
     return tokens, logp_all.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def _sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One draw per row of (..., bins) probabilities, by inverting the cumulative sum with
+    one uniform number per row. torch.multinomial draws a random number per bin: 7x slower
+    for a batch of 4 and 11x for 32 on one CPU thread (the generator's batches)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
+    tokens = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)  # first bin with cdf > u
+    # A draw that rounds onto the total lands past the last bin with mass; never return a
+    # zero-probability bin (its log-prob would blow up the PPO ratio): take the mode instead.
+    empty = probs.gather(-1, tokens) <= 0
+    tokens = torch.where(empty, probs.argmax(-1, keepdim=True), tokens)
+    return tokens.squeeze(-1)
 
 
 def bins_logp_entropy(logits: torch.Tensor, tokens):

@@ -102,3 +102,28 @@ def test_value_loss_does_not_reach_policy_features_when_detached():
     ev = q.evaluate(o, q.act(o).tokens)
     ev.values.sum().backward()
     assert q.model.blocks[0].conv.weight.grad is not None
+
+
+def test_sampled_tokens_follow_the_distribution_and_never_an_empty_bin():
+    """Inverse-CDF sampling: frequencies match the softmax (chi-square over 60k draws), a bin
+    with zero probability is never drawn, and the temperature sharpens the draws."""
+    from rlvla3.policies.action_tokenizer import sample_bins
+
+    torch.manual_seed(0)
+    logits = torch.tensor([0.0, 1.0, -1.0, 2.0, -1e4, 0.5])  # bin 4 has no mass in float32
+    batch = logits.expand(1000, 60, 6).clone()
+    tokens, logp = sample_bins(batch, deterministic=False, temperature=1.0)
+    counts = torch.bincount(tokens.flatten(), minlength=6).double()
+    p = torch.softmax(logits.double(), -1)
+    assert counts[4] == 0
+    keep = p > 1e-12
+    expected = p[keep] * counts.sum()
+    chi2 = float((((counts[keep] - expected) ** 2) / expected).sum())
+    assert chi2 < 20.5, (chi2, counts)  # 5 degrees of freedom: p < 0.001
+    assert torch.allclose(logp, torch.log_softmax(logits, -1)[tokens])
+    cold, _ = sample_bins(batch, deterministic=False, temperature=0.1)
+    assert (cold == 3).double().mean() > 0.99
+    # a row whose last bins are empty and whose cdf rounds onto its total still draws a bin with mass
+    edge = torch.full((1, 200000, 256), -1e4)
+    edge[..., 0] = 0.0
+    assert (sample_bins(edge, deterministic=False, temperature=1.0)[0] == 0).all()
