@@ -3,7 +3,8 @@
 For each mode a fresh session runs the real schedule (real env workers, generators and
 trainer, learning from an SFT policy) with timeline recording on; after `warmup` seconds a
 window of `seconds` is measured from the workers' own spans (`measure.py`). Then the stage
-bounds are measured in a session of their own: the simulators alone (random actions), the
+bounds are measured in a session of their own: the simulators alone (random actions, their
+episodes cut at the lengths `full` ran, and, for reference, to the time limit), the
 generators alone (inference at each batch size) and the trainer alone (synthetic global
 batches), each converted to env steps/s, so `pipeline_efficiency = achieved / min(bounds)`.
 """

@@ -3,6 +3,7 @@
 Used to exercise the runtime (async rollouts, straggler handling) without a
 heavy simulator. ``sleep`` models a simulator running on another device/process
 (this CPU is free); ``spin`` burns this CPU as an in-process simulator would.
+``chunk_step`` spends its sub-steps' costs in one wait (one round trip per chunk).
 """
 from __future__ import annotations
 
