@@ -127,3 +127,5 @@ def test_sampled_tokens_follow_the_distribution_and_never_an_empty_bin():
     edge = torch.full((1, 200000, 256), -1e4)
     edge[..., 0] = 0.0
     assert (sample_bins(edge, deterministic=False, temperature=1.0)[0] == 0).all()
+    with pytest.raises(ValueError, match="not finite"):
+        sample_bins(torch.full((1, 2, 6), float("nan")), deterministic=False, temperature=1.0)
