@@ -51,11 +51,17 @@ def heap_env(keep_mb: int) -> Dict[str, str]:
 
 
 def keep_freed_memory(keep_mb: int) -> bool:
-    """The same for this (already running) process; True if glibc took both settings."""
+    """The same for this (already running) process, leaving what the user exported alone;
+    True if glibc took every setting made."""
     mallopt = _glibc_fn("mallopt")
-    if keep_mb <= 0 or mallopt is None or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if keep_mb <= 0 or mallopt is None:
         return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, keep_mb << 20)) and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    ok = True
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        ok = bool(mallopt(_M_TRIM_THRESHOLD, keep_mb << 20)) and ok
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and ok
+    return ok
 
 
 def release_free_memory() -> bool:
