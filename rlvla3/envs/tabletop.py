@@ -128,6 +128,8 @@ class TabletopEnv(gym.Env):
         acts = self._prepare(action)
         if len(acts) != 1:
             raise ValueError(f"step() takes one action of shape (3,), got {np.shape(action)}")
+        if self._latency.enabled:
+            self._latency.spend_step()
         reward, terminated, truncated = self._advance(*acts[0])
         # no wall-clock values here: infos must be deterministic (gymnasium env_checker)
         return self._obs(self.render()), reward, terminated, truncated, self._info()
@@ -145,7 +147,7 @@ class TabletopEnv(gym.Env):
         frames = [] if self.config.render_substeps else None
         for ax, ay, ag in acts:
             wait += self._latency.step_cost_s() if self._latency.enabled else 0.0
-            reward, terminated, truncated = self._advance(ax, ay, ag, spend=False)
+            reward, terminated, truncated = self._advance(ax, ay, ag)
             total += reward
             n += 1
             if frames is not None:
@@ -182,9 +184,7 @@ class TabletopEnv(gym.Env):
         # NaN -> 0 so a diverging policy cannot corrupt the state; then clip to the box
         return np.clip(np.nan_to_num(a, nan=0.0), -1.0, 1.0).tolist()
 
-    def _advance(self, ax: float, ay: float, ag: float, spend: bool = True) -> Tuple[float, bool, bool]:
-        if spend and self._latency.enabled:
-            self._latency.spend_step()
+    def _advance(self, ax: float, ay: float, ag: float) -> Tuple[float, bool, bool]:
         s, t = self._state, self._task
         physics_step(s, ax, ay, ag)
         self._steps += 1

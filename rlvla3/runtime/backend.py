@@ -59,7 +59,7 @@ class RayBackend:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0):
         import ray
 
-        from rlvla3.workers.heap import heap_env, keep_freed_memory
+        from rlvla3.workers.heap import heap_env
 
         self.ray = ray
         if not ray.is_initialized():
@@ -77,7 +77,6 @@ class RayBackend:
                    # bounded; set MALLOC_ARENA_MAX yourself to override.
                    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
                    **heap_env(heap_keep_mb)}  # run.heap_keep_mb
-            keep_freed_memory(heap_keep_mb)  # the driver too: it unpacks every episode
             ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
         self._owned = True
 
@@ -105,10 +104,10 @@ class RayBackend:
 
 
 def make_backend(name: str, heap_keep_mb: int = 0):
-    if name == "local":
-        from rlvla3.workers.heap import keep_freed_memory
+    from rlvla3.workers.heap import keep_freed_memory
 
-        keep_freed_memory(heap_keep_mb)
+    keep_freed_memory(heap_keep_mb)  # run.heap_keep_mb in this process too: the driver unpacks every episode
+    if name == "local":
         return LocalBackend()
     if name == "ray":
         return RayBackend(heap_keep_mb=heap_keep_mb)

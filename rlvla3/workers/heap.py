@@ -37,10 +37,6 @@ def _glibc_fn(name: str):
     return getattr(_libc, name, None) if _libc is not None else None
 
 
-def _malloc_trim():
-    return _glibc_fn("malloc_trim")
-
-
 def heap_env(keep_mb: int) -> Dict[str, str]:
     """Environment that makes a new process keep up to `keep_mb` MB of freed heap (glibc reads
     it at start-up); values the user exported win. Empty for keep_mb=0: glibc's defaults."""
@@ -66,5 +62,5 @@ def keep_freed_memory(keep_mb: int) -> bool:
 
 def release_free_memory() -> bool:
     """True if the C library returned memory to the OS (glibc's malloc_trim said so)."""
-    trim = _malloc_trim()
+    trim = _glibc_fn("malloc_trim")
     return bool(trim(0)) if trim is not None else False
