@@ -56,7 +56,8 @@ class LocalBackend:
 class RayBackend:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0,
+                 worker_nice: int | None = None):
         import ray
 
         from rlvla3.workers.heap import heap_env
@@ -67,6 +68,8 @@ class RayBackend:
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, configure_logging=False)
             if not address:  # embedded single-machine cluster
                 kwargs.update(num_cpus=num_cpus or os.cpu_count(), object_store_memory=1 << 30)
+                if worker_nice is not None and "RAY_worker_niceness" not in os.environ:  # an exported value wins
+                    kwargs["_system_config"] = {"worker_niceness": worker_nice}
             # Workers must import rlvla3 from this checkout even when it is not installed.
             pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env = {"PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])),
@@ -103,12 +106,14 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def make_backend(name: str, heap_keep_mb: int = 0):
+def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None):
+    """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
+    default, 15); a cluster that is already running keeps its own."""
     from rlvla3.workers.heap import keep_freed_memory
 
     keep_freed_memory(heap_keep_mb)  # run.heap_keep_mb in this process too: the driver unpacks every episode
     if name == "local":
         return LocalBackend()
     if name == "ray":
-        return RayBackend(heap_keep_mb=heap_keep_mb)
+        return RayBackend(heap_keep_mb=heap_keep_mb, worker_nice=worker_nice)
     raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")

@@ -68,6 +68,8 @@ class RolloutConfig:
     straggler_slowdown: float = 5.0  # cost multiplier of those slots
     # Unix nice (0-19) added to env worker and generator processes: > 0 lets the trainer, the
     # bottleneck stage on a machine with few cores, take its core before the rollout does.
+    # With > 0 an embedded Ray cluster starts its workers (the trainer too) at nice 0 instead
+    # of Ray's 15, so the whole offset counts; a running cluster keeps its workers' nice.
     nice: int = 0
     # Async modes: an env worker's requests to one generator that are ready within this many
     # ms share one Ray call (fewer calls, less CPU per decision); 0 = one call per request.

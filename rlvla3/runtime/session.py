@@ -109,7 +109,10 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         from rlvla3.envs.libero_config import preflight_gl
 
         preflight_gl()
-    backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb)
+    # rollout.nice > 0: workers start at nice 0 (the driver's), so the trainer outranks the
+    # rollout by the whole offset instead of Ray's 15 + offset capped at 19
+    backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb,
+                           worker_nice=0 if cfg.rollout.nice > 0 else None)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
