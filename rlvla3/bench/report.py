@@ -68,6 +68,10 @@ def to_markdown(result: dict) -> str:
         f"{_fmt(b['min_env_steps_per_s_streaming'])} ({b['bottleneck_streaming']}); "
         f"{b['steps_per_decision']:.2f} env steps per policy decision",
     ]
+    if result.get("bounds_by_repeat"):
+        lines.append("- measured after every repeat; `full`'s bound by repeat: " + " / ".join(
+            f"{_fmt(r['min_env_steps_per_s_streaming'])} ({r['bottleneck_streaming']})" for r in result["bounds_by_repeat"])
+            + f"; the lines above are repeat {result['modes'].get('full', {}).get('repeat', 1)}'s")
     reps = {k: m for k, m in result["modes"].items() if "repeats_env_steps_per_s" in m}
     if reps:
         lines += ["", "Repeats (modes run in turn; the table shows each mode's median repeat):", ""]
@@ -77,6 +81,12 @@ def to_markdown(result: dict) -> str:
                 r = sorted(m["paired_ratios_to_sync"])
                 line += (" ; paired ratio to sync " + " / ".join(f"{v:.2f}" for v in m["paired_ratios_to_sync"])
                          + f" (median {r[(len(r) - 1) // 2]:.2f})")
+            if "paired_efficiencies" in m:
+                line += " ; efficiency against its repeat's bound " + " / ".join(
+                    f"{v:.2f}" for v in m["paired_efficiencies"]) + f" (median {m['pipeline_efficiency']:.2f})"
+            if "paired_changes_vs_no_stragglers" in m:
+                line += " ; paired change from no stragglers " + " / ".join(
+                    f"{v * 100:+.1f}%" for v in m["paired_changes_vs_no_stragglers"])
             lines.append(line)
     cpu = {k: m["cpu"] for k, m in result["modes"].items() if m.get("cpu")}
     if cpu:

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
+
 from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import episode_lengths, window_metrics
 from rlvla3.bench.workloads import workload_overrides
@@ -149,10 +151,12 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
-              say: Callable = print, repeats: int = 1) -> dict:
+              say: Callable = print, repeats: int = 1, bounds_each_repeat: bool = False) -> dict:
     """`repeats` > 1 runs the mode list that many times in turn (sync, full, sync, full, ...),
     so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
-    median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat."""
+    median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat.
+    `bounds_each_repeat` measures the stage bounds after every repeat too, and each mode's
+    efficiency is the median of its repeats, each against the bounds of its own repeat."""
     from rlvla3.bench.report import write_outputs
 
     os.makedirs(out, exist_ok=True)
@@ -161,50 +165,70 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     result: Dict = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
                     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
                     "seconds": seconds, "warmup_s": warmup, "overrides": overrides, "modes": {}}
-    windows = {}
     variants = [("", [])]
     if straggler_fraction > 0:
         variants.append((" +stragglers", [f"rollout.straggler_fraction={straggler_fraction}",
                                           f"rollout.straggler_slowdown={straggler_slowdown}"]))
+    bcfg = load_config(workload_overrides(workload, "full", overrides))
+    bound_s = bound_seconds or max(5.0, seconds / 2)
+
+    def bounds_for(rep: int, tag: str = "") -> dict:
+        """Stage bounds on the steps per decision and episode lengths of `full` (else the first
+        mode) in repeat `rep`: the simulators then run the episodes the pipeline ran."""
+        ref = "full" if "full" in windows else modes[0]
+        spd = runs[ref][rep]["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
+        window, span = windows[ref][rep]
+        say(f"bench: stage bounds (each stage alone){tag}")
+        return stage_bounds(bcfg, policy_dir, bound_s, spd, episode_lengths(window, *span))
+
     runs: Dict[str, List[dict]] = {}
+    windows: Dict[str, List[tuple]] = {}  # mode -> per repeat (spans, (t0, t1))
+    bounds_by_repeat: List[dict] = []
     for rep in range(repeats):
+        tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
         for mode in modes:
             for suffix, extra in variants:
                 cfg = load_config(workload_overrides(workload, mode, overrides + extra))
-                tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
                 say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
                 sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
-                metrics, window, bounds = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
+                metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
                 runs.setdefault(mode + suffix, []).append(metrics)
                 if not suffix:
-                    windows.setdefault(mode, []).append((window, bounds))
+                    windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
+        if bounds_each_repeat:
+            bounds_by_repeat.append(bounds_for(rep, tag))
+    medians = {}
     for name, ms in runs.items():
         order = sorted(range(len(ms)), key=lambda i: ms[i]["env_steps_per_s"])
-        median = order[(len(ms) - 1) // 2]
-        result["modes"][name] = dict(ms[median], repeat=median + 1)
+        medians[name] = order[(len(ms) - 1) // 2]
+        result["modes"][name] = dict(ms[medians[name]], repeat=medians[name] + 1)
         if repeats > 1:
             result["modes"][name]["repeats_env_steps_per_s"] = [m["env_steps_per_s"] for m in ms]
-        if name in windows:
-            windows[name] = windows[name][median]
-    ref = result["modes"].get("full") or next(iter(result["modes"].values()))
-    spd = ref["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
-    say("bench: stage bounds (each stage alone)")
-    bcfg = load_config(workload_overrides(workload, "full", overrides))
-    ref_window = windows.get("full") or next(iter(windows.values()), None)
-    lengths = episode_lengths(ref_window[0], *ref_window[1]) if ref_window is not None else []
-    result["bounds"] = stage_bounds(bcfg, policy_dir, bound_seconds or max(5.0, seconds / 2), spd, lengths)
+    ref = "full" if "full" in windows else modes[0]
+    if bounds_each_repeat:
+        result["bounds"] = bounds_by_repeat[medians[ref]]
+        result["bounds_by_repeat"] = bounds_by_repeat
+    else:
+        result["bounds"] = bounds_for(medians[ref])
     sync = result["modes"].get("sync", {}).get("env_steps_per_s")
     for name, m in result["modes"].items():
         m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
         if repeats > 1 and sync:
             m["paired_ratios_to_sync"] = [a["env_steps_per_s"] / b["env_steps_per_s"]
                                           for a, b in zip(runs[name], runs["sync"])]
-        streaming = name.split(" ")[0] == "full"  # each mode against the trainer as it runs it
-        bound = result["bounds"]["min_env_steps_per_s_streaming" if streaming else "min_env_steps_per_s"]
-        m["pipeline_efficiency"] = m["env_steps_per_s"] / bound
+        # each mode against the trainer as it runs it: streamed micro-batches in `full`
+        key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
+        if bounds_each_repeat:
+            m["paired_efficiencies"] = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
+            m["pipeline_efficiency"] = float(np.median(m["paired_efficiencies"]))
+        else:
+            m["pipeline_efficiency"] = m["env_steps_per_s"] / result["bounds"][key]
         if name.endswith(" +stragglers"):
             clean = result["modes"][name[:-len(" +stragglers")]]["env_steps_per_s"]
             m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / clean - 1
-    write_outputs(result, {m: w[0] for m, w in windows.items()}, out)
+            if repeats > 1:
+                m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1 for a, b
+                                                        in zip(runs[name], runs[name[:-len(" +stragglers")]])]
+    write_outputs(result, {m: w[medians[m]][0] for m, w in windows.items()}, out)
     return result

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("--bound-seconds", type=float, default=0.0, help="seconds per stage bound (default S/2)")
     bn.add_argument("--repeats", type=int, default=1,
                     help="run the modes this many times in turn; report each mode's median and paired ratios")
+    bn.add_argument("--bounds-each-repeat", action="store_true",
+                    help="measure the stage bounds after every repeat; efficiency = median over repeats, "
+                         "each against its own repeat's bounds (for a machine whose speed drifts)")
     bn.add_argument("overrides", nargs="*")
     bp = sub.add_parser("bench-policy", help="one policy: act throughput vs batch, training throughput vs micro-batch")
     bp.add_argument("--out", default="runs/bench_policy", help="output directory (LABEL.json, table.md)")
@@ -116,7 +119,7 @@ def _bench(args) -> int:
     result = run_bench(args.workload, modes, args.seconds, args.out, args.overrides, warmup=args.warmup,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
                        straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
-                       repeats=args.repeats)
+                       repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat)
     with open(os.path.join(args.out, "table.md")) as f:
         print(f.read())
     return 0 if result["modes"] else 1
