@@ -71,7 +71,7 @@ def to_markdown(result: dict) -> str:
     if result.get("bounds_by_repeat"):
         lines.append("- measured after every repeat; `full`'s bound by repeat: " + " / ".join(
             f"{_fmt(r['min_env_steps_per_s_streaming'])} ({r['bottleneck_streaming']})" for r in result["bounds_by_repeat"])
-            + f"; the lines above are repeat {result['modes'].get('full', {}).get('repeat', 1)}'s")
+            + f"; the lines above are repeat {result['bounds_repeat']}'s")
     reps = {k: m for k, m in result["modes"].items() if "repeats_env_steps_per_s" in m}
     if reps:
         lines += ["", "Repeats (modes run in turn; the table shows each mode's median repeat):", ""]

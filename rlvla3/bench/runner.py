@@ -17,8 +17,6 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
-
 from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import episode_lengths, window_metrics
 from rlvla3.bench.workloads import workload_overrides
@@ -148,6 +146,11 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
         session.shutdown()
 
 
+def _median_index(values: List[float]) -> int:
+    """Index of the median (the lower one of an even count): a repeat that really ran."""
+    return sorted(range(len(values)), key=values.__getitem__)[(len(values) - 1) // 2]
+
+
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
@@ -171,11 +174,11 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                                           f"rollout.straggler_slowdown={straggler_slowdown}"]))
     bcfg = load_config(workload_overrides(workload, "full", overrides))
     bound_s = bound_seconds or max(5.0, seconds / 2)
+    ref = "full" if "full" in modes else modes[0]  # the mode whose episodes the simulators' bound runs
 
     def bounds_for(rep: int, tag: str = "") -> dict:
         """Stage bounds on the steps per decision and episode lengths of `full` (else the first
         mode) in repeat `rep`: the simulators then run the episodes the pipeline ran."""
-        ref = "full" if "full" in windows else modes[0]
         spd = runs[ref][rep]["env_steps_per_decision"] or family_config(base_cfg.policy).chunk_size
         window, span = windows[ref][rep]
         say(f"bench: stage bounds (each stage alone){tag}")
@@ -200,17 +203,14 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
             bounds_by_repeat.append(bounds_for(rep, tag))
     medians = {}
     for name, ms in runs.items():
-        order = sorted(range(len(ms)), key=lambda i: ms[i]["env_steps_per_s"])
-        medians[name] = order[(len(ms) - 1) // 2]
+        medians[name] = _median_index([m["env_steps_per_s"] for m in ms])
         result["modes"][name] = dict(ms[medians[name]], repeat=medians[name] + 1)
         if repeats > 1:
             result["modes"][name]["repeats_env_steps_per_s"] = [m["env_steps_per_s"] for m in ms]
-    ref = "full" if "full" in windows else modes[0]
+    result["bounds"] = bounds_by_repeat[medians[ref]] if bounds_each_repeat else bounds_for(medians[ref])
+    result["bounds_repeat"] = medians[ref] + 1
     if bounds_each_repeat:
-        result["bounds"] = bounds_by_repeat[medians[ref]]
         result["bounds_by_repeat"] = bounds_by_repeat
-    else:
-        result["bounds"] = bounds_for(medians[ref])
     sync = result["modes"].get("sync", {}).get("env_steps_per_s")
     for name, m in result["modes"].items():
         m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
@@ -220,15 +220,15 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
         # each mode against the trainer as it runs it: streamed micro-batches in `full`
         key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
         if bounds_each_repeat:
-            m["paired_efficiencies"] = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
-            m["pipeline_efficiency"] = float(np.median(m["paired_efficiencies"]))
+            effs = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
+            m["paired_efficiencies"], m["pipeline_efficiency"] = effs, effs[_median_index(effs)]
         else:
             m["pipeline_efficiency"] = m["env_steps_per_s"] / result["bounds"][key]
         if name.endswith(" +stragglers"):
-            clean = result["modes"][name[:-len(" +stragglers")]]["env_steps_per_s"]
-            m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / clean - 1
+            clean = name[:-len(" +stragglers")]
+            m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / result["modes"][clean]["env_steps_per_s"] - 1
             if repeats > 1:
-                m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1 for a, b
-                                                        in zip(runs[name], runs[name[:-len(" +stragglers")]])]
+                m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1
+                                                        for a, b in zip(runs[name], runs[clean])]
     write_outputs(result, {m: w[medians[m]][0] for m, w in windows.items()}, out)
     return result

@@ -80,6 +80,7 @@ def test_bounds_each_repeat_pairs_every_repeat_with_its_own_bounds(tmp_path, mon
     assert full["paired_efficiencies"] == pytest.approx([0.6, 0.6, 0.9])
     assert full["pipeline_efficiency"] == pytest.approx(0.6)  # the median over repeats
     assert res["bounds"]["min_env_steps_per_s"] == 600.0  # the bounds of full's median repeat (3)
+    assert res["bounds_repeat"] == 3
     assert len(res["bounds_by_repeat"]) == 3
     assert strag["paired_changes_vs_no_stragglers"] == pytest.approx([-0.1, 0.1, 0.0])
     assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(540.0 / 540.0 - 1)  # median vs median
