@@ -84,6 +84,10 @@ class StalenessController:
         if version < self.version:
             raise ValueError(f"policy version went backwards: {self.version} -> {version}")
         self.version = version
+        # Batches 0..v-1 were consumed, so at least v*B samples were reserved; a no-op while
+        # running, it rebuilds the count on a resume (otherwise 0: the window would be v+eta+1
+        # batches wide and admission unbounded for the first v of them).
+        self.reserved = max(self.reserved, version * self.global_batch)
 
     def is_fresh(self, sample_version: int, current_version: int | None = None) -> bool:
         v = self.version if current_version is None else current_version

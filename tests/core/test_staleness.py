@@ -124,3 +124,24 @@ def test_in_order_stream_respects_bound():
         worst = max(worst, max(c.version - v for v in batch))
         c.set_version(c.version + 1)
     assert worst == eta
+
+
+@pytest.mark.parametrize("reserve", [15, 240])
+def test_resumed_controller_admits_like_a_fresh_one(reserve):
+    """A run resumed at version 50 (issue 22): the trainer has consumed 50 batches, so the
+    window must hold eta + 1 batches beyond them, as on a fresh start (eta 1, B 240: 32
+    units of 15 samples, then a refusal), not 52 batches (832 units)."""
+    def admitted_before_refusal(c):
+        n = 0
+        while c.try_admit(reserve):
+            n += 1
+            assert n < 10_000, "never refused"
+        return n
+
+    fresh = StalenessController(eta=1, global_batch=240)
+    resumed = StalenessController(eta=1, global_batch=240)
+    resumed.set_version(50)
+    assert admitted_before_refusal(resumed) == admitted_before_refusal(fresh) == 480 // reserve
+    fresh.set_version(1)  # the next batch opens the same room in both
+    resumed.set_version(51)
+    assert admitted_before_refusal(resumed) == admitted_before_refusal(fresh) == 240 // reserve
