@@ -31,6 +31,22 @@ def test_one_optimizer_step_per_global_batch_and_versions():
     assert all(r.samples == 8 for r in results)
 
 
+def test_whole_batch_update_trains_every_sample(monkeypatch):
+    """n = 700, B = 240 (GRPO sync-best, issue 22): each pass trains all 700 samples once in
+    ceil(700/240) = 3 near-equal global steps (it dropped 220 at random), and what the
+    trainer reports trained is exactly what its forward passes saw."""
+    tr = _trainer("algo.global_batch=240", "algo.micro_batch=128", "algo.update_epochs=2")
+    _, b = _batch(tr.policy, n=700)
+    seen = []
+    rank_loss = tr._rank_loss
+    monkeypatch.setattr(tr, "_rank_loss", lambda mb, *a, **k: (seen.append(mb.sample_ids), rank_loss(mb, *a, **k))[1])
+    results = tr.train_batch(b)
+    assert len(results) == 6 and sorted(r.samples for r in results) == [233, 233, 233, 233, 234, 234]
+    ids = np.concatenate(seen)
+    assert len(ids) == 2 * 700 and np.array_equal(np.bincount(ids), np.full(700, 2))  # each sample once a pass
+    assert tr.samples_trained == sum(r.samples for r in results) == 2 * 700
+
+
 def test_critic_warmup_leaves_the_policy_unchanged():
     tr = _trainer("algo.critic_warmup_steps=2")
     obs, b = _batch(tr.policy)
