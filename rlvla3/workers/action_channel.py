@@ -16,6 +16,15 @@ needs. Here each env worker keeps one authenticated connection per generator:
 A generator that dies closes its connections: every request still waiting gets a
 `ConnectionError`, as a failed Ray call would, and the supervisor replaces the generator.
 Control calls (weights, stats, pings) stay on Ray.
+
+Connecting has deadlines (issue 22). `multiprocessing.connection.Listener` listens with a
+backlog of 1 and authenticates each client on its accept thread; when a dozen env workers
+connected at once, the kernel dropped the handshake ACKs that overflowed the queue, and the
+clients, which believed they were connected, waited forever for a challenge (measured
+here: 19 of 32 simultaneous clients still blocked after 30 s). So the server listens with a
+deep backlog and authenticates each connection on its own thread, and both sides bound the
+connect and the handshake with a socket timeout; the client retries until its deadline and
+then raises `TimeoutError`.
 """
 
 from __future__ import annotations
@@ -23,11 +32,46 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import struct
 import threading
-from multiprocessing.connection import Client, Listener
+import time
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Callable, Dict, List, Optional, Tuple
 
 Callback = Callable[[bool, object], None]  # (ok, reply or exception)
+
+BACKLOG = 1024  # pending connections the kernel queues: every env worker of a large run at once
+HANDSHAKE_TIMEOUT_S = 10.0  # one connect + authentication attempt
+CONNECT_TIMEOUT_S = 60.0  # all attempts of one client together
+
+
+def _io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Kernel-level send/receive timeout on a blocking socket (0 = none): a read that waits
+    longer fails with an OSError, also after the fd is handed to a `Connection`."""
+    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def _authenticated(sock: socket.socket, authkey: bytes, server: bool, timeout_s: float) -> Connection:
+    """Run the handshake on `sock` within `timeout_s`; returns a blocking `Connection` with no
+    timeout (replies may be minutes apart), or raises (and closes the socket)."""
+    sock.settimeout(None)
+    _io_timeout(sock, timeout_s)
+    conn = Connection(sock.detach())
+    try:
+        if server:
+            deliver_challenge(conn, authkey)
+            answer_challenge(conn, authkey)
+        else:
+            answer_challenge(conn, authkey)
+            deliver_challenge(conn, authkey)
+        with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup:  # same socket, own fd
+            _io_timeout(dup, 0)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def node_host() -> str:
@@ -49,7 +93,9 @@ class ActionServer:
 
     def __init__(self, submit: Callable[[list, Callable], None], host: Optional[str] = None):
         self.authkey = os.urandom(16)
-        self.listener = Listener((host or node_host(), 0), authkey=self.authkey)
+        host = host or node_host()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, 0), family=family, backlog=BACKLOG)
         self.submit = submit
         self.closed = False
         self.open_conns: list = []  # live connections, cut by close()
@@ -57,20 +103,32 @@ class ActionServer:
 
     @property
     def address(self) -> Tuple[Tuple[str, int], bytes]:
-        return tuple(self.listener.address), self.authkey
+        return tuple(self.listener.getsockname()[:2]), self.authkey
 
     def _accept(self) -> None:
         while not self.closed:
             try:
-                conn = self.listener.accept()  # authenticates: a wrong key never gets a connection
-            except Exception:
+                sock, _ = self.listener.accept()
+            except OSError:
                 if self.closed:
                     return
+                time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                 continue
-            self.open_conns.append(conn)
-            outbox: "queue.SimpleQueue" = queue.SimpleQueue()
-            threading.Thread(target=self._read, args=(conn, outbox), daemon=True, name="action-read").start()
-            threading.Thread(target=self._write, args=(conn, outbox), daemon=True, name="action-write").start()
+            # authenticated on its own thread: a slow or silent client never delays the others
+            threading.Thread(target=self._handshake, args=(sock,), daemon=True, name="action-auth").start()
+
+    def _handshake(self, sock: socket.socket) -> None:
+        try:
+            conn = _authenticated(sock, self.authkey, server=True, timeout_s=HANDSHAKE_TIMEOUT_S)
+        except Exception:  # wrong key, or a client that went silent: it never gets a connection
+            return
+        if self.closed:
+            conn.close()
+            return
+        self.open_conns.append(conn)
+        outbox: "queue.SimpleQueue" = queue.SimpleQueue()
+        threading.Thread(target=self._read, args=(conn, outbox), daemon=True, name="action-read").start()
+        threading.Thread(target=self._write, args=(conn, outbox), daemon=True, name="action-write").start()
 
     def _read(self, conn, outbox) -> None:
         def reply(rid: int, ok: bool, payload) -> None:
@@ -110,6 +168,10 @@ class ActionServer:
     def close(self) -> None:
         """Stop accepting and cut every connection (its clients fail what they wait for)."""
         self.closed = True
+        try:  # wakes the accept thread
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         for conn in list(self.open_conns):
             try:  # shutdown, not close: it wakes the threads blocked on the socket, on both ends
@@ -125,12 +187,35 @@ def _picklable(msg: tuple) -> tuple:
     return rid, False, RuntimeError(f"generator request failed: {payload!r}")  # any exception, as text
 
 
+def connect(address: Tuple[Tuple[str, int], bytes], timeout_s: float = CONNECT_TIMEOUT_S) -> Connection:
+    """An authenticated connection to a generator's `ActionServer`, tried until `timeout_s`
+    has passed; then `TimeoutError`. A wrong key fails at once (`AuthenticationError`)."""
+    from multiprocessing import AuthenticationError
+
+    (host, port), authkey = address
+    deadline = time.monotonic() + timeout_s
+    last: Optional[BaseException] = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no connection to the generator at {host}:{port} within {timeout_s:.0f} s "
+                               f"(last error: {last!r})")
+        attempt = min(HANDSHAKE_TIMEOUT_S, left)
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=attempt)
+            return _authenticated(sock, authkey, server=False, timeout_s=attempt)
+        except AuthenticationError:
+            raise
+        except OSError as e:  # refused, reset, or the handshake timed out: try again
+            last = e
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
 class ActionClient:
     """An env worker's connection to one generator."""
 
-    def __init__(self, address: Tuple[Tuple[str, int], bytes]):
-        (host, port), authkey = address
-        self.conn = Client((host, int(port)), authkey=authkey)
+    def __init__(self, address: Tuple[Tuple[str, int], bytes], timeout_s: float = CONNECT_TIMEOUT_S):
+        self.conn = connect(address, timeout_s)
         self.pending: Dict[int, Callback] = {}
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()

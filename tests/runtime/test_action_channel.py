@@ -134,3 +134,45 @@ def test_the_async_generator_serves_socket_requests_through_its_batcher():
     assert len(rep.got) == 8 and all(ok for ok, _ in rep.got.values())
     assert all(reply.request_id == rid and reply.batch_size == 4 for rid, (_, reply) in rep.got.items())
     assert stats["batches"] == 2 and stats["fired_by_size"] == 2  # the socket's requests shared batches
+
+
+def test_many_env_workers_connect_at_once_and_none_hangs():
+    """Issue 22: 12 env workers connecting to one generator at the same time left some of
+    them blocked forever in the handshake (a listen backlog of 1 dropped their ACK; the
+    client believed it was connected and waited for a challenge that never came)."""
+    server = _echo_server()
+    n, done, errors = 32, [], []
+
+    def connect(i):
+        try:
+            c = ActionClient(server.address)
+            rep = Replies()
+            c.submit([Req(i)], [rep.cb(i)])
+            if rep.wait(1, timeout=10) == 1:
+                done.append(i)
+            c.close()
+        except Exception as e:  # a connection that fails must fail loudly, never hang
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=connect, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.time()))
+    assert not errors, errors
+    assert len(done) == n, f"{n - len(done)} of {n} clients still hanging after 30 s"
+    server.close()
+
+
+def test_connecting_to_a_silent_listener_fails_within_its_deadline():
+    """A server that accepts but never authenticates (a wedged generator) cannot hold an
+    env worker forever: the connection attempt raises within its deadline."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0), backlog=8)  # never calls accept()
+    t0 = time.time()
+    with pytest.raises(TimeoutError, match="generator"):
+        ActionClient((silent.getsockname()[:2], b"k" * 16), timeout_s=1.5)
+    assert time.time() - t0 < 6
+    silent.close()
