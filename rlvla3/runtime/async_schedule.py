@@ -108,6 +108,9 @@ class AsyncDriver:
         env_steps = sum(self.steps_by_worker.values())
         stats = ExperienceStats()
         for ep in episodes:
+            if ep.group_key not in self.unit_left:  # its unit was settled: never count it twice
+                print(f"episode of unit {ep.group_key!r} arrived after the unit was settled: ignored", flush=True)
+                continue
             if ep.group_key in self.broken:  # its group lost an episode: it can never complete
                 self.sup.report.episodes_dropped_with_group += 1
                 stats.episodes_dropped += 1
@@ -141,7 +144,7 @@ class AsyncDriver:
         if self.grpo and key not in self.broken:
             self.broken.add(key)
             self.sup.report.episodes_dropped_with_group += len(self.assembler.pending.pop(key, []))
-        self.unit_left[key] -= n
+        self.unit_left[key] -= min(n, self.unit_left[key])  # a unit's count never goes negative
         self._settle(key)
 
     def fresh(self, batch: SampleBatch) -> SampleBatch:

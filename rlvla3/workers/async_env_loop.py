@@ -37,7 +37,7 @@ class AsyncSlotRunner:
         k = envs_per_slot
         self.slot_envs: List[List[int]] = [list(range(s * k, (s + 1) * k)) for s in range(worker.num_slots // k)]
         self.running: List[Set[int]] = [set() for _ in self.slot_envs]  # envs of each slot with an episode on
-        self.assigned = {}  # env -> the assignment it last took (to report it if its reset fails)
+        self.assigned = {}  # env -> the assignment whose reset has not completed (reported if it fails)
         self.idle_slots = set(range(len(self.slot_envs)))  # slots with no episode on and no request out
         self.lock = threading.Lock()
         self.stopping = False
@@ -103,15 +103,17 @@ class AsyncSlotRunner:
             fn(slot, *args)
         except Exception as e:  # an env fault must not kill the runner; the slot's episodes are dropped
             self.step_started[slot] = 0.0
-            lost = [i for i in self.slot_envs[slot] if i in self.running[slot] or self.w.active[i]]
-            for i in lost:  # including envs whose reset succeeded beside one that failed
-                a = self.assigned.get(i)
-                if not self.w.active[i] and len(self.w.recorders[i]) == 0 and a is not None:
-                    self.w.drop_assignment(a, repr(e))  # its reset failed: the episode never started
-                else:
+            lost = 0
+            for i in self.slot_envs[slot]:  # every env of the slot has settled (_each waits for all)
+                if self.w.active[i] or len(self.w.recorders[i]) > 0:  # its episode was running
                     self.w.drop_slot(i, repr(e))
+                elif i in self.assigned:  # its reset failed: the episode never started
+                    self.w.drop_assignment(self.assigned.pop(i), repr(e))
+                else:  # idle, or its episode ended in this very step and was delivered: not a drop
+                    continue
+                lost += 1
             with self.lock:
-                self.episodes_dropped += len(lost)
+                self.episodes_dropped += lost
                 self.env_faults += 1
             self.running[slot].clear()
             self.w.pool.submit(self._guard, self._fill_and_send, slot)  # guarded: a failing reset is caught too
@@ -128,7 +130,7 @@ class AsyncSlotRunner:
                 starts.append((i, a))
         self.assigned.update(starts)
         self.running[slot].update(i for i, _ in starts)  # before the resets: a failing one is counted as dropped
-        self._each(lambda ia: self.w._reset_slot(*ia), starts)
+        self._each(self._start_episode, starts)
         self._add_busy(time.perf_counter() - t0)
         if self.running[slot] and not self.stopping:
             self._send(slot)
@@ -144,6 +146,11 @@ class AsyncSlotRunner:
                 if slot in self.idle_slots and self.assignments:
                     self.idle_slots.discard(slot)
                     self.w.pool.submit(self._guard, self._fill_and_send, slot)
+
+    def _start_episode(self, env_assignment) -> None:
+        i, a = env_assignment
+        self.w._reset_slot(i, a)
+        self.assigned.pop(i, None)  # started: from now on it ends delivered or dropped by drop_slot
 
     def _send(self, slot: int) -> None:
         envs = sorted(self.running[slot])
@@ -222,8 +229,15 @@ class AsyncSlotRunner:
         there are still k - 1 threads free per slot."""
         items = list(items)
         futs = [self.w.pool.submit(fn, x) for x in items[1:]]
-        first = [fn(items[0])] if items else []
-        return first + [f.result() for f in futs]
+        out, error = [], None
+        for k in range(len(items)):  # wait for every env before raising: a fault handled while a
+            try:  # slot-mate still steps would drop an episode that then ends, or is half recorded
+                out.append(fn(items[0]) if k == 0 else futs[k - 1].result())
+            except Exception as e:
+                error = error or e
+        if error is not None:
+            raise error
+        return out
 
     def _add_busy(self, dt: float) -> None:
         with self.lock:

@@ -83,6 +83,28 @@ def test_full_replaces_a_hung_generator(tmp_path):
     assert_clean(s)
 
 
+def test_full_survives_env_errors_beside_episodes_ending_in_the_same_slot(tmp_path):
+    """Issue 22: 4 envs per slot raising at random, so one env often raises in the chunk step
+    in which a slot-mate ends its episode. The command exited 1 (KeyError at the driver's
+    unit count, or a half-recorded episode); now it exits 0 and every drop is counted."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "rlvla3.cli.main", "train", "preset=tiny-test", "run.mode=full",
+           "run.total_env_steps=2000", "rollout.envs_per_slot=4", "faults.env.enabled=true", "faults.env.kind=raise",
+           "faults.env.slot=-1", "faults.env.worker=-1", "faults.env.probability=0.3", "faults.env.max_faults=0",
+           f"run.output_dir={tmp_path}", "run.name=multi", "run.progress=false"]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "arrived after the unit was settled" not in out.stdout  # no episode reported twice
+    with open(os.path.join(tmp_path, "multi", "summary.json")) as f:
+        s = json.load(f)
+    assert s["faults"]["env_faults_caught"] > 0 and s["faults"]["episodes_dropped"] > 0
+    assert s["env_steps"] >= 2000
+    assert_clean(s)
+
+
 @pytest.mark.slow
 def test_sync_hung_env_worker_is_replaced(tmp_path):
     s = train(chaos_cfg(tmp_path, "sync", "hang", "faults.env.kind=hang", "faults.env.after_chunk_steps=4",

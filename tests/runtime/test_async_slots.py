@@ -143,3 +143,34 @@ def test_a_failed_coalesced_call_drops_the_episodes_of_every_slot_in_it():
     assert status["failed_requests"] >= 2 and status["episodes_dropped"] >= 2
     assert status["failed_requests"] == status["episodes_dropped"]  # one env per slot
     assert len(w.finished) + status["episodes_dropped"] >= 4 and not w.active.any()
+
+
+@pytest.mark.parametrize("finisher,raiser", [(0, 1), (1, 0)])
+def test_an_episode_ending_beside_a_failing_env_is_delivered_not_dropped(monkeypatch, finisher, raiser):
+    """Issue 22: in one chunk step of a 2-env slot one env ends its episode and the other
+    raises. The ended episode is delivered and only the failing env's is dropped: each
+    episode is reported once (it was also dropped, and the driver's count went negative)."""
+    w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), 2, seed=0)
+    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+    ends = w.envs[finisher].chunk_step
+
+    def ending(actions):
+        time.sleep(0.05)  # still stepping when its slot-mate raises
+        obs, r, term, trunc, info = ends(actions)
+        return obs, r, True, trunc, info
+
+    def failing(actions):
+        raise RuntimeError("injected step failure")
+
+    monkeypatch.setattr(w.envs[finisher], "chunk_step", ending)
+    monkeypatch.setattr(w.envs[raiser], "chunk_step", failing)
+    keys = {finisher: "ends", raiser: "fails"}  # the first assignment goes to env 0
+    w.runner.add([EpisodeAssignment(task_id=0, init_id=i, group_key=keys[i]) for i in range(2)])
+    deadline = time.time() + 20
+    while len(w.finished) + w.runner.episodes_dropped < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # anything counted late would show now
+    status = w.runner.stop()
+    assert [e.group_key for e in w.finished] == ["ends"]
+    assert w.dropped_keys == ["fails"] and status["episodes_dropped"] == w.episodes_dropped == 1
+    assert not w.active.any()
