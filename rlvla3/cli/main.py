@@ -156,11 +156,16 @@ def main(argv=None) -> int:
         from rlvla3.runtime.graceful import TrainerLost
         from rlvla3.runtime.train_loop import train
 
+        from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
+
         try:
             summary = train(cfg, resume=args.resume)
         except TrainerLost as e:
             print(f"rlvla3 train: {e}", file=sys.stderr)
             return 3
+        except (RemoteTimeout, WorkersLost) as e:  # a worker that hung past its deadline, or kept failing
+            print(f"rlvla3 train: stopped: {e}", file=sys.stderr)
+            return 4
         keys = ("run_dir", "sft_success_rate", "final_success_rate", "improvement_points", "env_steps", "wall_s",
                 "stopped_by")
         print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))

@@ -17,7 +17,8 @@ from typing import List
 
 import numpy as np
 
-FAULT_KINDS = ("raise", "nan_obs", "nan_reward", "inf_reward", "hang", "crash")
+FAULT_KINDS = ("raise", "nan_obs", "nan_reward", "inf_reward", "hang", "crash", "hang_first_reset")
+RESET_KINDS = ("hang_first_reset",)  # fire in the env's first reset of a process life, not in a chunk step
 RANDOM_KIND = "random"  # each fault draws its kind from `FaultConfig.mix` (chaos runs)
 CRASH_EXIT_CODE = 13
 
@@ -33,7 +34,9 @@ class FaultConfig:
     per step (1.0 = the first eligible step), at most `max_faults` times per process life."""
 
     enabled: bool = False
-    kind: str = "raise"  # raise | nan_obs | nan_reward | inf_reward | hang | crash | random (drawn from mix)
+    # raise | nan_obs | nan_reward | inf_reward | hang | crash | random (drawn from mix) | hang_first_reset
+    # (the env's first reset never returns: a simulator or EGL context that wedges at start)
+    kind: str = "raise"
     mix: List[str] = field(default_factory=lambda: ["raise", "nan_obs", "nan_reward", "hang", "crash"])
     worker: int = 0  # env worker index hit by the fault; -1 = every worker
     slot: int = 0  # env index within the worker; -1 = every env of the worker
@@ -73,6 +76,10 @@ class FaultsConfig:
     generator_hang_after_requests: int = 0  # generator 0 stops answering (alive, forward stuck) after this many; 0 = off
     trainer_crash_after_steps: int = 0  # the trainer exits after this many optimizer updates; 0 = off
     step_timeout_s: float = 30.0  # a chunk step or a policy request older than this is hung (worker restarted)
+    start_timeout_s: float = 300.0  # a worker not built after this (simulators, models, CUDA) stops the run
+    first_reset_timeout_s: float = 120.0  # an env slot's first reset (EGL contexts, caches) older than this is hung
+    call_timeout_s: float = 600.0  # any other wait on a worker (train step, save, publish, drain); then exit 4
+    generator_hang_at_start: bool = False  # generator 0's first life never finishes starting (chaos tests)
     max_worker_restarts: int = 20  # async modes: env worker restarts allowed before the run fails
 
     def validate(self) -> None:
@@ -85,6 +92,12 @@ class FaultsConfig:
                              f"got {self.generator_hang_after_requests}")
         if not 0 < self.step_timeout_s <= 600:
             raise ValueError(f"faults.step_timeout_s must be in (0, 600], got {self.step_timeout_s}")
+        if not 0 < self.start_timeout_s <= 3600:
+            raise ValueError(f"faults.start_timeout_s must be in (0, 3600], got {self.start_timeout_s}")
+        if not 0 < self.first_reset_timeout_s <= 3600:
+            raise ValueError(f"faults.first_reset_timeout_s must be in (0, 3600], got {self.first_reset_timeout_s}")
+        if not 0 < self.call_timeout_s <= 86400:
+            raise ValueError(f"faults.call_timeout_s must be in (0, 86400], got {self.call_timeout_s}")
         if self.trainer_crash_after_steps < 0:
             raise ValueError(f"faults.trainer_crash_after_steps must be >= 0, got {self.trainer_crash_after_steps}")
         if self.max_worker_restarts < 0:
@@ -99,6 +112,7 @@ class FaultyEnv:
         # A restarted worker gets a fresh stream, so a probabilistic fault does not replay identically.
         self.rng = np.random.default_rng([cfg.seed, worker_id, slot, incarnation])
         self.chunk_steps = 0
+        self.resets = 0
         self.injected = 0
 
     def __getattr__(self, name):
@@ -111,8 +125,16 @@ class FaultyEnv:
             return False
         return bool(self.rng.random() < c.probability)
 
+    def reset(self, *args, **kwargs):
+        if self.cfg.kind in RESET_KINDS and not self.resets:
+            self.resets += 1
+            self.injected += 1
+            hang_forever("an env's first reset")
+        self.resets += 1
+        return self.env.reset(*args, **kwargs)
+
     def chunk_step(self, actions):
-        if not self._fires():
+        if self.cfg.kind in RESET_KINDS or not self._fires():
             return self.env.chunk_step(actions)
         self.injected += 1
         kind = self.cfg.kind
@@ -148,6 +170,13 @@ def hang_if(scheduled: int, count: int) -> bool:
         print(f"fault injection: process {os.getpid()} hangs after {count} (scheduled {scheduled})", flush=True)
         return True
     return False
+
+
+def hang_forever(where: str) -> None:
+    """Injected hang: this thread sleeps for good (the process stays alive)."""
+    print(f"fault injection: process {os.getpid()} hangs in {where}", flush=True)
+    while True:
+        time.sleep(3600)
 
 
 def wrap_with_faults(envs: List, cfg: FaultConfig, worker_id: int, incarnation: int = 0) -> List:

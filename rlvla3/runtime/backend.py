@@ -4,7 +4,7 @@ debugging, plain objects in this process behind the same `.method.remote()` call
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional, Sequence
 
 
 class _Done:
@@ -41,7 +41,7 @@ class LocalBackend:
     def actor(self, cls, *args, num_cpus: float = 0, num_gpus: float = 0, placement=None, **kwargs) -> LocalActor:
         return LocalActor(cls(*args, **kwargs))
 
-    def get(self, refs):
+    def get(self, refs, timeout_s: Optional[float] = None, what: str = "", actors: Sequence = ()):
         if isinstance(refs, list):
             return [r.value for r in refs]
         return refs.value
@@ -57,12 +57,13 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0,
-                 worker_nice: int | None = None):
+                 worker_nice: int | None = None, call_timeout_s: float = 600.0):
         import ray
 
         from rlvla3.workers.heap import heap_env
 
         self.ray = ray
+        self.call_timeout_s = call_timeout_s  # faults.call_timeout_s: the deadline of a wait with none of its own
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS")
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, configure_logging=False)
@@ -80,7 +81,10 @@ class RayBackend:
                    # bounded; set MALLOC_ARENA_MAX yourself to override.
                    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
                    **heap_env(heap_keep_mb)}  # run.heap_keep_mb
-            ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+            # Every worker answers SIGUSR2 with its Python stacks (for an expired deadline).
+            ray.init(address=address, runtime_env={"env_vars": env,
+                                                   "worker_process_setup_hook": "rlvla3.workers.stack_dump.install"},
+                     **kwargs)
         self._owned = True
 
     def actor(self, cls, *args, num_cpus: float = 0, num_gpus: float = 0, placement=None, **kwargs):
@@ -95,8 +99,24 @@ class RayBackend:
             opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)
         return self.ray.remote(**opts)(cls).remote(*args, **kwargs)
 
-    def get(self, refs):
-        return self.ray.get(refs)
+    def get(self, refs, timeout_s: Optional[float] = None, what: str = "", actors: Sequence = ()):
+        """ray.get with a deadline (`timeout_s`, else faults.call_timeout_s). On expiry raises
+        RemoteTimeout naming `what` and the `actors` (those whose refs are not ready, when
+        `refs` is a list of one ref per actor) with their Python stacks."""
+        from ray.exceptions import GetTimeoutError
+
+        from rlvla3.runtime.remote_wait import timeout_error
+
+        timeout = self.call_timeout_s if timeout_s is None else timeout_s
+        try:
+            return self.ray.get(refs, timeout=timeout)
+        except GetTimeoutError:
+            pass
+        if isinstance(refs, list) and len(actors) == len(refs):
+            ready = set(self.ray.wait(list(refs), num_returns=len(refs), timeout=0)[0])
+            actors = [a for a, r in zip(actors, refs) if r not in ready]
+        knob = "faults.call_timeout_s" if timeout_s is None else "its deadline"
+        raise timeout_error(what or "a remote call", timeout, knob, actors)
 
     def put(self, value):
         return self.ray.put(value)
@@ -106,7 +126,7 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None):
+def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0):
     """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
     default, 15); a cluster that is already running keeps its own."""
     from rlvla3.workers.heap import keep_freed_memory
@@ -115,5 +135,5 @@ def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = Non
     if name == "local":
         return LocalBackend()
     if name == "ray":
-        return RayBackend(heap_keep_mb=heap_keep_mb, worker_nice=worker_nice)
+        return RayBackend(heap_keep_mb=heap_keep_mb, worker_nice=worker_nice, call_timeout_s=call_timeout_s)
     raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")

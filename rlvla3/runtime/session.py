@@ -91,11 +91,13 @@ def straggler_slots(workers: int, slots: int, fraction: float) -> List[List[int]
     return out
 
 
-def generator_faults(cfg, i: int, incarnation: int) -> tuple:
-    """(crash, hang) request counts injected into generator 0's first life; (0, 0) = none."""
+def generator_faults(cfg, i: int, incarnation: int) -> dict:
+    """Faults injected into generator 0's first life (request counts; 0 = none)."""
+    f = cfg.faults
     if i or incarnation:
-        return 0, 0
-    return cfg.faults.generator_crash_after_requests, cfg.faults.generator_hang_after_requests
+        return {}
+    return dict(crash_after_requests=f.generator_crash_after_requests,
+                hang_after_requests=f.generator_hang_after_requests, hang_at_start=f.generator_hang_at_start)
 
 
 def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_train_envs: bool = True) -> Session:
@@ -112,7 +114,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     # rollout.nice > 0: workers start at nice 0 (the driver's), so the trainer outranks the
     # rollout by the whole offset instead of Ray's 15 + offset capped at 19
     backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb,
-                           worker_nice=0 if cfg.rollout.nice > 0 else None)
+                           worker_nice=0 if cfg.rollout.nice > 0 else None, call_timeout_s=cfg.faults.call_timeout_s)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
@@ -140,17 +142,16 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     gen_opts = (lambda i: gpus.generator(i)) if gpus is not None else (lambda i: {})
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):
-            crash, hang = generator_faults(cfg, i, incarnation)
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, crash, hang, nice=r.nice, **gen_opts(i))
+                                 g.max_wait_ms, r.temperature, nice=r.nice, **generator_faults(cfg, i, incarnation),
+                                 **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         def make_generator(i: int, incarnation: int = 0):
-            crash, hang = generator_faults(cfg, i, incarnation)
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, crash, hang, nice=r.nice,
-                                 **gen_opts(i))
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, nice=r.nice,
+                                 **generator_faults(cfg, i, incarnation), **gen_opts(i))
 
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
@@ -162,5 +163,17 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
     s.weights = WeightPublisher(s)
     s.weights.open()
-    s.instructions = backend.get(s.eval_workers[0].task_instructions.remote())
+    wait_started(s)
+    s.instructions = backend.get(s.eval_workers[0].task_instructions.remote(), what="task_instructions",
+                                 actors=s.eval_workers[:1])
     return s
+
+
+def wait_started(s: Session) -> None:
+    """Every worker built (simulators, models, CUDA/EGL contexts) within faults.start_timeout_s;
+    otherwise RemoteTimeout names the ones still starting, with their Python stacks. Later
+    deadlines (step, request) then measure work, not a slow start."""
+    workers = s.env_workers + s.eval_workers
+    models = list(s.generators) + ([s.trainer] if s.trainer is not None else [])
+    refs = [w.task_instructions.remote() for w in workers] + [m.get_version.remote() for m in models]
+    s.backend.get(refs, timeout_s=s.cfg.faults.start_timeout_s, what="start of the workers", actors=workers + models)

@@ -92,6 +92,8 @@ class Supervisor:
         self.s, self.b = session, session.backend
         self.on_lost = on_lost  # (group key, episodes) of a worker that was replaced
         self.step_timeout_s = step_timeout_s
+        self.start_timeout_s = session.cfg.faults.start_timeout_s  # a worker's start
+        self.first_reset_timeout_s = session.cfg.faults.first_reset_timeout_s
         self.max_restarts = max_restarts
         self.report = report or FaultReport()
         n = len(session.env_workers)
@@ -145,16 +147,33 @@ class Supervisor:
                 self.env_faults[life] = st["env_faults"]
                 self.report.env_faults_caught = sum(self.env_faults.values())
                 self.fault_times.append(time.time())
-            if st["longest_step_s"] > self.step_timeout_s:
+            hung = self._overdue(st)
+            if hung:
                 self.report.worker_hangs += 1
-                self.replace_worker(w, f"chunk step running for {st['longest_step_s']:.1f} s "
-                                       f"(> faults.step_timeout_s={self.step_timeout_s})")
+                self.replace_worker(w, hung, stack=True)
                 statuses[w] = None
             elif st["failed_requests"] > self.failed_requests_seen[w]:
                 self.failed_requests_seen[w] = st["failed_requests"]
                 self.check_generators()
         self._restart_hung_generators(statuses)
         return statuses
+
+    def _overdue(self, st: dict) -> str:
+        """Why a worker's slot is hung ('' if none is): a chunk step or reset past the step
+        timeout, or a slot's first reset (EGL contexts, simulator caches) past its own timeout."""
+        limits = (("longest_step_s", "a chunk step", self.step_timeout_s, "faults.step_timeout_s"),
+                  ("longest_reset_s", "a reset", self.step_timeout_s, "faults.step_timeout_s"),
+                  ("longest_first_reset_s", "a slot's first reset", self.first_reset_timeout_s,
+                   "faults.first_reset_timeout_s"))
+        for key, what, limit, knob in limits:
+            if st.get(key, 0.0) > limit:
+                return f"{what} running for {st[key]:.1f} s (> {knob}={limit:g})"
+        return ""
+
+    def start_all(self) -> None:
+        """start_async on every env worker, within the start timeout (env construction
+        included); one that does not answer is replaced like a hung worker."""
+        self.call_all("start_async", self.s.generators, *self.start_args, timeout=self.start_timeout_s)
 
     def _restart_hung_generators(self, statuses: List[Optional[dict]]) -> None:
         """A generator that is alive (it answers pings) but left a request unanswered for longer
@@ -171,11 +190,18 @@ class Supervisor:
             self.call_all("set_generators", self.s.generators)
 
     # --- restarts -----------------------------------------------------------------------------
-    def replace_worker(self, w: int, reason: str) -> None:
+    def replace_worker(self, w: int, reason: str, stack: bool = False) -> None:
+        """Kill env worker w and start a new one; `stack`: print its Python stacks first (a hang)."""
+        from rlvla3.runtime.remote_wait import WorkersLost, actor_label, actor_stack
+
+        label = actor_label(self.s.env_workers[w])
+        dump = actor_stack(self.s.env_workers[w]) if stack else ""
+        if dump:
+            print(f"supervisor: env worker {w} ({label}) Python stack:\n{dump}", flush=True)
         if self.report.worker_restarts >= self.max_restarts:
-            raise RuntimeError(f"env worker {w}: {reason}; faults.max_worker_restarts={self.max_restarts} "
-                               f"restarts already spent, giving up")
-        print(f"supervisor: env worker {w}: {reason}; restarting it", flush=True)
+            raise WorkersLost(f"env worker {w} ({label}): {reason}; faults.max_worker_restarts={self.max_restarts} "
+                              f"restarts already spent, giving up")
+        print(f"supervisor: env worker {w} ({label}): {reason}; restarting it", flush=True)
         try:
             self.b.ray.kill(self.s.env_workers[w], no_restart=True)
         except Exception:  # already gone
@@ -188,7 +214,8 @@ class Supervisor:
         self.s.env_workers[w] = new
         self.failed_requests_seen[w] = 0
         if self.start_args:
-            self.b.get(new.start_async.remote(self.s.generators, *self.start_args))
+            self.b.get(new.start_async.remote(self.s.generators, *self.start_args), timeout_s=self.start_timeout_s,
+                       what=f"the replacement of env worker {w} (start_async)", actors=[new])
         self.report.worker_restarts += 1
         self.report.restart_times.append(time.time())
 

@@ -182,8 +182,15 @@ def _save_trained_ids(loop: LoopState, run_dir: str) -> None:
 
 def _run_schedule_or_explain(session: Session, loop: LoopState) -> None:
     """A dead trainer ends the run with a message naming the last checkpoint, not a hang."""
+    from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
+
     try:
         run_schedule(session, loop)
+    except (RemoteTimeout, WorkersLost) as e:
+        ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
+        where = f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
+            if os.path.isdir(ckpt) else "no checkpoint was written yet"
+        raise type(e)(f"{e}\nat env step {loop.env_steps:,} after {loop.train_steps} optimizer steps; {where}") from e
     except Exception as e:
         if trainer_alive(session):
             raise

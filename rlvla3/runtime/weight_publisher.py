@@ -23,6 +23,7 @@ class WeightPublisher:
         g = session.cfg.generator
         self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
         self.timeout_s = session.cfg.faults.step_timeout_s
+        self.start_timeout_s = session.cfg.faults.start_timeout_s  # generators may still be building their models
         self.epoch = -1
         self.address: Optional[tuple] = None
         self.backend = "gloo"
@@ -50,7 +51,9 @@ class WeightPublisher:
         addr, port = self.address
         b.get([s.trainer.weights_join.remote(self.epoch, world, self.backend)]
               + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, self.backend, self.timeout_s)
-                 for i, g in enumerate(s.generators)])  # they meet: all at once
+                 for i, g in enumerate(s.generators)],  # they meet: all at once
+              timeout_s=self.start_timeout_s, what=f"weight channel epoch {self.epoch} (weights_join)",
+              actors=[s.trainer] + list(s.generators))
 
     def publish(self, wait: bool) -> None:
         """Send the trainer's current weights to every generator; `wait`: until they hold them."""
@@ -58,13 +61,15 @@ class WeightPublisher:
         self.publishes += 1
         if not self.collective:
             msg = s.trainer.get_weights.remote()  # an object ref: fetched by each generator
-            refs = [g.set_weights.remote(msg) for g in s.generators]
+            refs, actors = [g.set_weights.remote(msg) for g in s.generators], list(s.generators)
         else:
             send = s.trainer.weights_send.remote()
             refs = [send] + [g.weights_receive.remote(self.epoch, self.bucket_mb) for g in s.generators]
+            actors = [s.trainer] + list(s.generators)
             self._sends.append(send)
-        if wait:
-            b.get(refs)
+        if wait:  # the first publication waits for the generators to finish starting
+            b.get(refs, timeout_s=self.start_timeout_s if self.publishes == 1 else None,
+                  what=f"weight publication {self.publishes}", actors=actors)
         self._harvest()
 
     def _harvest(self) -> None:

@@ -19,7 +19,7 @@ from typing import Deque, List, Optional, Set
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.router import Router
 from rlvla3.core.types import ActionRequest
-from rlvla3.workers.action_channel import ActionClient
+from rlvla3.workers.action_channel import CONNECT_TIMEOUT_S, ActionClient
 from rlvla3.workers.request_coalescer import RequestCoalescer
 
 
@@ -46,20 +46,24 @@ class AsyncSlotRunner:
         self.episodes_dropped = 0
         self.env_faults = 0  # env errors / non-finite steps caught in this worker
         self.sent = {}  # request id -> (generator, monotonic send time) of requests awaiting a reply
-        self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the chunk step in progress; 0 = none
+        self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the step/reset in progress; 0 = none
+        self.step_what = ["chunk step"] * len(self.slot_envs)  # what is in progress (the supervisor's limit)
+        self.slot_started_once = [False] * len(self.slot_envs)  # a first reset may build EGL contexts: startup
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
         self.t_start = time.perf_counter()
         # Requests ready within coalesce_ms of each other share one Ray call (0 = one call each).
         self.coalescer = RequestCoalescer(coalesce_ms / 1000.0, self._call) if coalesce_ms > 0 else None
         # socket: requests go over a direct connection per generator (action_channel.py)
         self.clients: Optional[List[Optional[ActionClient]]] = None
+        self.retry_at = [0.0] * len(generators)  # socket: when a lost connection may be retried
         if transport == "socket":
             self.clients = [None] * len(generators)
-            self._connect(range(len(generators)))
+            self._connect(range(len(generators)), strict=True)  # at start, a generator out of reach is an error
 
-    def _connect(self, which) -> None:
-        """(Re)open the connections to these generators; one that cannot be reached stays None
-        and its requests fail (the supervisor is replacing it)."""
+    def _connect(self, which, strict: bool = False) -> None:
+        """(Re)open the connections to these generators, each within its deadline. Not strict
+        (a generator was just replaced): one that cannot be reached stays None, its requests
+        fail and the next request tries again."""
         import ray
 
         for g in which:
@@ -67,9 +71,23 @@ class AsyncSlotRunner:
             if old is not None:
                 old.close()
             try:
-                self.clients[g] = ActionClient(ray.get(self.generators[g].channel_address.remote(), timeout=30))
+                address = ray.get(self.generators[g].channel_address.remote(), timeout=CONNECT_TIMEOUT_S)
+                self.clients[g] = ActionClient(address, timeout_s=CONNECT_TIMEOUT_S)
             except Exception as e:
-                print(f"env worker {self.w.worker_id}: cannot connect to generator {g}: {e!r}", flush=True)
+                msg = f"env worker {self.w.worker_id}: cannot connect to generator {g}: {e!r}"
+                if strict:
+                    raise RuntimeError(msg) from e
+                print(msg, flush=True)
+
+    def _may_reconnect(self, g: int) -> bool:
+        """At most one reconnection attempt per generator every few seconds (requests to it
+        fail meanwhile), so a generator out of reach does not stall every slot in turn."""
+        now = time.monotonic()
+        with self.lock:
+            if now < self.retry_at[g]:
+                return False
+            self.retry_at[g] = now + 5.0
+        return True
 
     def set_generators(self, generators) -> None:
         old, self.generators = self.generators, list(generators)
@@ -130,7 +148,12 @@ class AsyncSlotRunner:
                 starts.append((i, a))
         self.assigned.update(starts)
         self.running[slot].update(i for i, _ in starts)  # before the resets: a failing one is counted as dropped
+        if starts:  # a reset that hangs is caught like a hung chunk step (the first one has the startup limit)
+            self.step_what[slot] = "reset" if self.slot_started_once[slot] else "first reset"
+            self.step_started[slot] = time.monotonic()
         self._each(self._start_episode, starts)
+        self.step_started[slot] = 0.0
+        self.slot_started_once[slot] = self.slot_started_once[slot] or bool(starts)
         self._add_busy(time.perf_counter() - t0)
         if self.running[slot] and not self.stopping:
             self._send(slot)
@@ -172,6 +195,9 @@ class AsyncSlotRunner:
         the worker's pool."""
         if self.clients is not None:
             client = self.clients[g]
+            if client is None and self._may_reconnect(g):
+                self._connect([g])
+                client = self.clients[g]
             cbs = [lambda ok, payload, s=slot, e=envs, r=rid: self._reply_later(
                 s, g, (lambda: payload) if ok else (lambda: _raise(payload)), e, r) for _, slot, envs, rid in items]
             if client is None:
@@ -214,6 +240,7 @@ class AsyncSlotRunner:
             self._fill_and_send(slot)
             return
         t0 = time.perf_counter()
+        self.step_what[slot] = "chunk step"
         self.step_started[slot] = time.monotonic()  # a hang shows as an old start (see status)
         done = self._each(lambda k: self.w.step_slot(envs[k], reply.actions[k], reply.tokens[k], reply.logp[k],
                                                      float(reply.values[k]), reply.version)[0], range(len(envs)))
@@ -247,11 +274,17 @@ class AsyncSlotRunner:
     def status(self) -> dict:
         with self.lock:
             idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
-            now, starts = time.monotonic(), [t for t in self.step_started if t]
+            now = time.monotonic()
+            ages = {"first reset": [0.0], "reset": [0.0], "chunk step": [0.0]}  # of what is in progress
+            for t, what in zip(self.step_started, self.step_what):
+                if t:
+                    ages[what].append(now - t)
             oldest = [0.0] * len(self.outstanding)  # per generator: age of its oldest unanswered request
             for g, t in self.sent.values():
                 oldest[g] = max(oldest[g], now - t)
-            return {"longest_step_s": max((now - t for t in starts), default=0.0), "env_faults": self.env_faults,
+            return {"longest_step_s": max(ages["chunk step"]), "longest_reset_s": max(ages["reset"]),
+                    "longest_first_reset_s": max(ages["first reset"]),
+                    "env_faults": self.env_faults,
                     "oldest_request_s": oldest,
                     "queued_assignments": len(self.assignments), "idle_slots": len(self.idle_slots),
                     "idle_envs": idle_envs, "outstanding": sum(self.outstanding), "requests": self.requests,

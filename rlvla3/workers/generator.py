@@ -19,9 +19,13 @@ from rlvla3.workers.priority import lower_priority
 
 class Generator:
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
-                 hang_after_requests: int = 0, nice: int = 0):
+                 hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False):
         torch.set_num_threads(torch_threads)
         lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
+        if hang_at_start:  # fault injection: a start that never ends (a wedged CUDA/EGL init)
+            from rlvla3.envs.faults import hang_forever
+
+            hang_forever("generator start")
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         self.hang_after_requests = hang_after_requests
         torch.manual_seed(seed * 7 + gen_id)
