@@ -57,6 +57,9 @@ def _authenticated(sock: socket.socket, authkey: bytes, server: bool, timeout_s:
     """Run the handshake on `sock` within `timeout_s`; returns a blocking `Connection` with no
     timeout (replies may be minutes apart), or raises (and closes the socket)."""
     sock.settimeout(None)
+    # Request/reply traffic: no Nagle delay on a message's tail (large observations go out as a
+    # header write then a payload write).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _io_timeout(sock, timeout_s)
     conn = Connection(sock.detach())
     try:
