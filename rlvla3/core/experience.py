@@ -1,9 +1,13 @@
 """Turn finished episodes into training samples: advantages computed once, where the data is.
 
-PPO: GAE per episode/segment (bootstrapped with V(s_L) when cut).
+PPO: GAE per episode/segment, bootstrapped with V(s_L) when cut: at the rollout horizon, or
+by a time limit that the observation does not show (then the schedule computes V(s_L) first:
+`pending_bootstrap` / `set_bootstrap`).
 GRPO: episodes grouped by `group_key`; a group is complete when it holds `group_size`
 episodes; its advantages are the group-normalised episode returns, broadcast to every
 decision of the episode; all-success / all-fail groups carry no signal and are dropped.
+An episode's return is its undiscounted reward (the outcome), so it does not depend on the
+episode's length unless the length discount is asked for (`discount`, `algo.grpo_discount`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from rlvla3.core.advantages import compute_gae, discounted_return, grpo_advantages, is_degenerate_group
-from rlvla3.core.types import Episode, SampleBatch
+from rlvla3.core.types import Episode, ObsBatch, SampleBatch
 
 SAMPLE_ID_STRIDE = 1 << 12  # decisions per episode never exceed this
 
@@ -49,7 +53,25 @@ def episode_samples(ep: Episode, advantages: np.ndarray, returns: np.ndarray) ->
         returns=np.asarray(returns, np.float32),
         versions=ep.versions.astype(np.int64),
         sample_ids=ep.episode_id * SAMPLE_ID_STRIDE + np.arange(n, dtype=np.int64),
+        executed=np.full(n, -1, np.int64) if ep.executed is None else ep.executed.astype(np.int64),
     )
+
+
+def pending_bootstrap(episodes: List[Episode]) -> Tuple[List[Episode], Optional[ObsBatch]]:
+    """The episodes whose V(s_L) is still to be computed (cut by a time limit that their
+    observation does not show: the env worker runs no policy) and their final observations,
+    as one batch for the value call that `set_bootstrap` completes."""
+    waiting = [ep for ep in episodes if ep.bootstrap_obs is not None]
+    return waiting, (ObsBatch.concat([ep.bootstrap_obs for ep in waiting]) if waiting else None)
+
+
+def set_bootstrap(episodes: List[Episode], values) -> None:
+    """Complete `pending_bootstrap`: V(s_L) of each episode, in order."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    if len(values) != len(episodes):
+        raise ValueError(f"{len(values)} bootstrap values for {len(episodes)} episodes")
+    for ep, v in zip(episodes, values):
+        ep.bootstrap_value, ep.bootstrap_obs = float(v), None
 
 
 def ppo_samples(episodes: List[Episode], gamma: float, lam: float) -> Tuple[Optional[SampleBatch], ExperienceStats]:
@@ -58,6 +80,8 @@ def ppo_samples(episodes: List[Episode], gamma: float, lam: float) -> Tuple[Opti
     for ep in episodes:
         if len(ep) == 0:
             continue
+        if ep.bootstrap_obs is not None:  # GAE would take V(s_L) = 0 and call a time limit terminal
+            raise ValueError(f"episode {ep.episode_id} still waits for its bootstrap value (set_bootstrap)")
         adv, ret = compute_gae(ep.rewards, ep.values, ep.bootstrap_value, ep.terminated, gamma, lam)
         parts.append(episode_samples(ep, adv, ret))
         stats.episodes += 1
@@ -70,11 +94,13 @@ def ppo_samples(episodes: List[Episode], gamma: float, lam: float) -> Tuple[Opti
 class GroupAssembler:
     """Collects GRPO episodes by group key and releases each group when it is complete."""
 
-    def __init__(self, group_size: int, gamma: float = 1.0, filter_degenerate: bool = True):
+    def __init__(self, group_size: int, gamma: float = 1.0, filter_degenerate: bool = True, discount: bool = False):
+        """`gamma` discounts the returns only with `discount`: with gamma < 1 successes of
+        different lengths get different returns, so an all-success group is not degenerate."""
         if group_size < 2:
             raise ValueError(f"group_size must be >= 2, got {group_size}")
         self.group_size = group_size
-        self.gamma = gamma
+        self.gamma = gamma if discount else 1.0
         self.filter_degenerate = filter_degenerate
         self.pending: Dict[str, List[Episode]] = defaultdict(list)
 

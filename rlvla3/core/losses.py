@@ -11,22 +11,55 @@ Stats are python floats, computed without grad, over masked-in elements only.
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 
 _LEVELS = ("token", "action", "chunk")
 
 
-def aggregate_logprobs(logp: torch.Tensor, chunk: int, action_dim: int, level: str) -> torch.Tensor:
+def executed_tokens(executed, chunk: int, action_dim: int, device=None) -> torch.Tensor:
+    """(N, chunk * action_dim) bool: the tokens of the sub-actions the env executed.
+
+    An episode that ends in the middle of a chunk executes only its first ``executed[i]``
+    sub-actions; the others never reached the env, so they must not enter the ratio.
+    A negative count means the whole chunk.
+    """
+    e = torch.tensor(np.asarray(executed, np.int64), device=device).reshape(-1)  # a copy: Ray arrays are read-only
+    e = torch.where(e < 0, torch.full_like(e, chunk), e)
+    step = torch.arange(chunk, device=device).repeat_interleave(action_dim)  # sub-action of each token
+    return step[None, :] < e[:, None]
+
+
+def ratio_mask(token_mask: torch.Tensor, chunk: int, action_dim: int, level: str) -> torch.Tensor:
+    """(N, K) bool: the ratio units of ``level`` that hold executed tokens (see
+    ``executed_tokens``); the loss's ``mask``."""
+    if level not in _LEVELS:
+        raise ValueError(f"unknown level {level!r}; expected one of {_LEVELS}")
+    if level == "token":
+        return token_mask
+    if level == "action":
+        return token_mask.reshape(token_mask.shape[0], chunk, action_dim).any(dim=-1)
+    return token_mask.any(dim=-1, keepdim=True)
+
+
+def aggregate_logprobs(logp: torch.Tensor, chunk: int, action_dim: int, level: str,
+                       token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sum token log-probs (N, T) into ratio units (N, K).
 
     "token" -> K=T (unchanged), "action" -> K=chunk (joint prob of one step's
-    dims), "chunk" -> K=1 (joint prob of the whole decision).
+    dims), "chunk" -> K=1 (joint prob of the whole decision). Tokens outside
+    ``token_mask`` count as log-prob 0 (no gradient): a chunk's joint prob is then
+    that of its executed sub-actions.
     """
     if level not in _LEVELS:
         raise ValueError(f"unknown level {level!r}; expected one of {_LEVELS}")
     if logp.dim() != 2 or logp.shape[1] != chunk * action_dim:
         raise ValueError(
             f"logp shape {tuple(logp.shape)} does not match (N, chunk*action_dim={chunk * action_dim})")
+    if token_mask is not None:
+        logp = torch.where(token_mask, logp, torch.zeros_like(logp))
     if level == "token":
         return logp
     if level == "action":
@@ -130,8 +163,10 @@ def decoupled_ppo_loss(logp_new, logp_prox, logp_behav, advantages, clip_low=0.2
     The trust region is centred on the proximal policy (recent, detached), not
     on the stale behaviour policy that generated the data: clipping around a
     policy many versions old would either freeze learning or allow huge steps.
-    The behaviour->proximal mismatch is corrected by w = exp(prox - behav),
-    detached and truncated at ``behav_weight_cap`` to bound variance.
+    The behaviour->proximal mismatch is corrected by w = exp(prox - behav), detached.
+    Elements with w > ``behav_weight_cap`` are masked out (weight 0, still counted in the
+    mean's denominator), as AReaL does: such a sample is too far off-policy for its
+    gradient to be trusted, and clamping w would keep that gradient, only rescaled.
     Equals ``ppo_policy_loss`` exactly when prox == behav (w == 1).
     """
     if behav_weight_cap <= 0:
@@ -141,12 +176,14 @@ def decoupled_ppo_loss(logp_new, logp_prox, logp_behav, advantages, clip_low=0.2
     loss_el, ratio, clipped, dual, _ = _clipped_surrogate(
         logp_new, logp_prox, advantages, clip_low, clip_high, dual_clip)
     raw_w = torch.exp(logp_prox.detach() - logp_behav.detach())
-    bw = torch.clamp(raw_w, max=behav_weight_cap)
+    over = raw_w > behav_weight_cap
+    bw = torch.where(over, torch.zeros_like(raw_w), raw_w)
+    # where, not a product: an overflowing loss element must not turn the masked ones into NaN
     w = _weights(mask, loss_el)
-    loss = _masked_mean(bw * loss_el, w)
+    loss = _masked_mean(torch.where(over, torch.zeros_like(loss_el), bw * loss_el), w)
     stats = _common_stats(ratio, logp_new - logp_prox.detach(), clipped, dual, w)
-    stats["behav_weight_mean"] = _stat_mean(bw, w)
-    stats["behav_weight_trunc_frac"] = _stat_mean(raw_w > behav_weight_cap, w)
+    stats["behav_weight_mean"] = _stat_mean(raw_w, w * ~over)  # over the elements kept
+    stats["behav_weight_masked_frac"] = _stat_mean(over, w)
     return loss, stats
 
 

@@ -95,6 +95,12 @@ class Episode:
     worker_id: int = 0
     slot_id: int = 0
     episode_id: int = 0  # unique per run: worker_id * 2**32 + per-worker counter
+    # (L,) int64 sub-actions of each chunk the env executed (fewer than the chunk where the
+    # episode ended mid-chunk); None: every chunk ran in full
+    executed: Optional[np.ndarray] = None
+    # s_L of an episode cut by a time limit that its observation does not show: not terminal,
+    # and V(s_L) is still to be computed (core/experience.py `pending_bootstrap`)
+    bootstrap_obs: Optional[ObsBatch] = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -114,6 +120,12 @@ class SampleBatch:
     returns: np.ndarray  # (N,)
     versions: np.ndarray  # (N,) int64
     sample_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) unique ids
+    # (N,) int64 sub-actions of the chunk the env executed; the loss masks the others. -1: all
+    executed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self):
+        if len(self.executed) == 0 and len(self) > 0:  # not recorded: every chunk ran in full
+            self.executed = np.full(len(self), -1, np.int64)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

@@ -1,5 +1,10 @@
 """Build the env a run asks for (`env.type`), so workers, evaluation and benchmarks do not
-depend on one simulator."""
+depend on one simulator.
+
+What an env provides: `reset(options=...)`, `chunk_step(actions)` (info holds `success` and
+`substeps`, the sub-actions executed before the episode ended), `num_tasks`, `tasks`, and
+`obs_has_time`: True where the observation holds the time (tabletop), so that a time-limit cut
+is a terminal state; False or absent (LIBERO, any new env) makes PPO bootstrap V(s_T) there."""
 
 from __future__ import annotations
 

@@ -59,6 +59,10 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 class LiberoEnv:
+    # The 8-D proprio holds no time: a state at the step limit could go on, so a time-limit cut
+    # is not terminal and PPO bootstraps V(s_T) there.
+    obs_has_time = False
+
     def __init__(self, config: Optional[LiberoConfig] = None, seed: int = 0):
         self.config = (config or LiberoConfig()).validate()
         prepare_libero_runtime()

@@ -24,6 +24,8 @@ _OPTION_KEYS = ("task_id", "init_id", "split")
 
 class TabletopEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    # proprio[3] = t/T: the time limit is part of the state, so a time-limit cut is terminal
+    obs_has_time = True
 
     def __init__(self, config: Optional[TabletopConfig] = None, render_mode: Optional[str] = "rgb_array",
                  seed: Optional[int] = None):

@@ -20,7 +20,7 @@ from typing import Deque, Dict, List, Optional
 import numpy as np
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.experience import ExperienceStats, GroupAssembler, pending_bootstrap, ppo_samples, set_bootstrap
 from rlvla3.core.sample_queue import SampleQueue
 from rlvla3.core.staleness import StalenessController
 from rlvla3.core.stats import Histogram
@@ -44,7 +44,8 @@ class AsyncDriver:
         self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
         self.sampler = GroupSampler(len(session.instructions), env_config(cfg).num_init_states, self.unit,
                                     cfg.run.seed + 31, prefix="a")
-        self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups) \
+        self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups,
+                                       self.a.grpo_discount) \
             if self.grpo else None
         self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
         self.unit_produced: Dict[str, int] = {}
@@ -106,6 +107,8 @@ class AsyncDriver:
             if d is not None:
                 self.steps_by_worker[(w, self.sup.incarnation[w])] = d["env_steps"]
         env_steps = sum(self.steps_by_worker.values())
+        if not self.grpo:
+            episodes = self._bootstrap(episodes)
         stats = ExperienceStats()
         for ep in episodes:
             if ep.group_key not in self.unit_left:  # its unit was settled: never count it twice
@@ -129,6 +132,30 @@ class AsyncDriver:
                 self.unit_produced[key] += len(batch)
             self._settle(key)
         return outcomes, env_steps, stats
+
+    def _bootstrap(self, episodes: list) -> list:
+        """PPO: V(s_T) of the episodes cut by a time limit that their observation does not show,
+        in one inference for the tick's episodes, waited for at most faults.step_timeout_s. Those
+        left without it (generator dead or hung: the supervisor replaces it) are dropped, counted."""
+        waiting, final_obs = pending_bootstrap(episodes)
+        if not waiting:
+            return episodes
+        timeout = self.cfg.faults.step_timeout_s
+        ref = self.s.generators[0].infer_batch.remote(final_obs, True)
+        ready, _ = self.b.ray.wait([ref], timeout=timeout)
+        values, why = None, f"no answer in {timeout:.0f} s"
+        if ready:
+            try:
+                values = self.b.get(ref).values
+            except Exception as e:  # the generator died
+                why = repr(e)
+        if values is not None:
+            set_bootstrap(waiting, values)
+            return episodes
+        print(f"bootstrap values of {len(waiting)} episodes not computed ({why}): episodes dropped", flush=True)
+        for ep in waiting:
+            self.drop_episodes(ep.group_key, 1)
+        return [ep for ep in episodes if ep.bootstrap_obs is None]
 
     def _settle(self, key: str) -> None:
         if self.unit_left[key] <= 0:  # unit over: settle its reservation against what it delivered

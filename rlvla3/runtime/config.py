@@ -122,7 +122,13 @@ class AlgoConfig:
     # step (one backward); exact: the batch's own mean too (a second backward per micro-batch).
     stream_normalization: str = "baseline"
     filter_degenerate_groups: bool = True  # GRPO: drop all-success / all-fail groups
-    behav_weight_cap: float = 2.0  # decoupled PPO: truncation of the behaviour importance weight
+    # GRPO: discount each episode's return by `gamma` per decision, so that faster successes
+    # score higher. Off: the return is the undiscounted reward (the outcome), the same for
+    # every success whatever its length, so an all-success group is dropped as degenerate.
+    grpo_discount: bool = False
+    # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
+    # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
+    behav_weight_cap: float = 2.0
     staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
     critic_warmup_steps: int = 0  # PPO: first optimizer steps train only the value head (it starts random after SFT)
 

@@ -14,6 +14,7 @@ from typing import List
 import numpy as np
 
 from rlvla3.core.assignments import EpisodeAssignment
+from rlvla3.core.experience import pending_bootstrap, set_bootstrap
 from rlvla3.core.types import ActionReply, ObsBatch
 
 
@@ -55,7 +56,9 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
 def lockstep_rollout(backend, workers, generators, assignments: List[List[EpisodeAssignment]], auto_reset: str,
                      horizon: int, deterministic: bool = False, temperature: float = 1.0,
                      bootstrap: bool = False, video_slots: int = 0, guard=None) -> RolloutResult:
-    """Run `horizon` lock-step chunk steps (or until no slot is active). With a `guard`
+    """Run `horizon` lock-step chunk steps (or until no slot is active). `bootstrap` (PPO):
+    episodes still running at the horizon are cut with V(s_L), and episodes cut by a time
+    limit their observation does not show get V(s_T). With a `guard`
     (runtime.lockstep_guard), a worker that dies or hangs is dropped from the rollout with
     its episodes (counted) and replaced before returning."""
     res = RolloutResult()
@@ -127,6 +130,9 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         res.faults_injected += d.get("faults_injected", 0)
         for slot, frames in d["frames"].items():
             res.frames[(wi, slot)] = frames
+    waiting, final_obs = pending_bootstrap(res.episodes)
+    if bootstrap and waiting:  # time limits the observation does not show: V(s_T), one inference
+        set_bootstrap(waiting, _infer(backend, generators, final_obs, True, temperature, guard)[0].values)
     if video_slots and not lost[0]:
         backend.get([workers[0].set_video_slots.remote([])])
     if guard is not None:

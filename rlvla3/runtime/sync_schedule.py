@@ -60,7 +60,7 @@ def run_sync(session, loop) -> None:
             faults["faults_injected_reported"] = res.faults_injected
         stats = ExperienceStats()
         if grpo:
-            assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups)
+            assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups, a.grpo_discount)
             batch, stats = assembler.add_many([e for e in episodes if e.group_key.startswith(sampler.prefix)])
             stats.episodes_dropped += assembler.drop_incomplete()
         else:

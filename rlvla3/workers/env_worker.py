@@ -112,12 +112,13 @@ class EnvWorker:
         if i in self.record_video_slots:
             self.stats.frames.setdefault(i, []).append(obs["image"])
 
-    def _close_slot(self, i: int, success: bool, terminated: bool, bootstrap_value: float = 0.0) -> None:
+    def _close_slot(self, i: int, success: bool, terminated: bool, bootstrap_value: float = 0.0,
+                    bootstrap_obs: Optional[ObsBatch] = None) -> None:
         rec = self.recorders[i]
         with self._lock:
             self._episode_counter += 1
             episode_id = self._episode_id()
-        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, episode_id)
+        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, episode_id, bootstrap_obs)
         with self._lock:
             if rec.keep:
                 self.outcomes.append({"task_id": rec.task_id, "init_id": rec.init_id, "success": bool(success),
@@ -176,8 +177,13 @@ class EnvWorker:
             self.stats.frames.setdefault(i, []).extend(info.get("frames", [obs["image"]]))
         done = bool(terminated or truncated)
         if done:
-            # Time is part of the proprio state, so a time-limit cut is a terminal state too.
-            self._close_slot(i, bool(info["success"]), True)
+            # A time-limit cut is terminal only where the observation holds the time (tabletop's
+            # proprio has t/T). Elsewhere (LIBERO) the state could go on: the episode closes
+            # non-terminal with s_T, whose value the schedule computes (this worker runs no policy).
+            if terminated or getattr(self.envs[i], "obs_has_time", False):
+                self._close_slot(i, bool(info["success"]), True)
+            else:
+                self._close_slot(i, bool(info["success"]), False, bootstrap_obs=self._obs_batch([i]))
         return done, bool(info["success"]), substeps
 
     # --- lock-step API -------------------------------------------------------------------

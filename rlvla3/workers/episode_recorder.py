@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from rlvla3.core.types import Episode
+from rlvla3.core.types import Episode, ObsBatch
 
 
 class EpisodeRecorder:
@@ -21,6 +21,7 @@ class EpisodeRecorder:
         self.values: List[float] = []
         self.versions: List[int] = []
         self.rewards: List[float] = []
+        self.executed: List[int] = []  # sub-actions of each chunk the env ran
         self.env_steps = 0
         self.task_id = -1
         self.init_id = -1
@@ -43,13 +44,14 @@ class EpisodeRecorder:
 
     def record_outcome(self, reward: float, substeps: int) -> None:
         self.rewards.append(float(reward))
+        self.executed.append(int(substeps))
         self.env_steps += int(substeps)
 
     def __len__(self) -> int:
         return len(self.rewards)
 
     def build(self, success: bool, terminated: bool, bootstrap_value: float, worker_id: int, slot_id: int,
-              episode_id: int) -> Optional[Episode]:
+              episode_id: int, bootstrap_obs: Optional[ObsBatch] = None) -> Optional[Episode]:
         n = len(self.rewards)  # decisions with an outcome (a pending decision is dropped)
         if n == 0:
             return None
@@ -60,5 +62,6 @@ class EpisodeRecorder:
             values=np.asarray(self.values[:n], np.float32), versions=np.asarray(self.versions[:n], np.int64),
             rewards=np.asarray(self.rewards, np.float32), success=bool(success), terminated=bool(terminated),
             bootstrap_value=float(bootstrap_value), env_steps=self.env_steps, worker_id=worker_id,
-            slot_id=slot_id, episode_id=episode_id,
+            slot_id=slot_id, episode_id=episode_id, executed=np.asarray(self.executed, np.int64),
+            bootstrap_obs=bootstrap_obs,
         )

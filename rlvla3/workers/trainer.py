@@ -27,7 +27,6 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from rlvla3.core import losses as L
 from rlvla3.core.advantages import normalize
 from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
@@ -35,6 +34,7 @@ from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_
                                                rendezvous_address)
 from rlvla3.policies import build_policy
 from rlvla3.workers.heap import release_free_memory
+from rlvla3.workers.micro_loss import MicroLoss
 
 
 _OWN_FORWARD = object()  # proximal log-probs: those of the pass being computed (see accumulate)
@@ -141,37 +141,16 @@ class Trainer:
         streamed global batch whose statistics are not known yet; the policy-gradient parts
         linear in the advantage and in a constant go to separate buffers (see `_apply`)."""
         a = self.algo
-        chunk, adim = self.policy.chunk_size, self.policy.action_dim
-        agg = lambda x: L.aggregate_logprobs(x, chunk, adim, a.logprob_level)  # noqa: E731
         out = self.policy.evaluate(mb.obs(), mb.tokens)
         if prox is _OWN_FORWARD:
             prox = self._own_prox = out.logp.detach()
-        dev = self.policy.device
-        behav = torch.tensor(mb.logp, device=dev)  # copies: Ray hands over read-only arrays
-        dual = a.dual_clip if a.dual_clip > 0 else None
-
-        def policy_loss(adv_values):
-            adv_t = torch.tensor(np.asarray(adv_values, np.float32), device=dev)  # a copy: Ray arrays are read-only
-            if prox is None:
-                return L.ppo_policy_loss(agg(out.logp), agg(behav), adv_t, a.clip_low, a.clip_high, dual)
-            return L.decoupled_ppo_loss(agg(out.logp), agg(prox), agg(behav), adv_t, a.clip_low, a.clip_high,
-                                        dual, a.behav_weight_cap)
-
-        pg, stats = policy_loss(adv)
         warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
-        loss = pg * 0.0 if warmup else pg  # warm-up: advantages from a random critic are noise
-        rest = torch.zeros((), device=dev)  # terms that do not depend on the advantages
-        if a.name == "ppo":
-            vl = L.value_loss(out.values, torch.tensor(mb.values, device=dev), torch.tensor(mb.returns, device=dev),
-                              a.value_clip if a.value_clip > 0 else None)
-            rest = rest + a.vf_coef * vl
-            stats["value_loss"] = float(vl.detach())
-        ent = L.entropy_mean(out.entropy)
-        if a.ent_coef > 0 and not warmup:
-            rest = rest - a.ent_coef * ent
-        loss = loss + rest
-        stats.update(policy_loss=float(pg.detach()), entropy=float(ent.detach()), loss=float(loss.detach()))
-        stats.update({f"kl_behav_{k}": v for k, v in L.kl_estimates(behav.flatten(), out.logp.detach().flatten()).items()})
+        p = self.policy
+        micro = MicroLoss(a, out, mb, prox, p.chunk_size, p.action_dim, p.device, warmup)
+        policy_loss, rest = micro.policy_loss, micro.rest
+        pg, stats = policy_loss(adv)
+        loss = (pg * 0.0 if warmup else pg) + rest  # warm-up: advantages from a random critic are noise
+        stats.update(micro.stats, policy_loss=float(pg.detach()), loss=float(loss.detach()))
         if deferred and not warmup:
             # First pass: the ratio is 1, so the surrogate's gradient is linear in the advantage:
             # grad(normalised A) = (grad(A) - mean * grad(1)) / std, once the batch is complete.

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from rlvla3.core.losses import (aggregate_logprobs, decoupled_ppo_loss, entropy_mean,
-                                kl_estimates, ppo_policy_loss, value_loss)
+from rlvla3.core.losses import (aggregate_logprobs, decoupled_ppo_loss, entropy_mean, executed_tokens,
+                                kl_estimates, ppo_policy_loss, ratio_mask, value_loss)
 
 D = torch.float64
 
@@ -28,6 +28,23 @@ def test_aggregate_levels():
         aggregate_logprobs(logp, 2, 2, "action")  # 6 != 4
     with pytest.raises(ValueError):
         aggregate_logprobs(logp[0], 3, 2, "token")  # not 2-D
+
+
+def test_unexecuted_sub_actions_leave_every_level():
+    """Row 0 executed 1 of 3 sub-actions (its episode ended mid-chunk), row 1 all (-1)."""
+    tok = executed_tokens([1, -1], 3, 2)
+    assert tok.tolist() == [[True, True, False, False, False, False], [True] * 6]
+    assert ratio_mask(tok, 3, 2, "action").tolist() == [[True, False, False], [True, True, True]]
+    assert ratio_mask(tok, 3, 2, "chunk").tolist() == [[True], [True]]
+    logp = torch.arange(12, dtype=D).reshape(2, 6).requires_grad_(True)
+    assert aggregate_logprobs(logp, 3, 2, "chunk", tok).tolist() == [[1], [51]]  # the executed tokens only
+    for level in ("token", "action", "chunk"):
+        new = aggregate_logprobs(logp, 3, 2, level, tok)
+        old = new.detach() - 0.1
+        loss, _ = ppo_policy_loss(new, old, torch.tensor([1.0, -1.0], dtype=D),
+                                  mask=ratio_mask(tok, 3, 2, level))
+        (grad,) = torch.autograd.grad(loss, logp)
+        assert torch.all(grad[0, 2:] == 0) and torch.all(grad[0, :2] != 0) and torch.all(grad[1] != 0), level
 
 
 # ---------------------------------------------------------------- PPO
@@ -146,24 +163,24 @@ def test_decoupled_equals_ppo_when_prox_is_behav():
         assert torch.equal(l_ppo, l_dec)
         for k in s_ppo:
             assert s_dec[k] == s_ppo[k]
-        assert s_dec["behav_weight_mean"] == 1.0 and s_dec["behav_weight_trunc_frac"] == 0.0
+        assert s_dec["behav_weight_mean"] == 1.0 and s_dec["behav_weight_masked_frac"] == 0.0
         (g1,) = torch.autograd.grad(l_ppo, new)
         (g2,) = torch.autograd.grad(l_dec, new)
         assert torch.equal(g1, g2)
 
 
-def test_decoupled_weight_truncation_by_hand():
-    # w = prox/behav: sample0 3.0 -> truncated to cap 2.0; sample1 0.5
-    # r = new/prox:   sample0 1.5, A=+1 -> -min(1.5, 1.2) = -1.2 ; *2.0 -> -2.4
+def test_decoupled_weight_mask_by_hand():
+    # w = prox/behav: sample0 3.0 -> above the cap 2.0: masked (weight 0); sample1 0.5
+    # r = new/prox:   sample0 1.5, A=+1 -> -min(1.5, 1.2) = -1.2 ; *0   -> 0
     #                 sample1 1.1, A=-1 -> 1.1               ; *0.5 -> 0.55
     prox = torch.tensor([[-1.0], [-2.0]], dtype=D, requires_grad=True)
     behav = (prox.detach() - lg(3.0, 0.5)).requires_grad_(True)
     new = (prox.detach() + lg(1.5, 1.1)).requires_grad_(True)
     adv = torch.tensor([1.0, -1.0], dtype=D)
     loss, st = decoupled_ppo_loss(new, prox, behav, adv, behav_weight_cap=2.0)
-    assert loss.item() == pytest.approx((-2.4 + 0.55) / 2)
-    assert st["behav_weight_mean"] == pytest.approx(1.25)
-    assert st["behav_weight_trunc_frac"] == pytest.approx(0.5)
+    assert loss.item() == pytest.approx((0.0 + 0.55) / 2)
+    assert st["behav_weight_mean"] == pytest.approx(0.5)  # over the kept sample
+    assert st["behav_weight_masked_frac"] == pytest.approx(0.5)
     assert st["clip_frac"] == pytest.approx(0.5)
     assert st["ratio_max"] == pytest.approx(1.5)  # ratio is w.r.t. prox, not behav
     loss.backward()
@@ -173,10 +190,25 @@ def test_decoupled_weight_truncation_by_hand():
     # a larger cap lets sample0 keep w=3: (-3.6 + 0.55)/2
     loss_big, st_big = decoupled_ppo_loss(new, prox, behav, adv, behav_weight_cap=5.0)
     assert loss_big.item() == pytest.approx((-3.6 + 0.55) / 2)
-    assert st_big["behav_weight_trunc_frac"] == 0.0
+    assert st_big["behav_weight_masked_frac"] == 0.0
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError):
             decoupled_ppo_loss(new, prox, behav, adv, behav_weight_cap=bad)
+
+
+def test_decoupled_masks_samples_whose_behaviour_weight_exceeds_the_cap():
+    """Issue 22 / AReaL: a sample whose behaviour weight prox/behav is above the cap is dropped
+    from the loss (zero gradient), not clamped to the cap; it still counts in the mean."""
+    prox = torch.tensor([[-1.0], [-2.0]], dtype=D)
+    behav = prox - lg(3.0, 0.5)  # w = [3.0 (> cap 2), 0.5]
+    new = (prox + lg(1.1, 1.1)).requires_grad_(True)  # inside the clip range: a clamp would keep its gradient
+    adv = torch.tensor([1.0, 1.0], dtype=D)
+    loss, st = decoupled_ppo_loss(new, prox, behav, adv, behav_weight_cap=2.0)
+    loss.backward()
+    assert new.grad[0].item() == 0.0  # clamped, it was -2.0 * 1.1 / 2 = -1.1
+    assert new.grad[1].item() == pytest.approx(-0.5 * 1.1 / 2)
+    assert loss.item() == pytest.approx(-0.5 * 1.1 / 2)
+    assert st["behav_weight_masked_frac"] == pytest.approx(0.5)
 
 
 def test_decoupled_trust_region_centred_on_prox():

@@ -40,6 +40,37 @@ def test_degenerate_groups_are_dropped_and_counted():
     np.testing.assert_allclose(batch.advantages, [0, 0])
 
 
+def test_grpo_outcome_does_not_depend_on_episode_length():
+    """Issue 22: the schedules pass algo.gamma (0.99); returns discounted by it made an
+    all-success group of lengths 8-15 non-degenerate (advantages -1.5..+1.5)."""
+    lengths = [8, 11, 13, 15]
+    g = GroupAssembler(4, 0.99, True)  # as the schedules build it
+    for i, n in enumerate(lengths):
+        batch, st = g.add(ep("s", [0] * (n - 1) + [1], i + 1))
+    assert batch is None and st.groups_dropped_degenerate == 1  # all succeed: no signal
+    keep = GroupAssembler(4, 0.99, False)
+    for i, n in enumerate(lengths):
+        batch, _ = keep.add(ep("k", [0] * (n - 1) + [1], i + 1))
+    np.testing.assert_allclose(batch.advantages, 0.0)
+    # mixed group: the advantage follows success alone (two successes, two failures)
+    mixed = GroupAssembler(4, 0.99, True)
+    outcomes = [(8, 1), (15, 1), (9, 0), (14, 0)]
+    for i, (n, r) in enumerate(outcomes):
+        batch, _ = mixed.add(ep("m", [0] * (n - 1) + [r], i + 1))
+    per_episode = np.split(batch.advantages, np.cumsum([n for n, _ in outcomes])[:-1])
+    for adv, (_, r) in zip(per_episode, outcomes):
+        np.testing.assert_allclose(adv, 1.0 if r else -1.0, atol=1e-5)
+    np.testing.assert_allclose(batch.returns, np.repeat([1, 1, 0, 0], [n for n, _ in outcomes]))
+
+
+def test_grpo_length_discount_is_opt_in():
+    g = GroupAssembler(2, 0.5, True, discount=True)  # algo.grpo_discount: faster successes score higher
+    g.add(ep("d", [0, 1], 1))
+    batch, _ = g.add(ep("d", [0, 0, 1], 2))
+    np.testing.assert_allclose(batch.returns, [0.5, 0.5, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(batch.advantages[[0, -1]], [1, -1], atol=1e-5)
+
+
 def test_groups_do_not_mix_and_incomplete_are_dropped():
     g = GroupAssembler(group_size=2)
     g.add(ep("x", [1], 1))
@@ -58,6 +89,24 @@ def test_ppo_samples_bootstrap_cut_segments():
     np.testing.assert_allclose(batch.returns, [1, 1, 2, 2])
     np.testing.assert_allclose(batch.advantages, [0.5, 0.5, 1.5, 1.5])
     assert st.episodes == 2 and st.successes == 1 and st.samples == 4
+
+
+def test_ppo_samples_need_the_bootstrap_of_a_time_limit_cut_first():
+    from rlvla3.core.experience import pending_bootstrap, set_bootstrap
+    from rlvla3.core.types import ObsBatch
+
+    final = ObsBatch(np.ones((1, 4, 4, 3), np.uint8), np.ones((1, 4), np.float32), ["reach the red block"])
+    cut = ep("t", [0, 0], 1, terminated=False)
+    cut.bootstrap_obs = final
+    done = ep("u", [0, 1], 2)
+    with pytest.raises(ValueError, match="bootstrap"):
+        ppo_samples([cut, done], gamma=1.0, lam=1.0)  # V(s_T) = 0 would make the cut terminal
+    waiting, obs = pending_bootstrap([cut, done])
+    assert waiting == [cut] and len(obs) == 1
+    set_bootstrap(waiting, [3.0])
+    batch, _ = ppo_samples([cut, done], gamma=1.0, lam=1.0)
+    np.testing.assert_allclose(batch.returns[:2], [3, 3])
+    assert pending_bootstrap([cut, done]) == ([], None)
 
 
 def test_group_sampler_shares_task_and_init_within_a_group():

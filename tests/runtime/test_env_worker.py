@@ -3,7 +3,12 @@
 import numpy as np
 
 from rlvla3.core.assignments import EpisodeAssignment
+from rlvla3.core.experience import ppo_samples
+from rlvla3.core.types import ActionReply
 from rlvla3.envs.config import LatencyConfig, TabletopConfig
+from rlvla3.envs.tabletop import TabletopEnv
+from rlvla3.runtime.backend import LocalBackend
+from rlvla3.runtime.lockstep import lockstep_rollout
 from rlvla3.workers.env_worker import EnvWorker
 
 
@@ -45,3 +50,95 @@ def test_simulator_bound_cuts_episodes_at_the_given_lengths():
     cut = w.bench_sim(0.3, 4, 3, episode_steps=[7, 13])
     per_episode = cut["env_steps"] / cut["resets"]
     assert 8.0 <= per_episode <= 10.0, cut  # 10 on average, less the unfinished last episodes
+
+
+class _ClockFreeEnv:
+    """An env whose observation has no time (like LIBERO's 8-D proprio): proprio[0] counts
+    steps only so that the fake value function below can tell the states apart."""
+
+    max_steps, num_tasks = 6, 3
+
+    def reset(self, options=None):
+        self.steps = 0
+        return self._obs(), {}
+
+    def chunk_step(self, actions):
+        n = min(len(actions), self.max_steps - self.steps)
+        self.steps += n
+        truncated = self.steps >= self.max_steps
+        return self._obs(), 0.0, False, truncated, {"success": False, "substeps": n}
+
+    def _obs(self):
+        return {"image": np.zeros((4, 4, 3), np.uint8), "proprio": np.array([self.steps, 0.0], np.float32),
+                "instruction": "reach the red block"}
+
+
+class _ClockEnv(_ClockFreeEnv):
+    obs_has_time = True  # like tabletop, whose proprio holds t/T: a time-limit cut is terminal
+
+
+class _ValueGenerator:
+    """Lock-step generator: V(s) = proprio[0], chunks of 4 two-dimensional actions."""
+
+    def infer_batch(self, obs, deterministic=False, temperature=1.0):
+        n = len(obs)
+        return ActionReply(0, np.zeros((n, 4, 2), np.float32), np.zeros((n, 8), np.int64),
+                           np.zeros((n, 8), np.float32), obs.proprio[:, 0].copy(), 0)
+
+
+def _lockstep_episode(env):
+    backend = LocalBackend()
+    w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 1, seed=0)
+    w.envs = [env]
+    res = lockstep_rollout(backend, [backend.actor(lambda: w)], [backend.actor(_ValueGenerator)],
+                           [[EpisodeAssignment(task_id=0, init_id=0)]], "none", horizon=5, bootstrap=True)
+    (ep,) = res.episodes
+    return ep, ppo_samples([ep], gamma=0.9, lam=1.0)[0]
+
+
+def test_a_time_limit_the_observation_does_not_show_is_bootstrapped():
+    """Issue 22: LIBERO's proprio has no time, so its time-limit cut is not terminal: the last
+    step's return is r + gamma * V(s_T) (= 0.9 * 6), not r alone. Decisions at s_0 and s_4."""
+    ep, batch = _lockstep_episode(_ClockFreeEnv())
+    assert not ep.terminated and ep.executed.tolist() == [4, 2]
+    np.testing.assert_allclose(batch.returns, [0.9 * 0.9 * 6, 0.9 * 6], rtol=1e-6)
+    np.testing.assert_allclose(batch.advantages[-1], 0.9 * 6 - 4, rtol=1e-6)
+    assert batch.executed.tolist() == [4, 2]  # the second chunk ran 2 of its 4 sub-actions
+
+
+def test_a_time_limit_the_observation_shows_stays_terminal():
+    ep, batch = _lockstep_episode(_ClockEnv())
+    assert ep.terminated and ep.bootstrap_obs is None
+    np.testing.assert_allclose(batch.returns, [0.0, 0.0])
+    assert TabletopEnv.obs_has_time is True
+
+
+def test_the_async_driver_bootstraps_the_ticks_time_limit_cuts_or_drops_them():
+    """`full` / `async-rollout`: the driver asks a generator for V(s_T) of a tick's episodes in
+    one call; without an answer in faults.step_timeout_s they are dropped and counted."""
+    from types import SimpleNamespace
+
+    from rlvla3.runtime.async_schedule import AsyncDriver
+
+    def episodes():
+        w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 1, seed=0)
+        w.envs = [_ClockFreeEnv()]
+        w._reset_slot(0, EpisodeAssignment(task_id=0, init_id=0, group_key="a1"))
+        for _ in range(2):
+            w.step_slot(0, np.zeros((4, 2), np.float32), np.zeros(8, np.int64), np.zeros(8, np.float32), 1.0, 0)
+        return w.finished
+
+    backend, dropped = LocalBackend(), []
+    for answers in (True, False):
+        ray = SimpleNamespace(wait=lambda refs, timeout, ok=answers: (refs if ok else [], []))
+        driver = SimpleNamespace(s=SimpleNamespace(generators=[backend.actor(_ValueGenerator)]),
+                                 b=SimpleNamespace(ray=ray, get=backend.get),
+                                 cfg=SimpleNamespace(faults=SimpleNamespace(step_timeout_s=1.0)),
+                                 drop_episodes=lambda key, n: dropped.append((key, n)))
+        kept = AsyncDriver._bootstrap(driver, episodes())
+        if answers:
+            (ep,) = kept
+            assert ep.bootstrap_value == 6.0 and not ep.terminated
+            np.testing.assert_allclose(ppo_samples(kept, 0.9, 1.0)[0].returns[-1], 0.9 * 6)
+        else:
+            assert kept == [] and dropped == [("a1", 1)]

@@ -161,3 +161,29 @@ def test_stream_normalization_is_checked():
 
     with pytest.raises(ConfigError, match="algo.stream_normalization must be baseline|exact"):
         load_config(["preset=tiny-test", "algo.stream_normalization=running"])
+
+
+@pytest.mark.parametrize("level", ["token", "action", "chunk"])
+def test_unexecuted_sub_actions_get_no_gradient(monkeypatch, level):
+    """Issue 22: an episode that ends mid-chunk executes k < chunk sub-actions; the others
+    never reached the env, so their log-probs must not enter the ratio (zero gradient)."""
+    tr = _trainer(f"algo.logprob_level={level}", "algo.ent_coef=0.01")
+    chunk, adim = tr.policy.chunk_size, tr.policy.action_dim
+    _, b = _batch(tr.policy, n=4)
+    b.executed = np.array([1, chunk, 2, chunk])  # samples 0 and 2 ended their episode mid-chunk
+    seen = []
+    evaluate = tr.policy.evaluate
+
+    def spy(obs, tokens):
+        out = evaluate(obs, tokens)
+        out.logp.retain_grad()
+        out.entropy.retain_grad()
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(tr.policy, "evaluate", spy)
+    tr._micro_loss(b, b.advantages, None, 1.0)
+    for grad in (seen[0].logp.grad, seen[0].entropy.grad):
+        g = grad.reshape(4, chunk, adim).abs().sum(-1)
+        assert torch.all(g[0, 1:] == 0) and torch.all(g[2, 2:] == 0)  # never executed: no gradient
+        assert torch.all(g[0, :1] > 0) and torch.all(g[2, :2] > 0) and torch.all(g[[1, 3]] > 0)
