@@ -27,6 +27,7 @@ from rlvla3.core.stats import Histogram
 from rlvla3.core.types import SampleBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
+from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
 from rlvla3.runtime.supervisor import Supervisor
 
 
@@ -204,7 +205,7 @@ class AsyncDriver:
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
         self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot,
                                self.r.coalesce_ms, self.cfg.generator.request_transport)
-        b.get([w.start_async.remote(s.generators, *self.sup.start_args) for w in s.env_workers])
+        self.sup.start_all()
         env_steps_seen = 0
         pending_micro: Deque = deque()  # refs of accumulate() calls in flight
         step_ref, in_global = None, 0
@@ -213,6 +214,7 @@ class AsyncDriver:
         global_ids = []  # ids of the micro-batches of the global batch being accumulated
         new_steps, last_poll = 0, 0.0
         poll_s = self.r.poll_ms / 1000.0  # status + drain of every env worker, one round trip each
+        orderly = True
         try:
             while not self.loop.should_stop():
                 progressed = False
@@ -267,27 +269,36 @@ class AsyncDriver:
                     outcomes_acc, exp_acc, results_acc, trained_acc, last_log = [], ExperienceStats(), [], 0, now
                 if not progressed:
                     time.sleep(0.005)
+        except (RemoteTimeout, WorkersLost):
+            orderly = False  # a wedged worker would hold an orderly stop; the session's shutdown ends them all
+            raise
         finally:
             self.sup.start_args = ()  # a worker replaced from now on stays idle
-            self.sup.check()  # a worker hung right now is replaced (and counted) instead of delaying the stop
-            self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
-            if step_ref is not None:  # the update in flight still counts
-                new = b.get(step_ref)
-                new = new if isinstance(new, list) else [new]
-                results_acc += new
-                self.version += int(any(not r.skipped for r in new))
-            outcomes, steps_total, st = self.collect()  # episodes that ended while stopping
-            outcomes_acc += outcomes
-            exp_acc.merge(st)
-            # A partly accumulated global batch is never stepped: its samples are reported, not trained.
-            self.unstepped = int(sum(len(i) for i in global_ids))
-            self._log(outcomes_acc, steps_total - env_steps_seen, exp_acc, results_acc, trained_acc)
+            if orderly:
+                self._stop(step_ref, global_ids, outcomes_acc, exp_acc, results_acc, trained_acc, env_steps_seen)
+
+    def _stop(self, step_ref, global_ids, outcomes_acc, exp_acc, results_acc, trained_acc, env_steps_seen) -> None:
+        """Stop the slots, finish the update in flight and account for what is left."""
+        self.sup.check()  # a worker hung right now is replaced (and counted) instead of delaying the stop
+        self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
+        if step_ref is not None:  # the update in flight still counts
+            new = self.b.get(step_ref, what="the trainer's update in flight at the stop", actors=[self.s.trainer])
+            new = new if isinstance(new, list) else [new]
+            results_acc += new
+            self.version += int(any(not r.skipped for r in new))
+        outcomes, steps_total, st = self.collect()  # episodes that ended while stopping
+        outcomes_acc += outcomes
+        exp_acc.merge(st)
+        # A partly accumulated global batch is never stepped: its samples are reported, not trained.
+        self.unstepped = int(sum(len(i) for i in global_ids))
+        self._log(outcomes_acc, steps_total - env_steps_seen, exp_acc, results_acc, trained_acc)
 
     def _generator_stats(self) -> dict:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
         out = {}
         try:
-            stats = self.b.get([g.stats.remote() for g in self.s.generators])
+            stats = self.b.get([g.stats.remote() for g in self.s.generators], timeout_s=self.sup.step_timeout_s,
+                               what="generator stats", actors=self.s.generators)
         except Exception:  # a generator died: the supervisor replaces it
             self.sup.check_generators()
             return out
