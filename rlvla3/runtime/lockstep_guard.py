@@ -50,7 +50,7 @@ class LockstepGuard:
         re-sends it to a replacement when that generator died or missed the step timeout."""
         ray = self.b.ray
         if self.session is None:
-            return ray.get(refs)
+            return self.b.get(refs, what="generator replies")  # bounded by faults.call_timeout_s
         ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
         out = []
         for ref, (g, call) in zip(refs, asks):
@@ -67,7 +67,9 @@ class LockstepGuard:
                             raise
                         why = "died"
                 if attempt:
-                    raise RuntimeError(f"generator {g} {why} again after a restart")
+                    from rlvla3.runtime.remote_wait import WorkersLost
+
+                    raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
                 self._replace_generator(g, why)  # a wedged one is killed first
@@ -101,7 +103,9 @@ class LockstepGuard:
         """Re-create every worker lost in the last rollout."""
         for w in sorted(self.lost):
             if self.report.worker_restarts >= self.max_restarts:
-                raise RuntimeError(f"env worker {w} lost; faults.max_worker_restarts={self.max_restarts} restarts "
+                from rlvla3.runtime.remote_wait import WorkersLost
+
+                raise WorkersLost(f"env worker {w} lost; faults.max_worker_restarts={self.max_restarts} restarts "
                                    f"already spent, giving up")
             self.incarnation[w] += 1
             self.workers[w] = self.make_worker(w, self.incarnation[w])
