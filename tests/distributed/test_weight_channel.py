@@ -140,12 +140,11 @@ def test_a_dead_generator_gets_a_new_channel_epoch_and_the_run_goes_on(tmp_path)
                                        + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
 def test_a_data_parallel_trainer_publishes_from_rank_0(tmp_path, sharding):
     policy = ["policy=oft-tiny"] if sharding == "fsdp" else []
     cfg = load_config(["preset=tiny-test", "run.mode=full", f"run.output_dir={tmp_path}", "run.name=wdp",
-                       "run.total_env_steps=600", "generator.weight_transport=collective", "trainer.num_ranks=2",
+                       "run.total_env_steps=250", "generator.weight_transport=collective", "trainer.num_ranks=2",
                        f"trainer.sharding={sharding}", *policy])
     summary = train(cfg)
     w = summary["weights"]
