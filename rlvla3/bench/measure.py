@@ -106,3 +106,34 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "staleness_hist": {str(k): lag[k] for k in sorted(lag)},
         "utilization": utilization(spans, t0, t1),
     }
+
+
+def slot_tracks(num_workers: int, envs_each: int) -> List[str]:
+    """The env workers' slot tracks ('env{w}/slot{i}', as `EnvWorker._track` names them)."""
+    return [f"env{w}/slot{i}" for w in range(num_workers) for i in range(envs_each)]
+
+
+def first_steps(spans: Iterable[Span]) -> Dict[str, float]:
+    """Per track: when its first chunk step (env_step span) ended."""
+    out: Dict[str, float] = {}
+    for s in spans:
+        if s.name == "env_step" and s.end < out.get(s.track, float("inf")):
+            out[s.track] = s.end
+    return out
+
+
+def window_start(spans: Iterable[Span], tracks: Iterable[str], earliest: float, latest: float) -> dict:
+    """When a measurement window may start: once every slot in `tracks` has finished a chunk
+    step, and not before `earliest` (the end of warm-up). A slot that has not stepped by
+    `latest` (the cap) is not waited for: the window then starts at `latest` and says so.
+    Returns start, all_slots_stepped, the slots that stepped, and those that did not by then."""
+    tracks = list(tracks)
+    first = first_steps(spans)
+    stepped = [t for t in tracks if first.get(t, float("inf")) <= latest]
+    missing = [t for t in tracks if t not in stepped]
+    if missing:
+        start = max(earliest, latest)
+    else:
+        start = max([earliest] + [first[t] for t in tracks])
+    return {"start": start, "all_slots_stepped": not missing, "slots": len(tracks),
+            "slots_stepped": len(stepped), "slots_not_stepped": missing}

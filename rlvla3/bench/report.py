@@ -36,7 +36,14 @@ def to_markdown(result: dict) -> str:
         f"- date: {result['date']}",
         f"- machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
         f"GPU: {result['machine']['gpu'] or 'none'}, torch {result['machine']['torch']}",
-        f"- measured: {result['seconds']:g} s of steady state per mode after {result['warmup_s']:g} s of warm-up",
+        f"- measured: {result['seconds']:g} s of steady state per mode after {result['warmup_s']:g} s of warm-up"
+        " (and once every env slot has stepped)",
+    ]
+    if result.get("partial"):
+        lines.append(f"- **partial results** (the run is still going, or was stopped): done so far: "
+                     f"{', '.join(result.get('done', [])) or 'nothing'}"
+                     + ("; the stage bounds are not measured yet" if b is None else ""))
+    lines += [
         "",
         "| mode | env steps/s | ratio to sync | pipeline efficiency | policy calls/s | trained samples/s "
         "| mean gen. batch | env slot util. | generator util. | trainer util. |",
@@ -53,7 +60,30 @@ def to_markdown(result: dict) -> str:
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
-    lines += [
+    lines += _window_notes(result["modes"])
+    if b is None:
+        lines += ["", "Stage bounds: not measured yet, so no pipeline efficiency (n/a)."]
+    else:
+        lines += _bounds_lines(result, b)
+    return _more_lines(result, lines)
+
+
+def _window_notes(modes: dict) -> List[str]:
+    """Modes whose window started late (waiting for every env slot's first step), or without every slot."""
+    out = []
+    for name, m in modes.items():
+        delay = m.get("window_start_delay_s") or 0.0
+        if m.get("all_slots_stepped") is False:
+            out.append(f"- **warning — {name}**: only {m.get('slots_stepped')} of {m.get('slots')} env slots had "
+                       f"stepped by faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and "
+                       "counts the silent slots as idle, so its rates are too low")
+        elif delay >= 0.1:
+            out.append(f"- {name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped")
+    return ["", "Measurement windows:", ""] + out if out else []
+
+
+def _bounds_lines(result: dict, b: dict) -> List[str]:
+    lines = [
         "", "Stage bounds (each stage alone, same machine, same run), in env steps/s:", "",
         f"- simulators alone: {_fmt(b['simulators_env_steps_per_s'])}" + (
             f" on the episode lengths `full` ran (mean {b['simulator_episode_steps_mean']:.1f} steps); "
@@ -72,6 +102,10 @@ def to_markdown(result: dict) -> str:
         lines.append("- measured after every repeat; `full`'s bound by repeat: " + " / ".join(
             f"{_fmt(r['min_env_steps_per_s_streaming'])} ({r['bottleneck_streaming']})" for r in result["bounds_by_repeat"])
             + f"; the lines above are repeat {result['bounds_repeat']}'s")
+    return lines
+
+
+def _more_lines(result: dict, lines: List[str]) -> str:
     reps = {k: m for k, m in result["modes"].items() if "repeats_env_steps_per_s" in m}
     if reps:
         lines += ["", "Repeats (modes run in turn; the table shows each mode's median repeat):", ""]

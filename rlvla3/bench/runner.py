@@ -2,11 +2,15 @@
 
 For each mode a fresh session runs the real schedule (real env workers, generators and
 trainer, learning from an SFT policy) with timeline recording on; after `warmup` seconds a
-window of `seconds` is measured from the workers' own spans (`measure.py`). Then the stage
+window of `seconds` is measured from the workers' own spans (`measure.py`), starting no
+earlier than the first chunk step of every env slot (first resets and EGL contexts can
+outlast the warm-up; a slot still silent at faults.start_timeout_s is reported). Then the stage
 bounds are measured in a session of their own: the simulators alone (random actions, their
 episodes cut at the lengths `full` ran, and, for reference, to the time limit), the
 generators alone (inference at each batch size) and the trainer alone (synthetic global
 batches), each converted to env steps/s, so `pipeline_efficiency = achieved / min(bounds)`.
+bench.json and table.md are rewritten after every mode run and every bounds measurement
+(`"partial": true` until the end), so a run killed midway keeps what it measured.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rlvla3.bench.cpu_accounting import CpuWindow
-from rlvla3.bench.measure import episode_lengths, window_metrics
+from rlvla3.bench.measure import episode_lengths, slot_tracks, window_metrics, window_start
 from rlvla3.bench.workloads import workload_overrides
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
@@ -63,32 +68,110 @@ def _actors(session) -> list:
     return list(session.env_workers) + list(session.generators) + [session.trainer]
 
 
+class SlotWatch:
+    """While one mode runs: polls the env workers' spans (every `poll_s` from t0) until every
+    env slot has finished a chunk step, or the cap passes; then fixes the window's start
+    (`measure.window_start`), moves the schedule's deadline so that the window gets its full
+    `seconds`, and starts the window's CPU accounting. Until the mode ends it also turns
+    timeline recording on in env workers that the supervisor replaced (they start without it)."""
+
+    def __init__(self, session, loop, t0: float, warmup: float, seconds: float, cap: float, poll_s: float = 0.5):
+        r = session.cfg.rollout
+        self.session, self.loop, self.seconds, self.poll_s = session, loop, seconds, poll_s
+        self.tracks = slot_tracks(r.num_env_workers, envs_per_worker(r))
+        self.earliest, self.latest = t0 + warmup, t0 + max(warmup, cap)
+        self.since, self.firsts, self.cpu = t0, {}, None  # firsts: track -> its first env_step span seen
+        self.cpu_early = CpuWindow(self.earliest, self.earliest + seconds)  # the window if no slot is late
+        self.stop, self.traced = threading.Event(), list(session.env_workers)
+        loop.deadline = self.latest + seconds  # until the window's start is known
+        self.thread = threading.Thread(target=self._run, daemon=True, name="bench-slot-watch")
+        self.thread.start()
+
+    def _poll(self) -> None:
+        b, workers, now = self.session.backend, list(self.session.env_workers), time.time()
+        try:
+            parts = b.get([w.timeline.remote(self.since) for w in workers],
+                          timeout_s=self.session.cfg.faults.step_timeout_s,
+                          what="bench: the env workers' spans (has every slot stepped?)", actors=workers)
+        except Exception:  # a worker being replaced: ask again at the next poll
+            return
+        self.since = now - 1.0  # a span is recorded just after it ends
+        for s in (s for part in parts for s in part):
+            if s.name == "env_step" and (s.track not in self.firsts or s.end < self.firsts[s.track].end):
+                self.firsts[s.track] = s
+
+    def _trace_replacements(self) -> None:
+        for w in list(self.session.env_workers):
+            if not any(w is t for t in self.traced):
+                self.traced.append(w)
+                try:
+                    self.session.backend.get(w.set_trace.remote(True), timeout_s=self.session.cfg.faults.step_timeout_s,
+                                             what="bench: timeline recording on (a replaced env worker)", actors=[w])
+                except Exception:  # replaced again, or gone: the next one is traced in turn
+                    pass
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self._trace_replacements()
+            if self.cpu is None:
+                self._poll()
+                ws = window_start(self.firsts.values(), self.tracks, self.earliest, self.latest)
+                if ws["all_slots_stepped"] or time.time() >= self.latest:
+                    self.loop.deadline = ws["start"] + self.seconds
+                    if ws["start"] <= self.earliest + self.poll_s:  # CPU is a rate: close enough
+                        self.cpu = self.cpu_early
+                    else:
+                        self.cpu_early.result()  # stop it
+                        self.cpu = CpuWindow(ws["start"], ws["start"] + self.seconds)
+            self.stop.wait(self.poll_s)
+
+    def close(self) -> Optional[dict]:
+        """Stop polling; the window's CPU accounting (None if the window never began)."""
+        self.stop.set()
+        self.thread.join(timeout=self.session.cfg.faults.step_timeout_s + 5)
+        self.cpu_early.result()  # stops it (result() may be asked again)
+        return self.cpu.result() if self.cpu else None
+
+
 def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) -> tuple:
-    """One mode: returns (metrics, spans of the measurement window, window bounds)."""
+    """One mode: returns (metrics, spans of the measurement window, window bounds). The window
+    starts at t0 + warmup, or later once every env slot has stepped (at most
+    faults.start_timeout_s after t0); metrics say how late and whether every slot stepped."""
     session = start_session(cfg, policy_dir=policy_dir)
-    b = session.backend
+    b, f = session.backend, cfg.faults
     logger = RunLogger(out_dir, 0, progress=False)
+    watch = None
     try:
-        b.get([a.set_trace.remote(True) for a in _actors(session)])
+        actors = _actors(session)
+        b.get([a.set_trace.remote(True) for a in actors], timeout_s=f.call_timeout_s,
+              what="bench: timeline recording on", actors=actors)
         session.spans.enabled = True
         loop = LoopState(cfg=cfg, logger=logger, session=session, run_dir=out_dir)
         t0 = time.time()
-        loop.deadline = t0 + warmup + seconds
-        cpu = CpuWindow(t0 + warmup, t0 + warmup + seconds)
+        watch = SlotWatch(session, loop, t0, warmup, seconds, f.start_timeout_s)
         run_schedule(session, loop)
         t_stop = time.time()
-        cpu_used = cpu.result()
-        w0, w1 = t0 + warmup, t0 + warmup + seconds
-        spans = [s for part in b.get([a.timeline.remote(t0) for a in _actors(session)]) for s in part]
+        cpu_used = watch.close()
+        actors = _actors(session)  # as the supervisor left them
+        spans = [s for part in b.get([a.timeline.remote(t0) for a in actors], timeout_s=f.call_timeout_s,
+                                     what="bench: the workers' timelines", actors=actors) for s in part]
         spans += session.spans.spans(t0)
+        ws = window_start(spans + list(watch.firsts.values()), watch.tracks, watch.earliest, watch.latest)
+        w0 = ws["start"] if ws["start"] < t_stop else watch.earliest  # a run stopped before its window: as before
+        w1 = w0 + seconds
         metrics = window_metrics(spans, w0, min(w1, t_stop))
         metrics["cpu"] = cpu_used
+        metrics.update(all_slots_stepped=ws["all_slots_stepped"], window_start_delay_s=round(w0 - watch.earliest, 3),
+                       slots=ws["slots"], slots_stepped=ws["slots_stepped"])
+        if ws["slots_not_stepped"]:
+            metrics["slots_not_stepped"] = ws["slots_not_stepped"][:32]
         metrics["run"] = {"wall_s": round(t_stop - t0, 2), "env_steps_total": loop.env_steps,
                           "optimizer_steps": loop.train_steps, "samples_trained": loop.samples_trained,
                           "episodes": loop.episodes,
                           "rollout_success_rate": loop.successes / loop.episodes if loop.episodes else None}
         if cfg.run.mode in ASYNC_ROLLOUT_MODES:
-            gen = b.get([g.stats.remote() for g in session.generators])
+            gen = b.get([g.stats.remote() for g in session.generators], timeout_s=f.call_timeout_s,
+                        what="bench: generator stats", actors=session.generators)
             metrics["batcher"] = [{k: v for k, v in g.items() if isinstance(v, (int, float))} for g in gen]
             rep = loop.async_report
             metrics["staleness_run"] = {"hist": rep.get("staleness_hist", {}),
@@ -97,6 +180,8 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
         window = [s for s in spans if s.end >= w0 and s.start <= w1]
         return metrics, window, (w0, w1)
     finally:
+        if watch is not None:
+            watch.close()
         logger.close()
         session.shutdown()
 
@@ -108,26 +193,33 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
     `episode_steps` (the lengths `full` measured) they are also run cut to those lengths, which
     is the bound: an SFT policy ends episodes early, so the pipeline pays more resets per step."""
     session = start_session(cfg, policy_dir=policy_dir)
-    b = session.backend
+    b, f = session.backend, cfg.faults
+    deadline = 2 * seconds + f.call_timeout_s  # each run lasts `seconds`, plus its warm-up
     try:
         p, env = family_config(cfg.policy), env_config(cfg)
 
         def sims_alone(lengths):
-            runs = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim, lengths)
-                          for w in session.env_workers])
+            ws = list(session.env_workers)
+            runs = b.get([w.bench_sim.remote(seconds, p.chunk_size, p.action_dim, lengths) for w in ws],
+                         timeout_s=deadline + f.first_reset_timeout_s, actors=ws,  # an untimed first reset each
+                         what="bench: the simulators alone (bench_sim" + (", measured lengths)" if lengths else ")"))
             return sum(r["env_steps"] for r in runs) / max(r["seconds"] for r in runs)
 
         sim_limit = sims_alone(None)
         sim = sims_alone(episode_steps) if episode_steps else sim_limit
         slots = cfg.rollout.num_env_workers * envs_per_worker(cfg.rollout)
         sizes = sorted({n for n in (1, 4, 16, 32, 64, 128, cfg.generator.max_batch, slots) if n <= max(slots, 1)})
-        per_size = b.get(session.generators[0].bench_forward.remote(sizes, seconds / len(sizes), env.image_size,
-                                                                    session.instructions))
+        gen0 = session.generators[0]
+        per_size = b.get(gen0.bench_forward.remote(sizes, seconds / len(sizes), env.image_size, session.instructions),
+                         timeout_s=deadline, what="bench: the generator alone (bench_forward)", actors=[gen0])
         gen = len(session.generators) * max(per_size.values()) * steps_per_decision
         # The trainer as each schedule runs it: whole global batches, or streamed micro-batches
         # (`full` with algo.stream_normalization=exact costs a second backward per micro-batch).
-        tr = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions))
-        trs = b.get(session.trainer.bench_train.remote(seconds, env.image_size, session.instructions, True))
+        trainer = session.trainer
+        tr = b.get(trainer.bench_train.remote(seconds, env.image_size, session.instructions),
+                   timeout_s=deadline, what="bench: the trainer alone (bench_train)", actors=[trainer])
+        trs = b.get(trainer.bench_train.remote(seconds, env.image_size, session.instructions, True),
+                    timeout_s=deadline, what="bench: the trainer alone, streamed (bench_train)", actors=[trainer])
         train = tr["samples"] / tr["seconds"] * steps_per_decision
         train_s = trs["samples"] / trs["seconds"] * steps_per_decision
         return {"simulators_env_steps_per_s": sim, "simulators_time_limit_env_steps_per_s": sim_limit,
@@ -151,6 +243,65 @@ def _median_index(values: List[float]) -> int:
     return sorted(range(len(values)), key=values.__getitem__)[(len(values) - 1) // 2]
 
 
+def build_result(head: dict, runs: Dict[str, List[dict]], ref: str, repeats: int, bounds_each_repeat: bool,
+                 bounds_by_repeat: List[dict], bounds: Optional[dict] = None,
+                 done: Optional[List[str]] = None) -> Tuple[dict, Dict[str, int]]:
+    """The result from what has been measured so far: each mode's median repeat, the ratios to
+    sync (paired by repeat), and the pipeline efficiencies where bounds exist (else None).
+    `done` (the runs finished so far) marks a partial result; the final one has none.
+    Returns (result, each mode's median repeat index)."""
+    result: Dict = dict(head)
+    if done is not None:
+        result.update(partial=True, done=list(done))
+    result["modes"] = {}
+    medians = {}
+    for name, ms in runs.items():
+        medians[name] = _median_index([m["env_steps_per_s"] for m in ms])
+        result["modes"][name] = dict(ms[medians[name]], repeat=medians[name] + 1)
+        if repeats > 1:
+            result["modes"][name]["repeats_env_steps_per_s"] = [m["env_steps_per_s"] for m in ms]
+    if bounds_each_repeat and bounds_by_repeat:  # partial: the median repeat's, else the last measured
+        i = min(medians.get(ref, 0), len(bounds_by_repeat) - 1)
+        bounds, bounds_repeat = bounds_by_repeat[i], i + 1
+    else:
+        bounds_repeat = medians.get(ref, 0) + 1
+    result["bounds"] = bounds
+    if bounds is not None:
+        result["bounds_repeat"] = bounds_repeat
+    if bounds_each_repeat and bounds_by_repeat:
+        result["bounds_by_repeat"] = bounds_by_repeat
+    sync = result["modes"].get("sync", {}).get("env_steps_per_s")
+    for name, m in result["modes"].items():
+        m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
+        if repeats > 1 and sync:
+            m["paired_ratios_to_sync"] = [a["env_steps_per_s"] / b["env_steps_per_s"]
+                                          for a, b in zip(runs[name], runs["sync"])]
+        # each mode against the trainer as it runs it: streamed micro-batches in `full`
+        key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
+        if bounds_each_repeat and bounds_by_repeat:
+            effs = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
+            m["paired_efficiencies"], m["pipeline_efficiency"] = effs, effs[_median_index(effs)]
+        else:
+            m["pipeline_efficiency"] = m["env_steps_per_s"] / bounds[key] if bounds is not None else None
+        if name.endswith(" +stragglers"):
+            clean = name[:-len(" +stragglers")]
+            m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / result["modes"][clean]["env_steps_per_s"] - 1
+            if repeats > 1:
+                m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1
+                                                        for a, b in zip(runs[name], runs[clean])]
+    return result, medians
+
+
+def _warn_window(metrics: dict, label: str, say: Callable) -> None:
+    delay = metrics.get("window_start_delay_s") or 0.0
+    if metrics.get("all_slots_stepped") is False:
+        say(f"bench: WARNING {label}: only {metrics['slots_stepped']} of {metrics['slots']} env slots had stepped "
+            f"by faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and counts the others "
+            "as idle")
+    elif delay >= 0.1:
+        say(f"bench: {label}: window started {delay:.1f} s after the warm-up, once every env slot had stepped")
+
+
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
@@ -159,15 +310,16 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
     median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat.
     `bounds_each_repeat` measures the stage bounds after every repeat too, and each mode's
-    efficiency is the median of its repeats, each against the bounds of its own repeat."""
+    efficiency is the median of its repeats, each against the bounds of its own repeat.
+    bench.json and table.md are written after every run and every bounds measurement."""
     from rlvla3.bench.report import write_outputs
 
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], BENCH_SFT + overrides))
     policy_dir = policy or bench_policy(base_cfg, out, say)
-    result: Dict = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
-                    "seconds": seconds, "warmup_s": warmup, "overrides": overrides, "modes": {}}
+    head = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
+            "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
     variants = [("", [])]
     if straggler_fraction > 0:
         variants.append((" +stragglers", [f"rollout.straggler_fraction={straggler_fraction}",
@@ -187,6 +339,14 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     runs: Dict[str, List[dict]] = {}
     windows: Dict[str, List[tuple]] = {}  # mode -> per repeat (spans, (t0, t1))
     bounds_by_repeat: List[dict] = []
+    done: List[str] = []
+
+    def save(bounds: Optional[dict] = None, final: bool = False) -> Tuple[dict, Dict[str, int]]:
+        result, medians = build_result(head, runs, ref, repeats, bounds_each_repeat, bounds_by_repeat, bounds,
+                                       None if final else done)
+        write_outputs(result, {m: w[medians[m]][0] for m, w in windows.items()}, out)
+        return result, medians
+
     for rep in range(repeats):
         tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
         for mode in modes:
@@ -199,36 +359,11 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
+                _warn_window(metrics, f"{mode}{suffix}{tag}", say)
+                done.append(f"{mode}{suffix}{tag}")
+                save()
         if bounds_each_repeat:
             bounds_by_repeat.append(bounds_for(rep, tag))
-    medians = {}
-    for name, ms in runs.items():
-        medians[name] = _median_index([m["env_steps_per_s"] for m in ms])
-        result["modes"][name] = dict(ms[medians[name]], repeat=medians[name] + 1)
-        if repeats > 1:
-            result["modes"][name]["repeats_env_steps_per_s"] = [m["env_steps_per_s"] for m in ms]
-    result["bounds"] = bounds_by_repeat[medians[ref]] if bounds_each_repeat else bounds_for(medians[ref])
-    result["bounds_repeat"] = medians[ref] + 1
-    if bounds_each_repeat:
-        result["bounds_by_repeat"] = bounds_by_repeat
-    sync = result["modes"].get("sync", {}).get("env_steps_per_s")
-    for name, m in result["modes"].items():
-        m["ratio_to_sync"] = m["env_steps_per_s"] / sync if sync else None
-        if repeats > 1 and sync:
-            m["paired_ratios_to_sync"] = [a["env_steps_per_s"] / b["env_steps_per_s"]
-                                          for a, b in zip(runs[name], runs["sync"])]
-        # each mode against the trainer as it runs it: streamed micro-batches in `full`
-        key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
-        if bounds_each_repeat:
-            effs = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
-            m["paired_efficiencies"], m["pipeline_efficiency"] = effs, effs[_median_index(effs)]
-        else:
-            m["pipeline_efficiency"] = m["env_steps_per_s"] / result["bounds"][key]
-        if name.endswith(" +stragglers"):
-            clean = name[:-len(" +stragglers")]
-            m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / result["modes"][clean]["env_steps_per_s"] - 1
-            if repeats > 1:
-                m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1
-                                                        for a, b in zip(runs[name], runs[clean])]
-    write_outputs(result, {m: w[medians[m]][0] for m, w in windows.items()}, out)
-    return result
+            save()
+    medians = {name: _median_index([m["env_steps_per_s"] for m in ms]) for name, ms in runs.items()}
+    return save(None if bounds_each_repeat else bounds_for(medians[ref]), final=True)[0]
