@@ -117,7 +117,7 @@ def _more_lines(result: dict, lines: List[str]) -> str:
                          + f" (median {r[(len(r) - 1) // 2]:.2f})")
             if "paired_efficiencies" in m:
                 line += " ; efficiency against its repeat's bound " + " / ".join(
-                    f"{v:.2f}" for v in m["paired_efficiencies"]) + f" (median {m['pipeline_efficiency']:.2f})"
+                    _fmt(v, "{:.2f}") for v in m["paired_efficiencies"]) + f" (median {_fmt(m['pipeline_efficiency'], '{:.2f}')})"
             if "paired_changes_vs_no_stragglers" in m:
                 line += " ; paired change from no stragglers " + " / ".join(
                     f"{v * 100:+.1f}%" for v in m["paired_changes_vs_no_stragglers"])

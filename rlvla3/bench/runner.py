@@ -279,10 +279,12 @@ def build_result(head: dict, runs: Dict[str, List[dict]], ref: str, repeats: int
         # each mode against the trainer as it runs it: streamed micro-batches in `full`
         key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
         if bounds_each_repeat and bounds_by_repeat:
-            effs = [a["env_steps_per_s"] / b[key] for a, b in zip(runs[name], bounds_by_repeat)]
-            m["paired_efficiencies"], m["pipeline_efficiency"] = effs, effs[_median_index(effs)]
+            effs = [_efficiency(a["env_steps_per_s"], b[key]) for a, b in zip(runs[name], bounds_by_repeat)]
+            known = [e for e in effs if e is not None]
+            m["paired_efficiencies"] = effs
+            m["pipeline_efficiency"] = known[_median_index(known)] if known else None
         else:
-            m["pipeline_efficiency"] = m["env_steps_per_s"] / bounds[key] if bounds is not None else None
+            m["pipeline_efficiency"] = _efficiency(m["env_steps_per_s"], bounds[key]) if bounds is not None else None
         if name.endswith(" +stragglers"):
             clean = name[:-len(" +stragglers")]
             m["throughput_change_vs_no_stragglers"] = m["env_steps_per_s"] / result["modes"][clean]["env_steps_per_s"] - 1
@@ -290,6 +292,12 @@ def build_result(head: dict, runs: Dict[str, List[dict]], ref: str, repeats: int
                 m["paired_changes_vs_no_stragglers"] = [a["env_steps_per_s"] / b["env_steps_per_s"] - 1
                                                         for a, b in zip(runs[name], runs[clean])]
     return result, medians
+
+
+def _efficiency(achieved: float, bound: float) -> Optional[float]:
+    """achieved / bound; None when a stage measured nothing in its bound's seconds (a trainer
+    step longer than --bound-seconds): no efficiency rather than a division by zero."""
+    return achieved / bound if bound and bound > 0 else None
 
 
 def _warn_window(metrics: dict, label: str, say: Callable) -> None:
