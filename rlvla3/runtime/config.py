@@ -18,12 +18,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.libero_config import LiberoConfig
+from rlvla3.envs.metaworld_config import MetaWorldConfig
+from rlvla3.envs.factory import ENV_TYPES, has_expert
 from rlvla3.envs.faults import FaultsConfig
 from rlvla3.policies import FAMILIES, family_config
 from rlvla3.policies.oft.config import OFTPolicyConfig
 from rlvla3.policies.pi0.config import PI0PolicyConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 
+# proprio and action sizes of each env type (the VLAs take unset dims from here)
+ENV_DIMS = {"tabletop": dict(proprio_dim=4, action_dim=3), "libero": dict(proprio_dim=8, action_dim=7),
+            "metaworld": dict(proprio_dim=4, action_dim=4)}
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 MODES = ("sync", "sync-best", "async-train", "async-rollout", "full")
 SHARDINGS = ("ddp", "fsdp")
@@ -40,9 +45,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    type: str = "tabletop"  # tabletop (built-in) | libero (pip install -e .[libero])
+    type: str = "tabletop"  # tabletop (built-in) | libero (pip install -e .[libero]) | metaworld (.[metaworld])
     tabletop: TabletopConfig = field(default_factory=TabletopConfig)
     libero: LiberoConfig = field(default_factory=LiberoConfig)
+    metaworld: MetaWorldConfig = field(default_factory=MetaWorldConfig)
 
 
 @dataclass
@@ -221,7 +227,7 @@ def validate(cfg: Config) -> Config:
     _check(r.backend in ("ray", "local"), f"run.backend must be 'ray' or 'local', got {r.backend!r}")
     _check(r.backend == "ray" or r.mode in ("sync", "sync-best", "async-train"),
            f"run.mode={r.mode!r} runs env slots and generators concurrently and needs run.backend=ray")
-    _check(cfg.env.type in ("tabletop", "libero"), f"env.type must be 'tabletop' or 'libero', got {cfg.env.type!r}")
+    _check(cfg.env.type in ENV_TYPES, f"env.type must be one of {list(ENV_TYPES)}, got {cfg.env.type!r}")
     _check(cfg.policy.type in FAMILIES, f"policy.type must be one of {list(FAMILIES)}, got {cfg.policy.type!r}")
     _check(a.name in ("ppo", "grpo"), f"algo.name must be 'ppo' or 'grpo', got {a.name!r}")
     _check(a.logprob_level in ("token", "action", "chunk"),
@@ -276,25 +282,21 @@ def validate(cfg: Config) -> Config:
     _validate_trainer(cfg)
     env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
     if cfg.policy.type != "tiny":  # the VLAs take unset (0) dims from the env
-        env_dims = dict(image_size=env.image_size, **(dict(proprio_dim=8, action_dim=7) if cfg.env.type == "libero"
-                                                      else dict(proprio_dim=4, action_dim=3)))
+        env_dims = dict(image_size=env.image_size, **ENV_DIMS[cfg.env.type])
         for key, value in env_dims.items():
             if getattr(pol, key) == 0:
                 setattr(pol, key, value)
     _check(pol.image_size == env.image_size,
            f"{pk}.image_size ({pol.image_size}) must equal env.{cfg.env.type}.image_size ({env.image_size})")
-    if cfg.env.type == "libero":
-        _check(pol.proprio_dim == 8 and pol.action_dim == 7,
-               f"LIBERO has 8-D proprio and 7-D actions: set {pk}.proprio_dim=8 {pk}.action_dim=7 "
-               f"(got {pol.proprio_dim} and {pol.action_dim})")
-    else:
-        _check(pol.proprio_dim == 4 and pol.action_dim == 3,
-               f"the tabletop env has 4-D proprio and 3-D actions: set {pk}.proprio_dim=4 {pk}.action_dim=3 "
-               f"(got {pol.proprio_dim} and {pol.action_dim})")
-    if cfg.env.type == "libero":
-        _check(not cfg.sft.enabled or cfg.sft.checkpoint or cfg.policy.init_from,
-               "the scripted-expert SFT exists only for the tabletop env: with env.type=libero set sft.enabled=false, "
-               "sft.checkpoint=DIR or policy.init_from=DIR")
+    dims = ENV_DIMS[cfg.env.type]
+    _check(pol.proprio_dim == dims["proprio_dim"] and pol.action_dim == dims["action_dim"],
+           f"env.type={cfg.env.type} has {dims['proprio_dim']}-D proprio and {dims['action_dim']}-D actions: set "
+           f"{pk}.proprio_dim={dims['proprio_dim']} {pk}.action_dim={dims['action_dim']} "
+           f"(got {pol.proprio_dim} and {pol.action_dim})")
+    if cfg.env.type != "tabletop":
+        _check(has_expert(cfg.env.type) or not cfg.sft.enabled or cfg.sft.checkpoint or cfg.policy.init_from,
+               f"the scripted-expert SFT exists for the tabletop and metaworld envs only: with env.type={cfg.env.type} "
+               "set sft.enabled=false, sft.checkpoint=DIR or policy.init_from=DIR")
         _check(ro.straggler_fraction == 0, "rollout.straggler_fraction needs the tabletop latency model "
                                            "(env.type=tabletop)")
     _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1,
@@ -304,6 +306,8 @@ def validate(cfg: Config) -> Config:
     try:
         cfg.env.tabletop.validate("env.tabletop")
         cfg.env.libero.validate("env.libero")
+        if cfg.env.type == "metaworld":  # its defaults are valid; checked only when used
+            cfg.env.metaworld.validate("env.metaworld")
         pol.validate()
         cfg.faults.validate()
     except ValueError as e:

@@ -111,6 +111,10 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         from rlvla3.envs.libero_config import preflight_gl
 
         preflight_gl()
+    if cfg.env.type == "metaworld":  # not installed: say which pip command installs it, once
+        from rlvla3.envs.metaworld_config import import_metaworld
+
+        import_metaworld()
     # rollout.nice > 0: workers start at nice 0 (the driver's), so the trainer outranks the
     # rollout by the whole offset instead of Ray's 15 + offset capped at 19
     backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb,

@@ -11,8 +11,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
-from rlvla3.envs.expert import expert_chunk
-from rlvla3.envs.tabletop import TabletopEnv
+from rlvla3.envs.config import TabletopConfig
+from rlvla3.envs.factory import expert_chunk, make_env
 
 
 @dataclass
@@ -30,8 +30,12 @@ class DemoSet:
 
 
 def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: int, seed: int) -> DemoSet:
-    # The latency model emulates a remote simulator for the RL workers; demonstrations need not wait for it.
-    env = TabletopEnv(replace(env_cfg, latency=replace(env_cfg.latency, kind="none")), seed=seed)
+    """Noisy scripted-expert episodes on the train initial states of every task, in any env
+    with an expert: the tabletop env's planner or MetaWorld's `metaworld.policies`."""
+    if isinstance(env_cfg, TabletopConfig):
+        # The latency model emulates a remote simulator for the RL workers; demonstrations need not wait for it.
+        env_cfg = replace(env_cfg, latency=replace(env_cfg.latency, kind="none"))
+    env = make_env(env_cfg, seed=seed)
     rng = np.random.default_rng(seed)
     imgs, props, instrs, chunks = [], [], [], []
     episodes = successes = steps = 0
@@ -52,6 +56,7 @@ def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: in
                 done = term or trunc
             episodes += 1
             successes += int(info["success"])
+    env.close()
     return DemoSet(np.stack(imgs), np.stack(props).astype(np.float32), instrs, np.stack(chunks), episodes, successes,
                    steps)
 

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from rlvla3.envs.factory import env_config
 from rlvla3.policies import build_policy
 from rlvla3.runtime.sft import collect_demos, train_sft
 
@@ -16,7 +17,7 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     torch.set_num_threads(max(1, cfg.run.torch_threads))
     policy = build_policy(cfg.policy)
     t0 = time.perf_counter()
-    demos = collect_demos(cfg.env.tabletop, s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1)
+    demos = collect_demos(env_config(cfg), s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1)
     t_collect = time.perf_counter() - t0
     say = logger.print if logger else print
     say(f"SFT: {demos.episodes} expert demos ({demos.successes} successful, {len(demos)} samples, "

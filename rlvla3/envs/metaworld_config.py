@@ -1,0 +1,166 @@
+"""MetaWorld settings (`env.metaworld.*`), the task instructions, and the process-wide
+benchmark cache. Importing this module does not import MetaWorld or MuJoCo."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+BENCHMARKS = ("MT1", "MT10", "MT50")
+# Cameras of metaworld 3.0.0's scene (3.1 adds corner4). corner* are defined upside down.
+CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
+UPSIDE_DOWN = ("corner", "corner2", "corner3")
+REWARDS = ("sparse", "dense")
+NUM_VARIATIONS = 50  # metaworld.MT*: 50 seeded variations (object and goal positions) per task
+PATH_LIMIT = 500  # MetaWorld's max_path_length: stepping past it raises
+INSTALL_HINT = "install it with `pip install -e .[metaworld]` (see docs/metaworld.md)"
+
+# One instruction per task, written for this project (MetaWorld has none).
+INSTRUCTIONS: Dict[str, str] = {
+    "assembly-v3": "put the ring onto the peg",
+    "basketball-v3": "dunk the ball into the basket",
+    "bin-picking-v3": "move the cube from one bin to the other",
+    "box-close-v3": "put the lid on the box",
+    "button-press-topdown-v3": "press the button from the top",
+    "button-press-topdown-wall-v3": "press the button behind the wall from the top",
+    "button-press-v3": "press the button",
+    "button-press-wall-v3": "press the button behind the wall",
+    "coffee-button-v3": "press the coffee machine's button",
+    "coffee-pull-v3": "pull the mug away from the coffee machine",
+    "coffee-push-v3": "push the mug under the coffee machine",
+    "dial-turn-v3": "turn the dial",
+    "disassemble-v3": "take the ring off the peg",
+    "door-close-v3": "close the door",
+    "door-lock-v3": "lock the door by turning the lock",
+    "door-open-v3": "open the door",
+    "door-unlock-v3": "unlock the door by turning the lock",
+    "hand-insert-v3": "push the block into the hole",
+    "drawer-close-v3": "close the drawer",
+    "drawer-open-v3": "open the drawer",
+    "faucet-open-v3": "turn the faucet on",
+    "faucet-close-v3": "turn the faucet off",
+    "hammer-v3": "hammer the nail into the wall",
+    "handle-press-side-v3": "press the handle down from the side",
+    "handle-press-v3": "press the handle down",
+    "handle-pull-side-v3": "pull the handle up from the side",
+    "handle-pull-v3": "pull the handle up",
+    "lever-pull-v3": "pull the lever up",
+    "pick-place-wall-v3": "pick up the puck and place it at the goal behind the wall",
+    "pick-out-of-hole-v3": "pick the puck out of the hole",
+    "pick-place-v3": "pick up the puck and place it at the goal",
+    "plate-slide-v3": "slide the plate into the net",
+    "plate-slide-side-v3": "slide the plate sideways into the net",
+    "plate-slide-back-v3": "slide the plate back out of the net",
+    "plate-slide-back-side-v3": "slide the plate sideways out of the net",
+    "peg-insert-side-v3": "insert the peg into the hole from the side",
+    "peg-unplug-side-v3": "unplug the peg from the side",
+    "soccer-v3": "kick the ball into the goal",
+    "stick-push-v3": "push the thermos with the stick",
+    "stick-pull-v3": "pull the thermos with the stick",
+    "push-v3": "push the puck to the goal",
+    "push-wall-v3": "push the puck around the wall to the goal",
+    "push-back-v3": "pull the puck back to the goal",
+    "reach-v3": "reach the goal with the gripper",
+    "reach-wall-v3": "reach over the wall to the goal",
+    "shelf-place-v3": "place the puck on the shelf",
+    "sweep-into-v3": "sweep the puck into the hole",
+    "sweep-v3": "sweep the puck off the table",
+    "window-open-v3": "slide the window open",
+    "window-close-v3": "slide the window closed",
+}
+
+
+@dataclass
+class MetaWorldConfig:
+    benchmark: str = "MT1"  # MT1 (one task: `task`) | MT10 | MT50
+    task: str = "reach-v3"  # MT1's task (the -v3 suffix may be left out)
+    task_names: List[str] = field(default_factory=list)  # MT10/MT50: a subset of their tasks; [] = all
+    camera: str = "corner2"  # corner | corner2 | corner3 (rotated upright) | topview | behindGripper | gripperPOV
+    image_size: int = 128  # square camera image
+    max_steps: int = 200  # low-level steps per episode (the experts need 45-105 on average); <= 500
+    reward: str = "sparse"  # sparse: 1 on success | dense: MetaWorld's shaped reward (0-10 per step)
+    num_init_states: int = 40  # of each task's 50 variations, this many train ...
+    num_eval_init_states: int = 10  # ... and this many held out for evaluation (disjoint)
+    split_seed: int = 0  # seed of the variations (metaworld.MT*(seed=...)) and of the train/eval split
+    render_substeps: bool = False  # render every sub-step of a chunk (videos) instead of only the last
+
+    def episode_steps(self) -> int:
+        return self.max_steps
+
+    def task_list(self) -> List[str]:
+        """The env names (`name-v3`) this config trains on, in benchmark order."""
+        if self.benchmark == "MT1":
+            return [_full_name(self.task)]
+        from metaworld import env_dict
+
+        names = list((env_dict.MT10_V3 if self.benchmark == "MT10" else env_dict.MT50_V3).keys())
+        if self.task_names:
+            return [_full_name(t) for t in self.task_names]
+        return names
+
+    def validate(self, prefix: str = "env.metaworld") -> "MetaWorldConfig":
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"{prefix}.benchmark must be one of {list(BENCHMARKS)}, got {self.benchmark!r}")
+        if self.camera not in CAMERAS:
+            raise ValueError(f"{prefix}.camera must be one of {list(CAMERAS)} (metaworld 3.0.0), got {self.camera!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"{prefix}.reward must be one of {list(REWARDS)}, got {self.reward!r}")
+        if not 16 <= self.image_size <= 512:
+            raise ValueError(f"{prefix}.image_size must be in [16, 512], got {self.image_size}")
+        if not 1 <= self.max_steps <= PATH_LIMIT:
+            raise ValueError(f"{prefix}.max_steps must be in [1, {PATH_LIMIT}] (MetaWorld raises past "
+                             f"{PATH_LIMIT} steps), got {self.max_steps}")
+        if self.num_init_states < 1 or self.num_eval_init_states < 1 or \
+                self.num_init_states + self.num_eval_init_states > NUM_VARIATIONS:
+            raise ValueError(f"{prefix}.num_init_states ({self.num_init_states}) and {prefix}.num_eval_init_states "
+                             f"({self.num_eval_init_states}) must be >= 1 and add up to at most {NUM_VARIATIONS} "
+                             "(each task's variations, split without overlap)")
+        known = set(INSTRUCTIONS)
+        if self.benchmark == "MT1":
+            names, key = [self.task], f"{prefix}.task"
+        else:
+            names, key = list(self.task_names), f"{prefix}.task_names"
+        bad = [t for t in names if _full_name(t) not in known]
+        if bad:
+            raise ValueError(f"{key}: unknown MetaWorld task(s) {bad}; known: {sorted(known)}")
+        if self.benchmark == "MT10" and names:
+            mt10 = {"reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+                    "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"}
+            out = [t for t in names if _full_name(t) not in mt10]
+            if out:
+                raise ValueError(f"{key}: {out} are not MT10 tasks; MT10: {sorted(mt10)}")
+        return self
+
+
+def _full_name(name: str) -> str:
+    name = str(name)
+    return name if name.endswith("-v3") else f"{name}-v3"
+
+
+_BENCH_LOCK = threading.Lock()
+_BENCH_CACHE: Dict[Tuple[str, str, int], object] = {}
+
+
+def import_metaworld():
+    from rlvla3.envs.libero_config import set_render_backend
+
+    set_render_backend()  # before MuJoCo is first imported
+    try:
+        import metaworld
+    except ImportError as e:
+        raise ImportError(f"MetaWorld is not installed ({e}); {INSTALL_HINT}") from e
+    return metaworld
+
+
+def benchmark(config: MetaWorldConfig):
+    """metaworld.MT1/MT10/MT50, built once per process (MT10 takes ~11 s, MT50 ~61 s) and shared."""
+    metaworld = import_metaworld()
+    key = (config.benchmark, _full_name(config.task) if config.benchmark == "MT1" else "", config.split_seed)
+    with _BENCH_LOCK:
+        if key not in _BENCH_CACHE:
+            if config.benchmark == "MT1":
+                _BENCH_CACHE[key] = metaworld.MT1(key[1], seed=config.split_seed)
+            else:
+                _BENCH_CACHE[key] = getattr(metaworld, config.benchmark)(seed=config.split_seed)
+        return _BENCH_CACHE[key]
