@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import warnings
@@ -77,8 +78,22 @@ def shared_renderer(name: str, model, size: int):
         r = mujoco.Renderer(model, size, size)
         r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        if not _RENDERERS:  # after mujoco.egl registered its own exit hook (eglTerminate), so this one runs first
+            atexit.register(_close_renderers)
         _RENDERERS[key] = r
     return _RENDERERS[key]
+
+
+def _close_renderers() -> None:
+    """At exit, before EGL is torn down (a renderer freed later by the garbage collector raises)."""
+    with _RENDER_LOCK:
+        for r in _RENDERERS.values():
+            try:
+                r.close()
+            except Exception:  # noqa: BLE001 - best effort at interpreter exit
+                pass
+        _RENDERERS.clear()
+
 
 
 class MetaWorldEnv:

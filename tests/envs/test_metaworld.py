@@ -125,3 +125,10 @@ def test_run_config_accepts_metaworld():
     with pytest.raises(ConfigError, match="env.metaworld.task"):
         load_config(["env.type=metaworld", "env.metaworld.task=nope", "env.metaworld.image_size=64",
                      "policy.tiny.image_size=64", "policy.tiny.action_dim=4"], preset=None)
+
+
+def test_smoke_preset_loads():
+    from rlvla3.runtime.config import load_config
+
+    cfg = load_config(["preset=metaworld-smoke"])
+    assert cfg.env.type == "metaworld" and cfg.env.metaworld.benchmark == "MT1" and cfg.sft.enabled
