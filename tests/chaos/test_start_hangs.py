@@ -43,6 +43,7 @@ def test_full_stops_with_exit_4_when_the_replacement_hangs_too(tmp_path):
     assert p.returncode == 4, p.stderr[-3000:]
     assert "a slot's first reset running for" in p.stderr and "restarts already spent" in p.stderr
     assert "hang_forever" in p.stdout + p.stderr  # its stack was printed
+    assert wall < 90, f"took {wall:.0f} s: the stop must come within 60 s of the deadline (plus start-up)"
 
 
 @pytest.mark.parametrize("mode", ["full"])  # sync starts its workers through the same start_session
@@ -52,3 +53,4 @@ def test_a_generator_that_never_starts_stops_the_run_with_exit_4(tmp_path, mode)
     assert p.returncode == 4, p.stderr[-3000:]
     assert "no answer within 20 s" in p.stderr and "Generator" in p.stderr
     assert "hang_forever" in p.stderr  # the generator's stack, stuck in its constructor
+    assert wall < 20 + 60, f"took {wall:.0f} s: the stop must come within 60 s of the 20 s deadline"
