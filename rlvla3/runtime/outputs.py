@@ -10,13 +10,25 @@ import numpy as np
 
 
 def save_curve(path: str, points: List[Tuple[int, float]], title: str, baseline: float | None = None,
-               train_points: List[Tuple[int, float]] | None = None) -> None:
+               train_points: List[Tuple[int, float]] | None = None,
+               wall_points: List[Tuple[float, float]] | None = None) -> None:
+    """Success against env steps; with `wall_points` ((RL-stage seconds, success), see
+    eval_curve.CLOCK) a second panel against wall-clock minutes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    if wall_points:
+        fig, (ax, axw) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, sharey=True)
+        xs, ys = zip(*wall_points)
+        axw.plot([x / 60 for x in xs], ys, "o-", color="C0", label="eval success (held-out init states)")
+        if baseline is not None:
+            axw.axhline(baseline, color="C3", ls="--", lw=1, label="SFT policy (eval)")
+        axw.set_xlabel("wall-clock minutes of the RL stage")
+        axw.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     if train_points:
         xs, ys = zip(*train_points)
         ax.plot(xs, ys, color="0.7", lw=1, label="rollout success (train init states)")

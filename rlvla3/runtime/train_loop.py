@@ -17,6 +17,7 @@ import numpy as np
 from rlvla3.core.experience import ExperienceStats
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import Config, envs_per_worker, to_yaml
+from rlvla3.runtime.eval_curve import CLOCK, EvalPoint
 from rlvla3.runtime.evaluation import EvalReport, evaluate
 from rlvla3.runtime.graceful import TrainerLost, stop_on_signals, trainer_alive
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
@@ -40,7 +41,11 @@ class LoopState:
     steps_skipped: int = 0
     wall_s_before: float = 0.0  # wall time of earlier (resumed) segments
     t_start: float = field(default_factory=time.time)
-    eval_points: List = field(default_factory=list)  # (env_steps, success)
+    eval_points: List = field(default_factory=list)  # (env_steps, success): kept for older readers
+    eval_curve: List[EvalPoint] = field(default_factory=list)  # the same evaluations, with the RL clock
+    rl_t0: float = 0.0  # time.time() when this segment's RL stage started; 0 = not yet (eval_curve.CLOCK)
+    rl_wall_s_before: float = 0.0  # RL-stage wall time of earlier (resumed) segments
+    eval_s: float = 0.0  # seconds spent in evaluations during RL
     train_points: List = field(default_factory=list)
     exp_totals: dict = field(default_factory=dict)
     trained_ids: List = field(default_factory=list)  # sample ids handed to the trainer (each once)
@@ -53,6 +58,14 @@ class LoopState:
     @property
     def wall_s(self) -> float:
         return self.wall_s_before + time.time() - self.t_start
+
+    @property
+    def rl_wall_s(self) -> float:
+        """The RL stage's clock (eval_curve.CLOCK): 0 until `start_rl_clock`."""
+        return self.rl_wall_s_before + (time.time() - self.rl_t0 if self.rl_t0 else 0.0)
+
+    def start_rl_clock(self) -> None:
+        self.rl_t0 = time.time()
 
     def should_stop(self) -> bool:
         r = self.cfg.run
@@ -98,15 +111,29 @@ class LoopState:
         e = self.cfg.eval
         n_eval = env_config(self.cfg).num_eval_init_states
         n_init = e.episodes_per_task or n_eval
+        t0, wall = time.time(), self.rl_wall_s
         report = evaluate(s.backend, s.eval_workers, s.generators, envs_per_worker(self.cfg.rollout),
                           s.instructions, min(n_init, n_eval), s.horizon,
                           e.deterministic, video_slots=videos, policy_version=s.published_version,
                           guard=s.eval_guard())
-        self.eval_points.append((self.env_steps, report.success_rate))
-        self.logger.log(self.train_steps, {"eval/success_rate": report.success_rate}, self.env_steps)
+        self.record_eval(stem, report.success_rate, wall, time.time() - t0)
         if save:
             report.save(self.run_dir, stem)
         return report
+
+    def record_eval(self, stem: str, success_rate: float, wall_s: float, duration_s: float) -> EvalPoint:
+        """One evaluation that started at RL-clock `wall_s` and took `duration_s`: into
+        eval_points, eval_curve and metrics.jsonl. Only evaluations on the running clock add to
+        eval_s (the SFT policy's is made before it starts)."""
+        p = EvalPoint(self.env_steps, wall_s, self.eval_s, duration_s, success_rate, self.train_steps, stem)
+        if self.rl_t0:
+            self.eval_s += duration_s
+        self.eval_points.append((self.env_steps, success_rate))
+        self.eval_curve.append(p)
+        self.logger.log(self.train_steps, {"eval/success_rate": success_rate, "eval/wall_s": round(wall_s, 3),
+                                           "eval/eval_s": round(p.eval_s, 3),
+                                           "eval/duration_s": round(duration_s, 3)}, self.env_steps)
+        return p
 
     def checkpoint(self) -> None:
         s = self.session
@@ -114,14 +141,20 @@ class LoopState:
                                                    "samples_trained", "steps_skipped")}
         counters["wall_s_before"] = self.wall_s
         counters["eval_points"] = [list(p) for p in self.eval_points]
+        counters["eval_curve"] = [p.to_json() for p in self.eval_curve]
+        counters["rl_wall_s_before"] = self.rl_wall_s
+        counters["eval_s"] = self.eval_s
         counters["train_points"] = [list(p) for p in self.train_points]
         s.backend.get(s.trainer.save.remote(os.path.join(self.run_dir, "checkpoints", "latest"), counters))
 
     def restore(self, counters: dict) -> None:
         for k in ("env_steps", "train_steps", "episodes", "successes", "samples_trained", "steps_skipped",
-                  "wall_s_before"):
+                  "wall_s_before", "rl_wall_s_before", "eval_s"):
             setattr(self, k, counters.get(k, getattr(self, k)))
         self.eval_points = [tuple(p) for p in counters.get("eval_points", [])]
+        # a checkpoint from before eval_curve: the same points, their clock unknown
+        self.eval_curve = [EvalPoint.from_json(p) for p in counters["eval_curve"]] if "eval_curve" in counters \
+            else [EvalPoint(int(e), None, 0.0, 0.0, float(r)) for e, r in self.eval_points]
         self.train_points = [tuple(p) for p in counters.get("train_points", [])]
 
 
@@ -170,6 +203,8 @@ def _summary(loop: LoopState, session: Session, run_dir: str) -> dict:
         "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
         "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
         "experience": loop.exp_totals, "eval_points": loop.eval_points, "async": loop.async_report,
+        "eval_curve": [p.to_json() for p in loop.eval_curve], "eval_curve_clock": CLOCK,
+        "rl_wall_s": round(loop.rl_wall_s, 2), "rl_eval_s": round(loop.eval_s, 2),
         "faults": loop.fault_report, "stopped_by": loop.stop_requested or None,
         "weights": session.weights.report() if session.weights is not None else {},
     }
@@ -220,9 +255,10 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: Loop
             sft_report = json.load(open(os.path.join(run_dir, "eval_sft.json")))["success_rate"]
         else:
             sft_report = loop.evaluate("eval_sft").success_rate
-            loop.eval_points.clear()
-            loop.eval_points.append((0, sft_report))
+            loop.eval_points[:] = [(0, sft_report)]
+            loop.eval_curve[:] = loop.eval_curve[-1:]
         logger.print(f"SFT policy: eval success rate {100 * sft_report:.1f}% on held-out initial states")
+        loop.start_rl_clock()
         _run_schedule_or_explain(session, loop)
         loop.checkpoint()
         if loop.stop_requested:  # graceful stop: checkpoint written, no final evaluation
@@ -238,7 +274,8 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: Loop
                      f"(SFT {100 * sft_report:.1f}%, change {100 * (final.success_rate - sft_report):+.1f} points)")
         save_curve(os.path.join(run_dir, "curve.png"), loop.eval_points,
                    f"{cfg.algo.name.upper()} ({cfg.run.mode}) on {cfg.env.type}", baseline=sft_report,
-                   train_points=loop.train_points)
+                   train_points=loop.train_points,
+                   wall_points=[(p.wall_s, p.success_rate) for p in loop.eval_curve if p.wall_s is not None])
         summary = {"sft_success_rate": sft_report, "final_success_rate": final.success_rate,
                    "improvement_points": 100 * (final.success_rate - sft_report), "videos": videos,
                    **_summary(loop, session, run_dir)}
