@@ -1,4 +1,4 @@
-"""The `rlvla3` command: train, sft, eval, bench.
+"""The `rlvla3` command: train, sft, eval, bench, bench-policy, bench-weights, plot-runs.
 
 Options after the subcommand are dotted config overrides (`algo.lr=3e-4`,
 `preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every key.
@@ -58,7 +58,32 @@ def _parser() -> argparse.ArgumentParser:
     bw.add_argument("--transports", default="object_store,collective")
     bw.add_argument("--publishes", type=int, default=5, help="timed publications per transport")
     bw.add_argument("overrides", nargs="*")
+    pr = sub.add_parser("plot-runs", help="held-out success of several runs by mode (sync, full, ...) against "
+                                          "wall-clock time or env steps, and a table beside it")
+    pr.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or folders holding runs)")
+    pr.add_argument("--out", required=True, help="figure path (FIG.png); the table goes to FIG.md")
+    pr.add_argument("--x", choices=("wall", "steps"), default="wall",
+                    help="wall: minutes of the RL stage's clock (default); steps: env steps")
+    pr.add_argument("--ref", default="sync", help="reference mode for 'time to reach its final success'")
+    pr.add_argument("--exclude-eval", action="store_true",
+                    help="subtract the in-RL evaluations' time from the wall clock")
+    pr.add_argument("--title", default="")
     return p
+
+
+def _plot_runs(args) -> int:
+    from rlvla3.runtime.plot_runs import plot_runs
+
+    try:
+        plot_runs(args.run_dirs, args.out, x=args.x, ref=args.ref, exclude_eval=args.exclude_eval, title=args.title,
+                  say=lambda m: print(m, file=sys.stderr))
+    except ValueError as e:
+        print(f"rlvla3 plot-runs: {e}", file=sys.stderr)
+        return 2
+    with open(os.path.splitext(args.out)[0] + ".md") as f:
+        print(f.read())
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _bench_weights(args) -> int:
@@ -127,6 +152,10 @@ def _bench(args) -> int:
 
 def main(argv=None) -> int:
     parser = _parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "plot-runs":  # run directories, no key=value overrides
+        return _plot_runs(parser.parse_args(argv))
     # key=value overrides may come before, between or after the options
     args, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if a.startswith("-") or "=" not in a]
