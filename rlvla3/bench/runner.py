@@ -24,15 +24,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import episode_lengths, slot_tracks, window_metrics, window_start
-from rlvla3.bench.workloads import workload_overrides
-from rlvla3.envs.factory import env_config
+from rlvla3.bench.workloads import bench_sft, workload_overrides
+from rlvla3.envs.factory import env_config, has_expert
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker, load_config
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
 from rlvla3.runtime.train_loop import LoopState, run_schedule
-
-BENCH_SFT = ["sft.demos_per_task=48", "sft.epochs=6"]  # a quick warm start: episodes of varying length
 
 
 def machine_info() -> dict:
@@ -46,11 +44,12 @@ def machine_info() -> dict:
 
 
 def bench_policy(cfg, out: str, say: Callable) -> str:
-    """A quickly behaviour-cloned policy (cached in OUT/sft_policy)."""
+    """A quickly behaviour-cloned policy (cached in OUT/sft_policy) where the env has a
+    scripted expert (tabletop, MetaWorld); a random one elsewhere (LIBERO)."""
     path = os.path.join(out, "sft_policy")
     if os.path.isfile(os.path.join(path, "model.safetensors")):
         return path
-    if cfg.env.type != "tabletop":  # the scripted expert exists only for the built-in env
+    if not has_expert(cfg.env.type):
         from rlvla3.policies import build_policy
 
         say(f"bench: no SFT for env.type={cfg.env.type}: a randomly initialised policy (pass --policy DIR to "
@@ -323,7 +322,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     from rlvla3.bench.report import write_outputs
 
     os.makedirs(out, exist_ok=True)
-    base_cfg = load_config(workload_overrides(workload, modes[0], BENCH_SFT + overrides))
+    base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
     policy_dir = policy or bench_policy(base_cfg, out, say)
     head = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="", help="where to write eval.json / eval.md / videos (default: policy dir)")
     e.add_argument("overrides", nargs="*")
     bn = sub.add_parser("bench", help="throughput of every mode side by side, stage bounds, timeline")
-    bn.add_argument("--workload", default="tabletop-emulated", help="tabletop | tabletop-emulated | libero")
+    bn.add_argument("--workload", default="tabletop-emulated", help="tabletop | tabletop-emulated | libero | metaworld")
     bn.add_argument("--modes", default="sync,sync-best,async-train,async-rollout,full",
                     help="comma-separated modes; sync first gives ratio_to_sync")
     bn.add_argument("--seconds", type=float, default=60.0, help="measured steady-state seconds per mode")

@@ -31,6 +31,9 @@ def test_vocabulary_tells_the_ten_tasks_apart():
     assert len(names) == 10
     ids = WordTokenizer(t.vocab, t.max_instruction_tokens).encode([INSTRUCTIONS[n] for n in names])
     assert not (ids == UNK).any() and len({tuple(r) for r in ids}) == 10
+    from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB
+
+    assert t.vocab[:len(DEFAULT_VOCAB)] == DEFAULT_VOCAB  # "on" stays a word (YAML reads a bare on as true)
 
 
 def test_mt10_builds_and_every_task_resets_and_steps():
