@@ -182,6 +182,11 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
         groups.setdefault(r.mode, []).append(r)
     if not groups:
         raise ValueError("no run with evaluations among " + ", ".join(run_dirs))
+    from rlvla3.runtime.config import MODES
+
+    # the schedules in the ablation's order (sync first), whatever order the folders came in
+    order = {m: i for i, m in enumerate(MODES)}
+    groups = dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     if ref not in groups:
         say(f"plot-runs: no {ref} run; the reference mode is {sorted(groups)[0]}")
         ref = sorted(groups)[0]
