@@ -215,25 +215,27 @@ def _save_trained_ids(loop: LoopState, run_dir: str) -> None:
     np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
 
 
+def _last_checkpoint_hint(loop: LoopState) -> str:
+    ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
+    return f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
+        if os.path.isdir(ckpt) else "no checkpoint was written yet"
+
+
 def _run_schedule_or_explain(session: Session, loop: LoopState) -> None:
-    """A dead trainer ends the run with a message naming the last checkpoint, not a hang."""
+    """A dead trainer, or a worker past its deadline, ends the run with a message naming the
+    last checkpoint, not a hang."""
     from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
 
     try:
         run_schedule(session, loop)
     except (RemoteTimeout, WorkersLost) as e:
-        ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
-        where = f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
-            if os.path.isdir(ckpt) else "no checkpoint was written yet"
-        raise type(e)(f"{e}\nat env step {loop.env_steps:,} after {loop.train_steps} optimizer steps; {where}") from e
+        raise type(e)(f"{e}\nat env step {loop.env_steps:,} after {loop.train_steps} optimizer steps; "
+                      f"{_last_checkpoint_hint(loop)}") from e
     except Exception as e:
         if trainer_alive(session):
             raise
-        ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
-        where = f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
-            if os.path.isdir(ckpt) else "no checkpoint was written yet"
         raise TrainerLost(f"the trainer process died at env step {loop.env_steps:,} after {loop.train_steps} "
-                          f"optimizer steps ({type(e).__name__}); {where}") from e
+                          f"optimizer steps ({type(e).__name__}); {_last_checkpoint_hint(loop)}") from e
 
 
 def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: LoopState) -> dict:
