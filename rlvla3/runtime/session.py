@@ -167,17 +167,18 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
     s.weights = WeightPublisher(s)
     s.weights.open()
-    wait_started(s)
-    s.instructions = backend.get(s.eval_workers[0].task_instructions.remote(), what="task_instructions",
-                                 actors=s.eval_workers[:1])
+    s.instructions = wait_started(s)
     return s
 
 
-def wait_started(s: Session) -> None:
+def wait_started(s: Session) -> List[str]:
     """Every worker built (simulators, models, CUDA/EGL contexts) within faults.start_timeout_s;
     otherwise RemoteTimeout names the ones still starting, with their Python stacks. Later
-    deadlines (step, request) then measure work, not a slow start."""
-    workers = s.env_workers + s.eval_workers
+    deadlines (step, request) then measure work, not a slow start. Returns the task
+    instructions (those of the first evaluation worker)."""
+    workers = s.eval_workers + s.env_workers
     models = list(s.generators) + ([s.trainer] if s.trainer is not None else [])
     refs = [w.task_instructions.remote() for w in workers] + [m.get_version.remote() for m in models]
-    s.backend.get(refs, timeout_s=s.cfg.faults.start_timeout_s, what="start of the workers", actors=workers + models)
+    out = s.backend.get(refs, timeout_s=s.cfg.faults.start_timeout_s, what="start of the workers",
+                        actors=workers + models)
+    return out[0]
