@@ -282,9 +282,18 @@ class MetaWorldEnv:
         if name not in self._envs:
             env = self._classes[name]()  # render_mode None: rendering goes through the shared renderer
             env.seed(self._seed)
+            self._place_camera(env.model)
             self._envs[name] = env
         self._env, self._env_name = self._envs[name], name
         return self._env
+
+    def _place_camera(self, model) -> None:
+        pos = self.config.camera_position()
+        if pos:
+            import mujoco
+
+            cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.config.camera)
+            model.cam_pos[cam] = pos
 
     def _render(self) -> np.ndarray:
         env, size, cam = self._env, self.config.image_size, self.config.camera

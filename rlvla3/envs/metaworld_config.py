@@ -11,6 +11,10 @@ BENCHMARKS = ("MT1", "MT10", "MT50")
 # Cameras of metaworld 3.0.0's scene (3.1 adds corner4). corner* are defined upside down.
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 UPSIDE_DOWN = ("corner", "corner2", "corner3")
+# corner2 as defined sits ~1.6 m from the table: at 64-128 px the goal marker is 1-3 px and the
+# puck a few more. Moved to this position (the camera's orientation unchanged), the table fills
+# the frame; the same placement is common in image-based MetaWorld work.
+ZOOMED_CAMERA_POS: Dict[str, Tuple[float, float, float]] = {"corner2": (0.75, 0.075, 0.7)}
 REWARDS = ("sparse", "dense")
 NUM_VARIATIONS = 50  # metaworld.MT*: 50 seeded variations (object and goal positions) per task
 PATH_LIMIT = 500  # MetaWorld's max_path_length: stepping past it raises
@@ -77,6 +81,10 @@ class MetaWorldConfig:
     task: str = "reach-v3"  # MT1's task (the -v3 suffix may be left out)
     task_names: List[str] = field(default_factory=list)  # MT10/MT50: a subset of their tasks; [] = all
     camera: str = "corner2"  # corner | corner2 | corner3 (rotated upright) | topview | behindGripper | gripperPOV
+    # The camera's position in metres: [] = the default (corner2 moved close to the table,
+    # ZOOMED_CAMERA_POS; other cameras as the XML defines them); or [x, y, z] for the chosen camera
+    # (corner2's own XML position is [1.3, -0.2, 1.1]). Its orientation is never changed.
+    camera_pos: List[float] = field(default_factory=list)
     image_size: int = 128  # square camera image
     max_steps: int = 200  # low-level steps per episode (the experts need 45-105 on average); <= 500
     reward: str = "sparse"  # sparse: 1 on success | dense: MetaWorld's shaped reward (0-10 per step)
@@ -84,6 +92,12 @@ class MetaWorldConfig:
     num_eval_init_states: int = 10  # ... and this many held out for evaluation (disjoint)
     split_seed: int = 0  # seed of the variations (metaworld.MT*(seed=...)) and of the train/eval split
     render_substeps: bool = False  # render every sub-step of a chunk (videos) instead of only the last
+
+    def camera_position(self) -> Tuple[float, ...]:
+        """Where the camera is put, or () to leave the XML's position."""
+        if self.camera_pos:
+            return tuple(float(v) for v in self.camera_pos)
+        return ZOOMED_CAMERA_POS.get(self.camera, ())
 
     def episode_steps(self) -> int:
         return self.max_steps
@@ -104,6 +118,9 @@ class MetaWorldConfig:
             raise ValueError(f"{prefix}.benchmark must be one of {list(BENCHMARKS)}, got {self.benchmark!r}")
         if self.camera not in CAMERAS:
             raise ValueError(f"{prefix}.camera must be one of {list(CAMERAS)} (metaworld 3.0.0), got {self.camera!r}")
+        if len(self.camera_pos) not in (0, 3):
+            raise ValueError(f"{prefix}.camera_pos must be [] (the default placement) or [x, y, z] in metres, "
+                             f"got {self.camera_pos!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"{prefix}.reward must be one of {list(REWARDS)}, got {self.reward!r}")
         if not 16 <= self.image_size <= 512:

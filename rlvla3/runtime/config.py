@@ -166,6 +166,7 @@ class SFTConfig:
     checkpoint: str = ""  # reuse an SFT checkpoint instead of training one
     demos_per_task: int = 8  # expert episodes per task (train initial states)
     noise_std: float = 0.2  # expert action noise (demonstration diversity)
+    collect_workers: int = 0  # processes collecting the demos; 0 = as many as rollout.num_env_workers
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
@@ -299,8 +300,9 @@ def validate(cfg: Config) -> Config:
                "set sft.enabled=false, sft.checkpoint=DIR or policy.init_from=DIR")
         _check(ro.straggler_fraction == 0, "rollout.straggler_fraction needs the tabletop latency model "
                                            "(env.type=tabletop)")
-    _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1,
-           "sft.epochs must be >= 0, sft.demos_per_task and sft.batch_size >= 1")
+    _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1
+           and cfg.sft.collect_workers >= 0,
+           "sft.epochs and sft.collect_workers must be >= 0, sft.demos_per_task and sft.batch_size >= 1")
     for path_key, path in [("policy.init_from", cfg.policy.init_from), ("sft.checkpoint", cfg.sft.checkpoint)]:
         _check(not path or os.path.isdir(path), f"{path_key} points to {path!r}, which is not a directory")
     try:

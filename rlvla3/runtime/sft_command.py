@@ -8,7 +8,8 @@ import torch
 
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import build_policy
-from rlvla3.runtime.sft import collect_demos, train_sft
+from rlvla3.runtime.demos import collect_demos
+from rlvla3.runtime.sft import train_sft
 
 
 def run_sft(cfg, out_dir: str, logger=None) -> dict:
@@ -16,12 +17,21 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     torch.manual_seed(cfg.run.seed)
     torch.set_num_threads(max(1, cfg.run.torch_threads))
     policy = build_policy(cfg.policy)
-    t0 = time.perf_counter()
-    demos = collect_demos(env_config(cfg), s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1)
-    t_collect = time.perf_counter() - t0
     say = logger.print if logger else print
+    workers = s.collect_workers or cfg.rollout.num_env_workers
+    t0 = last = time.perf_counter()
+
+    def progress(done: int, total: int, _part) -> None:
+        nonlocal last
+        if time.perf_counter() - last >= 10 or done == total:  # long collections show they are alive
+            last = time.perf_counter()
+            say(f"SFT: {done}/{total} demos collected ({last - t0:.0f}s)")
+
+    demos = collect_demos(env_config(cfg), s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1,
+                          workers=workers, unit_timeout_s=cfg.faults.call_timeout_s, progress=progress)
+    t_collect = time.perf_counter() - t0
     say(f"SFT: {demos.episodes} expert demos ({demos.successes} successful, {len(demos)} samples, "
-        f"{demos.env_steps} env steps) collected in {t_collect:.1f}s")
+        f"{demos.env_steps} env steps) collected in {t_collect:.1f}s by up to {workers} processes")
     log = (lambda e, m: logger.log(e, m, 0)) if logger else None
     t0 = time.perf_counter()
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log)

@@ -92,6 +92,26 @@ def test_substep_frames_and_dense_reward():
         e.close()
 
 
+def test_corner2_is_moved_close_to_the_table_unless_told_otherwise(env):
+    import mujoco
+
+    model = env._env_for("push-v3").model
+    cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "corner2")
+    np.testing.assert_allclose(model.cam_pos[cam], [0.75, 0.075, 0.7])
+    far = MetaWorldEnv(MetaWorldConfig(task="push", image_size=64, camera_pos=[1.3, -0.2, 1.1]))
+    try:
+        near_img, _ = env.reset(options={"task_id": 0, "init_id": 2})
+        far_img, _ = far.reset(options={"task_id": 0, "init_id": 2})
+        wood = lambda im: ((im[..., 0].astype(int) - im[..., 1] > 15) & (im[..., 1].astype(int) - im[..., 2] > 10)).mean()  # noqa: E731
+        # close up, the wooden table fills much more of the frame than from corner2's own place
+        assert wood(near_img["image"]) > 1.5 * wood(far_img["image"])
+    finally:
+        far.close()
+    assert MetaWorldConfig(camera="topview").camera_position() == ()  # other cameras: the XML's place
+    with pytest.raises(ValueError, match="camera_pos"):
+        MetaWorldConfig(camera_pos=[1.0, 2.0]).validate()
+
+
 def test_split_is_disjoint_and_seeded(env):
     train, held_out = split_variations(40, 10, 0, 0)
     assert len(set(train)) == 40 and len(set(held_out)) == 10 and not set(train) & set(held_out)
