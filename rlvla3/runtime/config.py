@@ -177,6 +177,7 @@ class EvalConfig:
     episodes_per_task: int = 0  # held-out initial states per task; 0 = all of them
     every_steps: int = 0  # evaluate every N optimizer steps during training; 0 = only at the end
     deterministic: bool = True  # greedy actions at evaluation
+    repeats: int = 1  # episodes per held-out initial state (sampled actions only): narrows the estimate
     videos: int = 4  # rollout videos saved per evaluation
     num_workers: int = 2  # env workers used by evaluation
 
@@ -300,6 +301,9 @@ def validate(cfg: Config) -> Config:
                "set sft.enabled=false, sft.checkpoint=DIR or policy.init_from=DIR")
         _check(ro.straggler_fraction == 0, "rollout.straggler_fraction needs the tabletop latency model "
                                            "(env.type=tabletop)")
+    _check(cfg.eval.repeats >= 1 and (cfg.eval.repeats == 1 or not cfg.eval.deterministic),
+           f"eval.repeats must be >= 1, and 1 with eval.deterministic=true (greedy episodes from one initial "
+           f"state repeat exactly), got {cfg.eval.repeats}")
     _check(cfg.sft.epochs >= 0 and cfg.sft.demos_per_task >= 1 and cfg.sft.batch_size >= 1
            and cfg.sft.collect_workers >= 0,
            "sft.epochs and sft.collect_workers must be >= 0, sft.demos_per_task and sft.batch_size >= 1")

@@ -20,7 +20,7 @@ def run_eval(cfg, policy_dir: str, out_dir: str) -> EvalReport:
         n_init = min(e.episodes_per_task or n_eval, n_eval)
         report = evaluate(session.backend, session.eval_workers, session.generators, envs_per_worker(cfg.rollout),
                           session.instructions, n_init, session.horizon, e.deterministic, video_slots=e.videos,
-                          policy_version=version, guard=session.eval_guard())
+                          policy_version=version, guard=session.eval_guard(), repeats=e.repeats)
         report.save(out_dir, "eval")
         save_videos(os.path.join(out_dir, "videos"), report.frames)
         return report

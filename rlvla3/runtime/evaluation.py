@@ -44,11 +44,11 @@ class EvalReport:
 
 def evaluate(backend, workers, generators, slots_per_worker: int, instructions: List[str], num_init_states: int,
              horizon: int, deterministic: bool = True, video_slots: int = 0, split: str = "eval",
-             policy_version: int = 0, guard=None, max_tries: int = 3) -> EvalReport:
-    """Run every (task, held-out init) pair once, in waves over the available slots. Pairs
-    whose episode was lost (a worker died or hung, or the env failed) are run again, up to
+             policy_version: int = 0, guard=None, max_tries: int = 3, repeats: int = 1) -> EvalReport:
+    """Run every (task, held-out init) pair `repeats` times, in waves over the available slots.
+    Pairs whose episode was lost (a worker died or hung, or the env failed) are run again, up to
     `max_tries` times; the report counts only finished episodes."""
-    pending = [(t, i) for t in range(len(instructions)) for i in range(num_init_states)]
+    pending = [(t, i) for t in range(len(instructions)) for i in range(num_init_states) for _ in range(repeats)]
     tries: Dict[tuple, int] = {}
     total_slots = len(workers) * slots_per_worker
     outcomes, frames, first = [], {}, True

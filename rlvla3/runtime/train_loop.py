@@ -115,7 +115,7 @@ class LoopState:
         report = evaluate(s.backend, s.eval_workers, s.generators, envs_per_worker(self.cfg.rollout),
                           s.instructions, min(n_init, n_eval), s.horizon,
                           e.deterministic, video_slots=videos, policy_version=s.published_version,
-                          guard=s.eval_guard())
+                          guard=s.eval_guard(), repeats=e.repeats)
         self.record_eval(stem, report.success_rate, wall, time.time() - t0)
         if save:
             report.save(self.run_dir, stem)

@@ -82,6 +82,16 @@ def test_eval_writes_per_task_success_and_a_readable_video(sft_policy, tmp_path)
     assert max(float(np.std(f)) for f in frames) > 0  # a scene, not blank frames
 
 
+def test_eval_repeats_run_each_held_out_state_several_times(sft_policy, tmp_path):
+    out = str(tmp_path / "eval")
+    rlvla3("eval", "--policy", sft_policy, "--out", out, *TINY, "eval.repeats=3", "eval.deterministic=false",
+           "eval.videos=0")
+    with open(os.path.join(out, "eval.json")) as f:
+        report = json.load(f)
+    assert [row["episodes"] for row in report["per_task"].values()] == [6, 6, 6]  # 2 held-out states x 3
+    assert report["episodes"] == 18
+
+
 def test_bench_policy_reports_positive_throughputs(tmp_path):
     out = str(tmp_path / "bp")
     stdout = rlvla3("bench-policy", "--out", out, "--label", "tiny", "--batches", "1,4", "--micro-batches", "4",

@@ -66,3 +66,13 @@ def test_libero_config_is_checked_against_the_policy():
         load_config(ok + ["env.libero.suite=libero_99"])
     with pytest.raises(ConfigError, match="straggler"):
         load_config(ok + ["rollout.straggler_fraction=0.2"])
+
+
+def test_eval_repeats_need_sampled_actions():
+    from rlvla3.runtime.config import ConfigError, load_config
+
+    assert load_config(["eval.repeats=4", "eval.deterministic=false"], preset="tiny-test").eval.repeats == 4
+    with pytest.raises(ConfigError, match="eval.repeats"):
+        load_config(["eval.repeats=4", "eval.deterministic=true"], preset="tiny-test")
+    with pytest.raises(ConfigError, match="eval.repeats"):
+        load_config(["eval.repeats=0", "eval.deterministic=false"], preset="tiny-test")
