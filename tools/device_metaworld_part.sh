@@ -15,5 +15,6 @@ find "$assets" -type f ! -name '*.xml' | while read -r f; do
 done
 rm -rf "$TMP"/site/*.dist-info
 mkdir -p "$OUT" && tar cJf "$OUT/rlvla3-mw.tar.xz" -C "$TMP/site" .
+cp ../shared/device/stage.sh ../shared/device/setup.sh "$OUT"/  # so a call carrying only this part can stage it
 rm -rf "$TMP"
 du -sh "$OUT/rlvla3-mw.tar.xz"
