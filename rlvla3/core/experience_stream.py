@@ -1,29 +1,24 @@
 """The experience stream: everything between admitting an episode and training on its samples.
 
-One pure object (no Ray, no I/O), used by every schedule:
-- admission: a *group* of episodes (GRPO: `group_size` episodes of one task and initial
-  state; PPO: one episode) starts only within the staleness window (`core/staleness.py`),
-  spread over the least-loaded env workers;
-- in-flight accounting, in one place: which worker runs how many episodes of which group.
-  A group settles its staleness reservation when its last episode is delivered or lost; a
-  GRPO group that lost an episode can never complete, so its other episodes are dropped;
-- assembly: episodes become samples once (GAE for PPO, GRPO groups when complete);
-- the sample queue and freshness: the trainer takes exact-size batches of samples at most
-  eta versions old; stale samples are dropped and counted, never silent.
-The policy version is the trainer's: the schedule passes it in (`set_version`).
+One pure object, used by every schedule. It admits *groups* of episodes (GRPO: `group_size`
+episodes of one task and initial state; PPO: one episode) within the staleness window
+(`core/staleness.py`); counts, in one place, which worker runs how many episodes of which
+group (a group settles its reservation when its last episode is delivered or lost; a GRPO
+group that lost one can never complete, so its others are dropped); turns episodes into
+samples once; and hands the trainer exact-size batches of samples at most eta versions old
+(stale ones dropped and counted). The policy version is the trainer's (`set_version`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
 from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
-from rlvla3.core.sample_queue import SampleQueue
 from rlvla3.core.staleness import StalenessController
 from rlvla3.core.stats import Histogram
 from rlvla3.core.types import Episode, SampleBatch
@@ -33,8 +28,8 @@ from rlvla3.core.types import Episode, SampleBatch
 class StreamSettings:
     algo: str  # ppo | grpo
     group_size: int  # GRPO episodes per group
-    horizon: int  # most decisions of one episode
-    staleness: int  # eta: most policy versions a trained sample may lag
+    horizon: int  # most decisions (samples) of one episode
+    staleness: int  # eta, in policy versions
     global_batch: int  # samples per policy version
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -54,11 +49,11 @@ class StreamSettings:
 
 @dataclass
 class StreamStatus:
-    """A snapshot for logs and summary.json (samples are policy decisions)."""
+    """A snapshot for logs and summary.json (`status`), or the last one (`drain`)."""
 
     version: int
-    samples_waiting: int  # in the queue, ready for the trainer
-    samples_reserved: int  # the staleness window's count (core/staleness.py)
+    samples_waiting: int  # in the queue
+    samples_reserved: int  # the staleness window's count
     groups_in_flight: int
     episodes_in_flight: int  # admitted, neither delivered nor lost
     samples_produced: int
@@ -69,16 +64,7 @@ class StreamStatus:
     episodes_late: int  # delivered but not in flight (their group had settled): ignored
     queue_high_water: int
     staleness_mean: float  # versions behind, of the samples taken for the trainer
-    staleness_hist: Dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class StreamDrain:
-    """What the stream still held when it was drained at the end of a run."""
-
-    samples_left: int  # waited in the queue, never trained
-    groups_in_flight: int
-    episodes_in_flight: int
+    staleness_hist: Dict[int, int]
 
 
 @dataclass
@@ -102,7 +88,8 @@ class ExperienceStream:
         self.window.set_version(version)
         self.assembler = GroupAssembler(settings.group_size, settings.gamma, settings.filter_degenerate_groups,
                                         settings.grpo_discount) if self.grpo else None
-        self.queue = SampleQueue()
+        self.queue: Deque[SampleBatch] = deque()  # samples waiting for the trainer, in arrival order
+        self.samples_waiting = self.samples_produced = self.queue_high_water = 0
         self.groups: Dict[str, _Group] = {}
         self.staleness = Histogram()
         self.episodes_dropped = self.episodes_dropped_with_group = self.episodes_late = 0
@@ -137,8 +124,7 @@ class ExperienceStream:
         return out
 
     def assign(self, n: int) -> List[EpisodeAssignment]:
-        """`n` episodes outside the window and the accounting: a lock-step rollout runs a
-        fixed number and hands back all its episodes at once (`rollout_samples`)."""
+        """`n` episodes outside the window and the accounting, for a lock-step rollout."""
         return self.sampler.draw(n)
 
     # --- episodes in, samples out -------------------------------------------------------
@@ -182,14 +168,14 @@ class ExperienceStream:
                     ppo_samples([ep], self.settings.gamma, self.settings.gae_lambda)
                 stats.merge(st)
                 if batch is not None:
-                    self.queue.put(batch)
+                    self._put(batch)
                     group.produced += len(batch)
             self._settle_if_done(ep.group_key)
         return stats
 
     def rollout_samples(self, episodes: List[Episode]) -> Tuple[Optional[SampleBatch], ExperienceStats]:
-        """Samples of one lock-step rollout's episodes, all at once: GRPO keeps the complete
-        groups this stream's sampler started and drops the others' episodes (counted)."""
+        """Samples of one lock-step rollout: GRPO keeps the complete groups of this stream's
+        sampler and drops the others' episodes (counted)."""
         s = self.settings
         if not self.grpo:
             return ppo_samples(episodes, s.gamma, s.gae_lambda)
@@ -204,25 +190,50 @@ class ExperienceStream:
             del self.groups[key]
 
     # --- the trainer's side -------------------------------------------------------------
-    @property
-    def samples_waiting(self) -> int:
-        return self.queue.size
+    def _put(self, batch: SampleBatch, front: bool = False) -> None:
+        if len(batch):
+            (self.queue.appendleft if front else self.queue.append)(batch)
+            self.samples_waiting += len(batch)
+            self.samples_produced += 0 if front else len(batch)
+            self.queue_high_water = max(self.queue_high_water, self.samples_waiting)
+
+    def _pop(self, n: int) -> SampleBatch:
+        """The next n samples, fresh or not (n <= samples_waiting)."""
+        out, need = [], n
+        while need > 0:
+            head = self.queue.popleft()
+            if len(head) > need:
+                self.queue.appendleft(head.take(np.arange(need, len(head))))
+                head = head.take(np.arange(need))
+            out.append(head)
+            need -= len(head)
+        self.samples_waiting -= n
+        return SampleBatch.concat(out)
 
     def take(self, n: int) -> Optional[SampleBatch]:
-        """Exactly n fresh samples in queue order (stale ones dropped, counted and replaced by
-        the next), or None when the queue runs out first."""
-        batch = self.queue.take_fresh(n, self._fresh)
-        if batch is not None:
-            for v in batch.versions:
-                self.staleness.add(int(self.version - v))
-        return batch
-
-    def _fresh(self, batch: SampleBatch) -> SampleBatch:
-        mask = self.window.filter(batch.versions)
-        dropped = int((~mask).sum())
-        if dropped:
-            self.window.refund(dropped)  # they will never reach the trainer
-            batch = batch.take(np.flatnonzero(mask))
+        """Exactly n samples at most eta versions old, in queue order: stale ones are dropped
+        (counted, their reservation refunded) and replaced by the next. None when the queue
+        runs out first: what passed goes back to the front. Exact sizes give the trainer a few
+        tensor shapes, not a new one at every drop: oneDNN keeps kernels and scratch memory per
+        shape, and sizes that varied with the drops grew the trainer's heap for hours
+        (docs/reliability/README.md, "Trainer heap and micro-batch shapes")."""
+        parts, have = [], 0
+        while have < n and self.samples_waiting >= n - have:
+            part = self._pop(n - have)
+            mask = self.window.filter(part.versions)
+            if not mask.all():
+                self.window.refund(int((~mask).sum()))  # they will never reach the trainer
+                part = part.take(np.flatnonzero(mask))
+            if len(part):
+                parts.append(part)
+                have += len(part)
+        batch = SampleBatch.concat(parts) if len(parts) > 1 else (parts[0] if parts else None)
+        if have < n:
+            if batch is not None:
+                self._put(batch, front=True)
+            return None
+        for v in batch.versions:
+            self.staleness.add(int(self.version - v))
         return batch
 
     def queue_bound(self, running_envs: int) -> int:
@@ -233,26 +244,23 @@ class ExperienceStream:
         return (s.staleness + 1) * s.global_batch + self.max_group_samples + running_envs * s.horizon
 
     # --- reports ------------------------------------------------------------------------
+    def _in_flight(self) -> int:
+        return sum(sum(g.running.values()) for g in self.groups.values())
+
     def status(self) -> StreamStatus:
         c = self.window.counters
-        return StreamStatus(
-            version=self.version, samples_waiting=self.queue.size, samples_reserved=self.window.reserved,
-            groups_in_flight=len(self.groups), episodes_in_flight=sum(sum(g.running.values()) for g in
-                                                                     self.groups.values()),
-            samples_produced=self.queue.total_put, samples_dropped_stale=c.dropped_samples,
-            admission_refused=c.refused, episodes_dropped=self.episodes_dropped,
-            episodes_dropped_with_group=self.episodes_dropped_with_group, episodes_late=self.episodes_late,
-            queue_high_water=self.queue.high_water, staleness_mean=self.staleness.mean(),
-            staleness_hist=self.staleness.as_dict())
+        return StreamStatus(self.version, self.samples_waiting, self.window.reserved, len(self.groups),
+                            self._in_flight(), self.samples_produced, c.dropped_samples, c.refused,
+                            self.episodes_dropped, self.episodes_dropped_with_group, self.episodes_late,
+                            self.queue_high_water, self.staleness.mean(), self.staleness.as_dict())
 
-    def drain(self) -> StreamDrain:
-        """End of the run: empty the queue and forget the groups in flight (their
-        reservations refunded); what was left is returned, not trained."""
-        left = StreamDrain(self.queue.size, len(self.groups),
-                           sum(sum(g.running.values()) for g in self.groups.values()))
-        if self.queue.size:
-            self.window.refund(self.queue.size)
-            self.queue.take(self.queue.size)
+    def drain(self) -> StreamStatus:
+        """End of the run: the status, then the queue emptied and the groups in flight forgotten
+        (reservations refunded): what was waiting or in flight is never trained."""
+        left = self.status()
+        self.window.refund(self.samples_waiting)
+        self.queue.clear()
+        self.samples_waiting = 0
         for group in self.groups.values():
             self.window.refund(group.reserved)
         self.groups.clear()

@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, pending_bootstrap, set_bootstrap
 from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
+from rlvla3.core.stats import Timers
 from rlvla3.core.types import Episode
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
@@ -32,15 +33,13 @@ from rlvla3.runtime.trainer_feed import TrainerFeed
 
 @dataclass
 class _Interval:
-    """What happened since the last metrics record; seconds of the driver's time per stage."""
+    """What happened since the last metrics record, and the time of each stage (docs/metrics.md)."""
 
     t0: float = field(default_factory=time.perf_counter)
     outcomes: list = field(default_factory=list)
     exp: ExperienceStats = field(default_factory=ExperienceStats)
     results: list = field(default_factory=list)
-    poll_s: float = 0.0  # env workers' status and finished episodes, admission, restarts
-    experience_s: float = 0.0  # episodes into samples (bootstrap values included)
-    trainer_idle_s: float = 0.0  # no trainer call in flight: the trainer waited for samples
+    timers: Timers = field(default_factory=Timers)
 
 
 class AsyncSchedule:
@@ -73,14 +72,15 @@ class AsyncSchedule:
             while not self.training.should_stop():
                 t_tick = time.perf_counter()
                 if not self.feed.busy:  # nothing in flight since the last tick: the trainer waited
-                    interval.trainer_idle_s += t_tick - t_last
+                    interval.timers.record("trainer_idle", t_tick - t_last)
                 t_last = t_tick
                 if t_tick - last_poll >= r.poll_ms / 1000.0:  # one round trip per env worker
                     last_poll = t_tick
-                    statuses, drains = self.sup.poll()  # also replaces dead or hung workers
-                    self.admit(statuses)
-                    interval.poll_s += time.perf_counter() - t_tick
-                    self.collect(drains, interval)
+                    with interval.timers("poll"):
+                        statuses, drains = self.sup.poll()  # also replaces dead or hung workers
+                        self.admit(statuses)
+                    with interval.timers("experience"):
+                        self.collect(drains, interval)
                 progressed = self.update_policy(interval)
                 progressed = self.feed.feed() or progressed
                 if time.perf_counter() - interval.t0 >= 1.0 or interval.results:
@@ -106,7 +106,7 @@ class AsyncSchedule:
     def collect(self, drains: List[Optional[dict]], interval: _Interval) -> None:
         """The finished episodes of every live worker into the stream (None: a replaced worker,
         whose episodes the stream was told it lost)."""
-        t0, delivered = time.perf_counter(), []
+        delivered = []
         for w, d in enumerate(drains):
             if d is None:
                 continue
@@ -122,7 +122,6 @@ class AsyncSchedule:
         if self.stream.episodes_late > late:
             print(f"{self.stream.episodes_late - late} episodes not in flight (their group had settled): ignored",
                   flush=True)
-        interval.experience_s += time.perf_counter() - t0
 
     def _bootstrap(self, delivered: List[Tuple[int, Episode]]) -> List[Tuple[int, Episode]]:
         """PPO: V(s_T) of the episodes cut by a time limit that their observation does not show,
@@ -179,8 +178,9 @@ class AsyncSchedule:
                  "staleness/admission_refused_total": st.admission_refused, "staleness/reserved": st.samples_reserved,
                  "queue/samples_waiting": st.samples_waiting,
                  **{f"staleness/hist_{k}": v for k, v in st.staleness_hist.items()}}
-        timings = {"time/iteration_s": now - interval.t0, "time/poll_s": interval.poll_s,
-                   "time/experience_s": interval.experience_s, "time/trainer_idle_s": interval.trainer_idle_s}
+        spent = {name: t["total_s"] for name, t in interval.timers.summary().items()}
+        timings = {"time/iteration_s": now - interval.t0,
+                   **{f"time/{name}_s": spent.get(name, 0.0) for name in ("poll", "experience", "trainer_idle")}}
         env_steps, trained = self.sup.env_steps, self.feed.samples_trained
         self.training.record_iteration(env_steps=env_steps - self._env_steps_logged, outcomes=interval.outcomes,
                                        exp=interval.exp, results=interval.results, version=st.version,
@@ -194,11 +194,11 @@ def run_async(session, training) -> None:
     schedule.run()
     # Sample accounting: everything produced was trained, dropped as stale (counted) or is
     # still waiting in the queue when the run stops.
-    st, left = schedule.stream.status(), schedule.stream.drain()
+    st = schedule.stream.drain()
     training.async_report = {"staleness_hist": st.staleness_hist, "samples_produced": st.samples_produced,
                              "samples_trained": int(sum(len(ids) for ids in training.trained_ids)),
                              "samples_dropped_stale": st.samples_dropped_stale,
-                             "samples_left_in_queue": left.samples_left,
+                             "samples_left_in_queue": st.samples_waiting,
                              "samples_unstepped_at_stop": schedule.unstepped,
                              "admission_refused": st.admission_refused, "workers": schedule.worker_status,
                              "queue_high_water_samples": st.queue_high_water,

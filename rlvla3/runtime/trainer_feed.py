@@ -1,9 +1,7 @@
-"""Feeds the trainer from the experience stream without waiting for it (asynchronous schedules).
-
-`full` streams micro-batches as soon as the stream has them (`accumulate`, two in flight at
-most; advantages normalised over the global batch by the trainer) and steps once per global
-batch; `async-rollout` hands over whole global batches (`train_batch`). One update is in
-flight at a time.
+"""Feeds the trainer from the experience stream without waiting for it (asynchronous schedules):
+`full` streams micro-batches as the stream has them (`accumulate`, two in flight at most; the
+trainer normalises advantages over the global batch) and steps once per global batch;
+`async-rollout` hands over whole global batches (`train_batch`). One update is in flight at a time.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ class TrainerFeed:
         if self.update is None or not self._ready(self.update):
             return None
         results, self.update = self.b.get(self.update), None
-        return results if isinstance(results, list) else [results]
+        return list(results)
 
     def feed(self) -> bool:
         """Hand the trainer what the stream has ready while no update is in flight; True if
@@ -75,8 +73,8 @@ class TrainerFeed:
         partly accumulated global batch, which is never stepped)."""
         results = []
         if self.update is not None:
-            results = self.b.get(self.update, what="the trainer's update in flight at the stop", actors=[self.trainer])
-            results = results if isinstance(results, list) else [results]
+            results = list(self.b.get(self.update, what="the trainer's update in flight at the stop",
+                                      actors=[self.trainer]))
             self.update = None
         return results, int(sum(len(i) for i in self.global_ids))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience_stream import ExperienceStream, StreamDrain, StreamSettings, StreamStatus
+from rlvla3.core.experience_stream import ExperienceStream, StreamSettings, StreamStatus
 from rlvla3.core.types import Episode
 
 
@@ -186,8 +186,55 @@ def test_drain_returns_what_was_left_and_empties_the_stream():
     s.add_episodes([(0, episode(keys[0], success=True, episode_id=1)),
                     (0, episode(keys[0], success=False, episode_id=2))])
     left = s.drain()
-    assert left == StreamDrain(samples_left=6, groups_in_flight=1, episodes_in_flight=2)
+    assert isinstance(left, StreamStatus) and left.samples_reserved == 6 + 10  # produced + reserved
+    assert (left.samples_waiting, left.groups_in_flight, left.episodes_in_flight) == (6, 1, 2)
     st = s.status()
-    assert isinstance(st, StreamStatus)
     assert (st.samples_waiting, st.groups_in_flight, st.episodes_in_flight, st.samples_reserved) == (0, 0, 0, 0)
     assert st.samples_produced == 6  # the record of what was produced stays
+
+
+def filled(version_lists, version=5, eta=1):
+    """A PPO stream at `version` whose queue holds one episode per list, with samples of
+    those policy versions."""
+    s = stream(eta=eta, horizon=16, global_batch=100, version=version)  # room for every episode
+    keys = list(admitted(s, [0], target=len(version_lists)))
+    assert len(keys) == len(version_lists)
+    for key, versions in zip(keys, version_lists):
+        ep = episode(key, n=len(versions))
+        ep.versions = np.asarray(versions, np.int64)
+        s.add_episodes([(0, ep)])
+    return s
+
+
+def ids(batch):
+    return (batch.sample_ids % 4096).tolist()  # the step within its episode
+
+
+def test_take_splits_episodes_and_keeps_the_rest_in_order():
+    s = filled([[5, 5, 5], [5, 5]])
+    assert ids(s.take(4)) == [0, 1, 2, 0]
+    assert s.samples_waiting == 1 and ids(s.take(1)) == [1]
+    assert s.take(1) is None and s.samples_waiting == 0
+
+
+def test_take_replaces_stale_samples_with_the_next_ones():
+    s = filled([[5, 3, 5, 3, 5, 5], [5, 5, 5, 5]])  # eta 1 at version 5: steps 1 and 3 are stale
+    batch = s.take(4)
+    assert ids(batch) == [0, 2, 4, 5] and batch.versions.tolist() == [5, 5, 5, 5]  # exactly 4, in order
+    assert s.samples_waiting == 4 and ids(s.take(4)) == [0, 1, 2, 3]
+    assert s.status().samples_dropped_stale == 2
+
+
+def test_take_gives_back_what_it_took_when_the_queue_runs_short():
+    s = filled([[5, 3, 5, 5]])
+    assert s.take(4) is None
+    st = s.status()
+    assert st.samples_waiting == 3 and st.samples_produced == 4  # the 3 fresh ones wait at the front
+    assert st.queue_high_water == 4 and st.staleness_hist == {}  # nothing was taken
+    assert ids(s.take(3)) == [0, 2, 3]
+
+
+def test_take_when_everything_is_stale_empties_the_queue():
+    s = filled([[1] * 5])
+    assert s.take(2) is None
+    assert s.samples_waiting == 1  # two rounds of 2 dropped; the last sample cannot make a batch of 2 alone
