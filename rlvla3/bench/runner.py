@@ -30,7 +30,7 @@ from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker, load_config
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
-from rlvla3.runtime.train_loop import LoopState, run_schedule
+from rlvla3.runtime.train_loop import TrainingRun, run_schedule
 
 
 def machine_info() -> dict:
@@ -74,15 +74,15 @@ class SlotWatch:
     `seconds`, and starts the window's CPU accounting. Until the mode ends it also turns
     timeline recording on in env workers that the supervisor replaced (they start without it)."""
 
-    def __init__(self, session, loop, t0: float, warmup: float, seconds: float, cap: float, poll_s: float = 0.5):
+    def __init__(self, session, training, t0: float, warmup: float, seconds: float, cap: float, poll_s: float = 0.5):
         r = session.cfg.rollout
-        self.session, self.loop, self.seconds, self.poll_s = session, loop, seconds, poll_s
+        self.session, self.training, self.seconds, self.poll_s = session, training, seconds, poll_s
         self.tracks = slot_tracks(r.num_env_workers, envs_per_worker(r))
         self.earliest, self.latest = t0 + warmup, t0 + max(warmup, cap)
         self.since, self.firsts, self.cpu = t0, {}, None  # firsts: track -> its first env_step span seen
         self.cpu_early = CpuWindow(self.earliest, self.earliest + seconds)  # the window if no slot is late
         self.stop, self.traced = threading.Event(), list(session.env_workers)
-        loop.deadline = self.latest + seconds  # until the window's start is known
+        training.deadline = self.latest + seconds  # until the window's start is known
         self.thread = threading.Thread(target=self._run, daemon=True, name="bench-slot-watch")
         self.thread.start()
 
@@ -116,7 +116,7 @@ class SlotWatch:
                 self._poll()
                 ws = window_start(self.firsts.values(), self.tracks, self.earliest, self.latest)
                 if ws["all_slots_stepped"] or time.time() >= self.latest:
-                    self.loop.deadline = ws["start"] + self.seconds
+                    self.training.deadline = ws["start"] + self.seconds
                     if ws["start"] <= self.earliest + self.poll_s:  # CPU is a rate: close enough
                         self.cpu = self.cpu_early
                     else:
@@ -145,10 +145,10 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
         b.get([a.set_trace.remote(True) for a in actors], timeout_s=f.call_timeout_s,
               what="bench: timeline recording on", actors=actors)
         session.spans.enabled = True
-        loop = LoopState(cfg=cfg, logger=logger, session=session, run_dir=out_dir)
+        training = TrainingRun(cfg=cfg, logger=logger, session=session, run_dir=out_dir)
         t0 = time.time()
-        watch = SlotWatch(session, loop, t0, warmup, seconds, f.start_timeout_s)
-        run_schedule(session, loop)
+        watch = SlotWatch(session, training, t0, warmup, seconds, f.start_timeout_s)
+        run_schedule(session, training)
         t_stop = time.time()
         cpu_used = watch.close()
         actors = _actors(session)  # as the supervisor left them
@@ -164,15 +164,15 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
                        slots=ws["slots"], slots_stepped=ws["slots_stepped"])
         if ws["slots_not_stepped"]:
             metrics["slots_not_stepped"] = ws["slots_not_stepped"][:32]
-        metrics["run"] = {"wall_s": round(t_stop - t0, 2), "env_steps_total": loop.env_steps,
-                          "optimizer_steps": loop.train_steps, "samples_trained": loop.samples_trained,
-                          "episodes": loop.episodes,
-                          "rollout_success_rate": loop.successes / loop.episodes if loop.episodes else None}
+        metrics["run"] = {"wall_s": round(t_stop - t0, 2), "env_steps_total": training.env_steps,
+                          "optimizer_steps": training.train_steps, "samples_trained": training.samples_trained,
+                          "episodes": training.episodes,
+                          "rollout_success_rate": training.successes / training.episodes if training.episodes else None}
         if cfg.run.mode in ASYNC_ROLLOUT_MODES:
             gen = b.get([g.stats.remote() for g in session.generators], timeout_s=f.call_timeout_s,
                         what="bench: generator stats", actors=session.generators)
             metrics["batcher"] = [{k: v for k, v in g.items() if isinstance(v, (int, float))} for g in gen]
-            rep = loop.async_report
+            rep = training.async_report
             metrics["staleness_run"] = {"hist": rep.get("staleness_hist", {}),
                                         "dropped_stale": rep.get("samples_dropped_stale", 0),
                                         "admission_refused": rep.get("admission_refused", 0)}

@@ -1,70 +1,15 @@
-"""Lightweight metrics helpers (stdlib + numpy): online stats, percentiles,
-integer histograms (e.g. staleness in policy versions) and wall-clock timers.
+"""Lightweight metrics helpers (stdlib + numpy): percentiles, integer histograms (e.g.
+staleness in policy versions) and wall-clock timers (the schedules' `time/*` metrics).
 
 Kept dependency-free so every worker (rollout, trainer, env) can log the same way
 and the driver can merge their summaries.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 
 import numpy as np
-
-
-class RunningStats:
-    """Online count/mean/var/min/max (Welford), numerically stable for long runs."""
-
-    def __init__(self):
-        self.count = 0
-        self.mean = 0.0
-        self._m2 = 0.0  # sum of squared deviations from the running mean
-        self.min = math.inf
-        self.max = -math.inf
-
-    def add(self, x: float) -> None:
-        x = float(x)
-        self.count += 1
-        delta = x - self.mean
-        self.mean += delta / self.count
-        self._m2 += delta * (x - self.mean)
-        self.min = min(self.min, x)
-        self.max = max(self.max, x)
-
-    def update(self, xs) -> None:
-        for x in np.asarray(xs, dtype=np.float64).ravel():
-            self.add(x)
-
-    def merge(self, other: "RunningStats") -> None:
-        """Combine with another accumulator (Chan et al. parallel formula)."""
-        if other.count == 0:
-            return
-        if self.count == 0:
-            self.count, self.mean, self._m2 = other.count, other.mean, other._m2
-            self.min, self.max = other.min, other.max
-            return
-        n = self.count + other.count
-        delta = other.mean - self.mean
-        self.mean += delta * other.count / n
-        self._m2 += other._m2 + delta * delta * self.count * other.count / n
-        self.count = n
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
-
-    @property
-    def var(self) -> float:
-        """Population variance (ddof=0); 0 when fewer than 2 samples."""
-        return self._m2 / self.count if self.count > 1 else 0.0
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.var)
-
-    def as_dict(self) -> dict:
-        empty = self.count == 0
-        return {"count": self.count, "mean": self.mean, "std": self.std,
-                "min": 0.0 if empty else self.min, "max": 0.0 if empty else self.max}
 
 
 def percentiles(values, qs=(50, 95, 99)) -> dict:

@@ -1,367 +1,208 @@
 """Asynchronous schedules: `async-rollout` and `full`, over the same workers as `sync`.
 
-The driver is the experience stream and the admission controller:
-- env workers run per-slot asynchronous loops (each slot asks a generator when *it* is
-  ready) on episodes the driver admitted under the staleness bound;
-- finished episodes are drained, turned into samples once (GRPO groups released when their
-  last episode ends; PPO episodes as they finish), and filtered for freshness;
-- `full` streams micro-batches to the trainer as soon as they are ready (one optimizer
-  step per global batch); `async-rollout` hands the trainer whole global batches;
-- after every optimizer step the new weights are published without waiting: generators
-  swap them in between two batches.
+Env workers run per-slot asynchronous loops: each slot asks a generator for its next action
+when *it* is ready, on episodes the experience stream admitted under the staleness bound.
+`AsyncSchedule.run` reads top to bottom; every tick it
+1. polls the env workers (the supervisor replaces dead or hung ones), admits new episode
+   groups and hands the finished episodes to the experience stream (`core/experience_stream.py`),
+   which turns them into samples;
+2. picks up a finished trainer update and publishes its weights without waiting: generators
+   swap them in between two batches;
+3. feeds the trainer fresh samples (`runtime/trainer_feed.py`): micro-batches as soon as they
+   are ready in `full`, whole global batches in `async-rollout`;
+4. writes a metrics record about once a second.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import Deque, Dict, List, Optional
-
-import numpy as np
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience import ExperienceStats, GroupAssembler, pending_bootstrap, ppo_samples, set_bootstrap
-from rlvla3.core.sample_queue import SampleQueue
-from rlvla3.core.staleness import StalenessController
-from rlvla3.core.stats import Histogram
-from rlvla3.core.types import SampleBatch
+from rlvla3.core.experience import ExperienceStats, pending_bootstrap, set_bootstrap
+from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
+from rlvla3.core.stats import Timers
+from rlvla3.core.types import Episode
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
-from rlvla3.runtime.supervisor import Supervisor
+from rlvla3.runtime.supervisor import Supervisor, fault_summary
+from rlvla3.runtime.trainer_feed import TrainerFeed
 
 
-class AsyncDriver:
-    def __init__(self, session, loop):
-        self.s, self.loop = session, loop
-        cfg = session.cfg
-        self.cfg, self.a, self.r = cfg, cfg.algo, cfg.rollout
-        self.b = session.backend
-        self.grpo = self.a.name == "grpo"
-        self.unit = self.r.group_size if self.grpo else 1  # episodes admitted together
-        self.unit_samples = self.unit * session.horizon  # worst-case decisions of one unit
-        self.streaming = cfg.run.mode == "full"
-        # One policy version per global batch (streamed or not): the window is in global batches.
-        self.ctrl = StalenessController(self.a.staleness, self.a.global_batch)
-        self.sampler = GroupSampler(len(session.instructions), env_config(cfg).num_init_states, self.unit,
-                                    cfg.run.seed + 31, prefix="a")
-        self.assembler = GroupAssembler(self.r.group_size, self.a.gamma, self.a.filter_degenerate_groups,
-                                       self.a.grpo_discount) \
-            if self.grpo else None
-        self.unit_left: Dict[str, int] = {}  # group key -> episodes not yet finished
-        self.unit_produced: Dict[str, int] = {}
-        self.unit_reserved: Dict[str, int] = {}  # group key -> samples it reserved (the expected count)
-        self.queue = SampleQueue()
-        self.version = session.backend.get(session.trainer.get_version.remote())
-        self.ctrl.set_version(self.version)
-        self.staleness = Histogram()
-        self.unstepped = 0
+@dataclass
+class _Interval:
+    """What happened since the last metrics record, and the time of each stage (docs/metrics.md)."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    outcomes: list = field(default_factory=list)
+    exp: ExperienceStats = field(default_factory=ExperienceStats)
+    results: list = field(default_factory=list)
+    timers: Timers = field(default_factory=Timers)
+
+
+class AsyncSchedule:
+    def __init__(self, session, training):
+        """`training`: the run's runtime.train_loop.TrainingRun (counters, logging, stop)."""
+        self.session, self.training, self.cfg = session, training, session.cfg
+        cfg, s = session.cfg, session
+        settings = StreamSettings.from_config(cfg.algo, cfg.rollout, s.horizon)
+        sampler = GroupSampler(len(s.instructions), env_config(cfg).num_init_states, settings.episodes_per_group,
+                               cfg.run.seed + 31, prefix="a")
+        self.stream = ExperienceStream(settings, sampler, version=s.backend.get(s.trainer.get_version.remote()))
+        self.sup = Supervisor(s, self.stream.report_lost, cfg.faults.step_timeout_s, cfg.faults.max_worker_restarts,
+                              s.fault_report)
+        self.feed = TrainerFeed(s.backend, s.trainer, self.stream, cfg.algo.micro_batch, cfg.algo.global_batch,
+                                cfg.run.mode == "full", training.trained_ids)
+        self.envs = envs_per_worker(cfg.rollout)
+        self.worker_status: List[dict] = []
+        self.unstepped = 0  # samples of a global batch accumulated but never stepped (at the stop)
+        self.progress: List[Tuple[float, int]] = []  # (wall time, env steps): throughput around faults
+        self._env_steps_logged = self._trained_logged = 0
         self._t_gen_stats = 0.0
-        self.worker_status = []
-        fc = cfg.faults
-        self.sup = Supervisor(session, self.drop_episodes, fc.step_timeout_s, fc.max_worker_restarts,
-                              session.fault_report)
-        self.broken = set()  # GRPO groups that lost an episode: their other episodes are dropped too
-        self.progress = []  # (wall time, env steps so far): throughput before / after faults
-        self.steps_by_worker: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total
-
-    # --- admission -----------------------------------------------------------------------
-    def admit(self, status: List[Optional[dict]]) -> None:
-        """Hand out admitted episodes, keeping about one assignment queued per slot. Load =
-        running + queued episodes, so a throttled window still spreads work over all workers.
-        `status`: the workers' statuses of this tick (None for one just replaced)."""
-        envs = envs_per_worker(self.r)
-        queued = [st["queued_assignments"] + envs - st["idle_envs"] if st else 0 for st in status]
-        while min(queued) < 2 * envs:
-            reserve = self.ctrl.reservation(self.unit_samples)
-            if not self.ctrl.try_admit(reserve):
-                break
-            batch = self.sampler.draw(self.unit)
-            key = batch[0].group_key
-            self.unit_left[key], self.unit_produced[key], self.unit_reserved[key] = self.unit, 0, reserve
-            per_worker: Dict[int, list] = {}
-            for a in batch:  # spread a group over the least-loaded workers
-                w = int(np.argmin(queued))
-                queued[w] += 1
-                per_worker.setdefault(w, []).append(a)
-            for w, items in per_worker.items():
-                self.sup.assigned(w, [a.group_key for a in items])
-                self.s.env_workers[w].add_assignments.remote(items)
-
-    # --- experience ------------------------------------------------------------------------
-    def collect(self, drains: Optional[List[Optional[dict]]] = None) -> tuple:
-        drains = self.sup.call_all("drain") if drains is None else drains
-        episodes, outcomes = [], []
-        for w, d in enumerate(drains):
-            if d is None:  # replaced: what it held was reported lost
-                continue
-            self.sup.note_injected(w, d["faults_injected"])
-            for key in d["dropped_keys"]:  # env faults caught inside the worker
-                self.sup.settled(w, key)
-                self.drop_episodes(key, 1)
-            for ep in d["episodes"]:
-                self.sup.settled(w, ep.group_key)
-            episodes += d["episodes"]
-            outcomes += d["outcomes"]
-        # drain reports each live worker's running total; a restarted worker starts from zero
-        for w, d in enumerate(drains):
-            if d is not None:
-                self.steps_by_worker[(w, self.sup.incarnation[w])] = d["env_steps"]
-        env_steps = sum(self.steps_by_worker.values())
-        if not self.grpo:
-            episodes = self._bootstrap(episodes)
-        stats = ExperienceStats()
-        for ep in episodes:
-            if ep.group_key not in self.unit_left:  # its unit was settled: never count it twice
-                print(f"episode of unit {ep.group_key!r} arrived after the unit was settled: ignored", flush=True)
-                continue
-            if ep.group_key in self.broken:  # its group lost an episode: it can never complete
-                self.sup.report.episodes_dropped_with_group += 1
-                stats.episodes_dropped += 1
-                self.unit_left[ep.group_key] -= 1
-                self._settle(ep.group_key)
-                continue
-            if self.grpo:
-                batch, st = self.assembler.add(ep)
-            else:
-                batch, st = ppo_samples([ep], self.a.gamma, self.a.gae_lambda)
-            stats.merge(st)
-            key = ep.group_key
-            self.unit_left[key] -= 1
-            if batch is not None:
-                self.queue.put(batch)
-                self.unit_produced[key] += len(batch)
-            self._settle(key)
-        return outcomes, env_steps, stats
-
-    def _bootstrap(self, episodes: list) -> list:
-        """PPO: V(s_T) of the episodes cut by a time limit that their observation does not show,
-        in one inference for the tick's episodes, waited for at most faults.step_timeout_s. Those
-        left without it (generator dead or hung: the supervisor replaces it) are dropped, counted."""
-        waiting, final_obs = pending_bootstrap(episodes)
-        if not waiting:
-            return episodes
-        timeout = self.cfg.faults.step_timeout_s
-        ref = self.s.generators[0].infer_batch.remote(final_obs, True)
-        ready, _ = self.b.ray.wait([ref], timeout=timeout)
-        values, why = None, f"no answer in {timeout:.0f} s"
-        if ready:
-            try:
-                values = self.b.get(ref).values
-            except Exception as e:  # the generator died
-                why = repr(e)
-        if values is not None:
-            set_bootstrap(waiting, values)
-            return episodes
-        print(f"bootstrap values of {len(waiting)} episodes not computed ({why}): episodes dropped", flush=True)
-        for ep in waiting:
-            self.drop_episodes(ep.group_key, 1)
-        return [ep for ep in episodes if ep.bootstrap_obs is None]
-
-    def _settle(self, key: str) -> None:
-        if self.unit_left[key] <= 0:  # unit over: settle its reservation against what it delivered
-            self.ctrl.finish(self.unit_reserved.pop(key), self.unit_produced.pop(key))
-            del self.unit_left[key]
-            self.broken.discard(key)
-
-    def drop_episodes(self, key: str, n: int) -> None:
-        """`n` unfinished episodes of unit `key` are lost (env fault, dead or hung worker)."""
-        self.sup.report.episodes_dropped += n
-        if key not in self.unit_left:
-            return
-        if self.grpo and key not in self.broken:
-            self.broken.add(key)
-            self.sup.report.episodes_dropped_with_group += len(self.assembler.pending.pop(key, []))
-        self.unit_left[key] -= min(n, self.unit_left[key])  # a unit's count never goes negative
-        self._settle(key)
-
-    def fresh(self, batch: SampleBatch) -> SampleBatch:
-        """Drop (and refund) the samples too stale to train on."""
-        mask = self.ctrl.filter(batch.versions, self.version)
-        dropped = int((~mask).sum())
-        if dropped:
-            self.ctrl.refund(dropped)
-            batch = batch.take(np.flatnonzero(mask))
-        return batch
-
-    def take_fresh(self, n: int) -> Optional[SampleBatch]:
-        """Exactly n fresh samples (stale ones replaced by the next in the queue), or None."""
-        batch = self.queue.take_fresh(n, self.fresh)
-        if batch is not None:
-            for v in batch.versions:
-                self.staleness.add(int(self.version - v))
-        return batch
-
-    # --- the loop ----------------------------------------------------------------------------
-    def queue_bound(self) -> int:
-        """Most samples that can wait for the trainer: admission keeps reservations within
-        eta + 1 global batches (plus one unit when the trainer starves), and each running
-        env can overshoot its reservation by at most one episode."""
-        envs = self.r.num_env_workers * envs_per_worker(self.r)
-        return (self.a.staleness + 1) * self.a.global_batch + self.unit_samples + envs * self.s.horizon
 
     def run(self) -> None:
-        s, b, a = self.s, self.b, self.a
+        s, r = self.session, self.cfg.rollout
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
-        self.sup.start_args = (self.cfg.generator.router, len(s.generators), self.r.envs_per_slot,
-                               self.r.coalesce_ms, self.cfg.generator.request_transport)
-        self.sup.start_all()
-        env_steps_seen = 0
-        pending_micro: Deque = deque()  # refs of accumulate() calls in flight
-        step_ref, in_global = None, 0
-        outcomes_acc, exp_acc, last_log = [], ExperienceStats(), time.perf_counter()
-        results_acc, trained_acc = [], 0
-        global_ids = []  # ids of the micro-batches of the global batch being accumulated
-        new_steps, last_poll = 0, 0.0
-        poll_s = self.r.poll_ms / 1000.0  # status + drain of every env worker, one round trip each
-        orderly = True
+        self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, r.coalesce_ms,
+                           self.cfg.generator.request_transport)
+        interval, last_poll, t_last, orderly = _Interval(), 0.0, time.perf_counter(), True
         try:
-            while not self.loop.should_stop():
-                progressed = False
-                if time.perf_counter() - last_poll >= poll_s:
-                    last_poll = time.perf_counter()
-                    statuses, drains = self.sup.poll()  # also restarts dead or hung workers
-                    self.admit(statuses)
-                    outcomes, new_steps, st = self.collect(drains)  # drain reports the workers' running totals
-                    outcomes_acc += outcomes
-                    exp_acc.merge(st)
-                # trainer: streaming micro-batches, or whole global batches
-                if step_ref is not None and _ready(b, step_ref):
-                    results = b.get(step_ref)
-                    results = results if isinstance(results, list) else [results]
-                    results_acc += results
-                    self.version += int(any(not r.skipped for r in results))
-                    self.ctrl.set_version(self.version)
-                    s.publish_weights_async(self.version)
-                    step_ref = None
-                    progressed = True
-                if step_ref is None:
-                    if self.streaming:
-                        while pending_micro and _ready(b, pending_micro[0]):
-                            b.get(pending_micro.popleft())
-                        need = min(a.micro_batch, a.global_batch - in_global)
-                        while len(pending_micro) < 2 and in_global < a.global_batch and self.queue.size >= need:
-                            mb = self.take_fresh(need)
-                            if mb is None:
-                                break
-                            global_ids.append(mb.sample_ids)
-                            pending_micro.append(s.trainer.accumulate.remote(mb, a.global_batch))  # raw advantages: normalised over the global batch by the trainer
-                            in_global += len(mb)
-                            need = min(a.micro_batch, a.global_batch - in_global)
-                            progressed = True
-                        if in_global >= a.global_batch:
-                            step_ref, in_global = s.trainer.step.remote(), 0
-                            self.loop.trained_ids.extend(global_ids)
-                            trained_acc += sum(len(i) for i in global_ids)
-                            global_ids = []
-                            pending_micro.clear()  # the actor runs calls in order: step follows them
-                    elif self.queue.size >= a.global_batch:
-                        batch = self.take_fresh(a.global_batch)
-                        if batch is not None:
-                            self.loop.trained_ids.append(batch.sample_ids)
-                            step_ref = s.trainer.train_batch.remote(batch)
-                            trained_acc += len(batch)
-                            progressed = True
-                now = time.perf_counter()
-                if now - last_log >= 1.0 or results_acc:
-                    self._log(outcomes_acc, new_steps - env_steps_seen, exp_acc, results_acc, trained_acc)
-                    env_steps_seen = new_steps
-                    outcomes_acc, exp_acc, results_acc, trained_acc, last_log = [], ExperienceStats(), [], 0, now
+            while not self.training.should_stop():
+                t_tick = time.perf_counter()
+                if not self.feed.busy:  # nothing in flight since the last tick: the trainer waited
+                    interval.timers.record("trainer_idle", t_tick - t_last)
+                t_last = t_tick
+                if t_tick - last_poll >= r.poll_ms / 1000.0:  # one round trip per env worker
+                    last_poll = t_tick
+                    with interval.timers("poll"):
+                        statuses, drains = self.sup.poll()  # also replaces dead or hung workers
+                        self.admit(statuses)
+                    with interval.timers("experience"):
+                        self.collect(drains, interval)
+                progressed = self.update_policy(interval)
+                progressed = self.feed.feed() or progressed
+                if time.perf_counter() - interval.t0 >= 1.0 or interval.results:
+                    self.log(interval)
+                    interval = _Interval()
                 if not progressed:
                     time.sleep(0.005)
         except (RemoteTimeout, WorkersLost):
             orderly = False  # a wedged worker would hold an orderly stop; the session's shutdown ends them all
             raise
         finally:
-            self.sup.start_args = ()  # a worker replaced from now on stays idle
+            self.sup.stop_starting()
             if orderly:
-                self._stop(step_ref, global_ids, outcomes_acc, exp_acc, results_acc, trained_acc, env_steps_seen)
+                self.stop(interval)
 
-    def _stop(self, step_ref, global_ids, outcomes_acc, exp_acc, results_acc, trained_acc, env_steps_seen) -> None:
+    def admit(self, statuses: List[Optional[dict]]) -> None:
+        """Keep about one assignment queued per env. Load = running + queued episodes, so a
+        throttled window still spreads work over all workers (None: a worker just replaced)."""
+        loads = [st["queued_assignments"] + self.envs - st["idle_envs"] if st else 0 for st in statuses]
+        for w, assignments in self.stream.admit(loads, 2 * self.envs):
+            self.session.env_workers[w].add_assignments.remote(assignments)
+
+    def collect(self, drains: List[Optional[dict]], interval: _Interval) -> None:
+        """The finished episodes of every live worker into the stream (None: a replaced worker,
+        whose episodes the stream was told it lost)."""
+        delivered = []
+        for w, d in enumerate(drains):
+            if d is None:
+                continue
+            self.sup.note_drain(w, d["faults_injected"], d["env_steps"])
+            for key in d["dropped_keys"]:  # env faults caught inside the worker
+                self.stream.report_lost(w, key)
+            delivered += [(w, ep) for ep in d["episodes"]]
+            interval.outcomes += d["outcomes"]
+        if not self.stream.grpo:
+            delivered = self._bootstrap(delivered)
+        late = self.stream.episodes_late
+        interval.exp.merge(self.stream.add_episodes(delivered))
+        if self.stream.episodes_late > late:
+            print(f"{self.stream.episodes_late - late} episodes not in flight (their group had settled): ignored",
+                  flush=True)
+
+    def _bootstrap(self, delivered: List[Tuple[int, Episode]]) -> List[Tuple[int, Episode]]:
+        """PPO: V(s_T) of the episodes cut by a time limit that their observation does not show,
+        in one inference for the tick's episodes, waited for at most faults.step_timeout_s. Those
+        left without it (generator dead or hung: the supervisor replaces it) are lost, counted."""
+        waiting, final_obs = pending_bootstrap([ep for _, ep in delivered])
+        if not waiting:
+            return delivered
+        b, timeout = self.session.backend, self.cfg.faults.step_timeout_s
+        ref = self.session.generators[0].infer_batch.remote(final_obs, True)
+        values, why = None, f"no answer in {timeout:.0f} s"
+        if b.ray.wait([ref], timeout=timeout)[0]:
+            try:
+                values = b.get(ref).values
+            except Exception as e:  # the generator died
+                why = repr(e)
+        if values is not None:
+            set_bootstrap(waiting, values)
+            return delivered
+        print(f"bootstrap values of {len(waiting)} episodes not computed ({why}): episodes dropped", flush=True)
+        for w, ep in delivered:
+            if ep.bootstrap_obs is not None:
+                self.stream.report_lost(w, ep.group_key)
+        return [(w, ep) for w, ep in delivered if ep.bootstrap_obs is None]
+
+    def update_policy(self, interval: _Interval) -> bool:
+        """A finished update: the trainer's new version (it counts versions) goes to the stream
+        and its weights to the generators, without waiting."""
+        results = self.feed.finished_update()
+        if results is None:
+            return False
+        interval.results += results
+        self.stream.set_version(max((res.version for res in results), default=self.stream.version))
+        self.session.publish_weights_async(self.stream.version)
+        return True
+
+    def stop(self, interval: _Interval) -> None:
         """Stop the slots, finish the update in flight and account for what is left."""
         self.sup.check()  # a worker hung right now is replaced (and counted) instead of delaying the stop
         self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
-        if step_ref is not None:  # the update in flight still counts
-            new = self.b.get(step_ref, what="the trainer's update in flight at the stop", actors=[self.s.trainer])
-            new = new if isinstance(new, list) else [new]
-            results_acc += new
-            self.version += int(any(not r.skipped for r in new))
-        outcomes, steps_total, st = self.collect()  # episodes that ended while stopping
-        outcomes_acc += outcomes
-        exp_acc.merge(st)
-        # A partly accumulated global batch is never stepped: its samples are reported, not trained.
-        self.unstepped = int(sum(len(i) for i in global_ids))
-        self._log(outcomes_acc, steps_total - env_steps_seen, exp_acc, results_acc, trained_acc)
+        results, self.unstepped = self.feed.finish()  # a partly accumulated global batch is reported, not trained
+        interval.results += results
+        self.stream.set_version(max((res.version for res in results), default=self.stream.version))
+        self.collect(self.sup.call_all("drain"), interval)  # episodes that ended while stopping
+        self.log(interval)
 
-    def _generator_stats(self) -> dict:
-        """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
-        out = {}
-        try:
-            stats = self.b.get([g.stats.remote() for g in self.s.generators], timeout_s=self.sup.step_timeout_s,
-                               what="generator stats", actors=self.s.generators)
-        except Exception:  # a generator died: the supervisor replaces it
-            self.sup.check_generators()
-            return out
-        for i, st in enumerate(stats):
-            for k in ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
-                      "fired_by_size", "fired_by_timeout", "samples"):
-                if k in st:
-                    out[f"generator{i}/{k}"] = float(st[k])
-        return out
-
-    def _log(self, outcomes, env_steps, exp, results, trained) -> None:
-        c = self.ctrl.counters
-        now = time.perf_counter()
+    def log(self, interval: _Interval) -> None:
+        st, now = self.stream.status(), time.perf_counter()
         gen = {}
         if now - self._t_gen_stats >= 5.0:  # a round trip to each generator: not every tick
-            gen, self._t_gen_stats = self._generator_stats(), now
-        extra = {**gen, "staleness/mean": self.staleness.mean(), "staleness/dropped_samples_total": c.dropped_samples,
-                 "staleness/admission_refused_total": c.refused, "staleness/reserved": self.ctrl.reserved,
-                 "queue/samples_waiting": self.queue.size}
-        for k, v in self.staleness.as_dict().items():
-            extra[f"staleness/hist_{k}"] = v
-        self.loop.record_iteration(env_steps=env_steps, outcomes=outcomes, exp=exp, results=results,
-                                   version=self.version, timings={}, trained=trained, extra=extra)
-        self.progress.append((time.time(), self.loop.env_steps))
+            gen, self._t_gen_stats = self.sup.generator_stats(), now
+        extra = {**gen, "staleness/mean": st.staleness_mean,
+                 "staleness/dropped_samples_total": st.samples_dropped_stale,
+                 "staleness/admission_refused_total": st.admission_refused, "staleness/reserved": st.samples_reserved,
+                 "queue/samples_waiting": st.samples_waiting,
+                 **{f"staleness/hist_{k}": v for k, v in st.staleness_hist.items()}}
+        spent = {name: t["total_s"] for name, t in interval.timers.summary().items()}
+        timings = {"time/iteration_s": now - interval.t0,
+                   **{f"time/{name}_s": spent.get(name, 0.0) for name in ("poll", "experience", "trainer_idle")}}
+        env_steps, trained = self.sup.env_steps, self.feed.samples_trained
+        self.training.record_iteration(env_steps=env_steps - self._env_steps_logged, outcomes=interval.outcomes,
+                                       exp=interval.exp, results=interval.results, version=st.version,
+                                       timings=timings, trained=trained - self._trained_logged, extra=extra)
+        self._env_steps_logged, self._trained_logged = env_steps, trained
+        self.progress.append((time.time(), self.training.env_steps))
 
 
-def _ready(backend, ref) -> bool:
-    ready, _ = backend.ray.wait([ref], timeout=0)
-    return bool(ready)
-
-
-def run_async(session, loop) -> None:
-    driver = AsyncDriver(session, loop)
-    driver.run()
+def run_async(session, training) -> None:
+    schedule = AsyncSchedule(session, training)
+    schedule.run()
     # Sample accounting: everything produced was trained, dropped as stale (counted) or is
     # still waiting in the queue when the run stops.
-    trained = int(sum(len(ids) for ids in loop.trained_ids))
-    loop.async_report = {"staleness_hist": driver.staleness.as_dict(),
-                         "samples_produced": driver.queue.total_put, "samples_trained": trained,
-                         "samples_dropped_stale": driver.ctrl.counters.dropped_samples,
-                         "samples_left_in_queue": driver.queue.size,
-                         "samples_unstepped_at_stop": driver.unstepped,
-                         "admission_refused": driver.ctrl.counters.refused, "workers": driver.worker_status,
-                         "queue_high_water_samples": driver.queue.high_water,
-                         "queue_bound_samples": driver.queue_bound()}
-    loop.fault_report = fault_summary(driver)
-
-
-def fault_summary(driver) -> dict:
-    """summary.json -> faults: what was injected, what was done, and throughput around it."""
-    out = driver.sup.report.as_dict()
-    times = out.pop("restart_times") + driver.sup.fault_times
-    out["first_fault_wall_s"] = out["last_fault_wall_s"] = None
-    prog = driver.progress
-    if prog:
-        t0 = prog[0][0]
-        rate = lambda a, b: (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else None  # noqa: E731
-        if times:
-            first, last = min(times), max(times)
-            before = [p for p in prog if p[0] <= first]
-            after = [p for p in prog if p[0] >= last]
-            out["first_fault_wall_s"], out["last_fault_wall_s"] = round(first - t0, 1), round(last - t0, 1)
-            out["env_steps_per_s_before"] = rate(before[0], before[-1]) if len(before) > 1 else None
-            out["env_steps_per_s_after"] = rate(after[0], after[-1]) if len(after) > 1 else None
-        out["env_steps_per_s_overall"] = rate(prog[0], prog[-1]) if len(prog) > 1 else None
-    return out
+    st = schedule.stream.drain()
+    training.async_report = {"staleness_hist": st.staleness_hist, "samples_produced": st.samples_produced,
+                             "samples_trained": int(sum(len(ids) for ids in training.trained_ids)),
+                             "samples_dropped_stale": st.samples_dropped_stale,
+                             "samples_left_in_queue": st.samples_waiting,
+                             "samples_unstepped_at_stop": schedule.unstepped,
+                             "admission_refused": st.admission_refused, "workers": schedule.worker_status,
+                             "queue_high_water_samples": st.queue_high_water,
+                             "queue_bound_samples": schedule.stream.queue_bound(
+                                 session.cfg.rollout.num_env_workers * schedule.envs)}
+    drops = {"episodes_dropped": st.episodes_dropped, "episodes_dropped_with_group": st.episodes_dropped_with_group}
+    training.fault_report = fault_summary(schedule.sup.report, schedule.sup.fault_times, schedule.progress, drops)

@@ -10,7 +10,7 @@ from typing import Dict, List
 import numpy as np
 
 from rlvla3.core.assignments import EpisodeAssignment
-from rlvla3.runtime.lockstep import lockstep_rollout
+from rlvla3.runtime.lockstep_rollout import lockstep_rollout
 
 
 @dataclass

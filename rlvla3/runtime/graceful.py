@@ -17,22 +17,22 @@ class TrainerLost(RuntimeError):
 
 
 @contextmanager
-def stop_on_signals(loop):
-    """Route SIGINT/SIGTERM to `loop.stop_requested` while the block runs (main thread only)."""
+def stop_on_signals(training):
+    """Route SIGINT/SIGTERM to `training.stop_requested` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
-        if loop.stop_requested:
+        if training.stop_requested:
             raise KeyboardInterrupt(f"second {name}: stopping now, without a checkpoint")
-        loop.stop_requested = name
-        loop.logger.print(f"{name} received: stopping after the current step, writing a checkpoint "
+        training.stop_requested = name
+        training.logger.print(f"{name} received: stopping after the current step, writing a checkpoint "
                           f"(send it again to abort at once)")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    loop.rearm_signals = lambda: [signal.signal(s, handler) for s in old]  # ray.init installs its own SIGTERM
+    training.rearm_signals = lambda: [signal.signal(s, handler) for s in old]  # ray.init installs its own SIGTERM
     try:
         yield
     finally:

@@ -3,15 +3,14 @@
 Every driver tick the supervisor asks each env worker for its status with a deadline. A
 worker that does not answer (its process died: Ray actor error) or that reports a chunk
 step older than `faults.step_timeout_s` (a hung simulator) is killed and re-created, and
-the episodes it held are reported lost, so that the driver drops them (counted) and
-settles their staleness reservation. A generator whose requests fail is pinged; if it is
+the experience stream is told it lost the worker (`report_lost`): it drops the worker's
+episodes (counted) and settles their staleness reservation. A generator whose requests fail is pinged; if it is
 dead it is re-created with the current weights and the env workers are told to use it.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -27,8 +26,6 @@ class FaultReport:
     worker_restarts: int = 0
     generator_restarts: int = 0
     generator_hangs: int = 0  # generators alive but not answering requests within faults.step_timeout_s
-    episodes_dropped: int = 0  # unfinished episodes discarded (env fault, lost worker, failed request)
-    episodes_dropped_with_group: int = 0  # GRPO: finished episodes of a group that lost a member
     restart_times: List[float] = field(default_factory=list)  # wall clock of each restart
 
     def as_dict(self) -> dict:
@@ -87,34 +84,24 @@ def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -
 
 
 class Supervisor:
-    def __init__(self, session, on_lost: Callable[[str, int], None], step_timeout_s: float, max_restarts: int,
+    def __init__(self, session, on_worker_lost: Callable[[int], int], step_timeout_s: float, max_restarts: int,
                  report: Optional[FaultReport] = None):
         self.s, self.b = session, session.backend
-        self.on_lost = on_lost  # (group key, episodes) of a worker that was replaced
+        self.on_worker_lost = on_worker_lost  # the experience stream's report_lost(worker)
         self.step_timeout_s = step_timeout_s
         self.start_timeout_s = session.cfg.faults.start_timeout_s  # a worker's start
         self.first_reset_timeout_s = session.cfg.faults.first_reset_timeout_s
         self.max_restarts = max_restarts
         self.report = report or FaultReport()
         n = len(session.env_workers)
-        self.inflight: List[Counter] = [Counter() for _ in range(n)]  # group key -> episodes assigned, not drained
         self.incarnation = [0] * n
         self.gen_incarnation = [0] * len(session.generators)
         self.failed_requests_seen = [0] * n
-        self.start_args: tuple = ()  # start_async arguments after the generator handles
+        self.start_args: tuple = ()  # start_async arguments after the generator handles; () = replacements stay idle
         self.injected: Dict[tuple, int] = {}
+        self.steps: Dict[tuple, int] = {}  # (worker, incarnation) -> its running env-step total
         self.env_faults: Dict[tuple, int] = {}  # (worker, incarnation) -> faults caught inside it
         self.fault_times: List[float] = []  # wall clock when a new caught env fault was first seen
-
-    # --- bookkeeping --------------------------------------------------------------------
-    def assigned(self, w: int, keys: List[str]) -> None:
-        self.inflight[w].update(keys)
-
-    def settled(self, w: int, key: str) -> None:
-        """One episode of `key` left worker w (drained, or dropped and reported by it)."""
-        self.inflight[w][key] -= 1
-        if self.inflight[w][key] <= 0:
-            del self.inflight[w][key]
 
     # --- calls with a deadline ----------------------------------------------------------------
     def call_all(self, method: str, *args, timeout: Optional[float] = None) -> List[Optional[object]]:
@@ -170,10 +157,16 @@ class Supervisor:
                 return f"{what} running for {st[key]:.1f} s (> {knob}={limit:g})"
         return ""
 
-    def start_all(self) -> None:
-        """start_async on every env worker, within the start timeout (env construction
-        included); one that does not answer is replaced like a hung worker."""
-        self.call_all("start_async", self.s.generators, *self.start_args, timeout=self.start_timeout_s)
+    def start_all(self, *start_args) -> None:
+        """start_async(generators, *start_args) on every env worker, and on every replacement
+        until `stop_starting`, within the start timeout (env construction included); one that
+        does not answer is replaced like a hung worker."""
+        self.start_args = start_args
+        self.call_all("start_async", self.s.generators, *start_args, timeout=self.start_timeout_s)
+
+    def stop_starting(self) -> None:
+        """A worker replaced from now on stays idle (the schedule is stopping)."""
+        self.start_args = ()
 
     def _restart_hung_generators(self, statuses: List[Optional[dict]]) -> None:
         """A generator that is alive (it answers pings) but left a request unanswered for longer
@@ -206,9 +199,7 @@ class Supervisor:
             self.b.ray.kill(self.s.env_workers[w], no_restart=True)
         except Exception:  # already gone
             pass
-        lost, self.inflight[w] = self.inflight[w], Counter()
-        for key, n in lost.items():
-            self.on_lost(key, n)
+        self.on_worker_lost(w)
         self.incarnation[w] += 1
         new = self.s.make_env_worker(w, self.incarnation[w])
         self.s.env_workers[w] = new
@@ -246,7 +237,49 @@ class Supervisor:
         self.gen_incarnation[i] += 1
         recreate_generator(self.s, i, self.gen_incarnation[i], self.report)
 
-    def note_injected(self, w: int, count: int) -> None:
-        """A live worker's running total of injected faults (per process life)."""
-        self.injected[(w, self.incarnation[w])] = count
+    def note_drain(self, w: int, faults_injected: int, env_steps: int) -> None:
+        """A live worker's running totals of injected faults and env steps (per process life:
+        a restarted worker starts from zero)."""
+        life = (w, self.incarnation[w])
+        self.injected[life], self.steps[life] = faults_injected, env_steps
         self.report.faults_injected_reported = sum(self.injected.values())
+
+    @property
+    def env_steps(self) -> int:
+        return sum(self.steps.values())
+
+    def generator_stats(self) -> dict:
+        """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
+        out = {}
+        try:
+            stats = self.b.get([g.stats.remote() for g in self.s.generators], timeout_s=self.step_timeout_s,
+                               what="generator stats", actors=self.s.generators)
+        except Exception:  # a generator died: replace it
+            self.check_generators()
+            return out
+        for i, st in enumerate(stats):
+            for k in ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
+                      "fired_by_size", "fired_by_timeout", "samples"):
+                if k in st:
+                    out[f"generator{i}/{k}"] = float(st[k])
+        return out
+
+
+def fault_summary(report: FaultReport, fault_times: List[float], progress: List[tuple], drops: dict) -> dict:
+    """summary.json -> faults: what was injected, what was done (`drops`: the experience
+    stream's episode counts), and throughput (`progress`: (wall time, env steps)) around it."""
+    out = {**report.as_dict(), **drops}
+    times = out.pop("restart_times") + fault_times
+    out["first_fault_wall_s"] = out["last_fault_wall_s"] = None
+    if progress:
+        t0 = progress[0][0]
+        rate = lambda a, b: (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else None  # noqa: E731
+        if times:
+            first, last = min(times), max(times)
+            before = [p for p in progress if p[0] <= first]
+            after = [p for p in progress if p[0] >= last]
+            out["first_fault_wall_s"], out["last_fault_wall_s"] = round(first - t0, 1), round(last - t0, 1)
+            out["env_steps_per_s_before"] = rate(before[0], before[-1]) if len(before) > 1 else None
+            out["env_steps_per_s_after"] = rate(after[0], after[-1]) if len(after) > 1 else None
+        out["env_steps_per_s_overall"] = rate(progress[0], progress[-1]) if len(progress) > 1 else None
+    return out

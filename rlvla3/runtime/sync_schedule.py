@@ -14,43 +14,45 @@ from __future__ import annotations
 import time
 
 from rlvla3.core.assignments import GroupSampler
-from rlvla3.core.experience import ExperienceStats, GroupAssembler, ppo_samples
+from rlvla3.core.experience import ExperienceStats
+from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
-from rlvla3.runtime.lockstep import lockstep_rollout
 from rlvla3.runtime.lockstep_guard import LockstepGuard
+from rlvla3.runtime.lockstep_rollout import lockstep_rollout
 
 
-def rollout_assignments(sampler: GroupSampler, num_workers: int, slots: int):
-    flat = sampler.draw(num_workers * slots)
+def rollout_assignments(stream: ExperienceStream, num_workers: int, slots: int):
+    flat = stream.assign(num_workers * slots)
     return [flat[w * slots:(w + 1) * slots] for w in range(num_workers)]
 
 
-def run_sync(session, loop) -> None:
-    """`loop` (runtime.train_loop.LoopState) holds counters, logging and stop conditions."""
+def run_sync(session, training) -> None:
+    """`training` (runtime.train_loop.TrainingRun) holds counters, logging and stop conditions."""
     cfg, b = session.cfg, session.backend
-    a, r = cfg.algo, cfg.rollout
-    grpo = a.name == "grpo"
-    num_tasks = len(session.instructions)
-    sampler = GroupSampler(num_tasks, env_config(cfg).num_init_states, r.group_size if grpo else 1,
-                           cfg.run.seed + 17 + loop.train_steps, prefix=f"s{loop.train_steps}_")
+    r = cfg.rollout
+    grpo = cfg.algo.name == "grpo"
+    settings = StreamSettings.from_config(cfg.algo, r, session.horizon)
+    sampler = GroupSampler(len(session.instructions), env_config(cfg).num_init_states, settings.episodes_per_group,
+                           cfg.run.seed + 17 + training.train_steps, prefix=f"s{training.train_steps}_")
+    stream = ExperienceStream(settings, sampler)  # assignments and assembly; lock-step rollouts need no admission
     horizon = r.horizon_chunks or session.horizon
     auto_reset = "none" if cfg.run.mode == "sync-best" else ("filler" if grpo else "keep")
     overlap = cfg.run.mode == "async-train"
-    faults = loop.fault_report = {"episodes_dropped": 0, "faults_injected_reported": 0}
+    faults = training.fault_report = {"episodes_dropped": 0, "faults_injected_reported": 0}
     guard = None
     if cfg.run.backend == "ray" and session.make_env_worker is not None:  # dead or hung workers: drop and replace
         guard = LockstepGuard(b, session.env_workers, session.make_env_worker, cfg.faults.step_timeout_s,
                               cfg.faults.max_worker_restarts, session.fault_report).watch_generators(session)
     pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
-    while not loop.should_stop():
+    while not training.should_stop():
         t_iter = time.perf_counter()
         if pending is None:  # overlapped: weights were published when the last update finished
             version = session.publish_weights()
         episodes, env_steps, outcomes, t_roll = [], 0, [], 0.0
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
-                                   rollout_assignments(sampler, r.num_env_workers, envs_per_worker(r)), auto_reset,
+                                   rollout_assignments(stream, r.num_env_workers, envs_per_worker(r)), auto_reset,
                                    horizon, temperature=r.temperature, bootstrap=not grpo, guard=guard)
             episodes += res.episodes
             outcomes += res.outcomes
@@ -58,17 +60,11 @@ def run_sync(session, loop) -> None:
             t_roll += res.wall_s
             faults["episodes_dropped"] += res.episodes_dropped
             faults["faults_injected_reported"] = res.faults_injected
-        stats = ExperienceStats()
-        if grpo:
-            assembler = GroupAssembler(r.group_size, a.gamma, a.filter_degenerate_groups, a.grpo_discount)
-            batch, stats = assembler.add_many([e for e in episodes if e.group_key.startswith(sampler.prefix)])
-            stats.episodes_dropped += assembler.drop_incomplete()
-        else:
-            batch, stats = ppo_samples(episodes, a.gamma, a.gae_lambda)
+        batch, stats = stream.rollout_samples(episodes)
         t0 = time.perf_counter()
         trained = len(batch) if batch is not None else 0
         if trained:
-            loop.trained_ids.append(batch.sample_ids)
+            training.trained_ids.append(batch.sample_ids)
         if overlap:
             # Last iteration's update ran during this rollout: collect it and publish it while the
             # trainer is idle, then let this batch train during the next rollout.
@@ -80,7 +76,7 @@ def run_sync(session, loop) -> None:
         else:
             results = b.get(session.trainer.train_batch.remote(batch)) if trained else []
         t_train = time.perf_counter() - t0
-        loop.record_iteration(
+        training.record_iteration(
             env_steps=env_steps, outcomes=outcomes, exp=stats, results=results, version=version,
             timings={"time/rollout_s": t_roll, "time/train_wait_s": t_train,
                      "time/iteration_s": time.perf_counter() - t_iter},
@@ -88,6 +84,6 @@ def run_sync(session, loop) -> None:
         )
     if pending is not None and pending[0] is not None:  # async-train: the last update
         results = b.get(pending[0])
-        loop.record_iteration(env_steps=0, outcomes=[], exp=ExperienceStats(), results=results,
+        training.record_iteration(env_steps=0, outcomes=[], exp=ExperienceStats(), results=results,
                               version=session.published_version, timings={}, trained=pending[1])
 

@@ -26,7 +26,7 @@ from rlvla3.runtime.session import Session, start_session
 
 
 @dataclass
-class LoopState:
+class TrainingRun:
     """Counters, stop conditions and per-iteration logging shared by every schedule."""
 
     cfg: Config
@@ -185,104 +185,107 @@ def train(cfg: Config, resume: str = "") -> dict:
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:
         f.write(to_yaml(cfg))
     logger = RunLogger(run_dir, cfg.run.total_env_steps, cfg.run.progress)
-    loop = LoopState(cfg=cfg, logger=logger, run_dir=run_dir)
-    with stop_on_signals(loop):
-        return _train(cfg, resume, run_dir, logger, loop)
+    training = TrainingRun(cfg=cfg, logger=logger, run_dir=run_dir)
+    with stop_on_signals(training):
+        return _train(cfg, resume, run_dir, logger, training)
 
 
-def _summary(loop: LoopState, session: Session, run_dir: str) -> dict:
-    cfg = loop.cfg
+def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
+    cfg = training.cfg
     # restarts by any guard or supervisor of the session, evaluation included
     restarts = {k: v for k, v in session.fault_report.as_dict().items()
                 if k.startswith(("worker_", "generator_"))}
-    loop.fault_report.update({k: max(v, loop.fault_report.get(k, 0)) for k, v in restarts.items()})
+    training.fault_report.update({k: max(v, training.fault_report.get(k, 0)) for k, v in restarts.items()})
     return {
         "run_dir": run_dir, "mode": cfg.run.mode, "algo": cfg.algo.name,
-        "env_steps": loop.env_steps, "train_steps": loop.train_steps,
-        "policy_version": session.backend.get(session.trainer.get_version.remote()), "episodes": loop.episodes,
-        "samples_trained": loop.samples_trained, "steps_skipped": loop.steps_skipped,
-        "wall_s": round(loop.wall_s, 2), "env_steps_per_s": round(loop.env_steps / max(loop.wall_s, 1e-9), 2),
-        "experience": loop.exp_totals, "eval_points": loop.eval_points, "async": loop.async_report,
-        "eval_curve": [p.to_json() for p in loop.eval_curve], "eval_curve_clock": CLOCK,
-        "rl_wall_s": round(loop.rl_wall_s, 2), "rl_eval_s": round(loop.eval_s, 2),
-        "faults": loop.fault_report, "stopped_by": loop.stop_requested or None,
+        "env_steps": training.env_steps, "train_steps": training.train_steps,
+        "policy_version": session.backend.get(session.trainer.get_version.remote()), "episodes": training.episodes,
+        "samples_trained": training.samples_trained, "steps_skipped": training.steps_skipped,
+        "wall_s": round(training.wall_s, 2),
+        "env_steps_per_s": round(training.env_steps / max(training.wall_s, 1e-9), 2),
+        "experience": training.exp_totals, "eval_points": training.eval_points, "async": training.async_report,
+        "eval_curve": [p.to_json() for p in training.eval_curve], "eval_curve_clock": CLOCK,
+        "rl_wall_s": round(training.rl_wall_s, 2), "rl_eval_s": round(training.eval_s, 2),
+        "faults": training.fault_report, "stopped_by": training.stop_requested or None,
         "weights": session.weights.report() if session.weights is not None else {},
     }
 
 
-def _save_trained_ids(loop: LoopState, run_dir: str) -> None:
-    ids = np.concatenate(loop.trained_ids) if loop.trained_ids else np.zeros(0, np.int64)
+def _save_trained_ids(training: TrainingRun, run_dir: str) -> None:
+    ids = np.concatenate(training.trained_ids) if training.trained_ids else np.zeros(0, np.int64)
     np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
 
 
-def _last_checkpoint_hint(loop: LoopState) -> str:
-    ckpt = os.path.join(loop.run_dir, "checkpoints", "latest")
-    return f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {loop.run_dir})" \
+def _last_checkpoint_hint(training: TrainingRun) -> str:
+    ckpt = os.path.join(training.run_dir, "checkpoints", "latest")
+    return f"the last checkpoint is {ckpt} (resume: rlvla3 train --resume {training.run_dir})" \
         if os.path.isdir(ckpt) else "no checkpoint was written yet"
 
 
-def _run_schedule_or_explain(session: Session, loop: LoopState) -> None:
+def _run_schedule_or_explain(session: Session, training: TrainingRun) -> None:
     """A dead trainer, or a worker past its deadline, ends the run with a message naming the
     last checkpoint, not a hang."""
     from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
 
     try:
-        run_schedule(session, loop)
+        run_schedule(session, training)
     except (RemoteTimeout, WorkersLost) as e:
-        raise type(e)(f"{e}\nat env step {loop.env_steps:,} after {loop.train_steps} optimizer steps; "
-                      f"{_last_checkpoint_hint(loop)}") from e
+        raise type(e)(f"{e}\nat env step {training.env_steps:,} after {training.train_steps} optimizer steps; "
+                      f"{_last_checkpoint_hint(training)}") from e
     except Exception as e:
         if trainer_alive(session):
             raise
-        raise TrainerLost(f"the trainer process died at env step {loop.env_steps:,} after {loop.train_steps} "
-                          f"optimizer steps ({type(e).__name__}); {_last_checkpoint_hint(loop)}") from e
+        raise TrainerLost(f"the trainer process died at env step {training.env_steps:,} after {training.train_steps} "
+                          f"optimizer steps ({type(e).__name__}); {_last_checkpoint_hint(training)}") from e
 
 
-def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: LoopState) -> dict:
+def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, training: TrainingRun) -> dict:
     session = None
     try:
         policy_dir = run_sft_stage(cfg, run_dir, logger)
         session = start_session(cfg, policy_dir=policy_dir)
-        if loop.rearm_signals is not None:
-            loop.rearm_signals()  # after ray.init, which replaces the SIGTERM handler
-        loop.session = session
+        if training.rearm_signals is not None:
+            training.rearm_signals()  # after ray.init, which replaces the SIGTERM handler
+        training.session = session
         ckpt = os.path.join(run_dir, "checkpoints", "latest")
         sft_report = None
         if resume and os.path.isdir(ckpt):
-            loop.restore(session.backend.get(session.trainer.load.remote(ckpt)))
-            logger.print(f"resumed from {ckpt} at env step {loop.env_steps:,}, {loop.train_steps} optimizer steps")
+            training.restore(session.backend.get(session.trainer.load.remote(ckpt)))
+            logger.print(f"resumed from {ckpt} at env step {training.env_steps:,}, "
+                         f"{training.train_steps} optimizer steps")
         if os.path.isfile(os.path.join(run_dir, "eval_sft.json")):
             import json
 
             sft_report = json.load(open(os.path.join(run_dir, "eval_sft.json")))["success_rate"]
         else:
-            sft_report = loop.evaluate("eval_sft").success_rate
-            loop.eval_points[:] = [(0, sft_report)]
-            loop.eval_curve[:] = loop.eval_curve[-1:]
+            sft_report = training.evaluate("eval_sft").success_rate
+            training.eval_points[:] = [(0, sft_report)]
+            training.eval_curve[:] = training.eval_curve[-1:]
         logger.print(f"SFT policy: eval success rate {100 * sft_report:.1f}% on held-out initial states")
-        loop.start_rl_clock()
-        _run_schedule_or_explain(session, loop)
-        loop.checkpoint()
-        if loop.stop_requested:  # graceful stop: checkpoint written, no final evaluation
-            summary = _summary(loop, session, run_dir)
+        training.start_rl_clock()
+        _run_schedule_or_explain(session, training)
+        training.checkpoint()
+        if training.stop_requested:  # graceful stop: checkpoint written, no final evaluation
+            summary = _summary(training, session, run_dir)
             write_json(os.path.join(run_dir, "summary.json"), summary)
-            _save_trained_ids(loop, run_dir)
-            logger.print(f"stopped by {loop.stop_requested} at env step {loop.env_steps:,}; checkpoint written; "
+            _save_trained_ids(training, run_dir)
+            logger.print(f"stopped by {training.stop_requested} at env step {training.env_steps:,}; "
+                         f"checkpoint written; "
                          f"continue with: rlvla3 train --resume {run_dir}")
             return summary
-        final = loop.evaluate("eval_final", videos=cfg.eval.videos)
+        final = training.evaluate("eval_final", videos=cfg.eval.videos)
         videos = save_videos(os.path.join(run_dir, "videos"), final.frames)
         logger.print(f"final policy: eval success rate {100 * final.success_rate:.1f}% "
                      f"(SFT {100 * sft_report:.1f}%, change {100 * (final.success_rate - sft_report):+.1f} points)")
-        save_curve(os.path.join(run_dir, "curve.png"), loop.eval_points,
+        save_curve(os.path.join(run_dir, "curve.png"), training.eval_points,
                    f"{cfg.algo.name.upper()} ({cfg.run.mode}) on {cfg.env.type}", baseline=sft_report,
-                   train_points=loop.train_points,
-                   wall_points=[(p.wall_s, p.success_rate) for p in loop.eval_curve if p.wall_s is not None])
+                   train_points=training.train_points,
+                   wall_points=[(p.wall_s, p.success_rate) for p in training.eval_curve if p.wall_s is not None])
         summary = {"sft_success_rate": sft_report, "final_success_rate": final.success_rate,
                    "improvement_points": 100 * (final.success_rate - sft_report), "videos": videos,
-                   **_summary(loop, session, run_dir)}
+                   **_summary(training, session, run_dir)}
         write_json(os.path.join(run_dir, "summary.json"), summary)
-        _save_trained_ids(loop, run_dir)
+        _save_trained_ids(training, run_dir)
         return summary
     finally:
         logger.close()
@@ -290,12 +293,12 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, loop: Loop
             session.shutdown()
 
 
-def run_schedule(session: Session, loop: LoopState) -> None:
+def run_schedule(session: Session, training: TrainingRun) -> None:
     if session.cfg.run.mode in ("sync", "sync-best", "async-train"):
         from rlvla3.runtime.sync_schedule import run_sync
 
-        run_sync(session, loop)
+        run_sync(session, training)
     else:
         from rlvla3.runtime.async_schedule import run_async
 
-        run_async(session, loop)
+        run_async(session, training)

@@ -4,32 +4,7 @@ import math
 import pytest
 
 import rlvla3.core.stats as stats_mod
-from rlvla3.core.stats import Histogram, RunningStats, Timer, Timers, percentiles
-
-DATA = [2, 4, 4, 4, 5, 5, 7, 9]  # mean 5, population var 32/8 = 4
-
-
-def test_running_stats():
-    rs = RunningStats()
-    assert rs.count == 0 and rs.var == 0.0
-    rs.update(DATA)
-    assert rs.count == 8
-    assert rs.mean == pytest.approx(5.0)
-    assert rs.var == pytest.approx(4.0)
-    assert rs.std == pytest.approx(2.0)
-    assert (rs.min, rs.max) == (2.0, 9.0)
-
-
-def test_running_stats_merge():
-    a, b = RunningStats(), RunningStats()
-    a.update(DATA[:3])
-    b.update(DATA[3:])
-    a.merge(b)
-    assert a.count == 8 and a.mean == pytest.approx(5.0) and a.var == pytest.approx(4.0)
-    assert (a.min, a.max) == (2.0, 9.0)
-    empty = RunningStats()
-    empty.merge(a)
-    assert empty.mean == pytest.approx(5.0) and empty.count == 8
+from rlvla3.core.stats import Histogram, Timer, Timers, percentiles
 
 
 def test_percentiles():

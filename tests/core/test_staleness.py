@@ -22,13 +22,13 @@ def test_refund_of_unused_reservation_reopens_budget():
     c.finish(reserved=10, produced=4)  # episode ended early
     assert c.reserved == 4
     assert c.try_admit(5)
-    c.finish(reserved=5, produced=7)  # a unit that ran longer than reserved is charged the extra
+    c.finish(reserved=5, produced=7)  # a group that ran longer than reserved is charged the extra
     assert c.reserved == 11
     with pytest.raises(ValueError):
         c.finish(reserved=3, produced=-1)
 
 
-def test_reservation_follows_the_mean_unit_size():
+def test_reservation_follows_the_mean_group_size():
     c = StalenessController(eta=1, global_batch=100)
     assert c.reservation(15) == 15  # nothing finished yet: the maximum
     for _ in range(200):
@@ -41,8 +41,8 @@ def test_reservation_follows_the_mean_unit_size():
 
 
 def test_expected_reservations_admit_more_work_and_settle_exactly():
-    """Units of 15 decisions at most that produce 6: worst-case reservations admit 13 units
-    in a window of 200 samples; expected ones admit 33, and finished units leave exactly
+    """Groups of 15 decisions at most that produce 6: worst-case reservations admit 13 groups
+    in a window of 200 samples; expected ones admit 33, and finished groups leave exactly
     what they produced reserved."""
     def admitted(c, reserve):
         n = 0
@@ -53,7 +53,7 @@ def test_expected_reservations_admit_more_work_and_settle_exactly():
     worst = StalenessController(eta=1, global_batch=100)
     assert admitted(worst, lambda c: 15) == 13
     exp = StalenessController(eta=1, global_batch=100)
-    exp._mean_unit = 6.0
+    exp._mean_group = 6.0
     n = admitted(exp, lambda c: c.reservation(15))
     assert n == 33
     for _ in range(n):
@@ -68,7 +68,7 @@ def test_unit_larger_than_window_still_starts_when_idle():
 
 
 def test_short_units_never_deadlock_a_starving_trainer():
-    """eta=0: units reserve 15 but produce 9; the window fills with finished work that
+    """eta=0: groups reserve 15 but produce 9; the window fills with finished work that
     cannot complete the batch, so admission must go on until the trainer can step."""
     c = StalenessController(eta=0, global_batch=240)
     produced = 0
@@ -91,7 +91,8 @@ def test_freshness_filter_counts_drops():
     mask = c.filter(np.array([5, 4, 3, 2, 1]))
     assert mask.tolist() == [True, True, True, False, False]
     assert c.counters.dropped_samples == 2 and c.counters.accepted_samples == 3
-    assert c.is_fresh(3) and not c.is_fresh(2)
+    c.set_version(6)
+    assert c.filter([4, 3]).tolist() == [True, False] and c.counters.dropped_samples == 3
 
 
 def test_eta_zero_is_on_policy():
@@ -130,7 +131,7 @@ def test_in_order_stream_respects_bound():
 def test_resumed_controller_admits_like_a_fresh_one(reserve):
     """A run resumed at version 50 (issue 22): the trainer has consumed 50 batches, so the
     window must hold eta + 1 batches beyond them, as on a fresh start (eta 1, B 240: 32
-    units of 15 samples, then a refusal), not 52 batches (832 units)."""
+    groups of 15 samples, then a refusal), not 52 batches (832 groups)."""
     def admitted_before_refusal(c):
         n = 0
         while c.try_admit(reserve):

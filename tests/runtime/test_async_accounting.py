@@ -1,27 +1,25 @@
-"""The asynchronous driver's unit accounting without Ray: an episode reported both dropped
-and delivered (issue 22) settles its unit once and never drives a count below zero."""
+"""The asynchronous schedule's collection without Ray: an episode reported both dropped and
+delivered (issue 22) settles its group once and never drives a count below zero; drops are
+reported to the stream before deliveries, and the workers' running totals to the supervisor."""
 
 from types import SimpleNamespace
 
 import numpy as np
 
-from rlvla3.core.experience import GroupAssembler
-from rlvla3.core.sample_queue import SampleQueue
-from rlvla3.core.staleness import StalenessController
+from rlvla3.core.assignments import GroupSampler
+from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.core.types import Episode
-from rlvla3.runtime.async_schedule import AsyncDriver
-from rlvla3.runtime.supervisor import FaultReport
+from rlvla3.runtime.async_schedule import AsyncSchedule, _Interval
 
 
-def _driver(grpo: bool) -> AsyncDriver:
-    d = object.__new__(AsyncDriver)  # only the experience-stream state collect() touches
-    d.grpo, d.a = grpo, SimpleNamespace(gamma=0.99, gae_lambda=0.95)
-    d.ctrl, d.queue, d.broken, d.steps_by_worker = StalenessController(1, 8), SampleQueue(), set(), {}
-    d.assembler = GroupAssembler(4) if grpo else None
-    d.unit_left, d.unit_produced, d.unit_reserved = {}, {}, {}
-    d.sup = SimpleNamespace(report=FaultReport(), incarnation=[0], settled=lambda w, k: None,
-                            note_injected=lambda w, n: None)
-    return d
+def _schedule(grpo: bool) -> AsyncSchedule:
+    sched = object.__new__(AsyncSchedule)  # only the state collect() touches
+    settings = StreamSettings("grpo" if grpo else "ppo", 4, 15, 1, 8, gamma=0.99, gae_lambda=0.95)
+    sched.stream = ExperienceStream(settings, GroupSampler(1, 1, settings.episodes_per_group, seed=0))
+    totals = {}
+    sched.sup = SimpleNamespace(note_drain=lambda w, injected, steps: totals.update({w: (injected, steps)}),
+                                totals=totals)
+    return sched
 
 
 def _episode(key: str, success: bool, n: int = 3, episode_id: int = 0) -> Episode:
@@ -31,30 +29,29 @@ def _episode(key: str, success: bool, n: int = 3, episode_id: int = 0) -> Episod
                    4 * n, episode_id=episode_id)
 
 
-def _admit(d: AsyncDriver, key: str, episodes: int, reserve: int) -> None:
-    assert d.ctrl.try_admit(reserve)
-    d.unit_left[key], d.unit_produced[key], d.unit_reserved[key] = episodes, 0, reserve
-
-
 def _drain(dropped, episodes):
-    return {"faults_injected": 0, "dropped_keys": dropped, "episodes": episodes, "outcomes": [], "env_steps": 12}
+    return {"faults_injected": 1, "dropped_keys": dropped, "episodes": episodes, "outcomes": [], "env_steps": 12}
 
 
-def test_ppo_an_episode_both_dropped_and_delivered_settles_its_unit_once():
-    d = _driver(grpo=False)
-    _admit(d, "a0", 1, 15)
-    d.collect([_drain(["a0"], [_episode("a0", True)])])  # raised KeyError: the drop had settled the unit
-    assert d.unit_left == {} and d.ctrl.reserved == 0 and d.sup.report.episodes_dropped == 1
+def test_ppo_an_episode_both_dropped_and_delivered_settles_its_group_once():
+    d = _schedule(grpo=False)
+    ((_, (a,)),) = d.stream.admit([0], 1)
+    d.collect([_drain([a.group_key], [_episode(a.group_key, True)])], _Interval())
+    st = d.stream.status()
+    assert st.groups_in_flight == 0 and st.samples_reserved == 0 and st.episodes_dropped == 1
+    assert d.sup.totals == {0: (1, 12)}
 
 
 def test_grpo_an_episode_both_dropped_and_delivered_settles_its_group_once():
     """Group of 4, its first episode reported both ways: the group is broken (dropped) and
     settled exactly once; its last episode no longer finds a settled group's count."""
-    d = _driver(grpo=True)
-    _admit(d, "g0", 4, 40)
-    eps = [_episode("g0", k % 2 == 0, episode_id=k) for k in range(4)]
-    d.collect([_drain(["g0"], eps)])
-    assert d.unit_left == {} and d.ctrl.reserved == 0 and d.queue.size == 0
-    d.drop_episodes("g0", 1)  # a late report for a settled group changes nothing
-    assert d.unit_left == {} and d.ctrl.reserved == 0
-
+    d = _schedule(grpo=True)
+    ((_, items),) = d.stream.admit([0], 1)
+    key = items[0].group_key
+    interval = _Interval()
+    d.collect([_drain([key], [_episode(key, k % 2 == 0, episode_id=k) for k in range(4)]), None], interval)
+    st = d.stream.status()
+    assert st.groups_in_flight == 0 and st.samples_reserved == 0 and st.samples_waiting == 0
+    assert interval.exp.episodes_dropped == 3 and st.episodes_late == 1
+    assert d.stream.report_lost(0, key) == 0  # a late report for a settled group changes nothing
+    assert d.stream.status().samples_reserved == 0

@@ -8,7 +8,7 @@ from rlvla3.core.types import ActionReply
 from rlvla3.envs.config import LatencyConfig, TabletopConfig
 from rlvla3.envs.tabletop import TabletopEnv
 from rlvla3.runtime.backend import LocalBackend
-from rlvla3.runtime.lockstep import lockstep_rollout
+from rlvla3.runtime.lockstep_rollout import lockstep_rollout
 from rlvla3.workers.env_worker import EnvWorker
 
 
@@ -114,11 +114,11 @@ def test_a_time_limit_the_observation_shows_stays_terminal():
 
 
 def test_the_async_driver_bootstraps_the_ticks_time_limit_cuts_or_drops_them():
-    """`full` / `async-rollout`: the driver asks a generator for V(s_T) of a tick's episodes in
-    one call; without an answer in faults.step_timeout_s they are dropped and counted."""
+    """`full` / `async-rollout`: the schedule asks a generator for V(s_T) of a tick's episodes
+    in one call; without an answer in faults.step_timeout_s they are reported lost to the stream."""
     from types import SimpleNamespace
 
-    from rlvla3.runtime.async_schedule import AsyncDriver
+    from rlvla3.runtime.async_schedule import AsyncSchedule
 
     def episodes():
         w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 1, seed=0)
@@ -131,14 +131,14 @@ def test_the_async_driver_bootstraps_the_ticks_time_limit_cuts_or_drops_them():
     backend, dropped = LocalBackend(), []
     for answers in (True, False):
         ray = SimpleNamespace(wait=lambda refs, timeout, ok=answers: (refs if ok else [], []))
-        driver = SimpleNamespace(s=SimpleNamespace(generators=[backend.actor(_ValueGenerator)]),
-                                 b=SimpleNamespace(ray=ray, get=backend.get),
-                                 cfg=SimpleNamespace(faults=SimpleNamespace(step_timeout_s=1.0)),
-                                 drop_episodes=lambda key, n: dropped.append((key, n)))
-        kept = AsyncDriver._bootstrap(driver, episodes())
+        schedule = SimpleNamespace(session=SimpleNamespace(generators=[backend.actor(_ValueGenerator)],
+                                                           backend=SimpleNamespace(ray=ray, get=backend.get)),
+                                   cfg=SimpleNamespace(faults=SimpleNamespace(step_timeout_s=1.0)),
+                                   stream=SimpleNamespace(report_lost=lambda w, key: dropped.append((w, key))))
+        kept = [ep for _, ep in AsyncSchedule._bootstrap(schedule, [(3, ep) for ep in episodes()])]
         if answers:
             (ep,) = kept
             assert ep.bootstrap_value == 6.0 and not ep.terminated
             np.testing.assert_allclose(ppo_samples(kept, 0.9, 1.0)[0].returns[-1], 0.9 * 6)
         else:
-            assert kept == [] and dropped == [("a1", 1)]
+            assert kept == [] and dropped == [(3, "a1")]

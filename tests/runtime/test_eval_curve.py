@@ -48,7 +48,7 @@ def loop(tmp_path, monkeypatch):
     monkeypatch.setattr(train_loop, "evaluate", fake_evaluate)
     saved = {}
     cfg = load_config(["preset=tiny-test"])
-    state = train_loop.LoopState(cfg=cfg, logger=RunLogger(str(tmp_path), 0, progress=False),
+    state = train_loop.TrainingRun(cfg=cfg, logger=RunLogger(str(tmp_path), 0, progress=False),
                                  session=_session(saved), run_dir=str(tmp_path))
     state.clock, state.saved = clock, saved
     yield state
@@ -96,7 +96,7 @@ def test_the_rl_clock_and_curve_survive_a_resume(loop):
     loop.evaluate("eval_periodic", save=False)
     loop.checkpoint()
     assert loop.saved["rl_wall_s_before"] == 35.0 and loop.saved["eval_s"] == 5.0
-    again = train_loop.LoopState(cfg=loop.cfg, logger=loop.logger, session=loop.session, run_dir=loop.run_dir)
+    again = train_loop.TrainingRun(cfg=loop.cfg, logger=loop.logger, session=loop.session, run_dir=loop.run_dir)
     again.restore(loop.saved)
     assert again.eval_curve == loop.eval_curve and again.rl_wall_s == 35.0  # clock stopped until restarted
     clock.t += 100.0  # the restart itself is not RL time
