@@ -18,6 +18,7 @@ from typing import List
 
 from rlvla3.bench.runner import machine_info
 from rlvla3.core.stats import percentiles
+from rlvla3.bench.synthetic import random_obs
 from rlvla3.core.types import ActionRequest, ObsBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
@@ -52,7 +53,7 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     os.makedirs(out_dir, exist_ok=True)
     s = start_session(cfg, with_train_envs=False)
     try:
-        obs = ObsBatch.random(1, env_config(cfg).image_size, family_config(cfg.policy).proprio_dim, s.instructions)
+        obs = random_obs(1, env_config(cfg).image_size, family_config(cfg.policy).proprio_dim, s.instructions)
         prober = _Prober(s.backend, s.generators[0], obs)
         prober.start()
         time.sleep(2.0)  # a baseline of undisturbed requests

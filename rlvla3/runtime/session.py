@@ -160,7 +160,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.make_generator = make_generator
         s.generators = [make_generator(i) for i in range(g.num_generators)]
     if with_trainer and cfg.trainer.num_ranks > 1:
-        from rlvla3.workers.trainer_group import TrainerGroup
+        from rlvla3.runtime.trainer_group import TrainerGroup
 
         s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
     elif with_trainer:

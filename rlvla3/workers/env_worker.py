@@ -25,7 +25,7 @@ from rlvla3.envs.factory import make_env
 from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
 from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
-from rlvla3.workers.priority import lower_priority
+from rlvla3.process.priority import lower_priority
 
 AUTO_RESET = ("none", "filler", "keep")
 
