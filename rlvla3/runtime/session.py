@@ -165,7 +165,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
     elif with_trainer:
         s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
-    s.weights = WeightPublisher(s)
+    s.weights = WeightPublisher(backend, s.trainer, s.generators, cfg, s.placement)
     s.weights.open()
     s.instructions = wait_started(s)
     return s

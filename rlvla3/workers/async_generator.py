@@ -17,6 +17,7 @@ from typing import List, Optional
 
 from rlvla3.core.batcher import DynamicBatcher
 from rlvla3.core.types import ActionReply, ActionRequest, ObsBatch, WeightsMessage
+from rlvla3.workers.action_channel import ActionServer, Answer
 from rlvla3.workers.fault_hooks import crash_process_if, hang_if
 from rlvla3.workers.generator import Generator
 from rlvla3.workers.role import Role
@@ -62,8 +63,6 @@ class AsyncGenerator(Role):
         """((host, port), authkey) of this replica's request socket (generator.request_transport=socket)."""
         self._ensure_loop()
         if self._server is None:
-            from rlvla3.workers.action_channel import ActionServer
-
             loop = asyncio.get_running_loop()
             self._server = ActionServer(lambda reqs, reply: loop.call_soon_threadsafe(self._submit, reqs, reply))
         return self._server.address
@@ -74,9 +73,9 @@ class AsyncGenerator(Role):
             try:
                 fut = self._enqueue(r)
             except Exception as e:
-                reply(r.request_id, False, e)
+                reply(Answer(r.request_id, error=e))
                 continue
-            fut.add_done_callback(lambda f, rid=r.request_id: reply(rid, *_outcome(f)))
+            fut.add_done_callback(lambda f, rid=r.request_id: reply(_answer(rid, f)))
 
     def _enqueue(self, request: ActionRequest) -> asyncio.Future:
         self._ensure_loop()
@@ -186,8 +185,8 @@ class AsyncGenerator(Role):
                                                batch_size=len(obs)))
 
 
-def _outcome(fut: asyncio.Future) -> tuple:
+def _answer(request_id: int, fut: asyncio.Future) -> Answer:
     if fut.cancelled():
-        return False, RuntimeError("request cancelled")
+        return Answer(request_id, error=RuntimeError("request cancelled"))
     e = fut.exception()
-    return (False, e) if e is not None else (True, fut.result())
+    return Answer(request_id, error=e) if e is not None else Answer(request_id, reply=fut.result())
