@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Sequence
 
+from rlvla3.process.heap import heap_env, keep_freed_memory
+
 
 class _Done:
     """A finished local call, standing in for a Ray ObjectRef."""
@@ -59,8 +61,6 @@ class RayBackend:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0,
                  worker_nice: int | None = None, call_timeout_s: float = 600.0):
         import ray
-
-        from rlvla3.process.heap import heap_env
 
         self.ray = ray
         self.call_timeout_s = call_timeout_s  # faults.call_timeout_s: the deadline of a wait with none of its own
@@ -129,8 +129,6 @@ class RayBackend:
 def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0):
     """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
     default, 15); a cluster that is already running keeps its own."""
-    from rlvla3.process.heap import keep_freed_memory
-
     keep_freed_memory(heap_keep_mb)  # run.heap_keep_mb in this process too: the driver unpacks every episode
     if name == "local":
         return LocalBackend()

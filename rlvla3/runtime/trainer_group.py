@@ -63,11 +63,9 @@ class TrainerGroup:
         self._raise_failures()
         if not self._every_rank(name):
             return getattr(self.ranks[0], name).remote(*args, **kwargs)
-        def put(value):  # one copy of a batch in the object store, read by every rank
-            return self.backend.put(value) if isinstance(value, (SampleBatch, ObsBatch)) else value
-
-        args = [put(a) for a in args]
-        kwargs = {k: put(v) for k, v in kwargs.items()}
+        put, batches = self.backend.put, (SampleBatch, ObsBatch)  # one copy in the object store, read by every rank
+        args = [put(a) if isinstance(a, batches) else a for a in args]
+        kwargs = {k: put(v) if isinstance(v, batches) else v for k, v in kwargs.items()}
         refs = [getattr(t, name).remote(*args, **kwargs) for t in self.ranks]
         self._pending.append((refs[0], refs[1:]))
         return refs[0]

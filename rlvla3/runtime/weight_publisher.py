@@ -19,8 +19,7 @@ from rlvla3.core.stats import percentiles
 
 class WeightPublisher:
     def __init__(self, backend, trainer, generators: List, cfg, placement=None):
-        """`generators`: the session's list, which the supervisor updates in place when it
-        replaces one (then calls `open`); `placement`: a core.placement.PlacementPlan (CUDA)."""
+        # generators: the session's list, updated in place by the supervisor (which then calls open)
         self.backend, self.trainer, self.generators, self.placement = backend, trainer, generators, placement
         g = cfg.generator
         self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
@@ -43,20 +42,19 @@ class WeightPublisher:
         """Build a new channel epoch with the session's current generators (collective)."""
         if not self.collective:
             return
-        trainer, gens = self.trainer, self.generators
+        trainer, gens, b = self.trainer, self.generators, self.backend
         if self.address is None:
-            self.address = self.backend.get(trainer.weights_listen.remote())
+            self.address = b.get(trainer.weights_listen.remote())
         plan = self.placement
-        self.channel_backend = plan.weight_channel_backend() if plan is not None else "gloo"
+        self.channel_backend = kind = plan.weight_channel_backend() if plan is not None else "gloo"
         self.epoch += 1
         world = 1 + len(gens)
         addr, port = self.address
-        self.backend.get([trainer.weights_join.remote(self.epoch, world, self.channel_backend)]
-                         + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, self.channel_backend,
-                                                  self.timeout_s)
-                            for i, g in enumerate(gens)],  # they meet: all at once
-                         timeout_s=self.start_timeout_s, what=f"weight channel epoch {self.epoch} (weights_join)",
-                         actors=[trainer] + list(gens))
+        b.get([trainer.weights_join.remote(self.epoch, world, kind)]
+              + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, kind, self.timeout_s)
+                 for i, g in enumerate(gens)],  # they meet: all at once
+              timeout_s=self.start_timeout_s, what=f"weight channel epoch {self.epoch} (weights_join)",
+              actors=[trainer] + list(gens))
 
     def publish(self, wait: bool) -> None:
         """Send the trainer's current weights to every generator; `wait`: until they hold them."""

@@ -44,8 +44,7 @@ from rlvla3.core.types import ActionReply
 
 @dataclass
 class Answer:
-    """What one action request got back, over either transport: its reply, or the error
-    that stands for it (a failed forward, a lost generator or connection)."""
+    """What one action request got back: its reply, or the error that stands for it."""
 
     request_id: int
     reply: Optional[ActionReply] = None

@@ -129,10 +129,6 @@ class AsyncGenerator(Role):
         return {"version": self.replica.version, "swaps": self.swaps, "busy_s": self.busy_s,
                 "utilization": self.busy_s / wall if wall > 0 else 0.0, **self.batcher.stats.summary()}
 
-    async def reset_stats(self) -> None:
-        self.batcher.stats = type(self.batcher.stats)()
-        self.busy_s, self.t_created = 0.0, time.perf_counter()
-
     def bench_forward(self, batches: List[ObsBatch], seconds: float) -> dict:
         return self.replica.bench_forward(batches, seconds)
 

@@ -25,6 +25,7 @@ from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
 from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
 from rlvla3.workers.role import Role
+from rlvla3.workers.slot_rollout import SlotRollout
 
 AUTO_RESET = ("none", "filler", "keep")
 
@@ -109,7 +110,6 @@ class EnvWorker(Role):
         self.active[i] = False
 
     def reset_slot(self, i: int, a: EpisodeAssignment) -> None:
-        """Start assignment `a` on slot i."""
         t0, w0 = time.perf_counter(), time.time()
         obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
         check_obs(obs, f"env worker {self.worker_id} slot {i} reset")
@@ -261,8 +261,6 @@ class EnvWorker(Role):
     # --- asynchronous API (see slot_rollout.py) ---------------------------------------------
     def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1,
                     coalesce_ms: float = 0.0, transport: str = "ray") -> bool:
-        from rlvla3.workers.slot_rollout import SlotRollout
-
         self.rollout = SlotRollout(self, generators, router, num_generators, envs_per_slot, coalesce_ms, transport)
         return True
 

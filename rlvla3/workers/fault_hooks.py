@@ -1,8 +1,5 @@
-"""Fault injection in the generator and trainer processes (chaos testing, `faults.generator_*`,
-`faults.trainer_*`): crash or stop answering once a scheduled count is reached. The env
-faults, and the `hang_forever` stall both use, live in `envs/faults.py`."""
-
-from __future__ import annotations
+"""Fault injection in the generator and trainer (`faults.generator_*`, `faults.trainer_*`): crash
+or stop answering once a scheduled count is reached. The env faults live in `envs/faults.py`."""
 
 import os
 

@@ -82,19 +82,17 @@ class Generator(Role):
         """Stage bound: inference alone, samples/s at the size of each batch (`seconds` each)."""
         out = {}
         for obs in batches:
-            n = len(obs)
             self.policy.act(obs)  # warm-up
             done, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 self.policy.act(obs)
-                done += n
-            out[n] = done / (time.perf_counter() - t0)
+                done += len(obs)
+            out[len(obs)] = done / (time.perf_counter() - t0)
         return out
 
     def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
                     request_id: int = 0, **span_args) -> ActionReply:
-        """The policy on a whole batch. `span_args`: more detail for its timeline span (the
-        asynchronous generator adds how many requests the batch serves)."""
+        """The policy on a whole batch; `span_args` add detail to its timeline span."""
         crash_process_if(self.crash_after_requests, self.calls + 1)
         if hang_if(self.hang_after_requests, self.calls + 1):
             time.sleep(10**6)  # a forward pass that never returns

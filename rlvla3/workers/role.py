@@ -1,6 +1,5 @@
-"""The base every worker role (env worker, generator, trainer) stands on: the process
-settings it applies first, and the timeline hooks a benchmark drives (`set_trace`, then
-`timeline`). Each role adds its own calls and its own stage-bound `bench_*` method."""
+"""The base of every worker role (env worker, generator, trainer): the process settings it applies
+first and the timeline hooks a benchmark drives. Each role adds its calls and its `bench_*`."""
 
 from __future__ import annotations
 

@@ -6,11 +6,8 @@ its ActionRequest as soon as its chunk finishes and never waits for another slot
 generator's answer schedules the slot's next chunk on the worker's thread pool. A finished
 episode leaves at once and its env starts the next admitted assignment immediately (or
 idles until one arrives); the slot goes on with its other envs meanwhile. The envs are
-driven only through the env worker's public slot operations.
-
-Requests reach a generator one way, `channel.submit(requests, callbacks)`, whatever the
-transport (`generator.request_transport`): a `RayChannel` (Ray actor calls) or an
-`ActionClient` (a direct socket); each callback gets the request's `Answer`.
+driven only through the env worker's public slot operations. Requests go out one way,
+`channel.submit`, to a `RayChannel` or an `ActionClient` (socket); each gets an `Answer`.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from functools import partial
 from typing import Deque, List, Optional, Set
 
@@ -29,8 +27,7 @@ from rlvla3.workers.request_coalescer import RequestCoalescer
 
 
 class RayChannel:
-    """Action requests to one generator as Ray actor calls: one request per `infer` call,
-    several (coalesced) per `infer_many` call."""
+    """Action requests to one generator as Ray calls: `infer` for one, `infer_many` for several."""
 
     def __init__(self, generator):
         self.generator = generator
@@ -40,20 +37,17 @@ class RayChannel:
             try:
                 replies = [fut.result()] if len(requests) == 1 else fut.result()
                 answers = [Answer(r.request_id, reply=rep) for r, rep in zip(requests, replies)]
-            except Exception as e:
+            except Exception as e:  # a failed call, or one that could not even be made
                 answers = [Answer(r.request_id, error=e) for r in requests]
             for cb, a in zip(callbacks, answers):
                 cb(a)
 
+        fut = Future()
         try:
-            if len(requests) == 1:
-                fut = self.generator.infer.remote(requests[0]).future()
-            else:
-                fut = self.generator.infer_many.remote(list(requests)).future()
-        except Exception as e:  # the call could not even be made: a failed answer for each
-            for r, cb in zip(requests, callbacks):
-                cb(Answer(r.request_id, error=e))
-            return
+            gen = self.generator
+            fut = (gen.infer.remote(requests[0]) if len(requests) == 1 else gen.infer_many.remote(requests)).future()
+        except Exception as e:
+            fut.set_exception(e)
         fut.add_done_callback(answer)
 
 
@@ -229,15 +223,13 @@ class SlotRollout:
             self._connect([g])
             channel = self.channels[g]
         requests = [req for req, _, _ in items]
-        callbacks = [partial(self._answered, slot, g, envs) for _, slot, envs in items]
+        handle = partial(self.worker.submit, self._guard, self._on_answer)  # each answer, on the worker's pool
+        callbacks = [partial(handle, slot, g, envs) for _, slot, envs in items]
         if channel is None:
             for req, cb in zip(requests, callbacks):
                 cb(Answer(req.request_id, error=ConnectionError(f"no connection to generator {g}")))
         else:
             channel.submit(requests, callbacks)
-
-    def _answered(self, slot: int, g: int, envs: List[int], answer: Answer) -> None:
-        self.worker.submit(self._guard, self._on_answer, slot, g, envs, answer)
 
     def _on_answer(self, slot: int, g: int, envs: List[int], answer: Answer) -> None:
         with self.lock:

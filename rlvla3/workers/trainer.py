@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from typing import List, Optional
 
@@ -31,7 +32,7 @@ from rlvla3.core.advantages import normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
                                                rendezvous_address)
-from rlvla3.policies import build_policy
+from rlvla3.policies import build_policy, load_policy
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers.fault_hooks import crash_process_if
 from rlvla3.workers.micro_loss import MicroLoss
@@ -273,9 +274,7 @@ class Trainer(Role):
 
     def _publishable(self, results: List[TrainResult]) -> List[TrainResult]:
         """One new policy version per update that applied at least one optimizer step."""
-        faults = getattr(self.cfg, "faults", None)
-        if faults is not None:  # chaos testing: a trainer process that dies mid-run
-            crash_process_if(faults.trainer_crash_after_steps, self.updates)
+        crash_process_if(self.cfg.faults.trainer_crash_after_steps, self.updates)  # chaos: a trainer that dies
         if any(not r.skipped for r in results):
             self.version += 1
             self.policy.version = self.version
@@ -392,15 +391,11 @@ class Trainer(Role):
             old = path.rstrip("/") + ".old"
             os.replace(path, old)
             os.replace(tmp, path)
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
 
     def load(self, path: str) -> dict:
-        from rlvla3.policies import load_policy
-
         state_path = os.path.join(path, "trainer_state.pt")
         if not os.path.isfile(state_path):
             raise FileNotFoundError(f"checkpoint {path} has no trainer_state.pt")
