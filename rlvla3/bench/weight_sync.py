@@ -32,7 +32,7 @@ class _Prober(threading.Thread):
 
     def __init__(self, backend, generator, obs: ObsBatch):
         super().__init__(daemon=True)
-        self.b, self.g, self.obs = backend, generator, obs
+        self.backend, self.generator, self.obs = backend, generator, obs
         self.samples: List[tuple] = []
         self.stop = threading.Event()
 
@@ -41,7 +41,7 @@ class _Prober(threading.Thread):
         while not self.stop.is_set():
             rid += 1
             t0 = time.perf_counter()
-            self.b.get(self.g.infer.remote(ActionRequest(rid, 0, 0, self.obs)))
+            self.backend.get(self.generator.infer.remote(ActionRequest(rid, 0, 0, self.obs)))
             self.samples.append((t0, time.perf_counter() - t0))
 
 
