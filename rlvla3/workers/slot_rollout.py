@@ -42,9 +42,8 @@ class RayChannel:
             for cb, a in zip(callbacks, answers):
                 cb(a)
 
-        fut = Future()
+        fut, gen = Future(), self.generator
         try:
-            gen = self.generator
             fut = (gen.infer.remote(requests[0]) if len(requests) == 1 else gen.infer_many.remote(requests)).future()
         except Exception as e:
             fut.set_exception(e)
