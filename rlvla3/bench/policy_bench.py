@@ -15,7 +15,7 @@ from typing import List
 
 import torch
 
-from rlvla3.core.types import ObsBatch
+from rlvla3.bench.synthetic import random_obs
 from rlvla3.policies import build_policy, family_config
 from rlvla3.runtime.config import load_config
 
@@ -36,7 +36,7 @@ def _peak_gb(device: torch.device) -> float:
 def bench_inference(policy, batches: List[int], seconds: float) -> List[dict]:
     rows = []
     for n in batches:
-        obs = ObsBatch.random(n, policy.image_size, policy.proprio_dim, INSTRUCTIONS)
+        obs = random_obs(n, policy.image_size, policy.proprio_dim, INSTRUCTIONS)
         _reset_memory(policy.device)
         for _ in range(2):  # warm-up: kernels, allocator, compile
             policy.act(obs)
@@ -61,9 +61,10 @@ def bench_training(cfg, micros: List[int], accum: int, seconds: float) -> List[d
         trainer = Trainer(cfg, seed=0, torch_threads=torch.get_num_threads())
         pol = trainer.policy
         try:
-            trainer.bench_train(0.0, pol.image_size, INSTRUCTIONS)  # warm-up: one global batch
+            obs = random_obs(m * accum, pol.image_size, pol.proprio_dim, INSTRUCTIONS)
+            trainer.bench_train(0.0, obs)  # warm-up: one global batch
             _reset_memory(device)
-            r = trainer.bench_train(seconds, pol.image_size, INSTRUCTIONS)
+            r = trainer.bench_train(seconds, obs)
             rows.append({"micro_batch": m, "global_batch": m * accum, "samples_per_s": r["samples"] / r["seconds"],
                          "peak_mem_gb": _peak_gb(device)})
         except torch.OutOfMemoryError:

@@ -150,7 +150,7 @@ def write_outputs(result: dict, windows: Dict[str, List[Span]], out: str) -> Non
     with open(os.path.join(out, "timeline.json"), "w") as f:
         json.dump(to_chrome_trace(trace), f)
     from rlvla3.bench.profile import latency_profile
-    from rlvla3.runtime.timeline_plot import plot_gantt
+    from rlvla3.bench.timeline_plot import plot_gantt
 
     # The simulator's measured timing, replayable on the built-in env (latency.kind=replay):
     # from sync's window, or the first other window that saw resets (a short, loaded run may not).

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import episode_lengths, slot_tracks, window_metrics, window_start
+from rlvla3.bench.synthetic import random_obs
 from rlvla3.bench.workloads import bench_sft, workload_overrides
 from rlvla3.envs.factory import env_config, has_expert
 from rlvla3.policies import family_config
@@ -209,15 +210,17 @@ def stage_bounds(cfg, policy_dir: str, seconds: float, steps_per_decision: float
         slots = cfg.rollout.num_env_workers * envs_per_worker(cfg.rollout)
         sizes = sorted({n for n in (1, 4, 16, 32, 64, 128, cfg.generator.max_batch, slots) if n <= max(slots, 1)})
         gen0 = session.generators[0]
-        per_size = b.get(gen0.bench_forward.remote(sizes, seconds / len(sizes), env.image_size, session.instructions),
+        batches = [random_obs(n, env.image_size, p.proprio_dim, session.instructions) for n in sizes]
+        per_size = b.get(gen0.bench_forward.remote(batches, seconds / len(sizes)),
                          timeout_s=deadline, what="bench: the generator alone (bench_forward)", actors=[gen0])
         gen = len(session.generators) * max(per_size.values()) * steps_per_decision
         # The trainer as each schedule runs it: whole global batches, or streamed micro-batches
         # (`full` with algo.stream_normalization=exact costs a second backward per micro-batch).
         trainer = session.trainer
-        tr = b.get(trainer.bench_train.remote(seconds, env.image_size, session.instructions),
+        batch = random_obs(cfg.algo.global_batch, env.image_size, p.proprio_dim, session.instructions)
+        tr = b.get(trainer.bench_train.remote(seconds, batch),
                    timeout_s=deadline, what="bench: the trainer alone (bench_train)", actors=[trainer])
-        trs = b.get(trainer.bench_train.remote(seconds, env.image_size, session.instructions, True),
+        trs = b.get(trainer.bench_train.remote(seconds, batch, True),
                     timeout_s=deadline, what="bench: the trainer alone, streamed (bench_train)", actors=[trainer])
         train = tr["samples"] / tr["seconds"] * steps_per_decision
         train_s = trs["samples"] / trs["seconds"] * steps_per_decision

@@ -18,6 +18,7 @@ from typing import List
 
 from rlvla3.bench.runner import machine_info
 from rlvla3.core.stats import percentiles
+from rlvla3.bench.synthetic import random_obs
 from rlvla3.core.types import ActionRequest, ObsBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
@@ -31,7 +32,7 @@ class _Prober(threading.Thread):
 
     def __init__(self, backend, generator, obs: ObsBatch):
         super().__init__(daemon=True)
-        self.b, self.g, self.obs = backend, generator, obs
+        self.backend, self.generator, self.obs = backend, generator, obs
         self.samples: List[tuple] = []
         self.stop = threading.Event()
 
@@ -40,7 +41,7 @@ class _Prober(threading.Thread):
         while not self.stop.is_set():
             rid += 1
             t0 = time.perf_counter()
-            self.b.get(self.g.infer.remote(ActionRequest(rid, 0, 0, self.obs)))
+            self.backend.get(self.generator.infer.remote(ActionRequest(rid, 0, 0, self.obs)))
             self.samples.append((t0, time.perf_counter() - t0))
 
 
@@ -52,7 +53,7 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     os.makedirs(out_dir, exist_ok=True)
     s = start_session(cfg, with_train_envs=False)
     try:
-        obs = ObsBatch.random(1, env_config(cfg).image_size, family_config(cfg.policy).proprio_dim, s.instructions)
+        obs = random_obs(1, env_config(cfg).image_size, family_config(cfg.policy).proprio_dim, s.instructions)
         prober = _Prober(s.backend, s.generators[0], obs)
         prober.start()
         time.sleep(2.0)  # a baseline of undisturbed requests

@@ -35,14 +35,6 @@ class ObsBatch:
         idx = np.asarray(idx)
         return ObsBatch(self.images[idx], self.proprio[idx], [self.instructions[i] for i in idx])
 
-    @staticmethod
-    def random(n: int, image_size: int, proprio_dim: int, instructions: List[str], seed: int = 0) -> "ObsBatch":
-        """Synthetic observations (stage-bound benchmarks), instructions cycled."""
-        rng = np.random.default_rng(seed)
-        return ObsBatch(rng.integers(0, 255, (n, image_size, image_size, 3), dtype=np.uint8),
-                        rng.normal(size=(n, proprio_dim)).astype(np.float32),
-                        [instructions[i % len(instructions)] for i in range(n)])
-
 
 @dataclass
 class ActionRequest:

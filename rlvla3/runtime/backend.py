@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Sequence
 
+from rlvla3.process.heap import heap_env, keep_freed_memory
+
 
 class _Done:
     """A finished local call, standing in for a Ray ObjectRef."""
@@ -60,8 +62,6 @@ class RayBackend:
                  worker_nice: int | None = None, call_timeout_s: float = 600.0):
         import ray
 
-        from rlvla3.workers.heap import heap_env
-
         self.ray = ray
         self.call_timeout_s = call_timeout_s  # faults.call_timeout_s: the deadline of a wait with none of its own
         if not ray.is_initialized():
@@ -83,7 +83,7 @@ class RayBackend:
                    **heap_env(heap_keep_mb)}  # run.heap_keep_mb
             # Every worker answers SIGUSR2 with its Python stacks (for an expired deadline).
             ray.init(address=address, runtime_env={"env_vars": env,
-                                                   "worker_process_setup_hook": "rlvla3.workers.stack_dump.install"},
+                                                   "worker_process_setup_hook": "rlvla3.process.stack_dump.install"},
                      **kwargs)
         self._owned = True
 
@@ -129,8 +129,6 @@ class RayBackend:
 def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0):
     """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
     default, 15); a cluster that is already running keeps its own."""
-    from rlvla3.workers.heap import keep_freed_memory
-
     keep_freed_memory(heap_keep_mb)  # run.heap_keep_mb in this process too: the driver unpacks every episode
     if name == "local":
         return LocalBackend()

@@ -3,7 +3,7 @@
 Every blocking wait of the driver on a Ray actor goes through `RayBackend.get`, which
 bounds it (`faults.call_timeout_s` unless the caller gives its own deadline). When a
 deadline expires, the actors that did not answer are named with what they were asked, and
-their Python stacks are printed (`rlvla3/workers/stack_dump.py`), so that a hang is a
+their Python stacks are printed (`rlvla3/process/stack_dump.py`), so that a hang is a
 diagnosis, not a silent terminal.
 """
 
@@ -39,7 +39,7 @@ def actor_stack(actor, wait_s: float = 2.0) -> str:
         import ray
         from ray._private import state
 
-        from rlvla3.workers.stack_dump import SIGNAL, stack_path
+        from rlvla3.process.stack_dump import SIGNAL, stack_path
 
         info = state.actors(actor._actor_id.hex())
         pid = int(info.get("Pid") or 0)

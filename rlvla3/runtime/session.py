@@ -149,23 +149,19 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
                                  g.max_wait_ms, r.temperature, nice=r.nice, **generator_faults(cfg, i, incarnation),
                                  **gen_opts(i))
-
-        s.make_generator = make_generator
-        s.generators = [make_generator(i) for i in range(g.num_generators)]
     else:
         def make_generator(i: int, incarnation: int = 0):
             return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, nice=r.nice,
                                  **generator_faults(cfg, i, incarnation), **gen_opts(i))
-
-        s.make_generator = make_generator
-        s.generators = [make_generator(i) for i in range(g.num_generators)]
+    s.make_generator = make_generator
+    s.generators = [make_generator(i) for i in range(g.num_generators)]
     if with_trainer and cfg.trainer.num_ranks > 1:
-        from rlvla3.workers.trainer_group import TrainerGroup
+        from rlvla3.runtime.trainer_group import TrainerGroup
 
         s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
     elif with_trainer:
         s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
-    s.weights = WeightPublisher(s)
+    s.weights = WeightPublisher(backend, s.trainer, s.generators, cfg, s.placement)
     s.weights.open()
     s.instructions = wait_started(s)
     return s

@@ -12,21 +12,22 @@ batches, so inference never waits for a publication.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Optional
+from typing import Deque, List, Optional
 
 from rlvla3.core.stats import percentiles
 
 
 class WeightPublisher:
-    def __init__(self, session):
-        self.s = session
-        g = session.cfg.generator
+    def __init__(self, backend, trainer, generators: List, cfg, placement=None):
+        # generators: the session's list, updated in place by the supervisor (which then calls open)
+        self.backend, self.trainer, self.generators, self.placement = backend, trainer, generators, placement
+        g = cfg.generator
         self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
-        self.timeout_s = session.cfg.faults.step_timeout_s
-        self.start_timeout_s = session.cfg.faults.start_timeout_s  # generators may still be building their models
+        self.timeout_s = cfg.faults.step_timeout_s
+        self.start_timeout_s = cfg.faults.start_timeout_s  # generators may still be building their models
         self.epoch = -1
         self.address: Optional[tuple] = None
-        self.backend = "gloo"
+        self.channel_backend = "gloo"
         self._sends: Deque = deque()  # refs of the trainer's sends not yet harvested
         self.recent_send_s: Deque[float] = deque(maxlen=1000)  # trainer-side seconds of recent sends
         self.sends_timed, self.send_s_max, self.bytes_per_send = 0, 0.0, 0
@@ -35,52 +36,52 @@ class WeightPublisher:
 
     @property
     def collective(self) -> bool:
-        return self.transport == "collective" and self.s.trainer is not None
+        return self.transport == "collective" and self.trainer is not None
 
     def open(self) -> None:
         """Build a new channel epoch with the session's current generators (collective)."""
         if not self.collective:
             return
-        s, b = self.s, self.s.backend
+        trainer, gens, b = self.trainer, self.generators, self.backend
         if self.address is None:
-            self.address = b.get(s.trainer.weights_listen.remote())
-        plan = s.placement
-        self.backend = plan.weight_channel_backend() if plan is not None else "gloo"
+            self.address = b.get(trainer.weights_listen.remote())
+        plan = self.placement
+        self.channel_backend = kind = plan.weight_channel_backend() if plan is not None else "gloo"
         self.epoch += 1
-        world = 1 + len(s.generators)
+        world = 1 + len(gens)
         addr, port = self.address
-        b.get([s.trainer.weights_join.remote(self.epoch, world, self.backend)]
-              + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, self.backend, self.timeout_s)
-                 for i, g in enumerate(s.generators)],  # they meet: all at once
+        b.get([trainer.weights_join.remote(self.epoch, world, kind)]
+              + [g.weights_join.remote(addr, port, i + 1, world, self.epoch, kind, self.timeout_s)
+                 for i, g in enumerate(gens)],  # they meet: all at once
               timeout_s=self.start_timeout_s, what=f"weight channel epoch {self.epoch} (weights_join)",
-              actors=[s.trainer] + list(s.generators))
+              actors=[trainer] + list(gens))
 
     def publish(self, wait: bool) -> None:
         """Send the trainer's current weights to every generator; `wait`: until they hold them."""
-        s, b = self.s, self.s.backend
+        trainer, gens = self.trainer, self.generators
         self.publishes += 1
         if not self.collective:
-            msg = s.trainer.get_weights.remote()  # an object ref: fetched by each generator
-            refs, actors = [g.set_weights.remote(msg) for g in s.generators], list(s.generators)
+            msg = trainer.get_weights.remote()  # an object ref: fetched by each generator
+            refs, actors = [g.set_weights.remote(msg) for g in gens], list(gens)
         else:
-            send = s.trainer.weights_send.remote()
-            refs = [send] + [g.weights_receive.remote(self.epoch, self.bucket_mb) for g in s.generators]
-            actors = [s.trainer] + list(s.generators)
+            send = trainer.weights_send.remote()
+            refs = [send] + [g.weights_receive.remote(self.epoch, self.bucket_mb) for g in gens]
+            actors = [trainer] + list(gens)
             self._sends.append(send)
         if wait:  # the first publication waits for the generators to finish starting
-            b.get(refs, timeout_s=self.start_timeout_s if self.publishes == 1 else None,
-                  what=f"weight publication {self.publishes}", actors=actors)
+            self.backend.get(refs, timeout_s=self.start_timeout_s if self.publishes == 1 else None,
+                             what=f"weight publication {self.publishes}", actors=actors)
         self._harvest()
 
     def _harvest(self) -> None:
-        ray = getattr(self.s.backend, "ray", None)
+        ray = getattr(self.backend, "ray", None)
         while self._sends:
             ref = self._sends[0]
             if ray is not None and not ray.wait([ref], timeout=0)[0]:
                 return
             self._sends.popleft()
             try:
-                out = self.s.backend.get(ref)
+                out = self.backend.get(ref)
             except Exception:  # a generator died mid-send: the supervisor replaces it and reopens
                 self.failed_sends += 1
                 continue
@@ -95,12 +96,12 @@ class WeightPublisher:
         self._harvest()
         out = {"transport": self.transport, "publishes": self.publishes}
         try:
-            out["generator_versions"] = self.s.backend.get([g.get_version.remote() for g in self.s.generators])
+            out["generator_versions"] = self.backend.get([g.get_version.remote() for g in self.generators])
         except Exception:  # a generator died at the very end
             out["generator_versions"] = None
         if self.collective:
             timed = bool(self.recent_send_s)
-            out.update(backend=self.backend, epochs=self.epoch + 1, sends_timed=self.sends_timed,
+            out.update(backend=self.channel_backend, epochs=self.epoch + 1, sends_timed=self.sends_timed,
                        failed_sends=self.failed_sends, bytes_per_send=self.bytes_per_send,
                        send_s_median_recent=percentiles(self.recent_send_s, (50,))["p50"] if timed else None,
                        send_s_max=self.send_s_max if timed else None)

@@ -35,10 +35,23 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Callable, Dict, List, Optional, Tuple
 
-Callback = Callable[[bool, object], None]  # (ok, reply or exception)
+from rlvla3.core.types import ActionReply
+
+
+@dataclass
+class Answer:
+    """What one action request got back: its reply, or the error that stands for it."""
+
+    request_id: int
+    reply: Optional[ActionReply] = None
+    error: Optional[BaseException] = None
+
+
+Callback = Callable[[Answer], None]
 
 BACKLOG = 1024  # pending connections the kernel queues: every env worker of a large run at once
 HANDSHAKE_TIMEOUT_S = 10.0  # one connect + authentication attempt
@@ -91,8 +104,8 @@ def node_host() -> str:
 
 class ActionServer:
     """Accepts env-worker connections for one generator. `submit(requests, reply)` is called
-    on the reader threads; it must hand the requests over and call `reply(request_id, ok,
-    payload)` once per request, from any thread."""
+    on the reader threads; it must hand the requests over and call `reply(Answer(...))` once
+    per request, from any thread."""
 
     def __init__(self, submit: Callable[[list, Callable], None], host: Optional[str] = None):
         self.authkey = os.urandom(16)
@@ -134,12 +147,9 @@ class ActionServer:
         threading.Thread(target=self._write, args=(conn, outbox), daemon=True, name="action-write").start()
 
     def _read(self, conn, outbox) -> None:
-        def reply(rid: int, ok: bool, payload) -> None:
-            outbox.put((rid, ok, payload))
-
         try:
             while True:
-                self.submit(conn.recv(), reply)
+                self.submit(conn.recv(), outbox.put)
         except (EOFError, OSError):
             pass  # the env worker went away (or restarted); its replies have nowhere to go
         finally:
@@ -183,11 +193,10 @@ class ActionServer:
                 pass
 
 
-def _picklable(msg: tuple) -> tuple:
-    rid, ok, payload = msg
-    if ok:
-        return msg
-    return rid, False, RuntimeError(f"generator request failed: {payload!r}")  # any exception, as text
+def _picklable(answer: Answer) -> Answer:
+    if answer.error is None:
+        return answer
+    return Answer(answer.request_id, error=RuntimeError(f"generator request failed: {answer.error!r}"))  # as text
 
 
 def connect(address: Tuple[Tuple[str, int], bytes], timeout_s: float = CONNECT_TIMEOUT_S) -> Connection:
@@ -234,8 +243,8 @@ class ActionClient:
                 for r, cb in zip(requests, callbacks):
                     self.pending[r.request_id] = cb
         if not registered:  # (once registered, a failure reaches the callbacks through _fail_all)
-            for cb in callbacks:
-                cb(False, ConnectionError(f"generator connection lost: {self.broken!r}"))
+            for r, cb in zip(requests, callbacks):
+                cb(Answer(r.request_id, error=ConnectionError(f"generator connection lost: {self.broken!r}")))
             return
         try:
             with self.send_lock:
@@ -246,11 +255,11 @@ class ActionClient:
     def _read(self) -> None:
         try:
             while True:
-                for rid, ok, payload in self.conn.recv():
+                for answer in self.conn.recv():
                     with self.lock:
-                        cb = self.pending.pop(rid, None)
+                        cb = self.pending.pop(answer.request_id, None)
                     if cb is not None:
-                        cb(ok, payload)
+                        cb(answer)
         except (EOFError, OSError) as e:
             self._fail_all(e)
 
@@ -258,9 +267,9 @@ class ActionClient:
         with self.lock:
             if self.broken is None:
                 self.broken = e
-            waiting, self.pending = list(self.pending.values()), {}
-        for cb in waiting:
-            cb(False, ConnectionError(f"generator connection lost: {e!r}"))
+            waiting, self.pending = list(self.pending.items()), {}
+        for rid, cb in waiting:
+            cb(Answer(rid, error=ConnectionError(f"generator connection lost: {e!r}")))
 
     def close(self) -> None:
         try:

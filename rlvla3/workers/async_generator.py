@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import List, Optional
 
 from rlvla3.core.batcher import DynamicBatcher
 from rlvla3.core.types import ActionReply, ActionRequest, ObsBatch, WeightsMessage
+from rlvla3.workers.action_channel import ActionServer, Answer
+from rlvla3.workers.fault_hooks import crash_process_if, hang_if
 from rlvla3.workers.generator import Generator
+from rlvla3.workers.role import Role
 
 
-class AsyncGenerator:
+class AsyncGenerator(Role):
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int, max_batch: int, max_wait_ms: float,
                  temperature: float = 1.0, crash_after_requests: int = 0, hang_after_requests: int = 0,
                  nice: int = 0, hang_at_start: bool = False):
@@ -27,6 +31,7 @@ class AsyncGenerator:
         self.hang_after_requests = hang_after_requests
         self.requests = 0
         self.replica = Generator(gen_id, policy_cfg, seed, torch_threads, nice=nice, hang_at_start=hang_at_start)
+        super().__init__(torch_threads, spans=self.replica.spans)  # the replica applied rollout.nice; one timeline
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature
         self.pending_weights: Optional[WeightsMessage] = None
@@ -58,8 +63,6 @@ class AsyncGenerator:
         """((host, port), authkey) of this replica's request socket (generator.request_transport=socket)."""
         self._ensure_loop()
         if self._server is None:
-            from rlvla3.workers.action_channel import ActionServer
-
             loop = asyncio.get_running_loop()
             self._server = ActionServer(lambda reqs, reply: loop.call_soon_threadsafe(self._submit, reqs, reply))
         return self._server.address
@@ -70,17 +73,14 @@ class AsyncGenerator:
             try:
                 fut = self._enqueue(r)
             except Exception as e:
-                reply(r.request_id, False, e)
+                reply(Answer(r.request_id, error=e))
                 continue
-            fut.add_done_callback(lambda f, rid=r.request_id: reply(rid, *_outcome(f)))
+            fut.add_done_callback(lambda f, rid=r.request_id: reply(_answer(rid, f)))
 
     def _enqueue(self, request: ActionRequest) -> asyncio.Future:
         self._ensure_loop()
         self.requests += 1
-        if self.crash_after_requests:
-            from rlvla3.envs.faults import crash_process_if
-
-            crash_process_if(self.crash_after_requests, self.requests)
+        crash_process_if(self.crash_after_requests, self.requests)
         fut = asyncio.get_running_loop().create_future()
         now = time.perf_counter()
         self.batcher.add((request, fut, now), request.num_samples, now)
@@ -91,9 +91,8 @@ class AsyncGenerator:
         """A whole batch, bypassing the batcher (lock-step evaluation on the same replica)."""
         self._ensure_loop()
         async with self._model_lock:
-            out = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.replica.policy.act(obs, deterministic=deterministic, temperature=temperature))
-        return ActionReply(0, out.actions, out.tokens, out.logp, out.values, out.version, batch_size=len(obs))
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.replica.infer_batch, obs, deterministic, temperature)
 
     async def set_weights(self, msg: WeightsMessage) -> int:
         """Store new weights; the serving loop swaps them in before its next batch."""
@@ -130,18 +129,8 @@ class AsyncGenerator:
         return {"version": self.replica.version, "swaps": self.swaps, "busy_s": self.busy_s,
                 "utilization": self.busy_s / wall if wall > 0 else 0.0, **self.batcher.stats.summary()}
 
-    async def reset_stats(self) -> None:
-        self.batcher.stats = type(self.batcher.stats)()
-        self.busy_s, self.t_created = 0.0, time.perf_counter()
-
-    async def set_trace(self, enabled: bool) -> None:
-        self.replica.set_trace(enabled)
-
-    async def timeline(self, since: float = 0.0) -> list:
-        return self.replica.timeline(since)
-
-    def bench_forward(self, sizes: List[int], seconds: float, image_size: int, instructions: List[str]) -> dict:
-        return self.replica.bench_forward(sizes, seconds, image_size, instructions)
+    def bench_forward(self, batches: List[ObsBatch], seconds: float) -> dict:
+        return self.replica.bench_forward(batches, seconds)
 
     def _swap_weights(self) -> None:
         msg, self.pending_weights = self.pending_weights, None
@@ -165,28 +154,23 @@ class AsyncGenerator:
                     pass
                 self._wakeup.clear()
                 continue
-            if self.hang_after_requests:
-                from rlvla3.envs.faults import hang_if
-
-                if hang_if(self.hang_after_requests, self.requests):
-                    await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
+            if hang_if(self.hang_after_requests, self.requests):
+                await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
             items = self.batcher.pop_batch(now)
             requests = [r for r, _, _ in items]
             obs = ObsBatch.concat([r.obs for r in requests])
             try:
                 async with self._model_lock:
                     self._swap_weights()  # between two batches, never during one
-                    t0, w0 = time.perf_counter(), time.time()
-                    out = await loop.run_in_executor(None, self.replica.policy.act, obs, False, self.temperature)
+                    t0 = time.perf_counter()
+                    out = await loop.run_in_executor(None, partial(self.replica.infer_batch, obs, False,
+                                                                   self.temperature, requests=len(items)))
             except Exception as e:  # fail the waiting requests, keep serving
                 for _, fut, _ in items:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
-            t1 = time.perf_counter()
-            self.busy_s += t1 - t0
-            self.replica.spans.record(self.replica.track, "infer_batch", w0, t1 - t0, n=len(obs),
-                                      requests=len(items))
+            self.busy_s += time.perf_counter() - t0
             start = 0
             for req, fut, t_arrival in items:
                 sl = slice(start, start + req.num_samples)
@@ -197,8 +181,8 @@ class AsyncGenerator:
                                                batch_size=len(obs)))
 
 
-def _outcome(fut: asyncio.Future) -> tuple:
+def _answer(request_id: int, fut: asyncio.Future) -> Answer:
     if fut.cancelled():
-        return False, RuntimeError("request cancelled")
+        return Answer(request_id, error=RuntimeError("request cancelled"))
     e = fut.exception()
-    return (False, e) if e is not None else (True, fut.result())
+    return Answer(request_id, error=e) if e is not None else Answer(request_id, reply=fut.result())

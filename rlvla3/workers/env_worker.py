@@ -2,7 +2,8 @@
 
 Lock-step API (sync schedules): `reset` / `step` / `cut` driven by the schedule.
 The asynchronous API (each slot asks a generator for actions when *it* is ready) lives in
-`rlvla3/workers/async_env_loop.py` and reuses the same slot bookkeeping.
+`rlvla3/workers/slot_rollout.py` and drives the slots through their public operations
+(`reset_slot`, `observe`, `step_slot`, `drop_slot`, ...).
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
 from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
-from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import Episode, ObsBatch
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.factory import make_env
 from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
 from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
-from rlvla3.workers.priority import lower_priority
+from rlvla3.workers.role import Role
+from rlvla3.workers.slot_rollout import SlotRollout
 
 AUTO_RESET = ("none", "filler", "keep")
 
@@ -48,12 +48,11 @@ class WorkerStats:
     frames: Dict[int, List[np.ndarray]] = field(default_factory=dict)
 
 
-class EnvWorker:
+class EnvWorker(Role):
     def __init__(self, worker_id: int, env_cfg: TabletopConfig, num_slots: int, seed: int,
                  slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1,
                  faults: Optional[FaultConfig] = None, incarnation: int = 0, nice: int = 0):
-        torch.set_num_threads(torch_threads)
-        lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
+        super().__init__(torch_threads, nice)
         self.worker_id = worker_id
         self.incarnation = incarnation  # restarts of this worker: keeps episode ids unique across them
         self.envs: list = []
@@ -80,8 +79,7 @@ class EnvWorker:
         # GIL overlaps with the others, in lock-step and asynchronous schedules alike.
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=num_slots, thread_name_prefix=f"envw{worker_id}")
-        self.runner = None  # AsyncSlotRunner when an asynchronous schedule drives this worker
-        self.spans = SpanRecorder(enabled=False)  # per-slot timeline, on for benchmarks
+        self.rollout = None  # SlotRollout when an asynchronous schedule drives this worker
 
     @property
     def num_slots(self) -> int:
@@ -94,11 +92,24 @@ class EnvWorker:
     def task_instructions(self) -> List[str]:
         return [t.instruction for t in self.envs[0].tasks]
 
-    # --- slot helpers ----------------------------------------------------------------
+    # --- slot operations (the lock-step API below and SlotRollout use these) --------------
     def _track(self, i: int) -> str:
         return f"env{self.worker_id}/slot{i}"
 
-    def _reset_slot(self, i: int, a: EpisodeAssignment) -> None:
+    def submit(self, fn, *args):
+        """Run fn(*args) on the slots' thread pool (one thread per slot); returns its future."""
+        return self.pool.submit(fn, *args)
+
+    def has_episode(self, i: int) -> bool:
+        """Slot i holds an unfinished episode (running, or already recorded into)."""
+        return bool(self.active[i]) or len(self.recorders[i]) > 0
+
+    def discard_slot(self, i: int) -> None:
+        """Forget slot i's unfinished episode without counting it (a stopping rollout)."""
+        self.recorders[i].clear()
+        self.active[i] = False
+
+    def reset_slot(self, i: int, a: EpisodeAssignment) -> None:
         t0, w0 = time.perf_counter(), time.time()
         obs, info = self.envs[i].reset(options={"task_id": a.task_id, "init_id": a.init_id, "split": a.split})
         check_obs(obs, f"env worker {self.worker_id} slot {i} reset")
@@ -126,8 +137,7 @@ class EnvWorker:
                 if ep is not None:
                     self.finished.append(ep)
             self.stats.episodes += 1
-        rec.clear()
-        self.active[i] = False
+        self.discard_slot(i)
 
     def _episode_id(self) -> int:
         return (self.worker_id << 32) + (self.incarnation << 24) + self._episode_counter
@@ -135,14 +145,13 @@ class EnvWorker:
     def drop_slot(self, i: int, reason: str = "") -> None:
         """Discard slot i's unfinished episode (env fault): counted, never handed over."""
         rec = self.recorders[i]
-        if self.active[i] or len(rec) > 0:
+        if self.has_episode(i):
             with self._lock:
                 self.episodes_dropped += 1
                 if rec.keep:
                     self.dropped_keys.append(rec.group_key)
             print(f"env worker {self.worker_id} slot {i}: episode dropped ({reason})", flush=True)
-        rec.clear()
-        self.active[i] = False
+        self.discard_slot(i)
 
     def drop_assignment(self, a: EpisodeAssignment, reason: str = "") -> None:
         """An admitted episode that never started (its reset failed): counted like a drop."""
@@ -152,7 +161,8 @@ class EnvWorker:
                 self.dropped_keys.append(a.group_key)
         print(f"env worker {self.worker_id}: episode {a.group_key} dropped before it started ({reason})", flush=True)
 
-    def _obs_batch(self, slots: Sequence[int]) -> ObsBatch:
+    def observe(self, slots: Sequence[int]) -> ObsBatch:
+        """The current observations of these slots, as one batch."""
         return ObsBatch(
             images=np.stack([self.obs[i]["image"] for i in slots]),
             proprio=np.stack([self.obs[i]["proprio"] for i in slots]).astype(np.float32),
@@ -183,7 +193,7 @@ class EnvWorker:
             if terminated or getattr(self.envs[i], "obs_has_time", False):
                 self._close_slot(i, bool(info["success"]), True)
             else:
-                self._close_slot(i, bool(info["success"]), False, bootstrap_obs=self._obs_batch([i]))
+                self._close_slot(i, bool(info["success"]), False, bootstrap_obs=self.observe([i]))
         return done, bool(info["success"]), substeps
 
     # --- lock-step API -------------------------------------------------------------------
@@ -197,8 +207,8 @@ class EnvWorker:
             raise ValueError(f"auto_reset must be one of {AUTO_RESET}, got {auto_reset!r}")
         self.auto_reset = auto_reset
         # In parallel, like steps: a simulator's reset can cost as much as many steps.
-        list(self.pool.map(lambda ia: self._reset_slot(*ia), enumerate(assignments)))
-        return self._obs_batch(range(self.num_slots))
+        list(self.pool.map(lambda ia: self.reset_slot(*ia), enumerate(assignments)))
+        return self.observe(range(self.num_slots))
 
     def step(self, actions: np.ndarray, tokens: np.ndarray, logp: np.ndarray, values: np.ndarray,
              versions: np.ndarray, stepping: np.ndarray) -> StepResult:
@@ -216,12 +226,12 @@ class EnvWorker:
                 return False
             if done and fillers[k] is not None:
                 a = fillers[k]
-                self._reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
+                self.reset_slot(i, EpisodeAssignment(a.task_id, a.init_id, keep=self.auto_reset == "keep",
                                                       group_key=f"w{self.worker_id}f"))
             return done
 
         finished = sum(self.pool.map(one, range(len(idx))))
-        return StepResult(self._obs_batch(range(self.num_slots)), self.active.copy(),
+        return StepResult(self.observe(range(self.num_slots)), self.active.copy(),
                           self.stats.env_steps - steps0, finished)
 
     def cut(self, bootstrap_values: np.ndarray) -> int:
@@ -234,8 +244,7 @@ class EnvWorker:
                                              self._episode_id())
                 self.finished.append(ep)
                 n += 1
-            self.recorders[i].clear()
-            self.active[i] = False
+            self.discard_slot(i)
         return n
 
     def drain(self) -> dict:
@@ -249,43 +258,32 @@ class EnvWorker:
         self.stats.frames = {}
         return out
 
-    # --- asynchronous API (see async_env_loop.py) -----------------------------------------
+    # --- asynchronous API (see slot_rollout.py) ---------------------------------------------
     def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1,
                     coalesce_ms: float = 0.0, transport: str = "ray") -> bool:
-        from rlvla3.workers.async_env_loop import AsyncSlotRunner
-
-        self.runner = AsyncSlotRunner(self, generators, router, num_generators, envs_per_slot, coalesce_ms,
-                                      transport)
-        self.runner.start()
+        self.rollout = SlotRollout(self, generators, router, num_generators, envs_per_slot, coalesce_ms, transport)
         return True
 
     def set_generators(self, generators) -> bool:
         """Use these generator handles from now on (one was re-created after dying)."""
-        self.runner.set_generators(generators)
+        self.rollout.set_generators(generators)
         return True
 
     def add_assignments(self, assignments: List[EpisodeAssignment]) -> int:
-        return self.runner.add(assignments)
+        return self.rollout.add(assignments)
 
     def async_status(self) -> dict:
-        return self.runner.status()
+        return self.rollout.status()
 
     def poll(self) -> dict:
         """`async_status` and `drain` in one round trip: the driver's tick (one Ray call per
         worker instead of two; on a 2-core machine the calls themselves cost CPU)."""
-        return {"status": self.runner.status(), "drain": self.drain()}
+        return {"status": self.rollout.status(), "drain": self.drain()}
 
     def stop_async(self) -> dict:
-        return self.runner.stop() if self.runner is not None else {}
+        return self.rollout.stop() if self.rollout is not None else {}
 
     # --- benchmarks ------------------------------------------------------------------------
-    def set_trace(self, enabled: bool) -> None:
-        self.spans.enabled = enabled
-        self.spans.clear()
-
-    def timeline(self, since: float = 0.0) -> List[Span]:
-        return self.spans.spans(since)
-
     def bench_sim(self, seconds: float, chunk: int, action_dim: int,
                   episode_steps: Optional[Sequence[int]] = None) -> dict:
         """Stage bound: the simulators alone. Every slot runs random action chunks (resets

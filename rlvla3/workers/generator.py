@@ -1,6 +1,6 @@
 """Generator: a policy replica serving batched inference, with versioned weights.
 
-The lock-step schedules call `infer` with the whole batch; the asynchronous generator
+The lock-step schedules call `infer_batch` with the whole batch; the asynchronous generator
 (`async_generator.py`) wraps the same replica with a dynamic batcher.
 """
 
@@ -11,20 +11,18 @@ from typing import List, Optional
 
 import torch
 
-from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ActionReply, ObsBatch, WeightsMessage
+from rlvla3.envs.faults import hang_forever
 from rlvla3.policies import build_policy
-from rlvla3.workers.priority import lower_priority
+from rlvla3.workers.fault_hooks import crash_process_if, hang_if
+from rlvla3.workers.role import Role
 
 
-class Generator:
+class Generator(Role):
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
                  hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False):
-        torch.set_num_threads(torch_threads)
-        lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
+        super().__init__(torch_threads, nice)
         if hang_at_start:  # fault injection: a start that never ends (a wedged CUDA/EGL init)
-            from rlvla3.envs.faults import hang_forever
-
             hang_forever("generator start")
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         self.hang_after_requests = hang_after_requests
@@ -36,7 +34,6 @@ class Generator:
         self.calls = 0
         self.samples = 0
         self.track = f"generator{gen_id}"
-        self.spans = SpanRecorder(enabled=False)  # timeline spans, on for benchmarks
 
     @property
     def version(self) -> int:
@@ -81,41 +78,28 @@ class Generator:
             self.set_weights(msg)
         return self.version
 
-    def set_trace(self, enabled: bool) -> None:
-        self.spans.enabled = enabled
-        self.spans.clear()
-
-    def timeline(self, since: float = 0.0) -> List[Span]:
-        return self.spans.spans(since)
-
-    def bench_forward(self, sizes: List[int], seconds: float, image_size: int, instructions: List[str]) -> dict:
-        """Stage bound: inference alone, samples/s at each batch size (random observations)."""
+    def bench_forward(self, batches: List[ObsBatch], seconds: float) -> dict:
+        """Stage bound: inference alone, samples/s at the size of each batch (`seconds` each)."""
         out = {}
-        for n in sizes:
-            obs = ObsBatch.random(n, image_size, self.policy.proprio_dim, instructions)
+        for obs in batches:
             self.policy.act(obs)  # warm-up
             done, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 self.policy.act(obs)
-                done += n
-            out[n] = done / (time.perf_counter() - t0)
+                done += len(obs)
+            out[len(obs)] = done / (time.perf_counter() - t0)
         return out
 
     def infer_batch(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0,
-                    request_id: int = 0) -> ActionReply:
-        if self.crash_after_requests:
-            from rlvla3.envs.faults import crash_process_if
-
-            crash_process_if(self.crash_after_requests, self.calls + 1)
-        if self.hang_after_requests:
-            from rlvla3.envs.faults import hang_if
-
-            if hang_if(self.hang_after_requests, self.calls + 1):
-                time.sleep(10**6)  # a forward pass that never returns
+                    request_id: int = 0, **span_args) -> ActionReply:
+        """The policy on a whole batch; `span_args` add detail to its timeline span."""
+        crash_process_if(self.crash_after_requests, self.calls + 1)
+        if hang_if(self.hang_after_requests, self.calls + 1):
+            time.sleep(10**6)  # a forward pass that never returns
         t0, w0 = time.perf_counter(), time.time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0
-        self.spans.record(self.track, "infer_batch", w0, time.time() - w0, n=len(obs))
+        self.spans.record(self.track, "infer_batch", w0, time.time() - w0, n=len(obs), **span_args)
         self.calls += 1
         self.samples += len(obs)
         return ActionReply(request_id, out.actions, out.tokens, out.logp, out.values, out.version,

@@ -12,7 +12,7 @@ batch that applied at least one step (`updates` counts optimizer steps). Stale s
 (behaviour version < current version) use the decoupled PPO objective with the current
 policy, frozen at the start of the update, as the proximal policy.
 
-Data parallel (`trainer.num_ranks` > 1, see `workers/trainer_group.py`): every rank gets
+Data parallel (`trainer.num_ranks` > 1, see `runtime/trainer_group.py`): every rank gets
 every call and the whole batch, runs the same loop and computes the loss on its share of
 each micro-batch (`distributed/data_parallel.py` holds the collectives).
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from typing import List, Optional
 
@@ -28,21 +29,22 @@ import numpy as np
 import torch
 
 from rlvla3.core.advantages import normalize
-from rlvla3.core.timeline import Span, SpanRecorder
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
                                                rendezvous_address)
-from rlvla3.policies import build_policy
-from rlvla3.workers.heap import release_free_memory
+from rlvla3.policies import build_policy, load_policy
+from rlvla3.process.heap import release_free_memory
+from rlvla3.workers.fault_hooks import crash_process_if
 from rlvla3.workers.micro_loss import MicroLoss
+from rlvla3.workers.role import Role
 
 
 _OWN_FORWARD = object()  # proximal log-probs: those of the pass being computed (see accumulate)
 
 
-class Trainer:
+class Trainer(Role):
     def __init__(self, cfg, seed: int, torch_threads: int = 1, rank: int = 0, world: int = 1):
-        torch.set_num_threads(torch_threads)
+        super().__init__(torch_threads)
         torch.manual_seed(seed)
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -65,7 +67,6 @@ class Trainer:
         self._first_pass_held = False  # fsdp: the deferred first pass runs at step() (see accumulate)
         self._own_prox: Optional[torch.Tensor] = None
         self.train_time_s = 0.0
-        self.spans = SpanRecorder(enabled=False)  # timeline, on for benchmarks
         t = cfg.trainer
         self.memory_probe = None
         self.weight_sender = None  # the generators' weight channel (weights_listen)
@@ -273,11 +274,7 @@ class Trainer:
 
     def _publishable(self, results: List[TrainResult]) -> List[TrainResult]:
         """One new policy version per update that applied at least one optimizer step."""
-        faults = getattr(self.cfg, "faults", None)
-        if faults is not None:  # chaos testing: a trainer process that dies mid-run
-            from rlvla3.envs.faults import crash_process_if
-
-            crash_process_if(faults.trainer_crash_after_steps, self.updates)
+        crash_process_if(self.cfg.faults.trainer_crash_after_steps, self.updates)  # chaos: a trainer that dies
         if any(not r.skipped for r in results):
             self.version += 1
             self.policy.version = self.version
@@ -394,15 +391,11 @@ class Trainer:
             old = path.rstrip("/") + ".old"
             os.replace(path, old)
             os.replace(tmp, path)
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
 
     def load(self, path: str) -> dict:
-        from rlvla3.policies import load_policy
-
         state_path = os.path.join(path, "trainer_state.pt")
         if not os.path.isfile(state_path):
             raise FileNotFoundError(f"checkpoint {path} has no trainer_state.pt")
@@ -435,21 +428,13 @@ class Trainer:
         return state.get("extra", {})
 
     # --- benchmarks ------------------------------------------------------------------------
-    def set_trace(self, enabled: bool) -> None:
-        self.spans.enabled = enabled
-        self.spans.clear()
-
-    def timeline(self, since: float = 0.0) -> List[Span]:
-        return self.spans.spans(since)
-
-    def bench_train(self, seconds: float, image_size: int, instructions: List[str], streaming: bool = False) -> dict:
-        """Stage bound: the trainer alone on synthetic global batches (this changes the
-        weights, so run it in a session of its own). Returns new samples per second, each
-        trained update_epochs times as in a real run; `streaming` goes through
+    def bench_train(self, seconds: float, obs: ObsBatch, streaming: bool = False) -> dict:
+        """Stage bound: the trainer alone on a synthetic global batch of observations `obs`
+        (this changes the weights, so run it in a session of its own). Returns new samples per
+        second, each trained update_epochs times as in a real run; `streaming` goes through
         accumulate/step as `full` does (exact stream normalisation costs a second backward)."""
-        n, micro = self.algo.global_batch, self.algo.micro_batch
+        n, micro = len(obs), self.algo.micro_batch
         rng = np.random.default_rng(0)
-        obs = ObsBatch.random(n, image_size, self.policy.proprio_dim, instructions)
         out = self.policy.act(obs)
         batch = SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, out.logp, out.values,
                             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),

@@ -116,13 +116,3 @@ def test_group_sampler_shares_task_and_init_within_a_group():
         grp = draws[3 * k:3 * k + 3]
         assert len({(a.task_id, a.init_id, a.group_key) for a in grp}) == 1
     assert len({a.group_key for a in draws}) == 3
-
-
-def test_random_obs_batch_shapes_and_instruction_cycle():
-    from rlvla3.core.types import ObsBatch
-
-    obs = ObsBatch.random(5, 16, 4, ["a", "b"], seed=3)
-    assert obs.images.shape == (5, 16, 16, 3) and obs.images.dtype == np.uint8
-    assert obs.proprio.shape == (5, 4) and obs.proprio.dtype == np.float32
-    assert obs.instructions == ["a", "b", "a", "b", "a"]
-    np.testing.assert_array_equal(ObsBatch.random(5, 16, 4, ["a"], seed=3).images, obs.images)  # seeded

@@ -8,7 +8,7 @@ from rlvla3.runtime.backend import LocalBackend, RayBackend
 from rlvla3.distributed.data_parallel import load_optimizer_state_by_name, optimizer_state_by_name
 from rlvla3.runtime.config import ConfigError, load_config
 from rlvla3.workers.trainer import Trainer
-from rlvla3.workers.trainer_group import TrainerGroup
+from rlvla3.runtime.trainer_group import TrainerGroup
 from tests.distributed.trainer_helpers import assert_same_results, assert_same_weights, config, make_batch, split
 
 

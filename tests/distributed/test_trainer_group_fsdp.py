@@ -7,7 +7,7 @@ pytest.importorskip("transformers")
 
 from rlvla3.runtime.backend import RayBackend  # noqa: E402
 from rlvla3.workers.trainer import Trainer  # noqa: E402
-from rlvla3.workers.trainer_group import TrainerGroup  # noqa: E402
+from rlvla3.runtime.trainer_group import TrainerGroup  # noqa: E402
 
 from tests.distributed.trainer_helpers import (assert_same_results, assert_same_weights, config,  # noqa: E402
                                               make_batch, split)

@@ -9,7 +9,7 @@ import pytest
 
 from rlvla3.runtime.config import load_config
 from rlvla3.runtime.train_loop import train
-from rlvla3.workers.trainer_group import TrainerGroup
+from rlvla3.runtime.trainer_group import TrainerGroup
 
 
 @pytest.mark.parametrize("mode", ["sync", "full"])

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from rlvla3.core.types import ObsBatch, SampleBatch
+from rlvla3.bench.synthetic import random_obs
+from rlvla3.core.types import SampleBatch
 from rlvla3.policies import build_policy
 from rlvla3.runtime.config import load_config
 
@@ -21,7 +22,7 @@ def make_batch(cfg, n=10, stale=0, seed=1, policy=None) -> SampleBatch:
     one version old."""
     rng = np.random.default_rng(seed)
     pol = cfg.policy.tiny if cfg.policy.type == "tiny" else cfg.policy.oft
-    obs = ObsBatch.random(n, pol.image_size, pol.proprio_dim, INSTRUCTIONS, seed=seed)
+    obs = random_obs(n, pol.image_size, pol.proprio_dim, INSTRUCTIONS, seed=seed)
     out = (policy or build_policy(cfg.policy)).act(obs)
     logp = (out.logp + rng.normal(0, 0.05, out.logp.shape)).astype(np.float32)  # ratios != 1
     versions = np.where(np.arange(n) < stale, -1, 0)

@@ -32,7 +32,7 @@ def sft_policy(tmp_path_factory):
 
 
 def test_sft_saves_a_loadable_trained_policy(sft_policy):
-    from rlvla3.core.types import ObsBatch
+    from rlvla3.bench.synthetic import random_obs
     from rlvla3.policies import build_policy, load_policy
     from rlvla3.runtime.config import load_config
 
@@ -47,7 +47,7 @@ def test_sft_saves_a_loadable_trained_policy(sft_policy):
     assert set(trained) == set(init)
     assert any(not torch.equal(trained[k], init[k]) for k in init)
     # and it acts: one finite action chunk per observation, inside the action range
-    obs = ObsBatch.random(3, policy.image_size, policy.proprio_dim, ["reach the red block"])
+    obs = random_obs(3, policy.image_size, policy.proprio_dim, ["reach the red block"])
     out = policy.act(obs)
     assert out.actions.shape == (3, policy.cfg.chunk_size, policy.cfg.action_dim)
     assert np.isfinite(out.actions).all() and np.abs(out.actions).max() <= 1.0 + 1e-6

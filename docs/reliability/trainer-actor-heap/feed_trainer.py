@@ -3,7 +3,8 @@ import sys, time, numpy as np, ray
 from rlvla3.runtime.config import load_config
 from rlvla3.runtime.backend import make_backend
 from rlvla3.workers.trainer import Trainer
-from rlvla3.core.types import ObsBatch, SampleBatch
+from rlvla3.bench.synthetic import random_obs
+from rlvla3.core.types import SampleBatch
 from rlvla3.policies import build_policy
 minutes, log = float(sys.argv[1]), sys.argv[2]
 cfg = load_config(["preset=quickstart", "run.mode=full", f"trainer.memory_log={log}", "trainer.memory_log_every=10"])
@@ -11,7 +12,7 @@ b = make_backend("ray")
 t = b.actor(Trainer, cfg, 0, 1)
 pol = build_policy(cfg.policy)
 n, micro = cfg.algo.global_batch, cfg.algo.micro_batch
-obs = ObsBatch.random(n, 64, pol.proprio_dim, ["reach the red block"])
+obs = random_obs(n, 64, pol.proprio_dim, ["reach the red block"])
 out = pol.act(obs)
 rng = np.random.default_rng(0)
 t0, steps = time.time(), 0

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from rlvla3.core.types import ObsBatch, SampleBatch
+from rlvla3.bench.synthetic import random_obs
+from rlvla3.core.types import SampleBatch
 from rlvla3.policies import build_policy
 from rlvla3.runtime.config import load_config
 from rlvla3.workers.trainer import Trainer
@@ -21,7 +22,7 @@ cfg = load_config(["preset=quickstart", "run.mode=full", "algo.staleness=2", f"t
 t = Trainer(cfg, 0, 1)
 pol = build_policy(cfg.policy)
 n, micro = cfg.algo.global_batch, cfg.algo.micro_batch
-obs = ObsBatch.random(n, 64, pol.proprio_dim, ["reach the red block"])
+obs = random_obs(n, 64, pol.proprio_dim, ["reach the red block"])
 out = pol.act(obs)
 rng = np.random.default_rng(0)
 t0, steps = time.time(), 0

@@ -123,7 +123,7 @@ def test_the_async_driver_bootstraps_the_ticks_time_limit_cuts_or_drops_them():
     def episodes():
         w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 1, seed=0)
         w.envs = [_ClockFreeEnv()]
-        w._reset_slot(0, EpisodeAssignment(task_id=0, init_id=0, group_key="a1"))
+        w.reset_slot(0, EpisodeAssignment(task_id=0, init_id=0, group_key="a1"))
         for _ in range(2):
             w.step_slot(0, np.zeros((4, 2), np.float32), np.zeros(8, np.int64), np.zeros(8, np.float32), 1.0, 0)
         return w.finished

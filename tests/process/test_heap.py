@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from rlvla3.workers.heap import release_free_memory
+from rlvla3.process.heap import release_free_memory
 
 
 def _rss_mb() -> float:
@@ -32,7 +32,7 @@ _CYCLES = """
 import resource, sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from rlvla3.workers.heap import keep_freed_memory
+from rlvla3.process.heap import keep_freed_memory
 if {mallopt}:
     assert keep_freed_memory(256)
 def cycle():  # a micro-batch's activations: allocated, then all freed
@@ -62,7 +62,7 @@ def test_kept_heap_is_reused_without_page_faults():
     """48 MB freed and allocated again: glibc's defaults hand the heap top back and fault every
     page in again (12k pages per cycle); run.heap_keep_mb keeps it, set at start-up through
     the environment (Ray workers) or at run time (the driver)."""
-    from rlvla3.workers.heap import heap_env
+    from rlvla3.process.heap import heap_env
 
     assert heap_env(0) == {}
     default = _faults_per_cycle({})
@@ -73,7 +73,7 @@ def test_kept_heap_is_reused_without_page_faults():
 
 
 def test_heap_env_leaves_the_users_own_values(monkeypatch):
-    from rlvla3.workers.heap import heap_env
+    from rlvla3.process.heap import heap_env
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1234")
     env = heap_env(64)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import Optional
-
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 _libc = None
 _resolved = False

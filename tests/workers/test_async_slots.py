@@ -1,5 +1,5 @@
 """Per-slot asynchronous rollout without Ray: a fake generator answers at once, so the
-runner's bookkeeping (env sharding, idling, episode accounting) is tested directly."""
+slot rollout's bookkeeping (env sharding, idling, episode accounting) is tested directly."""
 
 import time
 from concurrent.futures import Future
@@ -10,7 +10,6 @@ import pytest
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.types import ActionReply
 from rlvla3.envs.config import TabletopConfig
-from rlvla3.workers.async_env_loop import AsyncSlotRunner
 from rlvla3.workers.env_worker import EnvWorker
 
 
@@ -56,12 +55,12 @@ class FakeGenerator:
 def _run(envs, envs_per_slot, episodes, coalesce_ms=0.0, gen=None):
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), envs, seed=0)
     gen = gen or FakeGenerator()
-    w.runner = AsyncSlotRunner(w, [gen], "round_robin", 1, envs_per_slot, coalesce_ms)
-    w.runner.add([EpisodeAssignment(task_id=i % 3, init_id=i % 8) for i in range(episodes)])
+    w.start_async([gen], "round_robin", 1, envs_per_slot, coalesce_ms)
+    w.rollout.add([EpisodeAssignment(task_id=i % 3, init_id=i % 8) for i in range(episodes)])
     deadline = time.time() + 20
-    while len(w.finished) + w.runner.episodes_dropped < episodes and time.time() < deadline:
+    while len(w.finished) + w.rollout.episodes_dropped < episodes and time.time() < deadline:
         time.sleep(0.01)
-    status = w.runner.stop()
+    status = w.rollout.stop()
     return w, gen, status
 
 
@@ -82,7 +81,7 @@ def test_one_env_per_slot_sends_single_observations():
 def test_envs_per_slot_must_divide_the_envs():
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8), 3, seed=0)
     with pytest.raises(ValueError, match="envs_per_slot"):
-        AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+        w.start_async([FakeGenerator()], "round_robin", 1, 2)
 
 
 def test_envs_of_a_slot_step_in_parallel():
@@ -93,12 +92,12 @@ def test_envs_of_a_slot_step_in_parallel():
                          latency=LatencyConfig(kind="constant", step_ms=20.0, mode="sleep"))
     w = EnvWorker(0, cfg, 2, seed=0)
     w.set_trace(True)
-    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
-    w.runner.add([EpisodeAssignment(task_id=0, init_id=0), EpisodeAssignment(task_id=1, init_id=1)])
+    w.start_async([FakeGenerator()], "round_robin", 1, 2)
+    w.rollout.add([EpisodeAssignment(task_id=0, init_id=0), EpisodeAssignment(task_id=1, init_id=1)])
     deadline = time.time() + 20
     while len(w.finished) < 2 and time.time() < deadline:
         time.sleep(0.01)
-    w.runner.stop()
+    w.rollout.stop()
     steps = sorted((s for s in w.timeline() if s.name == "env_step"), key=lambda s: s.start)
     first = [s for s in steps if s.track == "env0/slot0"][0]
     other = [s for s in steps if s.track == "env0/slot1"][0]
@@ -107,7 +106,7 @@ def test_envs_of_a_slot_step_in_parallel():
 
 def test_a_failing_reset_drops_every_episode_of_the_slot(monkeypatch):
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), 2, seed=0)
-    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+    w.start_async([FakeGenerator()], "round_robin", 1, 2)
     real = w.envs[1].reset
     calls = {"n": 0}
 
@@ -118,11 +117,11 @@ def test_a_failing_reset_drops_every_episode_of_the_slot(monkeypatch):
         return real(**kw)
 
     monkeypatch.setattr(w.envs[1], "reset", flaky)
-    w.runner.add([EpisodeAssignment(task_id=i % 3, init_id=i) for i in range(4)])
+    w.rollout.add([EpisodeAssignment(task_id=i % 3, init_id=i) for i in range(4)])
     deadline = time.time() + 20
-    while len(w.finished) + w.runner.episodes_dropped < 4 and time.time() < deadline:
+    while len(w.finished) + w.rollout.episodes_dropped < 4 and time.time() < deadline:
         time.sleep(0.01)
-    status = w.runner.stop()
+    status = w.rollout.stop()
     assert status["episodes_dropped"] == 2  # the env that failed and its slot-mate
     assert len(w.finished) == 2 and not w.active.any()
 
@@ -151,7 +150,7 @@ def test_an_episode_ending_beside_a_failing_env_is_delivered_not_dropped(monkeyp
     raises. The ended episode is delivered and only the failing env's is dropped: each
     episode is reported once (it was also dropped, and the driver's count went negative)."""
     w = EnvWorker(0, TabletopConfig(families=["reach"], num_init_states=8, max_steps=12), 2, seed=0)
-    w.runner = AsyncSlotRunner(w, [FakeGenerator()], "round_robin", 1, 2)
+    w.start_async([FakeGenerator()], "round_robin", 1, 2)
     ends = w.envs[finisher].chunk_step
 
     def ending(actions):
@@ -165,12 +164,12 @@ def test_an_episode_ending_beside_a_failing_env_is_delivered_not_dropped(monkeyp
     monkeypatch.setattr(w.envs[finisher], "chunk_step", ending)
     monkeypatch.setattr(w.envs[raiser], "chunk_step", failing)
     keys = {finisher: "ends", raiser: "fails"}  # the first assignment goes to env 0
-    w.runner.add([EpisodeAssignment(task_id=0, init_id=i, group_key=keys[i]) for i in range(2)])
+    w.rollout.add([EpisodeAssignment(task_id=0, init_id=i, group_key=keys[i]) for i in range(2)])
     deadline = time.time() + 20
-    while len(w.finished) + w.runner.episodes_dropped < 2 and time.time() < deadline:
+    while len(w.finished) + w.rollout.episodes_dropped < 2 and time.time() < deadline:
         time.sleep(0.01)
     time.sleep(0.1)  # anything counted late would show now
-    status = w.runner.stop()
+    status = w.rollout.stop()
     assert [e.group_key for e in w.finished] == ["ends"]
     assert w.dropped_keys == ["fails"] and status["episodes_dropped"] == w.episodes_dropped == 1
     assert not w.active.any()

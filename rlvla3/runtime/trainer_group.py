@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, List
 
-from rlvla3.core.types import SampleBatch
+from rlvla3.core.types import ObsBatch, SampleBatch
 from rlvla3.workers.trainer import Trainer
 
 EVERY_RANK = frozenset({"train_batch", "accumulate", "step", "save", "load", "set_trace", "bench_train"})
@@ -63,9 +63,9 @@ class TrainerGroup:
         self._raise_failures()
         if not self._every_rank(name):
             return getattr(self.ranks[0], name).remote(*args, **kwargs)
-        put = self.backend.put  # one copy of a batch in the object store, read by every rank
-        args = [put(a) if isinstance(a, SampleBatch) else a for a in args]
-        kwargs = {k: put(v) if isinstance(v, SampleBatch) else v for k, v in kwargs.items()}
+        put, batches = self.backend.put, (SampleBatch, ObsBatch)  # one copy in the object store, read by every rank
+        args = [put(a) if isinstance(a, batches) else a for a in args]
+        kwargs = {k: put(v) if isinstance(v, batches) else v for k, v in kwargs.items()}
         refs = [getattr(t, name).remote(*args, **kwargs) for t in self.ranks]
         self._pending.append((refs[0], refs[1:]))
         return refs[0]

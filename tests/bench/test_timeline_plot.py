@@ -1,4 +1,4 @@
-"""Checks for rlvla3.runtime.timeline_plot (renders real PNGs with Agg)."""
+"""Checks for rlvla3.bench.timeline_plot (renders real PNGs with Agg)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlvla3.core.timeline import Span
-from rlvla3.runtime.timeline_plot import plot_gantt, select_tracks
+from rlvla3.bench.timeline_plot import plot_gantt, select_tracks
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 

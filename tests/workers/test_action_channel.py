@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlvla3.core.types import ActionRequest, ObsBatch
-from rlvla3.workers.action_channel import ActionClient, ActionServer
+from rlvla3.workers.action_channel import ActionClient, ActionServer, Answer
 
 
 class Req:
@@ -23,10 +23,12 @@ class Replies:
         self.lock = threading.Lock()
 
     def cb(self, rid):
-        def f(ok, payload):
+        def f(answer):
             with self.lock:
                 assert rid not in self.got, "a request answered twice"
-                self.got[rid] = (ok, payload)
+                assert answer.request_id == rid
+                ok = answer.error is None
+                self.got[rid] = (ok, answer.reply if ok else answer.error)
         return f
 
     def wait(self, n, timeout=10.0):
@@ -43,9 +45,9 @@ def _echo_server(delay_s=0.0, fail_ids=()):
             def answer(r=r):
                 time.sleep(delay_s * (r.request_id % 3))
                 if r.request_id in fail_ids:
-                    reply(r.request_id, False, ValueError(f"bad {r.request_id}"))
+                    reply(Answer(r.request_id, error=ValueError(f"bad {r.request_id}")))
                 else:
-                    reply(r.request_id, True, ("reply", r.request_id))
+                    reply(Answer(r.request_id, reply=("reply", r.request_id)))
             threading.Thread(target=answer).start()
     return ActionServer(submit, host="127.0.0.1")
 

@@ -1,12 +1,13 @@
-"""Per-slot asynchronous rollout inside one env worker.
+"""The asynchronous rollout of one env worker, slot by slot.
 
-A slot holds `envs_per_slot` envs (env sharding: one envs when the simulator is costly, a
+A slot holds `envs_per_slot` envs (env sharding: one env when the simulator is costly, a
 few when it is cheap so that one request carries several observations). Each slot sends
 its ActionRequest as soon as its chunk finishes and never waits for another slot: the
-generator's reply completes a future whose callback schedules the slot's next chunk on the
-worker's thread pool. A finished episode leaves at once and its env starts the next
-admitted assignment immediately (or idles until one arrives); the slot goes on with its
-other envs meanwhile.
+generator's answer schedules the slot's next chunk on the worker's thread pool. A finished
+episode leaves at once and its env starts the next admitted assignment immediately (or
+idles until one arrives); the slot goes on with its other envs meanwhile. The envs are
+driven only through the env worker's public slot operations. Requests go out one way,
+`channel.submit`, to a `RayChannel` or an `ActionClient` (socket); each gets an `Answer`.
 """
 
 from __future__ import annotations
@@ -14,23 +15,49 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
+from functools import partial
 from typing import Deque, List, Optional, Set
 
 from rlvla3.core.assignments import EpisodeAssignment
 from rlvla3.core.router import Router
 from rlvla3.core.types import ActionRequest
-from rlvla3.workers.action_channel import CONNECT_TIMEOUT_S, ActionClient
+from rlvla3.workers.action_channel import CONNECT_TIMEOUT_S, ActionClient, Answer
 from rlvla3.workers.request_coalescer import RequestCoalescer
 
 
-class AsyncSlotRunner:
+class RayChannel:
+    """Action requests to one generator as Ray calls: `infer` for one, `infer_many` for several."""
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def submit(self, requests: List[ActionRequest], callbacks: List) -> None:
+        def answer(fut) -> None:
+            try:
+                replies = [fut.result()] if len(requests) == 1 else fut.result()
+                answers = [Answer(r.request_id, reply=rep) for r, rep in zip(requests, replies)]
+            except Exception as e:  # a failed call, or one that could not even be made
+                answers = [Answer(r.request_id, error=e) for r in requests]
+            for cb, a in zip(callbacks, answers):
+                cb(a)
+
+        fut, gen = Future(), self.generator
+        try:
+            fut = (gen.infer.remote(requests[0]) if len(requests) == 1 else gen.infer_many.remote(requests)).future()
+        except Exception as e:
+            fut.set_exception(e)
+        fut.add_done_callback(answer)
+
+
+class SlotRollout:
     def __init__(self, worker, generators, router: str, num_generators: int, envs_per_slot: int = 1,
                  coalesce_ms: float = 0.0, transport: str = "ray"):
         if envs_per_slot < 1 or worker.num_slots % envs_per_slot:
             raise ValueError(f"rollout.envs_per_slot ({envs_per_slot}) must be >= 1 and divide the envs of a worker "
                              f"({worker.num_slots})")
-        self.w = worker
-        self.generators = generators
+        self.worker = worker
+        self.generators = list(generators)
         self.router = Router(router, num_generators, worker.worker_id)
         self.outstanding = [0] * num_generators
         self.assignments: Deque[EpisodeAssignment] = deque()
@@ -53,11 +80,10 @@ class AsyncSlotRunner:
         self.t_start = time.perf_counter()
         # Requests ready within coalesce_ms of each other share one Ray call (0 = one call each).
         self.coalescer = RequestCoalescer(coalesce_ms / 1000.0, self._call) if coalesce_ms > 0 else None
-        # socket: requests go over a direct connection per generator (action_channel.py)
-        self.clients: Optional[List[Optional[ActionClient]]] = None
+        self.socket = transport == "socket"  # one direct connection per generator (action_channel.py)
+        self.channels: List[Optional[object]] = [None if self.socket else RayChannel(h) for h in self.generators]
         self.retry_at = [0.0] * len(generators)  # socket: when a lost connection may be retried
-        if transport == "socket":
-            self.clients = [None] * len(generators)
+        if self.socket:
             self._connect(range(len(generators)), strict=True)  # at start, a generator out of reach is an error
 
     def _connect(self, which, strict: bool = False) -> None:
@@ -67,14 +93,14 @@ class AsyncSlotRunner:
         import ray
 
         for g in which:
-            old, self.clients[g] = self.clients[g], None
+            old, self.channels[g] = self.channels[g], None
             if old is not None:
                 old.close()
             try:
                 address = ray.get(self.generators[g].channel_address.remote(), timeout=CONNECT_TIMEOUT_S)
-                self.clients[g] = ActionClient(address, timeout_s=CONNECT_TIMEOUT_S)
+                self.channels[g] = ActionClient(address, timeout_s=CONNECT_TIMEOUT_S)
             except Exception as e:
-                msg = f"env worker {self.w.worker_id}: cannot connect to generator {g}: {e!r}"
+                msg = f"env worker {self.worker.worker_id}: cannot connect to generator {g}: {e!r}"
                 if strict:
                     raise RuntimeError(msg) from e
                 print(msg, flush=True)
@@ -91,12 +117,11 @@ class AsyncSlotRunner:
 
     def set_generators(self, generators) -> None:
         old, self.generators = self.generators, list(generators)
-        if self.clients is not None:
-            self._connect([g for g in range(len(generators)) if _actor_id(generators[g]) != _actor_id(old[g])
-                           or self.clients[g] is None or self.clients[g].broken is not None])
-
-    def start(self) -> None:
-        self.t_start = time.perf_counter()
+        if not self.socket:
+            self.channels = [RayChannel(h) for h in self.generators]
+            return
+        self._connect([g for g in range(len(generators)) if _actor_id(generators[g]) != _actor_id(old[g])
+                       or self.channels[g] is None or self.channels[g].broken is not None])
 
     # --- assignments -------------------------------------------------------------------
     def add(self, assignments: List[EpisodeAssignment]) -> int:
@@ -106,7 +131,7 @@ class AsyncSlotRunner:
             while self.idle_slots and self.assignments and not self.stopping:
                 starts.append(self.idle_slots.pop())
         for slot in starts:
-            self.w.pool.submit(self._guard, self._fill_and_send, slot)
+            self.worker.submit(self._guard, self._fill_and_send, slot)
         return len(self.assignments)
 
     def _take_assignment(self):
@@ -119,14 +144,14 @@ class AsyncSlotRunner:
     def _guard(self, fn, slot: int, *args) -> None:
         try:
             fn(slot, *args)
-        except Exception as e:  # an env fault must not kill the runner; the slot's episodes are dropped
+        except Exception as e:  # an env fault must not end the rollout; the slot's episodes are dropped
             self.step_started[slot] = 0.0
             lost = 0
             for i in self.slot_envs[slot]:  # every env of the slot has settled (_each waits for all)
-                if self.w.active[i] or len(self.w.recorders[i]) > 0:  # its episode was running
-                    self.w.drop_slot(i, repr(e))
+                if self.worker.has_episode(i):  # its episode was running
+                    self.worker.drop_slot(i, repr(e))
                 elif i in self.assigned:  # its reset failed: the episode never started
-                    self.w.drop_assignment(self.assigned.pop(i), repr(e))
+                    self.worker.drop_assignment(self.assigned.pop(i), repr(e))
                 else:  # idle, or its episode ended in this very step and was delivered: not a drop
                     continue
                 lost += 1
@@ -134,7 +159,7 @@ class AsyncSlotRunner:
                 self.episodes_dropped += lost
                 self.env_faults += 1
             self.running[slot].clear()
-            self.w.pool.submit(self._guard, self._fill_and_send, slot)  # guarded: a failing reset is caught too
+            self.worker.submit(self._guard, self._fill_and_send, slot)  # guarded: a failing reset is caught too
 
     def _fill_and_send(self, slot: int) -> None:
         """Start admitted episodes on the slot's idle envs, then ask for actions (or idle)."""
@@ -159,8 +184,7 @@ class AsyncSlotRunner:
             self._send(slot)
             return
         for i in self.running[slot]:  # stopping: unfinished episodes never reach the trainer
-            self.w.recorders[i].clear()
-            self.w.active[i] = False
+            self.worker.discard_slot(i)
         self.running[slot].clear()
         with self.lock:
             self.idle_slots.add(slot)
@@ -168,82 +192,63 @@ class AsyncSlotRunner:
             with self.lock:
                 if slot in self.idle_slots and self.assignments:
                     self.idle_slots.discard(slot)
-                    self.w.pool.submit(self._guard, self._fill_and_send, slot)
+                    self.worker.submit(self._guard, self._fill_and_send, slot)
 
     def _start_episode(self, env_assignment) -> None:
         i, a = env_assignment
-        self.w._reset_slot(i, a)
+        self.worker.reset_slot(i, a)
         self.assigned.pop(i, None)  # started: from now on it ends delivered or dropped by drop_slot
 
     def _send(self, slot: int) -> None:
         envs = sorted(self.running[slot])
-        obs = self.w._obs_batch(envs)
+        obs = self.worker.observe(envs)
         with self.lock:
             g = self.router.pick(slot, self.outstanding)
             self.outstanding[g] += 1
             self.requests += 1
             rid = self.requests
             self.sent[rid] = (g, time.monotonic())
-        item = (ActionRequest(rid, self.w.worker_id, slot, obs), slot, envs, rid)
+        item = (ActionRequest(rid, self.worker.worker_id, slot, obs), slot, envs)
         if self.coalescer is not None:
             self.coalescer.put(g, item)
         else:
             self._call(g, [item])
 
     def _call(self, g: int, items: list) -> None:
-        """One Ray call (or socket message) for these requests; each slot's reply is handled on
-        the worker's pool."""
-        if self.clients is not None:
-            client = self.clients[g]
-            if client is None and self._may_reconnect(g):
-                self._connect([g])
-                client = self.clients[g]
-            cbs = [lambda ok, payload, s=slot, e=envs, r=rid: self._reply_later(
-                s, g, (lambda: payload) if ok else (lambda: _raise(payload)), e, r) for _, slot, envs, rid in items]
-            if client is None:
-                for cb in cbs:
-                    cb(False, ConnectionError(f"no connection to generator {g}"))
-            else:
-                client.submit([req for req, _, _, _ in items], cbs)
-            return
-        try:
-            if len(items) == 1:
-                fut = self.generators[g].infer.remote(items[0][0]).future()
-                picks = [lambda f: f.result()]
-            else:
-                fut = self.generators[g].infer_many.remote([req for req, _, _, _ in items]).future()
-                picks = [lambda f, k=k: f.result()[k] for k in range(len(items))]
-        except Exception as e:  # the call could not even be made: each slot handles it as a failed reply
-            for _, slot, envs, rid in items:
-                self._reply_later(slot, g, lambda e=e: _raise(e), envs, rid)
-            return
-        for (_, slot, envs, rid), pick in zip(items, picks):
-            fut.add_done_callback(lambda f, s=slot, e=envs, r=rid, p=pick: self._reply_later(s, g, lambda: p(f), e, r))
+        """Send these (request, slot, envs) items to generator g in one message; each slot's
+        answer is handled on the worker's pool."""
+        channel = self.channels[g]
+        if channel is None and self.socket and self._may_reconnect(g):
+            self._connect([g])
+            channel = self.channels[g]
+        requests = [req for req, _, _ in items]
+        handle = partial(self.worker.submit, self._guard, self._on_answer)  # each answer, on the worker's pool
+        callbacks = [partial(handle, slot, g, envs) for _, slot, envs in items]
+        if channel is None:
+            for req, cb in zip(requests, callbacks):
+                cb(Answer(req.request_id, error=ConnectionError(f"no connection to generator {g}")))
+        else:
+            channel.submit(requests, callbacks)
 
-    def _reply_later(self, slot: int, g: int, get_reply, envs: List[int], rid: int) -> None:
-        """Handle a slot's reply (or its failure: get_reply raises) on the worker's pool."""
-        self.w.pool.submit(self._guard, self._on_reply, slot, g, get_reply, envs, rid)
-
-    def _on_reply(self, slot: int, g: int, get_reply, envs: List[int], rid: int) -> None:
+    def _on_answer(self, slot: int, g: int, envs: List[int], answer: Answer) -> None:
         with self.lock:
             self.outstanding[g] -= 1
-            self.sent.pop(rid, None)
-        try:
-            reply = get_reply()
-        except Exception:  # generator failed: drop these episodes, count them, keep the slot going
+            self.sent.pop(answer.request_id, None)
+        if answer.error is not None:  # generator failed: drop these episodes, count them, keep the slot going
             with self.lock:
                 self.failed_requests += 1
                 self.episodes_dropped += len(envs)
             for i in envs:
-                self.w.drop_slot(i, "generator request failed")
+                self.worker.drop_slot(i, "generator request failed")
             self.running[slot].clear()
             self._fill_and_send(slot)
             return
+        reply = answer.reply
         t0 = time.perf_counter()
         self.step_what[slot] = "chunk step"
         self.step_started[slot] = time.monotonic()  # a hang shows as an old start (see status)
-        done = self._each(lambda k: self.w.step_slot(envs[k], reply.actions[k], reply.tokens[k], reply.logp[k],
-                                                     float(reply.values[k]), reply.version)[0], range(len(envs)))
+        done = self._each(lambda k: self.worker.step_slot(envs[k], reply.actions[k], reply.tokens[k], reply.logp[k],
+                                                          float(reply.values[k]), reply.version)[0], range(len(envs)))
         self.running[slot].difference_update(i for i, d in zip(envs, done) if d)
         self.step_started[slot] = 0.0
         self._add_busy(time.perf_counter() - t0)
@@ -255,7 +260,7 @@ class AsyncSlotRunner:
         worker's pool the others. The pool has a thread per env, so with every slot busy here
         there are still k - 1 threads free per slot."""
         items = list(items)
-        futs = [self.w.pool.submit(fn, x) for x in items[1:]]
+        futs = [self.worker.submit(fn, x) for x in items[1:]]
         out, error = [], None
         for k in range(len(items)):  # wait for every env before raising: a fault handled while a
             try:  # slot-mate still steps would drop an episode that then ends, or is half recorded
@@ -273,7 +278,7 @@ class AsyncSlotRunner:
     # --- control -------------------------------------------------------------------------
     def status(self) -> dict:
         with self.lock:
-            idle_envs = self.w.num_slots - sum(len(r) for r in self.running)
+            idle_envs = self.worker.num_slots - sum(len(r) for r in self.running)
             now = time.monotonic()
             ages = {"first reset": [0.0], "reset": [0.0], "chunk step": [0.0]}  # of what is in progress
             for t, what in zip(self.step_started, self.step_what):
@@ -304,9 +309,9 @@ class AsyncSlotRunner:
             time.sleep(0.01)
         if self.coalescer is not None:
             self.coalescer.close()
-        for c in self.clients or []:
-            if c is not None:
-                c.close()
+        for channel in self.channels if self.socket else []:
+            if channel is not None:
+                channel.close()
         wall = time.perf_counter() - self.t_start
         out = self.status()
         out["slot_utilization"] = self.slot_busy_s / (wall * len(self.slot_envs)) if wall > 0 else 0.0
@@ -316,6 +321,3 @@ class AsyncSlotRunner:
 def _actor_id(handle):
     return getattr(handle, "_actor_id", id(handle))  # handles arrive as new objects after each Ray call
 
-
-def _raise(e: Exception):
-    raise e
