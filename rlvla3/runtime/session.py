@@ -123,11 +123,11 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
     if with_train_envs:
-        slow = straggler_slots(r.num_env_workers, envs_per_worker(r), r.straggler_fraction)
+        slow = straggler_slots(r.num_env_workers, envs_per_worker(r), cfg.bench.straggler_fraction)
 
         def make_env_worker(i: int, incarnation: int = 0):
             return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i + 7 * incarnation,
-                                 slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
+                                 slow_slots={j: cfg.bench.straggler_slowdown for j in slow[i]} or None,
                                  torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation, nice=r.nice)
 
         s.make_env_worker = make_env_worker
