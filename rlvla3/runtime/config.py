@@ -78,10 +78,7 @@ def check_across_sections(cfg: Config) -> None:
     check(on_gpu or (p.preset == "auto" and p.gpus == 0),
           f"placement.preset={p.preset} placement.gpus={p.gpus} lays out GPUs, but policy.device={cfg.policy.device}")
     if on_gpu:
-        try:
-            plan_placement(p.preset, p.gpus, t.num_ranks, g.num_generators)
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
+        plan_placement(p.preset, p.gpus, t.num_ranks, g.num_generators)  # raises a ConfigError saying what fits
     env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
     check(pol.image_size == env.image_size,
           f"{pk}.image_size ({pol.image_size}) must equal env.{cfg.env.type}.image_size ({env.image_size})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from rlvla3.core.config_checks import check, check_choice
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.factory import ENV_TYPES
 from rlvla3.envs.libero_config import LiberoConfig
@@ -13,7 +14,6 @@ from rlvla3.policies import FAMILIES, family_config
 from rlvla3.policies.oft.config import OFTPolicyConfig
 from rlvla3.policies.pi0.config import PI0PolicyConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
-from rlvla3.core.config_checks import check, check_choice
 
 # proprio and action sizes of each env type (the VLAs take unset dims from here)
 ENV_DIMS = {"tabletop": dict(proprio_dim=4, action_dim=3), "libero": dict(proprio_dim=8, action_dim=7),
