@@ -29,7 +29,7 @@ def rename_keys(conf: DictConfig) -> DictConfig:
     """A loaded YAML (a preset or a saved run config) with each old key moved to its new place."""
     for old in RENAMED:
         section, _, name = old.rpartition(".")
-        parent = OmegaConf.select(conf, section)
+        parent = OmegaConf.select(conf, section) if isinstance(conf, DictConfig) else None
         if isinstance(parent, DictConfig) and name in parent:
             OmegaConf.update(conf, new_key(old), parent.pop(name), force_add=True)
     return conf
