@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List
 
 from rlvla3.core.config_checks import check
 
@@ -16,3 +17,13 @@ class BenchConfig:
         check(0 <= self.straggler_fraction <= 1,
               f"{prefix}.straggler_fraction must be in [0, 1], got {self.straggler_fraction}")
         check(self.straggler_slowdown > 0, f"{prefix}.straggler_slowdown must be > 0, got {self.straggler_slowdown}")
+
+    def straggler_slots(self, workers: int, slots: int) -> List[List[int]]:
+        """Slots (per worker) made slower: round(fraction x all slots), shared evenly by the
+        workers and spread evenly within each."""
+        k = round(self.straggler_fraction * workers * slots)
+        out = []
+        for w in range(workers):
+            mine = k // workers + (1 if w < k % workers else 0)
+            out.append(sorted({(j * slots) // mine for j in range(mine)}) if mine else [])
+        return out

@@ -133,3 +133,9 @@ def test_a_run_config_saved_with_the_old_keys_loads(fresh_deprecations, tmp_path
     path = tmp_path / "config.yaml"
     path.write_text(old)
     assert from_yaml_file(str(path)).bench.straggler_slowdown == 4.0
+
+
+def test_straggler_slots_are_shared_by_the_workers_and_spread_within_each():
+    assert BenchConfig(straggler_fraction=0.25).straggler_slots(workers=2, slots=8) == [[0, 4], [0, 4]]
+    assert BenchConfig(straggler_fraction=0.2).straggler_slots(workers=2, slots=8) == [[0, 4], [0]]  # 3 of 16
+    assert BenchConfig().straggler_slots(workers=3, slots=4) == [[], [], []]
