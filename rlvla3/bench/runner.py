@@ -332,8 +332,8 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
             "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
     variants = [("", [])]
     if straggler_fraction > 0:
-        variants.append((" +stragglers", [f"rollout.straggler_fraction={straggler_fraction}",
-                                          f"rollout.straggler_slowdown={straggler_slowdown}"]))
+        variants.append((" +stragglers", [f"bench.straggler_fraction={straggler_fraction}",
+                                          f"bench.straggler_slowdown={straggler_slowdown}"]))
     bcfg = load_config(workload_overrides(workload, "full", overrides))
     bound_s = bound_seconds or max(5.0, seconds / 2)
     ref = "full" if "full" in modes else modes[0]  # the mode whose episodes the simulators' bound runs

@@ -1,7 +1,7 @@
 """The `rlvla3` command: train, sft, eval, bench, bench-policy, bench-weights, plot-runs.
 
 Options after the subcommand are dotted config overrides (`algo.lr=3e-4`,
-`preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every key.
+`preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every section.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
+from rlvla3.core.config_checks import check
+
 PRESETS = ("auto", "colocated", "disaggregated", "hybrid")
 TRAINER_SHARE_COLOCATED = 0.5  # of a GPU that also serves generators
 
@@ -74,10 +76,8 @@ def _shares(trainer_gpus: Tuple[int, ...], gen_gpus: Tuple[int, ...]) -> Tuple[T
 def plan_placement(preset: str, gpus: int, num_ranks: int, num_generators: int) -> PlacementPlan:
     """The plan for `gpus` GPUs (0 with `auto`: as many as it needs). Raises ValueError, with
     what would fit, when the preset cannot place these ranks and generators."""
-    if preset not in PRESETS:
-        raise ValueError(f"placement.preset must be one of {PRESETS}, got {preset!r}")
-    if num_ranks < 1 or num_generators < 1:
-        raise ValueError("placement needs at least one trainer rank and one generator")
+    check(preset in PRESETS, f"placement.preset must be one of {PRESETS}, got {preset!r}")
+    check(num_ranks >= 1 and num_generators >= 1, "placement needs at least one trainer rank and one generator")
     if preset == "auto":
         if num_ranks == 1:
             share = 1.0 / (num_generators + 1)  # the single-GPU layout: everyone shares GPU 0
@@ -86,22 +86,18 @@ def plan_placement(preset: str, gpus: int, num_ranks: int, num_generators: int) 
             ranks = tuple(range(num_ranks))
             trainer, gens = _shares(ranks, _spread((num_ranks,), num_generators))
             plan = PlacementPlan("auto", num_ranks + 1, trainer, gens)
-        if gpus and gpus < plan.gpus:
-            raise ValueError(f"placement.preset=auto with {num_ranks} trainer rank(s) needs {plan.gpus} GPUs, "
-                             f"placement.gpus={gpus}")
+        check(not gpus or gpus >= plan.gpus,
+              f"placement.preset=auto with {num_ranks} trainer rank(s) needs {plan.gpus} GPUs, placement.gpus={gpus}")
         return plan
-    if gpus < 1:
-        raise ValueError(f"placement.preset={preset} needs placement.gpus >= 1 (the GPUs to lay out), got {gpus}")
+    check(gpus >= 1, f"placement.preset={preset} needs placement.gpus >= 1 (the GPUs to lay out), got {gpus}")
     all_gpus = tuple(range(gpus))
     if preset == "colocated":
-        if num_ranks != gpus:
-            raise ValueError(f"placement.preset=colocated puts one trainer rank on each GPU: set "
-                             f"trainer.num_ranks={gpus} for {gpus} GPUs (got {num_ranks})")
+        check(num_ranks == gpus, f"placement.preset=colocated puts one trainer rank on each GPU: set "
+              f"trainer.num_ranks={gpus} for {gpus} GPUs (got {num_ranks})")
         trainer, gens = _shares(all_gpus, _spread(all_gpus, num_generators))
         return PlacementPlan(preset, gpus, trainer, gens)
-    if num_ranks >= gpus:
-        raise ValueError(f"placement.preset={preset} gives the trainer ranks GPUs of their own and the generators at "
-                         f"least one more: {num_ranks} rank(s) need placement.gpus >= {num_ranks + 1}, got {gpus}")
+    check(num_ranks < gpus, f"placement.preset={preset} gives the trainer ranks GPUs of their own and the generators "
+          f"at least one more: {num_ranks} rank(s) need placement.gpus >= {num_ranks + 1}, got {gpus}")
     ranks, dedicated = all_gpus[:num_ranks], all_gpus[num_ranks:]
     if preset == "disaggregated":
         trainer, gens = _shares(ranks, _spread(dedicated, num_generators))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, List, Mapping
 
+from rlvla3.core.config_checks import check, check_at_least, check_choice
+
 LATENCY_KINDS = ("none", "constant", "lognormal", "replay")
 LATENCY_MODES = ("sleep", "spin")
 FAMILIES = ("reach", "push", "pick_place")
@@ -28,17 +30,11 @@ class LatencyConfig:
     slow_factor: float = 1.0  # multiplies every cost (used to make straggler env slots)
 
     def validate(self, prefix: str = "env.latency") -> "LatencyConfig":
-        if self.kind not in LATENCY_KINDS:
-            raise ValueError(f"{prefix}.kind must be one of {list(LATENCY_KINDS)}, got {self.kind!r}")
-        if self.mode not in LATENCY_MODES:
-            raise ValueError(f"{prefix}.mode must be one of {list(LATENCY_MODES)}, got {self.mode!r}")
-        for name in ("step_ms", "reset_ms", "sigma"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{prefix}.{name} must be >= 0, got {getattr(self, name)}")
-        if self.slow_factor <= 0:
-            raise ValueError(f"{prefix}.slow_factor must be > 0, got {self.slow_factor}")
-        if self.kind == "replay" and not self.profile:
-            raise ValueError(f"{prefix}.profile must name a JSON file when kind='replay'")
+        check_choice(self.kind, LATENCY_KINDS, f"{prefix}.kind")
+        check_choice(self.mode, LATENCY_MODES, f"{prefix}.mode")
+        check_at_least(self, prefix, 0, "step_ms", "reset_ms", "sigma")
+        check(self.slow_factor > 0, f"{prefix}.slow_factor must be > 0, got {self.slow_factor}")
+        check(self.kind != "replay" or bool(self.profile), f"{prefix}.profile must name a JSON file when kind='replay'")
         return self
 
 
@@ -59,27 +55,16 @@ class TabletopConfig:
         return self.max_steps
 
     def validate(self, prefix: str = "env") -> "TabletopConfig":
-        if self.image_size < 16:
-            raise ValueError(f"{prefix}.image_size must be >= 16, got {self.image_size}")
-        if self.image_size > 512:
-            raise ValueError(f"{prefix}.image_size must be <= 512, got {self.image_size}")
+        check(16 <= self.image_size, f"{prefix}.image_size must be >= 16, got {self.image_size}")
+        check(self.image_size <= 512, f"{prefix}.image_size must be <= 512, got {self.image_size}")
         fams = list(self.families)
-        if not fams:
-            raise ValueError(f"{prefix}.families must not be empty; valid: {list(FAMILIES)}")
+        check(bool(fams), f"{prefix}.families must not be empty; valid: {list(FAMILIES)}")
         bad = [f for f in fams if f not in FAMILIES]
-        if bad:
-            raise ValueError(f"{prefix}.families has unknown {bad}; valid: {list(FAMILIES)}")
-        if len(set(fams)) != len(fams):
-            raise ValueError(f"{prefix}.families has duplicates: {fams}")
-        if self.max_steps < 1:
-            raise ValueError(f"{prefix}.max_steps must be >= 1, got {self.max_steps}")
-        if self.num_init_states < 1:
-            raise ValueError(f"{prefix}.num_init_states must be >= 1, got {self.num_init_states}")
-        if self.num_eval_init_states < 1:
-            raise ValueError(
-                f"{prefix}.num_eval_init_states must be >= 1, got {self.num_eval_init_states}")
-        if not isinstance(self.latency, LatencyConfig):
-            raise ValueError(f"{prefix}.latency must be a LatencyConfig, got {type(self.latency).__name__}")
+        check(not bad, f"{prefix}.families has unknown {bad}; valid: {list(FAMILIES)}")
+        check(len(set(fams)) == len(fams), f"{prefix}.families has duplicates: {fams}")
+        check_at_least(self, prefix, 1, "max_steps", "num_init_states", "num_eval_init_states")
+        check(isinstance(self.latency, LatencyConfig),
+              f"{prefix}.latency must be a LatencyConfig, got {type(self.latency).__name__}")
         self.latency.validate(prefix + ".latency")
         return self
 

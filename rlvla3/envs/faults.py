@@ -3,7 +3,7 @@
 `FaultyEnv` wraps any env with `chunk_step` and, when its schedule fires, raises, returns
 non-finite observations or rewards, hangs (sleeps past the worker's step timeout) or kills
 its whole process with `os._exit` (what a segfaulting simulator looks like from outside).
-Off by default; configured by `faults.env.*` in the run config (see `FaultConfig`).
+Off by default; configured by `faults.env.*` in the run config (see `EnvFaultConfig`).
 Detection and recovery live elsewhere (`rlvla3/workers/env_guard.py`, the schedules): this
 module only breaks things, so that the handling can be tested and measured.
 """
@@ -17,9 +17,11 @@ from typing import List
 
 import numpy as np
 
+from rlvla3.core.config_checks import check, check_at_least, check_choice
+
 FAULT_KINDS = ("raise", "nan_obs", "nan_reward", "inf_reward", "hang", "crash", "hang_first_reset")
 RESET_KINDS = ("hang_first_reset",)  # fire in the env's first reset of a process life, not in a chunk step
-RANDOM_KIND = "random"  # each fault draws its kind from `FaultConfig.mix` (chaos runs)
+RANDOM_KIND = "random"  # each fault draws its kind from `EnvFaultConfig.mix` (chaos runs)
 CRASH_EXIT_CODE = 13
 
 
@@ -28,7 +30,7 @@ class InjectedFault(RuntimeError):
 
 
 @dataclass
-class FaultConfig:
+class EnvFaultConfig:
     """One injected env fault. `worker` / `slot` pick the env (-1 = every one); the fault
     fires on a chunk step after `after_chunk_steps` steps of that env, with `probability`
     per step (1.0 = the first eligible step), at most `max_faults` times per process life."""
@@ -48,22 +50,15 @@ class FaultConfig:
     seed: int = 0
 
     def validate(self, prefix: str = "faults.env") -> None:
-        def check(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"{prefix}.{msg}")
-
-        check(self.kind in FAULT_KINDS + (RANDOM_KIND,),
-              f"kind must be one of {list(FAULT_KINDS + (RANDOM_KIND,))}, got {self.kind!r}")
+        check_choice(self.kind, FAULT_KINDS + (RANDOM_KIND,), f"{prefix}.kind")
         bad = [k for k in self.mix if k not in FAULT_KINDS]
-        check(self.kind != RANDOM_KIND or (self.mix and not bad),
-              f"mix must be a non-empty list of {list(FAULT_KINDS)}, got {self.mix}")
-        check(self.worker >= -1, f"worker must be >= -1 (-1 = every worker), got {self.worker}")
-        check(self.slot >= -1, f"slot must be >= -1 (-1 = every env), got {self.slot}")
-        check(self.after_chunk_steps >= 0, f"after_chunk_steps must be >= 0, got {self.after_chunk_steps}")
-        check(0.0 < self.probability <= 1.0, f"probability must be in (0, 1], got {self.probability}")
-        check(self.max_faults >= 0, f"max_faults must be >= 0, got {self.max_faults}")
-        check(self.lives >= 0, f"lives must be >= 0, got {self.lives}")
-        check(self.hang_s > 0, f"hang_s must be > 0, got {self.hang_s}")
+        check(self.kind != RANDOM_KIND or bool(self.mix and not bad),
+              f"{prefix}.mix must be a non-empty list of {list(FAULT_KINDS)}, got {self.mix}")
+        check(self.worker >= -1, f"{prefix}.worker must be >= -1 (-1 = every worker), got {self.worker}")
+        check(self.slot >= -1, f"{prefix}.slot must be >= -1 (-1 = every env), got {self.slot}")
+        check_at_least(self, prefix, 0, "after_chunk_steps", "max_faults", "lives")
+        check(0.0 < self.probability <= 1.0, f"{prefix}.probability must be in (0, 1], got {self.probability}")
+        check(self.hang_s > 0, f"{prefix}.hang_s must be > 0, got {self.hang_s}")
 
 
 @dataclass
@@ -71,7 +66,7 @@ class FaultsConfig:
     """`faults.*`: what to break (injection, off by default) and how long to wait for a
     simulator before calling it hung (detection, always on)."""
 
-    env: FaultConfig = field(default_factory=FaultConfig)
+    env: EnvFaultConfig = field(default_factory=EnvFaultConfig)
     generator_crash_after_requests: int = 0  # generator 0 exits after this many requests (first life only); 0 = off
     generator_hang_after_requests: int = 0  # generator 0 stops answering (alive, forward stuck) after this many; 0 = off
     trainer_crash_after_steps: int = 0  # the trainer exits after this many optimizer updates; 0 = off
@@ -82,32 +77,19 @@ class FaultsConfig:
     generator_hang_at_start: bool = False  # generator 0's first life never finishes starting (chaos tests)
     max_worker_restarts: int = 20  # async modes: env worker restarts allowed before the run fails
 
-    def validate(self) -> None:
-        self.env.validate("faults.env")
-        if self.generator_crash_after_requests < 0:
-            raise ValueError(f"faults.generator_crash_after_requests must be >= 0, "
-                             f"got {self.generator_crash_after_requests}")
-        if self.generator_hang_after_requests < 0:
-            raise ValueError(f"faults.generator_hang_after_requests must be >= 0, "
-                             f"got {self.generator_hang_after_requests}")
-        if not 0 < self.step_timeout_s <= 600:
-            raise ValueError(f"faults.step_timeout_s must be in (0, 600], got {self.step_timeout_s}")
-        if not 0 < self.start_timeout_s <= 3600:
-            raise ValueError(f"faults.start_timeout_s must be in (0, 3600], got {self.start_timeout_s}")
-        if not 0 < self.first_reset_timeout_s <= 3600:
-            raise ValueError(f"faults.first_reset_timeout_s must be in (0, 3600], got {self.first_reset_timeout_s}")
-        if not 0 < self.call_timeout_s <= 86400:
-            raise ValueError(f"faults.call_timeout_s must be in (0, 86400], got {self.call_timeout_s}")
-        if self.trainer_crash_after_steps < 0:
-            raise ValueError(f"faults.trainer_crash_after_steps must be >= 0, got {self.trainer_crash_after_steps}")
-        if self.max_worker_restarts < 0:
-            raise ValueError(f"faults.max_worker_restarts must be >= 0, got {self.max_worker_restarts}")
+    def validate(self, prefix: str = "faults") -> None:
+        self.env.validate(f"{prefix}.env")
+        check_at_least(self, prefix, 0, "generator_crash_after_requests", "generator_hang_after_requests",
+                       "trainer_crash_after_steps", "max_worker_restarts")
+        for name, high in [("step_timeout_s", 600), ("start_timeout_s", 3600), ("first_reset_timeout_s", 3600),
+                           ("call_timeout_s", 86400)]:
+            check(0 < getattr(self, name) <= high, f"{prefix}.{name} must be in (0, {high}], got {getattr(self, name)}")
 
 
 class FaultyEnv:
     """Delegates to `env`; `chunk_step` misbehaves when the schedule fires."""
 
-    def __init__(self, env, cfg: FaultConfig, worker_id: int, slot: int, incarnation: int = 0):
+    def __init__(self, env, cfg: EnvFaultConfig, worker_id: int, slot: int, incarnation: int = 0):
         self.env, self.cfg = env, cfg
         # A restarted worker gets a fresh stream, so a probabilistic fault does not replay identically.
         self.rng = np.random.default_rng([cfg.seed, worker_id, slot, incarnation])
@@ -163,7 +145,7 @@ def hang_forever(where: str) -> None:
         time.sleep(3600)
 
 
-def wrap_with_faults(envs: List, cfg: FaultConfig, worker_id: int, incarnation: int = 0) -> List:
+def wrap_with_faults(envs: List, cfg: EnvFaultConfig, worker_id: int, incarnation: int = 0) -> List:
     """Wrap the targeted envs of one worker; the others are returned untouched."""
     if cfg is None or not cfg.enabled or cfg.worker not in (-1, worker_id) or (cfg.lives and incarnation >= cfg.lives):
         return envs

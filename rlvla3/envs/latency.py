@@ -15,12 +15,13 @@ from typing import List, Optional
 
 import numpy as np
 
+from rlvla3.core.config_checks import check
+
 from .config import LatencyConfig
 
 
 def _load_profile(path: str, prefix: str) -> tuple:
-    if not os.path.isfile(path):
-        raise ValueError(f"{prefix}.profile: file not found: {path!r}")
+    check(os.path.isfile(path), f"{prefix}.profile: file not found: {path!r}")
     try:
         with open(path) as f:
             data = json.load(f)
@@ -29,14 +30,12 @@ def _load_profile(path: str, prefix: str) -> tuple:
     out = []
     for key in ("step_ms", "reset_ms"):
         vals = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(vals, list) or not vals:
-            raise ValueError(f"{prefix}.profile: {path!r} needs a non-empty list {key!r}")
+        check(isinstance(vals, list) and bool(vals), f"{prefix}.profile: {path!r} needs a non-empty list {key!r}")
         try:
             arr = [float(v) for v in vals]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{prefix}.profile: {key!r} in {path!r} must be numbers") from exc
-        if min(arr) < 0:
-            raise ValueError(f"{prefix}.profile: {key!r} in {path!r} has negative values")
+        check(min(arr) >= 0, f"{prefix}.profile: {key!r} in {path!r} has negative values")
         out.append(arr)
     return out[0], out[1]
 

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+from rlvla3.core.config_checks import check, check_at_least, check_choice
+
 SUITE_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 INSTALL_HINT = "install it with `pip install -e .[libero]` (see docs/libero.md)"
 
@@ -29,18 +31,12 @@ class LiberoConfig:
         return self.max_steps or SUITE_STEPS[self.suite]
 
     def validate(self, prefix: str = "env.libero") -> "LiberoConfig":
-        if self.suite not in SUITE_STEPS:
-            raise ValueError(f"{prefix}.suite must be one of {sorted(SUITE_STEPS)}, got {self.suite!r}")
-        if self.image_size < 16:
-            raise ValueError(f"{prefix}.image_size must be >= 16, got {self.image_size}")
-        if self.settle_steps < 0:
-            raise ValueError(f"{prefix}.settle_steps must be >= 0, got {self.settle_steps}")
-        if self.max_steps < 0:
-            raise ValueError(f"{prefix}.max_steps must be >= 0, got {self.max_steps}")
+        check_choice(self.suite, sorted(SUITE_STEPS), f"{prefix}.suite")
+        check_at_least(self, prefix, 16, "image_size")
+        check_at_least(self, prefix, 0, "settle_steps", "max_steps")
         for key in ("num_init_states", "num_eval_init_states"):
-            if not 1 <= getattr(self, key) <= 50:
-                raise ValueError(f"{prefix}.{key} must be in [1, 50] (the benchmark's fixed states), "
-                                 f"got {getattr(self, key)}")
+            check(1 <= getattr(self, key) <= 50,
+                  f"{prefix}.{key} must be in [1, 50] (the benchmark's fixed states), got {getattr(self, key)}")
         return self
 
 

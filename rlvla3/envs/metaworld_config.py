@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
+from rlvla3.core.config_checks import check, check_choice
+
 BENCHMARKS = ("MT1", "MT10", "MT50")
 # Cameras of metaworld 3.0.0's scene (3.1 adds corner4). corner* are defined upside down.
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
@@ -114,39 +116,32 @@ class MetaWorldConfig:
         return names
 
     def validate(self, prefix: str = "env.metaworld") -> "MetaWorldConfig":
-        if self.benchmark not in BENCHMARKS:
-            raise ValueError(f"{prefix}.benchmark must be one of {list(BENCHMARKS)}, got {self.benchmark!r}")
-        if self.camera not in CAMERAS:
-            raise ValueError(f"{prefix}.camera must be one of {list(CAMERAS)} (metaworld 3.0.0), got {self.camera!r}")
-        if len(self.camera_pos) not in (0, 3):
-            raise ValueError(f"{prefix}.camera_pos must be [] (the default placement) or [x, y, z] in metres, "
-                             f"got {self.camera_pos!r}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"{prefix}.reward must be one of {list(REWARDS)}, got {self.reward!r}")
-        if not 16 <= self.image_size <= 512:
-            raise ValueError(f"{prefix}.image_size must be in [16, 512], got {self.image_size}")
-        if not 1 <= self.max_steps <= PATH_LIMIT:
-            raise ValueError(f"{prefix}.max_steps must be in [1, {PATH_LIMIT}] (MetaWorld raises past "
-                             f"{PATH_LIMIT} steps), got {self.max_steps}")
-        if self.num_init_states < 1 or self.num_eval_init_states < 1 or \
-                self.num_init_states + self.num_eval_init_states > NUM_VARIATIONS:
-            raise ValueError(f"{prefix}.num_init_states ({self.num_init_states}) and {prefix}.num_eval_init_states "
-                             f"({self.num_eval_init_states}) must be >= 1 and add up to at most {NUM_VARIATIONS} "
-                             "(each task's variations, split without overlap)")
+        check_choice(self.benchmark, BENCHMARKS, f"{prefix}.benchmark")
+        check(self.camera in CAMERAS,
+              f"{prefix}.camera must be one of {list(CAMERAS)} (metaworld 3.0.0), got {self.camera!r}")
+        check(len(self.camera_pos) in (0, 3),
+              f"{prefix}.camera_pos must be [] (the default placement) or [x, y, z] in metres, got {self.camera_pos!r}")
+        check_choice(self.reward, REWARDS, f"{prefix}.reward")
+        check(16 <= self.image_size <= 512, f"{prefix}.image_size must be in [16, 512], got {self.image_size}")
+        check(1 <= self.max_steps <= PATH_LIMIT, f"{prefix}.max_steps must be in [1, {PATH_LIMIT}] (MetaWorld "
+              f"raises past {PATH_LIMIT} steps), got {self.max_steps}")
+        check(self.num_init_states >= 1 and self.num_eval_init_states >= 1
+              and self.num_init_states + self.num_eval_init_states <= NUM_VARIATIONS,
+              f"{prefix}.num_init_states ({self.num_init_states}) and {prefix}.num_eval_init_states "
+              f"({self.num_eval_init_states}) must be >= 1 and add up to at most {NUM_VARIATIONS} "
+              "(each task's variations, split without overlap)")
         known = set(INSTRUCTIONS)
         if self.benchmark == "MT1":
             names, key = [self.task], f"{prefix}.task"
         else:
             names, key = list(self.task_names), f"{prefix}.task_names"
         bad = [t for t in names if _full_name(t) not in known]
-        if bad:
-            raise ValueError(f"{key}: unknown MetaWorld task(s) {bad}; known: {sorted(known)}")
+        check(not bad, f"{key}: unknown MetaWorld task(s) {bad}; known: {sorted(known)}")
         if self.benchmark == "MT10" and names:
             mt10 = {"reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
                     "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"}
             out = [t for t in names if _full_name(t) not in mt10]
-            if out:
-                raise ValueError(f"{key}: {out} are not MT10 tasks; MT10: {sorted(mt10)}")
+            check(not out, f"{key}: {out} are not MT10 tasks; MT10: {sorted(mt10)}")
         return self
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from rlvla3.core.config_checks import check
 from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
 from rlvla3.policies.text_tokenizer import WordTokenizer
 
@@ -41,9 +43,9 @@ class LoraSettings:
                                                                "up_proj", "down_proj"])
 
     def validate(self, prefix: str) -> None:
-        if self.enabled and (self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules):
-            raise ValueError(f"{prefix}.lora needs r >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
-                             f"got r={self.r} alpha={self.alpha} dropout={self.dropout}")
+        ok = self.r >= 1 and self.alpha > 0 and 0 <= self.dropout < 1 and bool(self.target_modules)
+        check(not self.enabled or ok, f"{prefix}.lora needs r >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
+              f"got r={self.r} alpha={self.alpha} dropout={self.dropout}")
 
 
 class PromptEncoder:

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rlvla3.core.config_checks import check, check_at_least, check_choice
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
 from rlvla3.policies.base import ActOutput, EvalOutput
@@ -41,21 +42,14 @@ class TinyVLAConfig:
     vocab: List[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
 
     def validate(self) -> None:
-        if not 1 <= self.downsample <= len(self.channels):
-            raise ValueError(f"policy.downsample must be in [1, len(policy.channels)={len(self.channels)}], "
-                             f"got {self.downsample}")
-        if self.image_size < 16 or self.image_size % (2 ** self.downsample) != 0:
-            raise ValueError(
-                f"policy.image_size must be >= 16 and divisible by 2**policy.downsample={2 ** self.downsample},"
-                f" got {self.image_size}"
-            )
-        for name in ("proprio_dim", "action_dim", "chunk_size", "hidden", "word_dim", "max_instruction_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_bins < 2:
-            raise ValueError(f"policy.n_bins must be >= 2, got {self.n_bins}")
-        if self.action_head not in ACTION_HEADS:
-            raise ValueError(f"policy.action_head must be one of {list(ACTION_HEADS)}, got {self.action_head!r}")
+        check(1 <= self.downsample <= len(self.channels), f"policy.downsample must be in [1, len(policy.channels)="
+              f"{len(self.channels)}], got {self.downsample}")
+        check(self.image_size >= 16 and self.image_size % (2 ** self.downsample) == 0, f"policy.image_size must be "
+              f">= 16 and divisible by 2**policy.downsample={2 ** self.downsample}, got {self.image_size}")
+        check_at_least(self, "policy", 1, "proprio_dim", "action_dim", "chunk_size", "hidden", "word_dim",
+                       "max_instruction_tokens")
+        check_at_least(self, "policy", 2, "n_bins")
+        check_choice(self.action_head, ACTION_HEADS, "policy.action_head")
 
     @property
     def num_tokens(self) -> int:

@@ -80,17 +80,6 @@ class Session:
         self.backend.shutdown()
 
 
-def straggler_slots(workers: int, slots: int, fraction: float) -> List[List[int]]:
-    """Slots (per worker) made slower: round(fraction x all slots), shared evenly by the
-    workers and spread evenly within each."""
-    k = round(fraction * workers * slots)
-    out = []
-    for w in range(workers):
-        mine = k // workers + (1 if w < k % workers else 0)
-        out.append(sorted({(j * slots) // mine for j in range(mine)}) if mine else [])
-    return out
-
-
 def generator_faults(cfg, i: int, incarnation: int) -> dict:
     """Faults injected into generator 0's first life (request counts; 0 = none)."""
     f = cfg.faults
@@ -123,11 +112,11 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
     if with_train_envs:
-        slow = straggler_slots(r.num_env_workers, envs_per_worker(r), r.straggler_fraction)
+        slow = cfg.bench.straggler_slots(r.num_env_workers, envs_per_worker(r))
 
         def make_env_worker(i: int, incarnation: int = 0):
             return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i + 7 * incarnation,
-                                 slow_slots={j: r.straggler_slowdown for j in slow[i]} or None,
+                                 slow_slots={j: cfg.bench.straggler_slowdown for j in slow[i]} or None,
                                  torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation, nice=r.nice)
 
         s.make_env_worker = make_env_worker

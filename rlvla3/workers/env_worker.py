@@ -21,7 +21,7 @@ from rlvla3.core.assignments import EpisodeAssignment, GroupSampler
 from rlvla3.core.types import Episode, ObsBatch
 from rlvla3.envs.config import TabletopConfig
 from rlvla3.envs.factory import make_env
-from rlvla3.envs.faults import FaultConfig, injected_count, wrap_with_faults
+from rlvla3.envs.faults import EnvFaultConfig, injected_count, wrap_with_faults
 from rlvla3.workers.env_guard import check_obs, check_step
 from rlvla3.workers.episode_recorder import EpisodeRecorder
 from rlvla3.workers.role import Role
@@ -51,7 +51,7 @@ class WorkerStats:
 class EnvWorker(Role):
     def __init__(self, worker_id: int, env_cfg: TabletopConfig, num_slots: int, seed: int,
                  slow_slots: Optional[Dict[int, float]] = None, torch_threads: int = 1,
-                 faults: Optional[FaultConfig] = None, incarnation: int = 0, nice: int = 0):
+                 faults: Optional[EnvFaultConfig] = None, incarnation: int = 0, nice: int = 0):
         super().__init__(torch_threads, nice)
         self.worker_id = worker_id
         self.incarnation = incarnation  # restarts of this worker: keeps episode ids unique across them

@@ -59,7 +59,7 @@ def test_bounds_each_repeat_pairs_every_repeat_with_its_own_bounds(tmp_path, mon
     speeds = {"sync": [500.0, 400.0, 450.0], "full": [600.0, 300.0, 540.0], "full +stragglers": [540.0, 330.0, 540.0]}
 
     def fake_run_mode(cfg, policy_dir, seconds, warmup, out_dir):
-        name = cfg.run.mode + (" +stragglers" if cfg.rollout.straggler_fraction > 0 else "")
+        name = cfg.run.mode + (" +stragglers" if cfg.bench.straggler_fraction > 0 else "")
         rate = speeds.get(name, [100.0] * 3)[sum(1 for c in calls if c == name)]
         calls.append(name)
         return ({"env_steps_per_s": rate, "env_steps": rate * seconds, "window_s": seconds,

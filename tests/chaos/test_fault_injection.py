@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rlvla3.core.assignments import EpisodeAssignment
-from rlvla3.envs.faults import FaultConfig, FaultyEnv, InjectedFault, wrap_with_faults
+from rlvla3.envs.faults import EnvFaultConfig, FaultyEnv, InjectedFault, wrap_with_faults
 from rlvla3.runtime.config import ConfigError, load_config
 from rlvla3.workers.env_guard import EnvFault, check_step
 from rlvla3.workers.env_worker import EnvWorker
@@ -22,7 +22,7 @@ class CountingEnv:
         return {"proprio": np.zeros(4, np.float32), "image": np.zeros((2, 2, 3), np.uint8)}, 0.0, False, False, {}
 
 
-def fire_steps(cfg: FaultConfig, n: int = 50, incarnation: int = 0) -> list:
+def fire_steps(cfg: EnvFaultConfig, n: int = 50, incarnation: int = 0) -> list:
     env = FaultyEnv(CountingEnv(), cfg, worker_id=0, slot=0, incarnation=incarnation)
     fired = []
     for k in range(1, n + 1):
@@ -34,34 +34,34 @@ def fire_steps(cfg: FaultConfig, n: int = 50, incarnation: int = 0) -> list:
 
 
 def test_fires_once_after_n_steps():
-    assert fire_steps(FaultConfig(enabled=True, kind="raise", after_chunk_steps=7)) == [8]
+    assert fire_steps(EnvFaultConfig(enabled=True, kind="raise", after_chunk_steps=7)) == [8]
 
 
 def test_probability_is_seeded_and_bounded():
-    cfg = FaultConfig(enabled=True, kind="raise", after_chunk_steps=0, probability=0.3, max_faults=0, seed=4)
+    cfg = EnvFaultConfig(enabled=True, kind="raise", after_chunk_steps=0, probability=0.3, max_faults=0, seed=4)
     a, b = fire_steps(cfg, 200), fire_steps(cfg, 200)
     assert a == b and 30 < len(a) < 90
     assert fire_steps(cfg, 200, incarnation=1) != a  # a restarted worker draws a fresh schedule
 
 
 def test_max_faults_limits_the_count():
-    cfg = FaultConfig(enabled=True, kind="raise", after_chunk_steps=0, probability=1.0, max_faults=3)
+    cfg = EnvFaultConfig(enabled=True, kind="raise", after_chunk_steps=0, probability=1.0, max_faults=3)
     assert fire_steps(cfg) == [1, 2, 3]
 
 
 def test_wrap_targets_one_worker_slot_and_life():
     envs = [CountingEnv() for _ in range(3)]
-    cfg = FaultConfig(enabled=True, worker=1, slot=2, lives=1)
+    cfg = EnvFaultConfig(enabled=True, worker=1, slot=2, lives=1)
     assert wrap_with_faults(envs, cfg, worker_id=0) == envs
     wrapped = wrap_with_faults(envs, cfg, worker_id=1)
     assert [isinstance(e, FaultyEnv) for e in wrapped] == [False, False, True]
     assert wrap_with_faults(envs, cfg, worker_id=1, incarnation=1) == envs  # later lives are healthy
-    assert wrap_with_faults(envs, FaultConfig(enabled=False), worker_id=1) == envs
+    assert wrap_with_faults(envs, EnvFaultConfig(enabled=False), worker_id=1) == envs
 
 
 @pytest.mark.parametrize("kind,field", [("nan_obs", "proprio"), ("nan_reward", "reward"), ("inf_reward", "reward")])
 def test_non_finite_kinds_are_caught_by_the_step_check(kind, field):
-    env = FaultyEnv(CountingEnv(), FaultConfig(enabled=True, kind=kind, after_chunk_steps=0), 0, 0)
+    env = FaultyEnv(CountingEnv(), EnvFaultConfig(enabled=True, kind=kind, after_chunk_steps=0), 0, 0)
     obs, reward, *_ = env.chunk_step(None)
     with pytest.raises(EnvFault, match=field):
         check_step(obs, reward, "w0/s0")
@@ -87,7 +87,7 @@ def test_faults_are_off_by_default():
 @pytest.mark.parametrize("kind", ["raise", "nan_obs", "nan_reward", "inf_reward"])
 def test_lockstep_worker_drops_the_faulty_episode_and_goes_on(kind):
     cfg = load_config(["preset=tiny-test"])
-    fault = FaultConfig(enabled=True, kind=kind, worker=0, slot=1, after_chunk_steps=2)
+    fault = EnvFaultConfig(enabled=True, kind=kind, worker=0, slot=1, after_chunk_steps=2)
     w = EnvWorker(0, cfg.env.tabletop, 2, seed=1, faults=fault)
     w.reset([EpisodeAssignment(0, 0, group_key="g0"), EpisodeAssignment(0, 1, group_key="g1")], auto_reset="none")
     chunk, n = cfg.policy.tiny.chunk_size, 2
@@ -105,7 +105,7 @@ def test_lockstep_worker_drops_the_faulty_episode_and_goes_on(kind):
 
 
 def test_random_kind_draws_from_the_mix():
-    cfg = FaultConfig(enabled=True, kind="random", mix=["raise", "nan_reward"], after_chunk_steps=0, max_faults=0)
+    cfg = EnvFaultConfig(enabled=True, kind="random", mix=["raise", "nan_reward"], after_chunk_steps=0, max_faults=0)
     env = FaultyEnv(CountingEnv(), cfg, 0, 0)
     seen = set()
     for _ in range(40):

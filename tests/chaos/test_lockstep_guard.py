@@ -2,7 +2,7 @@
 dropped, the worker is replaced and its (task, init) pairs are run again."""
 
 from rlvla3.envs.config import TabletopConfig
-from rlvla3.envs.faults import FaultConfig
+from rlvla3.envs.faults import EnvFaultConfig
 from rlvla3.policies.tiny_vla import TinyVLAConfig
 from rlvla3.runtime.backend import make_backend
 from rlvla3.runtime.config import PolicyConfig
@@ -17,7 +17,7 @@ def test_evaluation_replaces_a_dead_worker_and_reruns_its_pairs():
     try:
         env_cfg = TabletopConfig(image_size=32, families=["reach"], max_steps=16, num_init_states=4,
                                  num_eval_init_states=4)
-        crash = FaultConfig(enabled=True, kind="crash", worker=1, slot=0, after_chunk_steps=1, lives=1)
+        crash = EnvFaultConfig(enabled=True, kind="crash", worker=1, slot=0, after_chunk_steps=1, lives=1)
 
         def make(i, incarnation=0):
             return b.actor(EnvWorker, i, env_cfg, 2, 100 + i + 7 * incarnation, faults=crash,

@@ -64,8 +64,8 @@ def test_libero_config_is_checked_against_the_policy():
         load_config([o for o in ok if "sft" not in o])
     with pytest.raises(ConfigError, match="env.libero.suite"):
         load_config(ok + ["env.libero.suite=libero_99"])
-    with pytest.raises(ConfigError, match="straggler"):
-        load_config(ok + ["rollout.straggler_fraction=0.2"])
+    with pytest.raises(ConfigError, match="bench.straggler_fraction needs the tabletop"):
+        load_config(ok + ["bench.straggler_fraction=0.2"])
 
 
 def test_eval_repeats_need_sampled_actions():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from rlvla3.core.config_checks import check_at_least, check_choice
 from rlvla3.policies.hf_policy import DTYPES, LoraSettings
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB
 
@@ -46,17 +47,10 @@ class OFTPolicyConfig:
 
     def validate(self) -> None:
         p = "policy.oft"
-        if self.size not in SIZES:
-            raise ValueError(f"{p}.size must be one of {list(SIZES)}, got {self.size!r}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"{p}.backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
-        if self.action_head not in HEADS:
-            raise ValueError(f"{p}.action_head must be one of {list(HEADS)}, got {self.action_head!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"{p}.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        for name in ("image_size", "proprio_dim", "action_dim", "chunk_size", "max_prompt_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{p}.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_bins < 2:
-            raise ValueError(f"{p}.n_bins must be >= 2, got {self.n_bins}")
+        check_choice(self.size, SIZES, f"{p}.size")
+        check_choice(self.backbone, BACKBONES, f"{p}.backbone")
+        check_choice(self.action_head, HEADS, f"{p}.action_head")
+        check_choice(self.dtype, DTYPES, f"{p}.dtype")
+        check_at_least(self, p, 1, "image_size", "proprio_dim", "action_dim", "chunk_size", "max_prompt_tokens")
+        check_at_least(self, p, 2, "n_bins")
         self.lora.validate(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from rlvla3.core.config_checks import check, check_at_least, check_choice
 from rlvla3.policies.hf_policy import DTYPES, LoraSettings
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB
 
@@ -50,19 +51,14 @@ class PI0PolicyConfig:
 
     def validate(self) -> None:
         p = "policy.pi0"
-        if self.size not in SIZES:
-            raise ValueError(f"{p}.size must be one of {list(SIZES)}, got {self.size!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"{p}.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        for name in ("image_size", "proprio_dim", "action_dim", "chunk_size", "num_steps", "max_prompt_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{p}.{name} must be >= 1, got {getattr(self, name)}")
-        if self.state_width < self.proprio_dim or self.action_width < self.action_dim:
-            raise ValueError(f"{p}.max_state_dim / max_action_dim must be >= proprio_dim / action_dim")
-        if not 0 < self.noise_min <= self.noise_init <= self.noise_max:
-            raise ValueError(f"{p} needs 0 < noise_min <= noise_init <= noise_max, got "
-                             f"{self.noise_min}, {self.noise_init}, {self.noise_max}")
-        if self.gradient_checkpointing:
-            raise ValueError(f"{p}.gradient_checkpointing is not supported: transformers turns the KV cache off under "
-                             f"checkpointing, and the action expert reads the prefix from it (use LoRA or bf16)")
+        check_choice(self.size, SIZES, f"{p}.size")
+        check_choice(self.dtype, DTYPES, f"{p}.dtype")
+        check_at_least(self, p, 1, "image_size", "proprio_dim", "action_dim", "chunk_size", "num_steps",
+                       "max_prompt_tokens")
+        check(self.state_width >= self.proprio_dim and self.action_width >= self.action_dim,
+              f"{p}.max_state_dim / max_action_dim must be >= proprio_dim / action_dim")
+        check(0 < self.noise_min <= self.noise_init <= self.noise_max, f"{p} needs 0 < noise_min <= noise_init <= "
+              f"noise_max, got {self.noise_min}, {self.noise_init}, {self.noise_max}")
+        check(not self.gradient_checkpointing, f"{p}.gradient_checkpointing is not supported: transformers turns the "
+              "KV cache off under checkpointing, and the action expert reads the prefix from it (use LoRA or bf16)")
         self.lora.validate(p)

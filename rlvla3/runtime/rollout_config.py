@@ -1,0 +1,72 @@
+"""`rollout.*` and `generator.*`: the env workers that simulate and the replicas that act."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlvla3.core.config_checks import check, check_at_least
+
+
+def envs_per_worker(rollout) -> int:
+    """Envs in one env worker process: slots x envs per slot."""
+    return rollout.slots_per_worker * rollout.envs_per_slot
+
+
+@dataclass
+class RolloutConfig:
+    # What the rollout simulates and samples.
+    num_env_workers: int = 2  # env worker processes
+    slots_per_worker: int = 8  # env slots per worker (each slot asks for actions on its own)
+    envs_per_slot: int = 1  # envs a slot steps together and serves with one request (async modes; >1 for cheap envs)
+    group_size: int = 8  # GRPO: episodes per group (same task and initial state)
+    rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
+    horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
+    temperature: float = 1.0  # sampling temperature of the behaviour policy
+    # Process setting. Unix nice (0-19) added to env worker and generator processes: > 0 lets the
+    # trainer, the bottleneck stage on a machine with few cores, take its core before the rollout does.
+    # With > 0 an embedded Ray cluster starts its workers (the trainer too) at nice 0 instead
+    # of Ray's 15, so the whole offset counts; a running cluster keeps its workers' nice.
+    nice: int = 0
+    # Async transport. An env worker's requests to one generator that are ready within this many
+    # ms share one Ray call (fewer calls, less CPU per decision); 0 = one call per request.
+    coalesce_ms: float = 0.0
+    # Async transport. The driver polls every env worker (status and finished episodes, one Ray
+    # round trip each) at most this often. Episodes last a second or more, so 50 ms adds
+    # little latency; each poll costs the driver and the workers CPU (20 ms: -5% trained
+    # samples/s on 2 cores, docs/benchmarks/cpu-eta2-dec03-coalesce/).
+    poll_ms: float = 50.0
+
+    def validate(self, prefix: str = "rollout") -> None:
+        check_at_least(self, prefix, 1, "num_env_workers", "slots_per_worker", "group_size", "envs_per_slot",
+                       "rollout_epochs")
+        check_at_least(self, prefix, 0, "horizon_chunks", "coalesce_ms", "poll_ms")
+        check(0 <= self.nice <= 19, f"{prefix}.nice must be in 0..19, got {self.nice}")
+        check(self.temperature > 0, f"{prefix}.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class GeneratorConfig:
+    num_generators: int = 1  # policy replicas serving inference
+    max_batch: int = 64  # dynamic batcher: fire when this many samples are pending
+    max_wait_ms: float = 5.0  # dynamic batcher: or when the oldest request waited this long
+    router: str = "round_robin"  # round_robin | least_loaded | shard
+    # How new weights reach the generators: object_store (Ray: the trainer puts a state dict,
+    # each generator fetches it) | collective (a torch.distributed broadcast in buckets: NCCL
+    # when the trainer and every generator have a GPU of their own, gloo otherwise).
+    weight_transport: str = "object_store"
+    weight_bucket_mb: float = 64.0  # collective: largest flat bucket (the extra memory per send)
+    # Async modes: how action requests reach the generators. socket: one authenticated
+    # connection per env worker and generator (about 0.25 ms of CPU per request against 2 ms
+    # for a Ray call; workers/action_channel.py) | ray: an actor call per request.
+    request_transport: str = "socket"
+
+    def validate(self, prefix: str = "generator") -> None:
+        check(self.router in ("round_robin", "least_loaded", "shard"),
+              f"{prefix}.router must be round_robin|least_loaded|shard, got {self.router!r}")
+        check(self.request_transport in ("socket", "ray"),
+              f"{prefix}.request_transport must be socket|ray, got {self.request_transport!r}")
+        check(self.weight_transport in ("object_store", "collective"),
+              f"{prefix}.weight_transport must be object_store|collective, got {self.weight_transport!r}")
+        check(self.weight_bucket_mb > 0, f"{prefix}.weight_bucket_mb must be > 0, got {self.weight_bucket_mb}")
+        check_at_least(self, prefix, 1, "num_generators", "max_batch")
+        check_at_least(self, prefix, 0, "max_wait_ms")

@@ -1,0 +1,97 @@
+"""`algo.*`, `trainer.*` and `placement.*`: the RL objective, the trainer processes and their GPUs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlvla3.core.placement import PRESETS
+from rlvla3.core.config_checks import check, check_at_least, check_choice
+
+SHARDINGS = ("ddp", "fsdp")
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "ppo"  # ppo | grpo
+    gamma: float = 0.99  # discount per decision (action chunk)
+    gae_lambda: float = 0.95
+    clip_low: float = 0.2  # ratio clip below 1
+    clip_high: float = 0.28  # ratio clip above 1 ("clip-higher")
+    dual_clip: float = 3.0  # bound on the loss for negative advantages; 0 = off
+    value_clip: float = 0.2  # clipped value loss; 0 = off
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    logprob_level: str = "action"  # token | action | chunk: unit of the importance ratio
+    update_epochs: int = 2  # passes over each global batch
+    global_batch: int = 256  # samples per optimizer step
+    micro_batch: int = 64  # samples per forward/backward (gradient accumulation)
+    lr: float = 1e-4
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = True
+    # PPO streamed in micro-batches (`full`): how the first pass centres advantages before the
+    # global batch is complete. baseline: subtract the previous global batch's mean (a constant
+    # baseline: the expected gradient is unchanged) and divide by this batch's exact std at the
+    # step (one backward); exact: the batch's own mean too (a second backward per micro-batch).
+    stream_normalization: str = "baseline"
+    filter_degenerate_groups: bool = True  # GRPO: drop all-success / all-fail groups
+    # GRPO: discount each episode's return by `gamma` per decision, so that faster successes
+    # score higher. Off: the return is the undiscounted reward (the outcome), the same for
+    # every success whatever its length, so an all-success group is dropped as degenerate.
+    grpo_discount: bool = False
+    # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
+    # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
+    behav_weight_cap: float = 2.0
+    staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
+    critic_warmup_steps: int = 0  # PPO: first optimizer steps train only the value head (it starts random after SFT)
+
+    def validate(self, prefix: str = "algo") -> None:
+        check(self.name in ("ppo", "grpo"), f"{prefix}.name must be 'ppo' or 'grpo', got {self.name!r}")
+        check(self.logprob_level in ("token", "action", "chunk"),
+              f"{prefix}.logprob_level must be token|action|chunk, got {self.logprob_level!r}")
+        check(self.stream_normalization in ("baseline", "exact"),
+              f"{prefix}.stream_normalization must be baseline|exact, got {self.stream_normalization!r}")
+        check_at_least(self, prefix, 1, "update_epochs", "global_batch", "micro_batch")
+        check_at_least(self, prefix, 0, "staleness", "ent_coef", "value_clip", "critic_warmup_steps")
+        check(self.lr > 0, f"{prefix}.lr must be > 0, got {self.lr}")
+        check(0 < self.clip_low < 1, f"{prefix}.clip_low must be in (0, 1), got {self.clip_low}")
+        check(self.clip_high > 0, f"{prefix}.clip_high must be > 0, got {self.clip_high}")
+        check(self.dual_clip == 0 or self.dual_clip > 1,
+              f"{prefix}.dual_clip must be 0 (off) or > 1, got {self.dual_clip}")
+        check(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1,
+              f"{prefix}.gamma must be in (0, 1] and {prefix}.gae_lambda in [0, 1]")
+        check(self.micro_batch <= self.global_batch,
+              f"{prefix}.micro_batch ({self.micro_batch}) must be <= {prefix}.global_batch ({self.global_batch})")
+
+
+@dataclass
+class TrainerConfig:
+    num_ranks: int = 1  # data-parallel trainer processes (one GPU each on CUDA); 1 = the single trainer
+    sharding: str = "ddp"  # ddp: replicated weights, gradients all-reduced | fsdp: FSDP2 shards (policy.type=oft)
+    collective_timeout_s: float = 600.0  # a rank stuck this long in a collective raises instead of hanging
+    trim_heap_every: int = 50  # return freed heap memory to the OS every N optimizer steps (glibc); 0 = never.
+    # Every step costs ~10% of trainer throughput (the next step faults the pages back in).
+    memory_log: str = ""  # diagnostics: append the trainer's heap accounting (workers/memory_probe.py) here
+    memory_log_every: int = 25  # ... every N optimizer steps
+    memory_log_python: bool = False  # ... with tracemalloc's top growing allocation sites (slows training)
+
+    def validate(self, prefix: str = "trainer") -> None:
+        check_at_least(self, prefix, 1, "num_ranks")
+        check_choice(self.sharding, SHARDINGS, f"{prefix}.sharding")
+        check(self.collective_timeout_s > 0,
+              f"{prefix}.collective_timeout_s must be > 0, got {self.collective_timeout_s}")
+        check_at_least(self, prefix, 0, "trim_heap_every")
+        check_at_least(self, prefix, 1, "memory_log_every")
+
+
+@dataclass
+class PlacementConfig:
+    # Where trainer ranks and generators run on the GPUs (policy.device=cuda; core/placement.py):
+    # auto | colocated | disaggregated | hybrid.
+    preset: str = "auto"
+    gpus: int = 0  # GPUs to lay out; 0 = as many as `auto` needs (required by the other presets)
+    reserve_timeout_s: float = 60.0  # fail if the cluster cannot reserve them in this time
+
+    def validate(self, prefix: str = "placement") -> None:
+        check_choice(self.preset, PRESETS, f"{prefix}.preset")
+        check_at_least(self, prefix, 0, "gpus")
+        check(self.reserve_timeout_s > 0, f"{prefix}.reserve_timeout_s must be > 0, got {self.reserve_timeout_s}")
