@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rlvla3.envs.base import EnvTaskInfo
 from rlvla3.envs.libero_config import LiberoConfig, prepare_libero_runtime
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -58,7 +59,8 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
     return (np.array([x, y, z]) / s * 2.0 * np.arccos(w)).astype(np.float32)
 
 
-class LiberoEnv:
+class LiberoEnv(EnvTaskInfo):
+    PROPRIO_DIM, ACTION_DIM = 8, 7
     # The 8-D proprio holds no time: a state at the step limit could go on, so a time-limit cut
     # is not terminal and PPO bootstraps V(s_T) there.
     obs_has_time = False
@@ -91,34 +93,6 @@ class LiberoEnv:
         self._last: Dict[str, Any] = {}
 
     # --- the interface the workers use -------------------------------------------------
-    @property
-    def num_tasks(self) -> int:
-        return len(self._tasks)
-
-    @property
-    def tasks(self) -> List[LiberoTask]:
-        return list(self._tasks)
-
-    @property
-    def proprio_dim(self) -> int:
-        return 8
-
-    @property
-    def action_dim(self) -> int:
-        return 7
-
-    @property
-    def task(self) -> Optional[LiberoTask]:
-        return self._task
-
-    @property
-    def steps(self) -> int:
-        return self._steps
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
     def num_init_states(self, split: str = "train") -> int:
         return len(self._init_states[0]) if self._init_states else 0
 

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rlvla3.envs.base import EnvTaskInfo
 from rlvla3.envs.metaworld_config import (INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN, MetaWorldConfig,
                                           benchmark, import_metaworld)
 
@@ -96,7 +97,8 @@ def _close_renderers() -> None:
 
 
 
-class MetaWorldEnv:
+class MetaWorldEnv(EnvTaskInfo):
+    PROPRIO_DIM, ACTION_DIM = PROPRIO_DIM, ACTION_DIM  # the module's constants
     # The proprio holds no time: a time-limit cut is not terminal, PPO bootstraps V(s_T).
     obs_has_time = False
 
@@ -127,34 +129,6 @@ class MetaWorldEnv:
         self._last: Dict[str, Any] = {}
 
     # --- the interface the workers use -------------------------------------------------
-    @property
-    def num_tasks(self) -> int:
-        return len(self._tasks)
-
-    @property
-    def tasks(self) -> List[MetaWorldTask]:
-        return list(self._tasks)
-
-    @property
-    def proprio_dim(self) -> int:
-        return PROPRIO_DIM
-
-    @property
-    def action_dim(self) -> int:
-        return ACTION_DIM
-
-    @property
-    def task(self) -> Optional[MetaWorldTask]:
-        return self._task
-
-    @property
-    def steps(self) -> int:
-        return self._steps
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
     @property
     def state(self) -> Optional[np.ndarray]:
         """The full 39-D MetaWorld state (hand, gripper, objects, goal), for the scripted experts."""

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .base import EnvTaskInfo
 from .config import TabletopConfig, to_tabletop_config
 from .latency import LatencyModel
 from .render import Renderer
@@ -22,7 +23,8 @@ from .tasks import INSTRUCTION_CHARSET, INSTRUCTION_MAX_LEN, SPLITS, TaskSpec, b
 _OPTION_KEYS = ("task_id", "init_id", "split")
 
 
-class TabletopEnv(gym.Env):
+class TabletopEnv(EnvTaskInfo, gym.Env):
+    PROPRIO_DIM, ACTION_DIM = 4, 3
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     # proprio[3] = t/T: the time limit is part of the state, so a time-limit cut is terminal
     obs_has_time = True
@@ -57,38 +59,9 @@ class TabletopEnv(gym.Env):
 
     # ------------------------------------------------------------------ properties
     @property
-    def num_tasks(self) -> int:
-        return len(self._tasks)
-
-    @property
-    def proprio_dim(self) -> int:
-        return 4
-
-    @property
-    def action_dim(self) -> int:
-        return 3
-
-    @property
-    def tasks(self) -> List[TaskSpec]:
-        return list(self._tasks)
-
-    @property
-    def steps(self) -> int:
-        """Low-level steps taken in the current episode."""
-        return self._steps
-
-    @property
-    def task(self) -> Optional[TaskSpec]:
-        return self._task
-
-    @property
     def state(self) -> Optional[SimState]:
         """Live privileged state (for the scripted expert); treat as read-only."""
         return self._state
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     def num_init_states(self, split: str = "train") -> int:
         if split not in SPLITS:
