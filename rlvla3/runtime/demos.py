@@ -88,10 +88,10 @@ def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: in
         env_cfg = replace(env_cfg, latency=replace(env_cfg.latency, kind="none"))
     if demos_per_task < 1:
         raise ValueError(f"sft.demos_per_task must be >= 1, got {demos_per_task}")
-    probe = make_env(env_cfg, seed=seed)
-    num_tasks = probe.num_tasks
-    probe.close()
-    work = [(t, d) for t in range(num_tasks) for d in range(demos_per_task)]
+    _release_env()
+    # Built here to count the tasks; the one-process path below collects with this same env.
+    env = _ENV[repr(env_cfg)] = make_env(env_cfg, seed=seed)
+    work = [(t, d) for t in range(env.num_tasks) for d in range(demos_per_task)]
     units = [work[i:i + UNIT_EPISODES] for i in range(0, len(work), UNIT_EPISODES)]
     parts: List[DemoSet] = []
 
@@ -107,6 +107,7 @@ def collect_demos(env_cfg, demos_per_task: int, noise_std: float, chunk_size: in
         finally:
             _release_env()
         return _concat(parts)
+    _release_env()  # the collecting processes build their own
     # spawn: a forked child would inherit the parent's torch threads and GL state
     pool = mp.get_context("spawn").Pool(min(workers, len(units)))
     try:
