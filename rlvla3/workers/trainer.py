@@ -20,8 +20,6 @@ each micro-batch (`distributed/data_parallel.py` holds the collectives).
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from typing import List, Optional
 
@@ -30,13 +28,13 @@ import torch
 
 from rlvla3.core.advantages import normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
-from rlvla3.distributed.data_parallel import (RankContext, load_optimizer_state_by_name, optimizer_state_by_name,
-                                               rendezvous_address)
-from rlvla3.policies import build_policy, load_policy
+from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
+from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers.fault_hooks import crash_process_if
 from rlvla3.workers.micro_loss import MicroLoss
 from rlvla3.workers.role import Role
+from rlvla3.workers.trainer_checkpoint import load_checkpoint, save_checkpoint
 
 
 _OWN_FORWARD = object()  # proximal log-probs: those of the pass being computed (see accumulate)
@@ -365,67 +363,12 @@ class Trainer(Role):
     def _advantages(self, adv: np.ndarray) -> np.ndarray:
         return normalize(adv) if self._normalizes() and len(adv) > 1 else adv
 
-    # --- checkpoints ---------------------------------------------------------------------
+    # --- checkpoints (workers/trainer_checkpoint.py) ---------------------------------------
     def save(self, path: str, extra: Optional[dict] = None) -> None:
-        """Policy (safetensors + config) and trainer state, written atomically by rank 0 (the
-        other ranks only take part in the fsdp gathers)."""
-        if self.ranks.sharded:  # optimizer state keyed by parameter name: shards gathered in full
-            weights = self.ranks.full_state(self.policy.model)
-            optimizer = self.ranks.full_optimizer_state(self.policy.model, self.opt)
-        else:
-            weights, optimizer = None, self.opt.state_dict()
-        if not self.ranks.is_main:
-            return
-        tmp = path.rstrip("/") + ".tmp"
-        os.makedirs(tmp, exist_ok=True)
-        if weights is None:
-            self.policy.save_pretrained(os.path.join(tmp, "policy"))
-        else:
-            self.policy.save_pretrained(os.path.join(tmp, "policy"), full=weights)
-        state = {"optimizer": optimizer, "optimizer_by_name": self.ranks.sharded,
-                 "version": self.version, "updates": self.updates,
-                 "samples_trained": self.samples_trained, "steps_skipped": self.steps_skipped,
-                 "adv_baseline": self.adv_baseline, "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "extra": extra or {}}
-        torch.save(state, os.path.join(tmp, "trainer_state.pt"))
-        if os.path.isdir(path):
-            old = path.rstrip("/") + ".old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        save_checkpoint(self, path, extra)
 
     def load(self, path: str) -> dict:
-        state_path = os.path.join(path, "trainer_state.pt")
-        if not os.path.isfile(state_path):
-            raise FileNotFoundError(f"checkpoint {path} has no trainer_state.pt")
-        policy = load_policy(os.path.join(path, "policy"), "cpu" if self.ranks.sharded else self.cfg.policy.device)
-        if self.ranks.sharded:  # every rank reads the file and keeps its shards
-            self.ranks.load_full_state(self.policy.model, policy.state_dict(), strict=not self.policy.cfg.lora.enabled)
-        else:
-            self.policy.load_state_dict(policy.state_dict())
-        try:
-            state = torch.load(state_path, weights_only=True)
-        except Exception as e:
-            raise ValueError(f"cannot read trainer state {state_path}: {e}") from e
-        try:
-            opt_state, by_name = state["optimizer"], bool(state.get("optimizer_by_name", False))
-            if self.ranks.sharded or by_name:  # either side fsdp: through parameter names
-                if not by_name:
-                    opt_state = optimizer_state_by_name(self.policy.model, opt_state)
-                load_optimizer_state_by_name(self.policy.model, self.opt, opt_state)
-            else:
-                self.opt.load_state_dict(opt_state)
-            self.version = self.policy.version = int(state["version"])
-            self.samples_trained = int(state["samples_trained"])
-            self.steps_skipped = int(state["steps_skipped"])
-            self.updates = int(state.get("updates", self.version))
-            self.adv_baseline = float(state.get("adv_baseline", 0.0))
-            self.rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a readable file with the wrong content
-            raise ValueError(f"trainer state {state_path} is not a valid checkpoint: {type(e).__name__}: {e}") from e
-        return state.get("extra", {})
+        return load_checkpoint(self, path)
 
     # --- benchmarks ------------------------------------------------------------------------
     def bench_train(self, seconds: float, obs: ObsBatch, streaming: bool = False) -> dict:
