@@ -14,19 +14,24 @@
 # Extra key=value arguments go to every rlvla3 command (e.g. run.total_env_steps=300000).
 set -uo pipefail
 PHASE=${PHASE:-sft}; MODE=${MODE:-sync}; SEED=${SEED:-0}; LIMIT=${LIMIT:-560}
-OUT=${OUT:-runs}/mt10; SFT=/tmp/mt10/sft
+# Runs live in /tmp (a call returns at most 8 files, 2 folders down): each call packs what it
+# measured into $OUT/<name>.tar.gz at its end (checkpoints left out) beside log.txt.
+OUT=${OUT:-runs}; RUNS=/tmp/mt10/runs; SFT=/tmp/mt10/sft
 export PYTHONPATH=/tmp/site:$PWD
-mkdir -p "$OUT" /tmp/mt10
+mkdir -p "$OUT" "$RUNS"
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%H:%M:%S)" "$line"; done; }
 echo "phase $PHASE mode $MODE seed $SEED; $(nvidia-smi --query-gpu=name --format=csv,noheader); $(nproc) cores" | stamp | tee -a "$OUT/log.txt"
 if [ "$PHASE" = sft ]; then
   timeout -s INT -k 20 "$LIMIT" python3 -m rlvla3.cli.main sft preset=metaworld-mt10 policy.device=cuda --out "$SFT" "$@" \
       2>&1 | grep --line-buffered -v -i "warn" | stamp | tee -a "$OUT/log.txt"
-  cp -r "$SFT" "$OUT/sft"
+  rc=${PIPESTATUS[0]}
 else
   [ -d "$SFT" ] || { echo "no SFT checkpoint at $SFT: the machine was given back; run PHASE=sft first" | tee -a "$OUT/log.txt"; exit 2; }
+  name="$MODE-s$SEED"
   timeout -s INT -k 20 "$LIMIT" python3 -m rlvla3.cli.main train preset=metaworld-mt10 policy.device=cuda \
-      sft.checkpoint="$SFT" run.mode="$MODE" run.seed="$SEED" run.output_dir="$OUT" run.name="$MODE-s$SEED" \
+      sft.checkpoint="$SFT" run.mode="$MODE" run.seed="$SEED" run.output_dir="$RUNS" run.name="$name" \
       run.progress=false "$@" 2>&1 | grep --line-buffered -v -i "warn" | stamp | tee -a "$OUT/log.txt" | tail -n 30
+  rc=${PIPESTATUS[0]}
+  tar czf "$OUT/$name.tar.gz" -C "$RUNS" --exclude=checkpoints --exclude='*.npy' "$name"
 fi
-echo "exit code ${PIPESTATUS[0]}" | stamp | tee -a "$OUT/log.txt"
+echo "exit code $rc" | stamp | tee -a "$OUT/log.txt"

@@ -20,6 +20,9 @@ class RunConfig:
     backend: str = "ray"  # ray | local (same workers in one process, for debugging)
     total_env_steps: int = 60000  # stop after this many low-level simulator steps
     max_train_steps: int = 0  # stop after this many optimizer steps; 0 = no limit
+    # Stop the RL stage after this many minutes of its clock (eval_curve.CLOCK), whichever budget
+    # ends first: compares schedules at equal wall-clock time. 0 = no limit.
+    max_rl_minutes: float = 0.0
     checkpoint_every: int = 10  # optimizer steps between checkpoints
     progress: bool = True  # live progress display
     deterministic: bool = False  # torch deterministic algorithms + single thread
@@ -36,7 +39,7 @@ class RunConfig:
         check(self.backend == "ray" or self.mode in ("sync", "sync-best", "async-train"),
               f"{prefix}.mode={self.mode!r} runs env slots and generators concurrently and needs {prefix}.backend=ray")
         check_at_least(self, prefix, 1, "total_env_steps", "torch_threads")
-        check_at_least(self, prefix, 0, "max_train_steps", "checkpoint_every", "heap_keep_mb")
+        check_at_least(self, prefix, 0, "max_train_steps", "checkpoint_every", "heap_keep_mb", "max_rl_minutes")
 
 
 @dataclass

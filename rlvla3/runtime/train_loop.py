@@ -73,6 +73,8 @@ class TrainingRun:
             return True
         if self.deadline and time.time() >= self.deadline:
             return True
+        if r.max_rl_minutes and self.rl_t0 and self.rl_wall_s >= 60.0 * r.max_rl_minutes:
+            return True
         return self.env_steps >= r.total_env_steps or bool(r.max_train_steps and self.train_steps >= r.max_train_steps)
 
     def record_iteration(self, env_steps: int, outcomes: list, exp: ExperienceStats, results: list, version: int,

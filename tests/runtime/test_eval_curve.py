@@ -132,3 +132,19 @@ def test_curve_png_has_a_wall_clock_panel(tmp_path):
 
     h, w = mpimg.imread(str(path)).shape[:2]
     assert w > 1.5 * h  # two panels side by side
+
+
+def test_max_rl_minutes_stops_on_the_rl_clock_not_before_it_starts(loop):
+    """run.max_rl_minutes: schedules compared at equal RL wall-clock time stop on that clock."""
+    clock = loop.clock
+    loop.cfg.run.max_rl_minutes = 0.5
+    loop.cfg.run.total_env_steps = 10 ** 9
+    clock.t = 1000.0  # long after the run's start, but the RL clock has not started: keep going
+    assert not loop.should_stop()
+    loop.start_rl_clock()
+    clock.t = 1029.0
+    assert not loop.should_stop()
+    clock.t = 1030.0
+    assert loop.should_stop()
+    loop.cfg.run.max_rl_minutes = 0.0  # 0: no limit
+    assert not loop.should_stop()
