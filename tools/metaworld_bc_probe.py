@@ -59,7 +59,7 @@ def main() -> None:
     t0 = time.perf_counter()
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed,
                        log=lambda e, m: print(f"  epoch {e}: loss {m['sft/loss']:.3f}", flush=True)
-                       if e % 5 == 4 else None)
+                       if e % 5 == 4 else None, shift=s.augment_shift)
     print(f"sft: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss {losses[-1]:.3f}", flush=True)
     for det in (False, True):
         sr = evaluate(policy, env, args.episodes, det, cfg.run.seed)

@@ -52,9 +52,10 @@ class SFTConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
+    augment_shift: int = 0  # shift SFT images by up to this many pixels (a few dozen demos overfit)
 
     def validate(self, prefix: str = "sft") -> None:
-        check_at_least(self, prefix, 0, "epochs", "collect_workers")
+        check_at_least(self, prefix, 0, "epochs", "collect_workers", "augment_shift")
         check_at_least(self, prefix, 1, "demos_per_task", "batch_size")
         check(not self.checkpoint or os.path.isdir(self.checkpoint),
               f"{prefix}.checkpoint points to {self.checkpoint!r}, which is not a directory")

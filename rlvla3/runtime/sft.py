@@ -13,9 +13,11 @@ from rlvla3.runtime.demos import DemoSet
 
 
 def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, seed: int,
-              log: Optional[Callable[[int, dict], None]] = None) -> List[float]:
+              log: Optional[Callable[[int, dict], None]] = None, shift: int = 0) -> List[float]:
     """The policy's own imitation loss on the expert chunks (cross-entropy on action bins,
-    flow matching for flow policies); the value head is untouched."""
+    flow matching for flow policies); the value head is untouched. `shift` > 0: each image
+    is shifted by up to that many pixels (core.augment.random_shift)."""
+    from rlvla3.core.augment import random_shift
     from rlvla3.core.types import ObsBatch
 
     gen = np.random.default_rng(seed)
@@ -27,7 +29,7 @@ def train_sft(policy, demos: DemoSet, epochs: int, batch_size: int, lr: float, s
         total, count, t0 = 0.0, 0, time.perf_counter()
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
-            obs = ObsBatch(demos.images[idx], demos.proprio[idx], [demos.instructions[i] for i in idx])
+            obs = ObsBatch(random_shift(demos.images[idx], shift, gen), demos.proprio[idx], [demos.instructions[i] for i in idx])
             loss = policy.sft_loss(obs, demos.actions[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -34,7 +34,7 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
         f"{demos.env_steps} env steps) collected in {t_collect:.1f}s by up to {workers} processes")
     log = (lambda e, m: logger.log(e, m, 0)) if logger else None
     t0 = time.perf_counter()
-    losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log)
+    losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log, shift=s.augment_shift)
     policy.version = 0
     policy.save_pretrained(out_dir)
     say(f"SFT: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss "
