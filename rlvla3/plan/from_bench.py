@@ -1,0 +1,130 @@
+"""`profile_from_bench`: a StageProfile from a committed `rlvla3 bench` result.
+
+Stage costs only, never the throughput or utilisation a prediction is checked against:
+- chunk-step and reset durations: the reference mode's env_step / reset spans (timeline.json),
+  else its env_step_ms percentiles and the recorded latency_profile.json, else the config;
+- forward pass by batch size: the generator alone (bounds.generator_samples_per_s_by_batch),
+  plus the in-pipeline overhead per batch: the reference mode's forward_ms_p50 minus the alone
+  time at its mean batch;
+- the trainer alone (bounds.trainer_samples_per_s, trainer_streaming_samples_per_s);
+- weight publication: the reference mode's weight_sync spans (blocking_s / count);
+- driver and transport overheads: timeline.json (`timeline_costs.py`);
+- episode lengths: what an asynchronous mode ran (chunks / resets), else the time limit.
+The layout (slots, generators, batcher, batch sizes, eta) is the run's config, rebuilt from
+the workload and the overrides bench.json records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Optional
+
+from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
+from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
+
+DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU box traces: 2.7-3.5 ms)
+LOCKSTEP = ("sync", "sync-best", "async-train")
+
+
+def _config(bench: dict, mode: str):
+    from rlvla3.bench.workloads import workload_overrides
+    from rlvla3.runtime.config import load_config
+
+    return load_config(workload_overrides(bench["workload"], mode, list(bench.get("overrides", []))))
+
+
+def straggler_args(command: str) -> tuple:
+    """(fraction, slowdown) of a bench command's straggler reruns (0 when it had none)."""
+    frac = re.search(r"--straggler-fraction[ =]([0-9.]+)", command)
+    slow = re.search(r"--straggler-slowdown[ =]([0-9.]+)", command)
+    return float(frac.group(1)) if frac else 0.0, float(slow.group(1)) if slow else 5.0
+
+
+def _episode_decisions(bench: dict, horizon: int, spd: float) -> tuple:
+    for name in ("full", "async-rollout", "sync-best"):
+        m = bench["modes"].get(name)
+        if m and m.get("resets_per_s"):
+            steps = m.get("episode_steps_mean")
+            if steps:
+                return min(horizon, steps / spd), f"modes.{name}.episode_steps_mean"
+            return min(horizon, m["chunks_per_s"] / m["resets_per_s"]), f"modes.{name}: chunks_per_s / resets_per_s"
+    return float(horizon), "the time limit (no asynchronous mode to read episode lengths from)"
+
+
+def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfile:
+    """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
+    the first mode) is the mode whose spans give the per-call costs."""
+    with open(path) as f:
+        bench = json.load(f)
+    folder = os.path.dirname(path)
+    modes = {k: v for k, v in bench["modes"].items() if "+" not in k}
+    ref_mode = ref_mode or ("sync" if "sync" in modes else next(iter(modes)))
+    ref = modes[ref_mode]
+    bounds = bench.get("bounds") or {}
+    cfg = _config(bench, ref_mode)
+    from rlvla3.envs.factory import env_config
+    from rlvla3.policies import family_config
+
+    chunk_size = family_config(cfg.policy).chunk_size
+    horizon = math.ceil(env_config(cfg).episode_steps() / chunk_size)
+    spd = ref.get("env_steps_per_decision") or chunk_size
+    src = {}
+    timeline = load_timeline(os.path.join(folder, "timeline.json")) if os.path.isfile(
+        os.path.join(folder, "timeline.json")) else {}
+    ref_spans = timeline.get(ref_mode, [])
+    chunks = durations_ms(ref_spans, "env_step")
+    if len(chunks) >= 50:
+        chunk, src["env.chunk"] = Dist.from_samples(chunks), f"timeline.json {ref_mode} env_step spans"
+    else:
+        e = ref["env_step_ms"]
+        chunk, src["env.chunk"] = Dist.from_percentiles(e["p50"], e["p95"]), f"modes.{ref_mode}.env_step_ms p50/p95"
+    resets = durations_ms(ref_spans, "reset")
+    lat_path = os.path.join(folder, "latency_profile.json")
+    if len(resets) >= 20:
+        reset, src["env.reset"] = Dist.from_samples(resets), f"timeline.json {ref_mode} reset spans"
+    elif os.path.isfile(lat_path):
+        with open(lat_path) as f:
+            reset = Dist.from_samples(json.load(f)["reset_ms"][:4000])
+        src["env.reset"] = "latency_profile.json reset_ms"
+    else:
+        lat = getattr(getattr(cfg.env, "tabletop", None), "latency", None)
+        ms = lat.reset_ms if lat is not None and lat.kind != "none" else 1.0
+        reset = Dist(ms * math.exp(-0.5 * lat.sigma ** 2), lat.sigma) if lat is not None and lat.kind != "none" \
+            else Dist(ms)
+        src["env.reset"] = "config env.tabletop.latency (no timeline or latency profile)"
+    ep_mean, src["env.episode_decisions_mean"] = _episode_decisions(bench, horizon, spd)
+    env = EnvCosts(chunk, reset, spd, horizon, ep_mean)
+
+    by_batch = {int(k): int(k) / v * 1000.0 for k, v in bounds.get("generator_samples_per_s_by_batch", {}).items()}
+    src["generator.act_ms_by_batch"] = "bounds.generator_samples_per_s_by_batch (the generator alone)"
+    gen = GeneratorCosts(by_batch)
+    g = ref.get("generator", {})
+    if g.get("forward_ms_p50") and g.get("mean_batch"):
+        gen.overhead_ms = max(0.0, g["forward_ms_p50"] - gen.act_s(int(round(g["mean_batch"]))) * 1000.0)
+        src["generator.overhead_ms"] = f"modes.{ref_mode}.generator.forward_ms_p50 minus the alone time"
+    rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
+    rtts = [r for r in rtts if r is not None]
+    gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
+    src["generator.request_rtt_ms"] = "timeline.json asynchronous mode" if rtts else "default (no asynchronous trace)"
+
+    ws = ref.get("weight_sync", {})
+    publish = ws["blocking_s"] / ws["count"] if ws.get("count") else 0.0
+    trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
+                           or bounds["trainer_samples_per_s"], publish_s=publish)
+    src["trainer"] = "bounds.trainer_samples_per_s / trainer_streaming_samples_per_s (the trainer alone)"
+    src["trainer.publish_s"] = f"modes.{ref_mode}.weight_sync blocking_s / count"
+
+    _, slow = straggler_args(bench.get("command", ""))
+    r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
+    layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
+                    gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
+                    r.poll_ms, 0.0, slow)
+    over = Overheads()
+    lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
+    if lo is not None:
+        over = Overheads(lo.per_step_ms, lo.per_iteration_s)
+        src["overheads"] = "timeline.json lock-step idle gaps"
+    return StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
