@@ -54,6 +54,22 @@ def _episode_decisions(bench: dict, horizon: int, spd: float) -> tuple:
     return float(horizon), "the time limit (no asynchronous mode to read episode lengths from)"
 
 
+def _forward_mean_ms(g: dict) -> float:
+    p50 = g["forward_ms_p50"]
+    return Dist.lognormal_mean(p50, g.get("forward_ms_p95") or p50)
+
+
+def poll_ms_at(date: str, configured: float) -> float:
+    """The driver's polling interval when the run was made: every tick (about 5 ms) before
+    2026-11-25 02:23 UTC, 20 ms until rollout.poll_ms (default 50) on 2026-12-03 07:57 UTC."""
+    d = date[:16]
+    if d and d < "2026-11-25 02:23":
+        return 5.0
+    if d and d < "2026-12-03 07:57":
+        return 20.0
+    return configured
+
+
 def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfile:
     """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
     the first mode) is the mode whose spans give the per-call costs."""
@@ -103,8 +119,14 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     gen = GeneratorCosts(by_batch)
     g = ref.get("generator", {})
     if g.get("forward_ms_p50") and g.get("mean_batch"):
-        gen.overhead_ms = max(0.0, g["forward_ms_p50"] - gen.act_s(int(round(g["mean_batch"]))) * 1000.0)
-        src["generator.overhead_ms"] = f"modes.{ref_mode}.generator.forward_ms_p50 minus the alone time"
+        gen.overhead_ms = max(0.0, _forward_mean_ms(g) - gen.act_s(int(round(g["mean_batch"]))) * 1000.0)
+        src["generator.overhead_ms"] = f"modes.{ref_mode}.generator forward p50/p95 (lognormal mean) minus alone"
+    am = next((m for m in ("full", "async-rollout") if m in modes), None)
+    if am and ref_mode in LOCKSTEP and modes[am]["generator"].get("forward_ms_p50"):
+        a = modes[am]["generator"]  # requests of one env slot each: the extra per request is the transport's
+        extra = _forward_mean_ms(a) - gen.act_s(int(round(a["mean_batch"]))) * 1000.0
+        gen.per_request_ms = max(0.0, extra / max(a["mean_batch"] / cfg.rollout.envs_per_slot, 1.0))
+        src["generator.per_request_ms"] = f"modes.{am}.generator forward p50/p95 minus the lock-step cost"
     rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
     rtts = [r for r in rtts if r is not None]
     gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
@@ -121,7 +143,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
     layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
                     gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
-                    r.poll_ms, 0.0, slow)
+                    poll_ms_at(bench.get("date", ""), r.poll_ms), 0.0, slow)
     over = Overheads()
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
     if lo is not None:

@@ -32,6 +32,11 @@ class Dist:
         sigma = math.log(p95 / p50) / Z95 if p95 > p50 > 0 else 0.0
         return cls(float(p50), sigma)
 
+    @staticmethod
+    def lognormal_mean(p50: float, p95: float) -> float:
+        """Mean of the lognormal through a median and a 95th percentile."""
+        return Dist.from_percentiles(p50, p95).mean_ms()
+
     @classmethod
     def from_samples(cls, samples: List[float]) -> "Dist":
         vals = [float(v) for v in samples]
@@ -68,9 +73,11 @@ class GeneratorCosts:
     act_ms_by_batch: Dict[int, float]  # one forward pass alone, by batch size (bench bounds / bench-policy)
     overhead_ms: float = 0.0  # per batch in the pipeline beyond the forward alone (obs to tensors, replies)
     request_rtt_ms: float = 0.0  # async: a request's round trip through the transport, outside the batcher
+    per_request_ms: float = 0.0  # async: generator time per request in a batch (decoding it, replying)
 
-    def act_s(self, n: int) -> float:
-        """Seconds for one batch of n: linear between measured sizes, linear beyond the largest."""
+    def act_s(self, n: int, requests: int = 0) -> float:
+        """Seconds for one batch of n samples (from `requests` asynchronous requests): the forward
+        alone, linear between measured sizes and beyond the largest, plus the pipeline's overheads."""
         if n <= 0:
             return 0.0
         xs = sorted(self.act_ms_by_batch)
@@ -80,7 +87,7 @@ class GeneratorCosts:
             ms = ys[-1] + max(slope, 0.0) * (n - xs[-1])
         else:
             ms = float(np.interp(n, xs, ys))
-        return (ms + self.overhead_ms) / 1000.0
+        return (ms + self.overhead_ms + requests * self.per_request_ms) / 1000.0
 
 
 @dataclass

@@ -167,7 +167,7 @@ class AsyncPipeline:
         if self.env_meter.counts(now):
             self.batch_sizes.append(n)
         start = now
-        self.gen_gpu[g].submit(self.p.generator.act_s(n), self._served, g, batch, start)
+        self.gen_gpu[g].submit(self.p.generator.act_s(n, len(batch)), self._served, g, batch, start)
 
     def _served(self, g: int, batch: List[_Slot], start: float) -> None:
         if self.shared:
