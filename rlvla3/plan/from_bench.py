@@ -26,6 +26,10 @@ from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overhead
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 
 DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU box traces: 2.7-3.5 ms)
+# Lock-step overheads when a bench has no trace: the middle of what the committed traces give
+# (3.7-4.8 ms per chunk step on the GPU box, 5.4-6.7 ms on the 2-core VM; 0.04-0.15 s per iteration).
+DEFAULT_LOCKSTEP_MS = 5.0
+DEFAULT_ITERATION_S = 0.07
 LOCKSTEP = ("sync", "sync-best", "async-train")
 
 
@@ -57,6 +61,18 @@ def _episode_decisions(bench: dict, horizon: int, spd: float) -> tuple:
 def _forward_mean_ms(g: dict) -> float:
     p50 = g["forward_ms_p50"]
     return Dist.lognormal_mean(p50, g.get("forward_ms_p95") or p50)
+
+
+def _config_reset(cfg) -> tuple:
+    """The reset cost the tabletop latency model was told to spend (replayed profile or lognormal)."""
+    lat = getattr(getattr(cfg.env, "tabletop", None), "latency", None)
+    if lat is None or lat.kind == "none":
+        return Dist(1.0), "1 ms (no timeline, no latency model)"
+    if lat.kind == "replay" and os.path.isfile(lat.profile):
+        with open(lat.profile) as f:
+            return Dist.from_samples(json.load(f)["reset_ms"][:4000]), f"the replayed profile {lat.profile}"
+    sigma = 0.0 if lat.kind == "constant" else lat.sigma
+    return Dist(lat.reset_ms * math.exp(-0.5 * sigma ** 2), sigma), "config env.tabletop.latency (mean, sigma)"
 
 
 def poll_ms_at(date: str, configured: float) -> float:
@@ -106,11 +122,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
             reset = Dist.from_samples(json.load(f)["reset_ms"][:4000])
         src["env.reset"] = "latency_profile.json reset_ms"
     else:
-        lat = getattr(getattr(cfg.env, "tabletop", None), "latency", None)
-        ms = lat.reset_ms if lat is not None and lat.kind != "none" else 1.0
-        reset = Dist(ms * math.exp(-0.5 * lat.sigma ** 2), lat.sigma) if lat is not None and lat.kind != "none" \
-            else Dist(ms)
-        src["env.reset"] = "config env.tabletop.latency (no timeline or latency profile)"
+        reset, src["env.reset"] = _config_reset(cfg)
     ep_mean, src["env.episode_decisions_mean"] = _episode_decisions(bench, horizon, spd)
     env = EnvCosts(chunk, reset, spd, horizon, ep_mean)
 
@@ -132,19 +144,21 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
     src["generator.request_rtt_ms"] = "timeline.json asynchronous mode" if rtts else "default (no asynchronous trace)"
 
-    ws = ref.get("weight_sync", {})
-    publish = ws["blocking_s"] / ws["count"] if ws.get("count") else 0.0
+    synced = [m for m in [ref_mode] + list(LOCKSTEP) if modes.get(m, {}).get("weight_sync", {}).get("count")]
+    ws = modes[synced[0]]["weight_sync"] if synced else {}
+    publish = ws["blocking_s"] / ws["count"] if ws else 0.0
     trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
                            or bounds["trainer_samples_per_s"], publish_s=publish)
     src["trainer"] = "bounds.trainer_samples_per_s / trainer_streaming_samples_per_s (the trainer alone)"
-    src["trainer.publish_s"] = f"modes.{ref_mode}.weight_sync blocking_s / count"
+    src["trainer.publish_s"] = f"modes.{synced[0]}.weight_sync blocking_s / count" if synced else "none recorded: 0"
 
     _, slow = straggler_args(bench.get("command", ""))
     r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
     layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
                     gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
                     poll_ms_at(bench.get("date", ""), r.poll_ms), 0.0, slow)
-    over = Overheads()
+    over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
+    src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
     if lo is not None:
         over = Overheads(lo.per_step_ms, lo.per_iteration_s)

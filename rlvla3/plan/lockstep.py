@@ -102,4 +102,4 @@ def simulate_lockstep(prof: StageProfile, mode: str, seconds: float = 60.0, seed
         opt_steps += n_dec / L.global_batch * L.update_epochs
     return SimResult(mode, total, steps / total, trained / total, samples / total, opt_steps / total,
                      env_busy / (total * L.slots), [float(x) for x in gen_busy / total], train_busy / total,
-                     float(np.mean(batches)) if batches else 0.0)
+                     float(np.mean(batches)) if batches else 0.0, extra={"iteration_s": total / it})

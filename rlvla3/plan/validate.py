@@ -29,7 +29,12 @@ class Row:
     predicted_trained: float
     measured_util: dict  # env, generator, trainer
     predicted_util: dict
+    window_iterations: float = float("inf")  # lock-step: predicted iterations in the measured window
 
+    @property
+    def short_window(self) -> bool:
+        """Fewer than 3 iterations in the window: one iteration more or less moves the measurement >= 30%."""
+        return self.window_iterations < 3
     @property
     def env_error(self) -> float:
         return self.predicted_env / self.measured_env - 1.0 if self.measured_env else float("nan")
@@ -62,7 +67,8 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0) -> List[Row]
               "trainer": r.trainer_utilization}
         rows.append(Row(os.path.relpath(path, "docs/benchmarks") if "docs/benchmarks" in path else path, name,
                         m["env_steps_per_s"], r.env_steps_per_s, m["trained_samples_per_s"], r.trained_samples_per_s,
-                        measured_utils(m), pu))
+                        measured_utils(m), pu, m["window_s"] / r.extra["iteration_s"] if "iteration_s" in r.extra
+                        else float("inf")))
     prof.layout.straggler_fraction = 0.0
     return rows
 
@@ -89,14 +95,15 @@ def table(rows: List[Row]) -> str:
     for r in rows:
         mu, pu = r.measured_util, r.predicted_util
         fmt = lambda u: f"{u['env']:.2f} / {u['generator']:.2f} / {u['trainer']:.2f}"  # noqa: E731
-        lines.append(f"| {r.bench} | {r.mode} | {r.measured_env:,.0f} | {r.predicted_env:,.0f} | "
+        mark = " †" if r.short_window else ""
+        lines.append(f"| {r.bench} | {r.mode}{mark} | {r.measured_env:,.0f} | {r.predicted_env:,.0f} | "
                      f"{100 * r.env_error:+.0f}% | {r.measured_trained:,.0f} | {r.predicted_trained:,.0f} | "
                      f"{fmt(mu)} | {fmt(pu)} | {r.util_error:.2f} |")
     return "\n".join(lines)
 
 
-def summary(rows: List[Row], modes: Optional[List[str]] = None) -> dict:
-    rows = [r for r in rows if modes is None or r.mode.split(" ")[0] in modes]
+def summary(rows: List[Row], modes: Optional[List[str]] = None, skip_short: bool = False) -> dict:
+    rows = [r for r in rows if (modes is None or r.mode.split(" ")[0] in modes) and not (skip_short and r.short_window)]
     env = np.array([abs(r.env_error) for r in rows])
     util = np.array([r.util_error for r in rows])
     return {"rows": len(rows), "env_within_10pct": int((env <= 0.10).sum()), "util_within_005": int((util <= 0.05).sum()),
