@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, List, Tuple
+from typing import Callable, Deque, List, Optional, Tuple
 
 
 class Clock:
@@ -64,11 +64,13 @@ class Server:
 
     clock: Clock
     meter: Meter
-    queue: Deque[Tuple[float, Callable, tuple]] = field(default_factory=deque)
+    queue: Deque[Tuple[float, Callable, tuple, Optional[Meter]]] = field(default_factory=deque)
     busy: bool = False
 
-    def submit(self, duration: float, done: Callable, *args) -> None:
-        self.queue.append((duration, done, args))
+    def submit(self, duration: float, done: Callable, *args, meter: Optional[Meter] = None) -> None:
+        """Run a job of `duration` when the device is free, then done(*args); `meter` also
+        records the job's busy time (the actor's own utilisation on a shared device)."""
+        self.queue.append((duration, done, args, meter))
         if not self.busy:
             self._next()
 
@@ -76,12 +78,13 @@ class Server:
         if not self.queue:
             self.busy = False
             return
-        duration, done, args = self.queue.popleft()
+        duration, done, args, meter = self.queue.popleft()
         self.busy = True
-        start = self.clock.now
-        self.clock.after(duration, self._finish, start, done, args)
+        self.clock.after(duration, self._finish, self.clock.now, done, args, meter)
 
-    def _finish(self, start: float, done: Callable, args: tuple) -> None:
+    def _finish(self, start: float, done: Callable, args: tuple, meter: Optional[Meter]) -> None:
         self.meter.busy(start, self.clock.now)
+        if meter is not None:
+            meter.busy(start, self.clock.now)
         done(*args)
         self._next()

@@ -124,7 +124,9 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     else:
         reset, src["env.reset"] = _config_reset(cfg)
     ep_mean, src["env.episode_decisions_mean"] = _episode_decisions(bench, horizon, spd)
-    env = EnvCosts(chunk, reset, spd, horizon, ep_mean)
+    # Real simulators step on a core each; the emulated one sleeps (its CPU cost is in the transport).
+    cpu_share = 0.0 if bench["workload"] == "tabletop-emulated" else 1.0
+    env = EnvCosts(chunk, reset, spd, horizon, ep_mean, cpu_share, float(bench.get("machine", {}).get("cpus") or 0))
 
     by_batch = {int(k): int(k) / v * 1000.0 for k, v in bounds.get("generator_samples_per_s_by_batch", {}).items()}
     src["generator.act_ms_by_batch"] = "bounds.generator_samples_per_s_by_batch (the generator alone)"

@@ -66,6 +66,7 @@ class EnvCosts:
     horizon: int  # most decisions of one episode (the time limit)
     episode_decisions_mean: float  # mean decisions per episode (successes end early)
     cpu_share: float = 0.0  # share of a chunk that needs a CPU core (0: the simulator runs elsewhere / sleeps)
+    cores: float = 0.0  # CPU cores of the machine the costs were measured on (0: unknown)
 
 
 @dataclass

@@ -94,10 +94,10 @@ class AsyncPipeline:
         self.env_meter = Meter(self.t0, self.t1)
         self.gen_meters = [Meter(self.t0, self.t1) for _ in range(L.num_generators)]
         self.train_meter = Meter(self.t0, self.t1)
+        # shared_gpu: every generator and the trainer queue on one device (a colocated GPU)
         gpu = Server(self.clock, Meter(self.t0, self.t1))
-        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, m) for m in self.gen_meters]
-        self.train_gpu = Server(self.clock, self.train_meter)
-        self.shared = shared_gpu
+        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1)) for _ in self.gen_meters]
+        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1))
         # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.
         self.pending: List[Deque] = [deque() for _ in range(L.num_generators)]
         self.running = [False] * L.num_generators
@@ -166,12 +166,9 @@ class AsyncPipeline:
         n = len(batch) * self.k
         if self.env_meter.counts(now):
             self.batch_sizes.append(n)
-        start = now
-        self.gen_gpu[g].submit(self.p.generator.act_s(n, len(batch)), self._served, g, batch, start)
+        self.gen_gpu[g].submit(self.p.generator.act_s(n, len(batch)), self._served, g, batch, meter=self.gen_meters[g])
 
-    def _served(self, g: int, batch: List[_Slot], start: float) -> None:
-        if self.shared:
-            self.gen_meters[g].busy(start, self.clock.now)
+    def _served(self, g: int, batch: List[_Slot]) -> None:
         self.running[g] = False
         if self.env_meter.counts(self.clock.now):
             self.counts["decisions"] += len(batch) * self.k
@@ -280,7 +277,7 @@ class AsyncPipeline:
             if self.waiting >= L.global_batch and self._take(L.global_batch):
                 self.update_in_flight = True
                 dur = L.global_batch / tr.samples_per_s + tr.step_overhead_s
-                self.train_gpu.submit(dur, self._updated, L.global_batch)
+                self.train_gpu.submit(dur, self._updated, L.global_batch, meter=self.train_meter)
             return
         per_sample = 1.0 / tr.streaming_samples_per_s
         first = per_sample / L.update_epochs  # the first pass as micro-batches arrive, the rest at the step
@@ -290,12 +287,12 @@ class AsyncPipeline:
                 break
             self.micro_in_flight += 1
             self.held += need
-            self.train_gpu.submit(need * first, self._accumulated, need)
+            self.train_gpu.submit(need * first, self._accumulated, need, meter=self.train_meter)
             need = min(L.micro_batch, L.global_batch - self.held)
         if self.held >= L.global_batch:
             self.update_in_flight = True
             dur = L.global_batch * (per_sample - first) + tr.step_overhead_s
-            self.train_gpu.submit(dur, self._updated, 0)
+            self.train_gpu.submit(dur, self._updated, 0, meter=self.train_meter)
             self.held = 0
 
     def _accumulated(self, n: int) -> None:
