@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from rlvla3.plan.model import predict
+from rlvla3.plan.model import predict, stage_bounds
 from rlvla3.plan.profile import StageProfile
 
 NVLINK_BUSBW = 360e9  # B/s, NCCL all-reduce bus bandwidth inside one 8-GPU H100/H200 node
@@ -134,10 +134,22 @@ def scaled_profile(prof: StageProfile, scale: Scale, pl: Placement, mode: str, m
 def forecast(prof: StageProfile, scale: Scale, pl: Placement, mode: str, measured_cores: float,
              seconds: float = 60.0, seed: int = 0) -> Forecast:
     p, mult, shared = scaled_profile(prof, scale, pl, mode, measured_cores)
-    r = predict(p, mode, seconds=seconds, warmup=min(20.0, seconds / 2), seed=seed, shared_gpu=shared)
+    if mode in ("async-rollout", "full"):  # long enough for several global batches, whatever their size
+        b = stage_bounds(p)
+        per_batch = p.layout.global_batch * p.env.steps_per_decision / max(min(b.simulators, b.generators), 1e-9)
+        seconds = min(max(seconds, 6 * per_batch), 1800.0)
+        warmup = min(max(10.0, 3 * per_batch), 900.0)
+    else:
+        warmup = 0.0
+    r = predict(p, mode, seconds=seconds, warmup=warmup, seed=seed, shared_gpu=shared)
     g = pl.generator_gpus if mode in ("async-rollout", "full") else 1
     gen_u = sum(r.generator_utilization) / max(1, len(r.generator_utilization))
-    return Forecast(mode, pl, r.env_steps_per_s * g * mult, r.trained_samples_per_s * g * mult, r.env_utilization,
+    trained = r.trained_samples_per_s
+    if mode in ("async-rollout", "full"):
+        # Admission keeps production at what the trainer takes: decisions less stale drops is the
+        # steady-state rate, smoother than counting whole micro-batches in a window.
+        trained = r.policy_calls_per_s - r.dropped_stale / r.window_s
+    return Forecast(mode, pl, r.env_steps_per_s * g * mult, trained * g * mult, r.env_utilization,
                     gen_u, r.trainer_utilization)
 
 

@@ -44,7 +44,7 @@ class SimResult:
     generator_utilization: List[float]
     trainer_utilization: float
     mean_batch: float
-    dropped_stale: int = 0
+    dropped_stale: int = 0  # inside the window
     admission_refused: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -257,7 +257,8 @@ class AsyncPipeline:
             dropped = len(vs) - len(fresh)
             if dropped:
                 self.reserved -= dropped
-                self.counts["dropped"] += dropped
+                if self.env_meter.counts(self.clock.now):  # drops inside the window, as a rate's numerator
+                    self.counts["dropped"] += dropped
             if len(fresh):
                 parts.append(fresh)
                 have += len(fresh)
