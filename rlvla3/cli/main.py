@@ -1,4 +1,4 @@
-"""The `rlvla3` command: train, sft, eval, bench, bench-policy, bench-weights, plot-runs.
+"""The `rlvla3` command: train, sft, eval, bench, bench-policy, bench-weights, profile, plan, plot-runs.
 
 Options after the subcommand are dotted config overrides (`algo.lr=3e-4`,
 `preset=quickstart`, `run.mode=sync`); see `rlvla3/runtime/config.py` for every section.
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     bw.add_argument("--transports", default="object_store,collective")
     bw.add_argument("--publishes", type=int, default=5, help="timed publications per transport")
     bw.add_argument("overrides", nargs="*")
+    from rlvla3.plan.cli import add_parsers as add_plan_parsers
+
+    add_plan_parsers(sub)  # profile, plan
     pr = sub.add_parser("plot-runs", help="held-out success of several runs by mode (sync, full, ...) against "
                                           "wall-clock time or env steps, and a table beside it")
     pr.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or folders holding runs)")
@@ -156,6 +159,11 @@ def main(argv=None) -> int:
         argv = sys.argv[1:]
     if argv and argv[0] == "plot-runs":  # run directories, no key=value overrides
         return _plot_runs(parser.parse_args(argv))
+    if argv and argv[0] in ("profile", "plan"):  # files and numbers, no config overrides
+        from rlvla3.plan.cli import run_plan, run_profile
+
+        args = parser.parse_args(argv)
+        return run_profile(args) if args.command == "profile" else run_plan(args)
     # key=value overrides may come before, between or after the options
     args, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if a.startswith("-") or "=" not in a]

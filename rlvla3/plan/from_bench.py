@@ -1,0 +1,168 @@
+"""`profile_from_bench`: a StageProfile from a committed `rlvla3 bench` result.
+
+Stage costs only, never the throughput or utilisation a prediction is checked against:
+- chunk-step and reset durations: the reference mode's env_step / reset spans (timeline.json),
+  else its env_step_ms percentiles and the recorded latency_profile.json, else the config;
+- forward pass by batch size: the generator alone (bounds.generator_samples_per_s_by_batch),
+  plus the in-pipeline overhead per batch: the reference mode's forward_ms_p50 minus the alone
+  time at its mean batch;
+- the trainer alone (bounds.trainer_samples_per_s, trainer_streaming_samples_per_s);
+- weight publication: the reference mode's weight_sync spans (blocking_s / count);
+- driver and transport overheads: timeline.json (`timeline_costs.py`);
+- episode lengths: what an asynchronous mode ran (chunks / resets), else the time limit.
+The layout (slots, generators, batcher, batch sizes, eta) is the run's config, rebuilt from
+the workload and the overrides bench.json records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Optional
+
+from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
+from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
+
+DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU box traces: 2.7-3.5 ms)
+# Lock-step overheads when a bench has no trace: the middle of what the committed traces give
+# (3.7-4.8 ms per chunk step on the GPU box, 5.4-6.7 ms on the 2-core VM; 0.04-0.15 s per iteration).
+DEFAULT_LOCKSTEP_MS = 5.0
+DEFAULT_ITERATION_S = 0.07
+LOCKSTEP = ("sync", "sync-best", "async-train")
+
+
+def _config(bench: dict, mode: str):
+    from rlvla3.bench.workloads import workload_overrides
+    from rlvla3.runtime.config import load_config
+
+    return load_config(workload_overrides(bench["workload"], mode, list(bench.get("overrides", []))))
+
+
+def straggler_args(command: str) -> tuple:
+    """(fraction, slowdown) of a bench command's straggler reruns (0 when it had none)."""
+    frac = re.search(r"--straggler-fraction[ =]([0-9.]+)", command)
+    slow = re.search(r"--straggler-slowdown[ =]([0-9.]+)", command)
+    return float(frac.group(1)) if frac else 0.0, float(slow.group(1)) if slow else 5.0
+
+
+def _episode_decisions(bench: dict, horizon: int, spd: float) -> tuple:
+    for name in ("full", "async-rollout", "sync-best"):
+        m = bench["modes"].get(name)
+        if m and m.get("resets_per_s"):
+            steps = m.get("episode_steps_mean")
+            if steps:
+                return min(horizon, steps / spd), f"modes.{name}.episode_steps_mean"
+            return min(horizon, m["chunks_per_s"] / m["resets_per_s"]), f"modes.{name}: chunks_per_s / resets_per_s"
+    return float(horizon), "the time limit (no asynchronous mode to read episode lengths from)"
+
+
+def _forward_mean_ms(g: dict) -> float:
+    p50 = g["forward_ms_p50"]
+    return Dist.lognormal_mean(p50, g.get("forward_ms_p95") or p50)
+
+
+def _config_reset(cfg) -> tuple:
+    """The reset cost the tabletop latency model was told to spend (replayed profile or lognormal)."""
+    lat = getattr(getattr(cfg.env, "tabletop", None), "latency", None)
+    if lat is None or lat.kind == "none":
+        return Dist(1.0), "1 ms (no timeline, no latency model)"
+    if lat.kind == "replay" and os.path.isfile(lat.profile):
+        with open(lat.profile) as f:
+            return Dist.from_samples(json.load(f)["reset_ms"][:4000]), f"the replayed profile {lat.profile}"
+    sigma = 0.0 if lat.kind == "constant" else lat.sigma
+    return Dist(lat.reset_ms * math.exp(-0.5 * sigma ** 2), sigma), "config env.tabletop.latency (mean, sigma)"
+
+
+def poll_ms_at(date: str, configured: float) -> float:
+    """The driver's polling interval when the run was made: every tick (about 5 ms) before
+    2026-11-25 02:23 UTC, 20 ms until rollout.poll_ms (default 50) on 2026-12-03 07:57 UTC."""
+    d = date[:16]
+    if d and d < "2026-11-25 02:23":
+        return 5.0
+    if d and d < "2026-12-03 07:57":
+        return 20.0
+    return configured
+
+
+def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfile:
+    """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
+    the first mode) is the mode whose spans give the per-call costs."""
+    with open(path) as f:
+        bench = json.load(f)
+    folder = os.path.dirname(path)
+    modes = {k: v for k, v in bench["modes"].items() if "+" not in k}
+    ref_mode = ref_mode or ("sync" if "sync" in modes else next(iter(modes)))
+    ref = modes[ref_mode]
+    bounds = bench.get("bounds") or {}
+    cfg = _config(bench, ref_mode)
+    from rlvla3.envs.factory import env_config
+    from rlvla3.policies import family_config
+
+    chunk_size = family_config(cfg.policy).chunk_size
+    horizon = math.ceil(env_config(cfg).episode_steps() / chunk_size)
+    spd = ref.get("env_steps_per_decision") or chunk_size
+    src = {}
+    timeline = load_timeline(os.path.join(folder, "timeline.json")) if os.path.isfile(
+        os.path.join(folder, "timeline.json")) else {}
+    ref_spans = timeline.get(ref_mode, [])
+    chunks = durations_ms(ref_spans, "env_step")
+    if len(chunks) >= 50:
+        chunk, src["env.chunk"] = Dist.from_samples(chunks), f"timeline.json {ref_mode} env_step spans"
+    else:
+        e = ref["env_step_ms"]
+        chunk, src["env.chunk"] = Dist.from_percentiles(e["p50"], e["p95"]), f"modes.{ref_mode}.env_step_ms p50/p95"
+    resets = durations_ms(ref_spans, "reset")
+    lat_path = os.path.join(folder, "latency_profile.json")
+    if len(resets) >= 20:
+        reset, src["env.reset"] = Dist.from_samples(resets), f"timeline.json {ref_mode} reset spans"
+    elif os.path.isfile(lat_path):
+        with open(lat_path) as f:
+            reset = Dist.from_samples(json.load(f)["reset_ms"][:4000])
+        src["env.reset"] = "latency_profile.json reset_ms"
+    else:
+        reset, src["env.reset"] = _config_reset(cfg)
+    ep_mean, src["env.episode_decisions_mean"] = _episode_decisions(bench, horizon, spd)
+    # Real simulators step on a core each; the emulated one sleeps (its CPU cost is in the transport).
+    cpu_share = 0.0 if bench["workload"] == "tabletop-emulated" else 1.0
+    env = EnvCosts(chunk, reset, spd, horizon, ep_mean, cpu_share, float(bench.get("machine", {}).get("cpus") or 0))
+
+    by_batch = {int(k): int(k) / v * 1000.0 for k, v in bounds.get("generator_samples_per_s_by_batch", {}).items()}
+    src["generator.act_ms_by_batch"] = "bounds.generator_samples_per_s_by_batch (the generator alone)"
+    gen = GeneratorCosts(by_batch)
+    g = ref.get("generator", {})
+    if g.get("forward_ms_p50") and g.get("mean_batch"):
+        gen.overhead_ms = max(0.0, _forward_mean_ms(g) - gen.act_s(int(round(g["mean_batch"]))) * 1000.0)
+        src["generator.overhead_ms"] = f"modes.{ref_mode}.generator forward p50/p95 (lognormal mean) minus alone"
+    am = next((m for m in ("full", "async-rollout") if m in modes), None)
+    if am and ref_mode in LOCKSTEP and modes[am]["generator"].get("forward_ms_p50"):
+        a = modes[am]["generator"]  # requests of one env slot each: the extra per request is the transport's
+        extra = _forward_mean_ms(a) - gen.act_s(int(round(a["mean_batch"]))) * 1000.0
+        gen.per_request_ms = max(0.0, extra / max(a["mean_batch"] / cfg.rollout.envs_per_slot, 1.0))
+        src["generator.per_request_ms"] = f"modes.{am}.generator forward p50/p95 minus the lock-step cost"
+    rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
+    rtts = [r for r in rtts if r is not None]
+    gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
+    src["generator.request_rtt_ms"] = "timeline.json asynchronous mode" if rtts else "default (no asynchronous trace)"
+
+    synced = [m for m in [ref_mode] + list(LOCKSTEP) if modes.get(m, {}).get("weight_sync", {}).get("count")]
+    ws = modes[synced[0]]["weight_sync"] if synced else {}
+    publish = ws["blocking_s"] / ws["count"] if ws else 0.0
+    trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
+                           or bounds["trainer_samples_per_s"], publish_s=publish)
+    src["trainer"] = "bounds.trainer_samples_per_s / trainer_streaming_samples_per_s (the trainer alone)"
+    src["trainer.publish_s"] = f"modes.{synced[0]}.weight_sync blocking_s / count" if synced else "none recorded: 0"
+
+    _, slow = straggler_args(bench.get("command", ""))
+    r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
+    layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
+                    gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
+                    poll_ms_at(bench.get("date", ""), r.poll_ms), 0.0, slow)
+    over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
+    src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
+    lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
+    if lo is not None:
+        over = Overheads(lo.per_step_ms, lo.per_iteration_s)
+        src["overheads"] = "timeline.json lock-step idle gaps"
+    return StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)

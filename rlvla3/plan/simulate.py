@@ -1,0 +1,328 @@
+"""The asynchronous schedules (`async-rollout`, `full`) as a discrete-event model.
+
+What it models, after runtime/async_schedule.py, core/experience_stream.py, core/staleness.py,
+core/batcher.py and runtime/trainer_feed.py:
+- env slots: reset, then request -> dynamic batcher -> forward -> reply -> chunk step, until the
+  episode's length; a finished episode waits in its worker for the driver's next poll; the slot
+  starts its worker's next admitted assignment at once, or idles until one is admitted;
+- the driver polls every `poll_ms`: delivers finished episodes (samples to the queue, the
+  reservation settled against what they produced), admits episodes while a worker holds fewer
+  than 2 x its envs and the staleness window has room, feeds the trainer;
+- one dynamic batcher per generator (fires at `max_batch` samples or `max_wait_ms`), requests
+  routed round-robin, a batch carries the generator's policy version;
+- the trainer: whole global batches (`async-rollout`) or two micro-batches in flight and one step
+  per global batch (`full`); a new version reaches the generators `publish_s` later; samples more
+  than eta versions old are dropped at `take` (refunded) and replaced.
+Stragglers: a fraction of slots, spread over the workers, with every cost multiplied.
+Not modelled: CPU contention between stages (costs are taken as measured in the pipeline), GRPO
+groups (one episode per admission), weight swaps inside the generator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, List, Optional
+
+import numpy as np
+
+from rlvla3.plan.events import Clock, Meter, Server
+from rlvla3.plan.profile import StageProfile
+
+
+@dataclass
+class SimResult:
+    """Predicted rates over the window, named as bench.json names the measured ones."""
+
+    mode: str
+    window_s: float
+    env_steps_per_s: float
+    trained_samples_per_s: float
+    policy_calls_per_s: float
+    optimizer_steps_per_s: float
+    env_utilization: float
+    generator_utilization: List[float]
+    trainer_utilization: float
+    mean_batch: float
+    dropped_stale: int = 0  # inside the window
+    admission_refused: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def straggler_slots(slots: int, workers: int, fraction: float) -> set:
+    """Which slots are slow: round(fraction x slots), spread over the workers as the bench does."""
+    n = int(round(fraction * slots))
+    per = slots // workers
+    order = [w * per + i for i in range(per) for w in range(workers)]  # slot 0 of each worker, then slot 1...
+    return set(order[:n])
+
+
+def episode_lengths(rng: np.random.Generator, horizon: int, mean: float, n: int) -> np.ndarray:
+    """Decisions per episode: to the time limit, or ending early with the share and spread that
+    give `mean` (successes end uniformly over [1, 2 L_s - 1], L_s their mean length)."""
+    if mean >= horizon - 1e-9:
+        return np.full(n, horizon)
+    # The early share p and their mean L_s satisfy p L_s + (1 - p) H = mean; L_s = H / 2 when it can.
+    ls = min(horizon / 2.0, mean)
+    p = (horizon - mean) / (horizon - ls)
+    early = rng.random(n) < p
+    lens = rng.integers(1, max(2, int(round(2 * ls))), size=n)
+    return np.where(early, np.minimum(lens, horizon), horizon)
+
+
+class _Slot:
+    __slots__ = ("i", "worker", "slow", "left", "versions", "reserved")
+
+    def __init__(self, i: int, worker: int, slow: float):
+        self.i, self.worker, self.slow = i, worker, slow
+        self.left, self.versions, self.reserved = 0, [], 0
+
+
+class AsyncPipeline:
+    def __init__(self, prof: StageProfile, mode: str, seconds: float = 60.0, warmup: float = 20.0, seed: int = 0,
+                 shared_gpu: bool = False):
+        if mode not in ("async-rollout", "full"):
+            raise ValueError(f"AsyncPipeline models async-rollout and full, not {mode!r}")
+        self.p, self.mode, self.rng = prof, mode, np.random.default_rng(seed)
+        L, env = prof.layout, prof.env
+        self.clock = Clock()
+        self.t0, self.t1 = warmup, warmup + seconds
+        self.k = L.envs_per_slot
+        slow = straggler_slots(L.slots, L.num_env_workers, L.straggler_fraction)
+        self.slots = [_Slot(i, i // L.slots_per_worker, L.straggler_slowdown if i in slow else 1.0)
+                      for i in range(L.slots)]
+        self.env_meter = Meter(self.t0, self.t1)
+        self.gen_meters = [Meter(self.t0, self.t1) for _ in range(L.num_generators)]
+        self.train_meter = Meter(self.t0, self.t1)
+        # shared_gpu: every generator and the trainer queue on one device (a colocated GPU)
+        gpu = Server(self.clock, Meter(self.t0, self.t1))
+        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1)) for _ in self.gen_meters]
+        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1))
+        # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.
+        self.pending: List[Deque] = [deque() for _ in range(L.num_generators)]
+        self.running = [False] * L.num_generators
+        self.gen_version = [0] * L.num_generators
+        self.timer_at = [None] * L.num_generators
+        self.rr = 0
+        # Driver side: per worker, admitted assignments waiting, idle slots, finished episodes.
+        self.queued: List[Deque[int]] = [deque() for _ in range(L.num_env_workers)]  # their reservations
+        self.idle: List[List[_Slot]] = [[] for _ in range(L.num_env_workers)]
+        for s in reversed(self.slots):  # every slot waits for its first assignment (popped from the end)
+            self.idle[s.worker].append(s)
+        self.done: List[list] = [[] for _ in range(L.num_env_workers)]
+        self.running_eps = [0] * L.num_env_workers
+        # The staleness window and the sample queue (core/staleness.py, core/experience_stream.py).
+        self.version, self.reserved, self.mean_group = 0, 0, None
+        self.queue: Deque[np.ndarray] = deque()
+        self.waiting = 0
+        self.micro_in_flight, self.held, self.update_in_flight = 0, 0, False
+        self.batch_sizes: List[int] = []
+        self.counts = dict(env_steps=0.0, decisions=0, trained=0, steps=0, dropped=0, refused=0)
+        self.max_group = env.horizon * self.k
+
+    # --- env slots -------------------------------------------------------------------------
+    def _start_episode(self, s: _Slot, reserved: int) -> None:
+        env = self.p.env
+        s.reserved = reserved
+        s.left = int(episode_lengths(self.rng, env.horizon, env.episode_decisions_mean, 1)[0])
+        s.versions = []
+        self.running_eps[s.worker] += 1
+        dur = float(np.max(env.reset.draw_s(self.rng, self.k))) * s.slow
+        self._env_busy(s, dur, self._request)
+
+    def _env_busy(self, s: _Slot, dur: float, then) -> None:
+        start = self.clock.now
+        self.clock.after(dur, self._env_done, s, start, then)
+
+    def _env_done(self, s: _Slot, start: float, then) -> None:
+        self.env_meter.busy(start, self.clock.now)
+        then(s)
+
+    def _request(self, s: _Slot) -> None:
+        g = self.rr % len(self.pending)
+        self.rr += 1
+        self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._arrive, g, s)
+
+    # --- generators --------------------------------------------------------------------------
+    def _arrive(self, g: int, s: _Slot) -> None:
+        self.pending[g].append((self.clock.now, s))
+        self._try_fire(g)
+
+    def _try_fire(self, g: int) -> None:
+        if self.running[g] or not self.pending[g]:
+            return
+        L, now = self.p.layout, self.clock.now
+        oldest = self.pending[g][0][0]
+        if len(self.pending[g]) * self.k < L.max_batch and now - oldest < L.max_wait_ms / 1000.0 - 1e-12:
+            t = oldest + L.max_wait_ms / 1000.0
+            if self.timer_at[g] != t:
+                self.timer_at[g] = t
+                self.clock.at(t, self._try_fire, g)
+            return
+        batch = []
+        while self.pending[g] and (len(batch) + 1) * self.k <= max(L.max_batch, self.k):
+            batch.append(self.pending[g].popleft()[1])
+        self.running[g] = True
+        n = len(batch) * self.k
+        if self.env_meter.counts(now):
+            self.batch_sizes.append(n)
+        self.gen_gpu[g].submit(self.p.generator.act_s(n, len(batch)), self._served, g, batch, meter=self.gen_meters[g])
+
+    def _served(self, g: int, batch: List[_Slot]) -> None:
+        self.running[g] = False
+        if self.env_meter.counts(self.clock.now):
+            self.counts["decisions"] += len(batch) * self.k
+        v = self.gen_version[g]
+        for s in batch:
+            self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._step, s, v)
+        self._try_fire(g)
+
+    def _step(self, s: _Slot, version: int) -> None:
+        s.versions.append(version)
+        dur = float(np.max(self.p.env.chunk.draw_s(self.rng, self.k))) * s.slow
+        self._env_busy(s, dur, self._stepped)
+
+    def _stepped(self, s: _Slot) -> None:
+        if self.env_meter.counts(self.clock.now):
+            self.counts["env_steps"] += self.p.env.steps_per_decision * self.k
+        s.left -= 1
+        if s.left > 0:
+            self._request(s)
+            return
+        self.running_eps[s.worker] -= 1
+        self.done[s.worker].append((np.repeat(np.asarray(s.versions), self.k), s.reserved))
+        self._next_assignment(s)
+
+    def _next_assignment(self, s: _Slot) -> None:
+        if self.queued[s.worker]:
+            self._start_episode(s, self.queued[s.worker].popleft())
+        else:
+            self.idle[s.worker].append(s)
+
+    # --- the driver --------------------------------------------------------------------------
+    def _reservation(self) -> int:
+        if self.mean_group is None:
+            return self.max_group
+        return max(1, min(self.max_group, int(round(self.mean_group))))
+
+    def _poll(self) -> None:
+        L = self.p.layout
+        for w in range(L.num_env_workers):  # deliver: samples join the queue, reservations settle
+            for versions, reserved in self.done[w]:
+                produced = len(versions)
+                self.reserved += produced - reserved
+                self.mean_group = produced if self.mean_group is None else 0.95 * self.mean_group + 0.05 * produced
+                self.queue.append(versions)
+                self.waiting += produced
+            self.done[w] = []
+        self._admit()
+        self._feed()
+        self.clock.after(L.poll_ms / 1000.0, self._poll)
+
+    def _admit(self) -> None:
+        L = self.p.layout
+        envs = L.slots_per_worker  # admission units are slots (a slot's envs share their episodes' timing)
+        loads = [len(self.queued[w]) + self.running_eps[w] for w in range(L.num_env_workers)]
+        while min(loads) < 2 * envs:
+            r = self._reservation()
+            capacity = (self.version + L.staleness + 1) * L.global_batch
+            starving = self.reserved < (self.version + 1) * L.global_batch
+            if self.reserved + r > capacity and not starving:
+                self.counts["refused"] += 1
+                break
+            self.reserved += r
+            w = int(np.argmin(loads))
+            loads[w] += 1
+            if self.idle[w]:
+                self._start_episode(self.idle[w].pop(), r)
+            else:
+                self.queued[w].append(r)
+
+    def _take(self, n: int) -> Optional[int]:
+        """n fresh samples from the queue (stale ones dropped and refunded), else None."""
+        L, have, parts = self.p.layout, 0, []
+        while have < n and self.waiting >= n - have:
+            need = n - have
+            part = []
+            while need > 0:
+                head = self.queue.popleft()
+                if len(head) > need:
+                    self.queue.appendleft(head[need:])
+                    head = head[:need]
+                part.append(head)
+                need -= len(head)
+                self.waiting -= len(head)
+            vs = np.concatenate(part)
+            fresh = vs[self.version - vs <= L.staleness]
+            dropped = len(vs) - len(fresh)
+            if dropped:
+                self.reserved -= dropped
+                if self.env_meter.counts(self.clock.now):  # drops inside the window, as a rate's numerator
+                    self.counts["dropped"] += dropped
+            if len(fresh):
+                parts.append(fresh)
+                have += len(fresh)
+        if have < n:
+            if parts:
+                back = np.concatenate(parts)
+                self.queue.appendleft(back)
+                self.waiting += len(back)
+            return None
+        return n
+
+    def _feed(self) -> None:
+        L, tr = self.p.layout, self.p.trainer
+        if self.update_in_flight:
+            return
+        if self.mode == "async-rollout":
+            if self.waiting >= L.global_batch and self._take(L.global_batch):
+                self.update_in_flight = True
+                dur = L.global_batch / tr.samples_per_s + tr.step_overhead_s
+                self.train_gpu.submit(dur, self._updated, L.global_batch, meter=self.train_meter)
+            return
+        per_sample = 1.0 / tr.streaming_samples_per_s
+        first = per_sample / L.update_epochs  # the first pass as micro-batches arrive, the rest at the step
+        need = min(L.micro_batch, L.global_batch - self.held)
+        while self.micro_in_flight < 2 and self.held < L.global_batch and self.waiting >= need:
+            if not self._take(need):
+                break
+            self.micro_in_flight += 1
+            self.held += need
+            self.train_gpu.submit(need * first, self._accumulated, need, meter=self.train_meter)
+            need = min(L.micro_batch, L.global_batch - self.held)
+        if self.held >= L.global_batch:
+            self.update_in_flight = True
+            dur = L.global_batch * (per_sample - first) + tr.step_overhead_s
+            self.train_gpu.submit(dur, self._updated, 0, meter=self.train_meter)
+            self.held = 0
+
+    def _accumulated(self, n: int) -> None:
+        self.micro_in_flight -= 1
+        if self.train_meter.counts(self.clock.now):
+            self.counts["trained"] += n
+        self._feed()
+
+    def _updated(self, new_samples: int) -> None:
+        if self.train_meter.counts(self.clock.now):
+            self.counts["trained"] += new_samples
+            self.counts["steps"] += self.p.layout.update_epochs  # one optimizer step per global batch and pass
+        self.update_in_flight = False
+        self.micro_in_flight = 0
+        self.version += 1
+        self.reserved = max(self.reserved, self.version * self.p.layout.global_batch)
+        self.clock.after(self.p.trainer.publish_s, self._published, self.version)
+        self._feed()
+
+    def _published(self, version: int) -> None:
+        for g in range(len(self.gen_version)):
+            self.gen_version[g] = max(self.gen_version[g], version)
+
+    # --- run --------------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        self._poll()  # the first admission starts the slots
+        self.clock.run(self.t1)
+        dt, c = self.t1 - self.t0, self.counts
+        return SimResult(self.mode, dt, c["env_steps"] / dt, c["trained"] / dt, c["decisions"] / dt, c["steps"] / dt,
+                         self.env_meter.busy_s / (dt * len(self.slots)), [float(m.utilization()) for m in self.gen_meters],
+                         self.train_meter.utilization(),
+                         float(np.mean(self.batch_sizes)) if self.batch_sizes else 0.0, c["dropped"], c["refused"])

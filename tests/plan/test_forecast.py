@@ -1,0 +1,69 @@
+"""Profiles from committed benchmarks, the collective cost model, placements and the CLI."""
+
+import json
+
+import pytest
+
+from rlvla3.plan.forecast import Placement, Scale, allreduce_s, broadcast_s, forecast, placements
+from rlvla3.plan.from_bench import poll_ms_at, profile_from_bench
+from rlvla3.plan.profile import StageProfile
+
+BENCH = "docs/benchmarks/gpu-eta2-2gen/bench.json"
+
+
+def test_ring_allreduce_and_broadcast_follow_the_bandwidth_model():
+    gb = 1e9
+    # 8 ranks in one node: 2 x 7/8 x 1 GB / 360 GB/s + 14 hops of 10 us
+    assert allreduce_s(gb, 8) == pytest.approx(2 * 7 / 8 * gb / 360e9 + 14 * 10e-6)
+    # 16 ranks cross nodes: 40 GB/s per GPU
+    assert allreduce_s(gb, 16) == pytest.approx(2 * 15 / 16 * gb / 40e9 + 30 * 10e-6)
+    assert allreduce_s(gb, 1) == 0.0
+    assert broadcast_s(gb, 3, 8) == pytest.approx(gb / 360e9 + 2 * 10e-6)
+
+
+def test_placements_cover_colocated_and_splits():
+    ps = placements(8)
+    assert ps[0].name == "colocated"
+    assert {(p.trainer_gpus, p.generator_gpus) for p in ps[1:]} == {(t, 8 - t) for t in range(1, 8)}
+    assert [p.name for p in placements(1)] == ["colocated"]
+
+
+def test_profile_from_bench_reads_stage_costs_not_results(tmp_path):
+    with open(BENCH) as f:
+        bench = json.load(f)
+    p = profile_from_bench(BENCH)
+    b = bench["bounds"]
+    assert p.trainer.samples_per_s == b["trainer_samples_per_s"]
+    assert p.generator.act_ms_by_batch[64] == pytest.approx(64 / b["generator_samples_per_s_by_batch"]["64"] * 1000)
+    assert (p.layout.slots, p.layout.num_generators, p.layout.staleness, p.layout.global_batch) == (64, 2, 2, 480)
+    assert p.layout.poll_ms == 20.0  # run on 2026-11-25, when the driver polled every 20 ms
+    assert 50 < p.env.chunk.mean_ms() < 70  # 4 sub-steps of the 15 ms emulated simulator
+    assert p.sources["env.chunk"].startswith("timeline.json")
+    path = tmp_path / "profile.json"
+    p.save(str(path))
+    q = StageProfile.load(str(path))
+    assert q.to_dict() == p.to_dict()
+
+
+def test_poll_interval_history():
+    assert poll_ms_at("2026-11-24 20:00:00 UTC", 50) == 5.0
+    assert poll_ms_at("2026-11-25 03:27:56 UTC", 50) == 20.0
+    assert poll_ms_at("2026-12-05 10:00:00 UTC", 50) == 50
+
+
+def test_one_gpu_forecast_of_the_own_layout_matches_the_plain_prediction(make_profile):
+    """Colocated on one GPU with the profile's envs is the profile itself (one generator's share)."""
+    p = make_profile(chunk_ms=50.0, reset_ms=100.0, slots=16, act_ms=1.0)
+    f = forecast(p, Scale(1, 16), Placement("colocated", 1, 1, 1), "full", measured_cores=16, seconds=30)
+    assert f.env_steps_per_s == pytest.approx(16 * 10 * 4 / 0.6, rel=0.04)
+
+
+def test_plan_command_prints_predictions(tmp_path, capsys):
+    from rlvla3.cli.main import main
+
+    out = tmp_path / "p.json"
+    assert main(["profile", "--bench", BENCH, "--out", str(out)]) == 0
+    assert main(["plan", "--profile", str(out), "--modes", "sync,full", "--seconds", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "| sync |" in text and "| full |" in text and "stage bounds" in text
+    assert main(["plan", "--profile", str(out), "--modes", "nope"]) == 2
