@@ -34,7 +34,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 @dataclass
 class LoraSettings:
     enabled: bool = False
-    r: int = 16
+    rank: int = 16  # peft's `r`
     alpha: int = 32
     dropout: float = 0.0
     # Linear layers of the language model / action expert (Llama, Qwen2 and Gemma share these
@@ -43,9 +43,9 @@ class LoraSettings:
                                                                "up_proj", "down_proj"])
 
     def validate(self, prefix: str) -> None:
-        ok = self.r >= 1 and self.alpha > 0 and 0 <= self.dropout < 1 and bool(self.target_modules)
-        check(not self.enabled or ok, f"{prefix}.lora needs r >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
-              f"got r={self.r} alpha={self.alpha} dropout={self.dropout}")
+        ok = self.rank >= 1 and self.alpha > 0 and 0 <= self.dropout < 1 and bool(self.target_modules)
+        check(not self.enabled or ok, f"{prefix}.lora needs rank >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
+              f"got rank={self.rank} alpha={self.alpha} dropout={self.dropout}")
 
 
 class PromptEncoder:
@@ -149,7 +149,7 @@ class HFPolicy:
             return model
         from peft import LoraConfig, get_peft_model
 
-        pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        pcfg = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                           target_modules=list(lora.target_modules), modules_to_save=list(self.lora_modules_to_save))
         return get_peft_model(model, pcfg)
 
@@ -236,7 +236,10 @@ class HFPolicy:
     @classmethod
     def config_from_dict(cls, raw: dict):
         """The family config from its saved dict (unknown keys of other versions ignored)."""
-        raw = dict(raw, lora=LoraSettings(**raw.get("lora", {})))
+        lora = dict(raw.get("lora", {}))
+        if "r" in lora:  # checkpoints written before `lora.r` became `lora.rank`
+            lora["rank"] = lora.pop("r")
+        raw = dict(raw, lora=LoraSettings(**lora))
         known = {f.name for f in fields(cls.config_class)}
         return cls.config_class(**{k: v for k, v in raw.items() if k in known})
 

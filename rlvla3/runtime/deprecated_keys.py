@@ -9,7 +9,8 @@ from typing import List
 from omegaconf import DictConfig, OmegaConf
 
 RENAMED = {"rollout.straggler_fraction": "bench.straggler_fraction",
-           "rollout.straggler_slowdown": "bench.straggler_slowdown"}
+           "rollout.straggler_slowdown": "bench.straggler_slowdown",
+           "policy.oft.lora.r": "policy.oft.lora.rank", "policy.pi0.lora.r": "policy.pi0.lora.rank"}
 _warned = set()
 
 

@@ -21,7 +21,7 @@ from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_
 class LockstepGuard:
     def __init__(self, backend, workers: list, make_worker: Callable[[int, int], object], step_timeout_s: float,
                  max_restarts: int, report: Optional[FaultReport] = None):
-        self.b = backend
+        self.backend = backend
         self.workers = workers  # the session's list: replaced in place
         self.make_worker = make_worker
         self.step_timeout_s = step_timeout_s
@@ -48,9 +48,9 @@ class LockstepGuard:
     def replies(self, refs: List[object], asks: List[tuple]) -> List[object]:
         """Results of calls already sent, `refs[i]` to generator `asks[i][0]`; `asks[i][1]`
         re-sends it to a replacement when that generator died or missed the step timeout."""
-        ray = self.b.ray
+        ray = self.backend.ray
         if self.session is None:
-            return self.b.get(refs, what="generator replies")  # bounded by faults.call_timeout_s
+            return self.backend.get(refs, what="generator replies")  # bounded by faults.call_timeout_s
         ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
         out = []
         for ref, (g, call) in zip(refs, asks):
@@ -87,14 +87,14 @@ class LockstepGuard:
         missed the deadline is marked lost and gets None. `slow_ok`: the call may wait for an
         actor that is still starting (resets, drains), so the deadline is at least 60 s."""
         timeout = max(60.0, self.step_timeout_s) if slow_ok else self.step_timeout_s
-        return gather_with_deadline(self.b.ray, refs, timeout, self.report,
+        return gather_with_deadline(self.backend.ray, refs, timeout, self.report,
                                     lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})"))
 
     def _lose(self, w: int, reason: str) -> None:
         print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "
               f"rollout", flush=True)
         try:
-            self.b.ray.kill(self.workers[w], no_restart=True)  # a hung actor would hold its CPU
+            self.backend.ray.kill(self.workers[w], no_restart=True)  # a hung actor would hold its CPU
         except Exception:  # already gone
             pass
         self.lost.add(w)

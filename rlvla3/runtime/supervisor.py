@@ -86,7 +86,7 @@ def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -
 class Supervisor:
     def __init__(self, session, on_worker_lost: Callable[[int], int], step_timeout_s: float, max_restarts: int,
                  report: Optional[FaultReport] = None):
-        self.s, self.b = session, session.backend
+        self.session, self.backend = session, session.backend
         self.on_worker_lost = on_worker_lost  # the experience stream's report_lost(worker)
         self.step_timeout_s = step_timeout_s
         self.start_timeout_s = session.cfg.faults.start_timeout_s  # a worker's start
@@ -107,8 +107,8 @@ class Supervisor:
     def call_all(self, method: str, *args, timeout: Optional[float] = None) -> List[Optional[object]]:
         """`method` on every env worker; None for a worker that died or did not answer in time
         (that worker is replaced before returning)."""
-        ray = self.b.ray
-        refs = [getattr(w, method).remote(*args) for w in self.s.env_workers]
+        ray = self.backend.ray
+        refs = [getattr(w, method).remote(*args) for w in self.session.env_workers]
         # Chunk steps run on the worker's threads, so its actor answers even while an env hangs
         # (that is caught by `longest_step_s`); a silent actor is wedged or still starting: be patient.
         timeout = max(60.0, self.step_timeout_s) if timeout is None else timeout
@@ -162,7 +162,7 @@ class Supervisor:
         until `stop_starting`, within the start timeout (env construction included); one that
         does not answer is replaced like a hung worker."""
         self.start_args = start_args
-        self.call_all("start_async", self.s.generators, *start_args, timeout=self.start_timeout_s)
+        self.call_all("start_async", self.session.generators, *start_args, timeout=self.start_timeout_s)
 
     def stop_starting(self) -> None:
         """A worker replaced from now on stays idle (the schedule is stopping)."""
@@ -173,22 +173,22 @@ class Supervisor:
         than the step timeout is wedged: kill it; its waiting requests fail, their episodes are
         dropped and counted by the env workers, and a new replica takes over."""
         ages = [st.get("oldest_request_s", []) for st in statuses if st is not None]
-        hung = [g for g in range(len(self.s.generators)) if max((a[g] for a in ages if g < len(a)), default=0.0)
+        hung = [g for g in range(len(self.session.generators)) if max((a[g] for a in ages if g < len(a)), default=0.0)
                 > self.step_timeout_s]
         for g in hung:
             self.report.generator_hangs += 1
             self._replace_generator(g, f"a request unanswered for more than faults.step_timeout_s="
                                        f"{self.step_timeout_s} s")
         if hung:
-            self.call_all("set_generators", self.s.generators)
+            self.call_all("set_generators", self.session.generators)
 
     # --- restarts -----------------------------------------------------------------------------
     def replace_worker(self, w: int, reason: str, stack: bool = False) -> None:
         """Kill env worker w and start a new one; `stack`: print its Python stacks first (a hang)."""
         from rlvla3.runtime.remote_wait import WorkersLost, actor_label, actor_stack
 
-        label = actor_label(self.s.env_workers[w])
-        dump = actor_stack(self.s.env_workers[w]) if stack else ""
+        label = actor_label(self.session.env_workers[w])
+        dump = actor_stack(self.session.env_workers[w]) if stack else ""
         if dump:
             print(f"supervisor: env worker {w} ({label}) Python stack:\n{dump}", flush=True)
         if self.report.worker_restarts >= self.max_restarts:
@@ -196,24 +196,24 @@ class Supervisor:
                               f"restarts already spent, giving up")
         print(f"supervisor: env worker {w} ({label}): {reason}; restarting it", flush=True)
         try:
-            self.b.ray.kill(self.s.env_workers[w], no_restart=True)
+            self.backend.ray.kill(self.session.env_workers[w], no_restart=True)
         except Exception:  # already gone
             pass
         self.on_worker_lost(w)
         self.incarnation[w] += 1
-        new = self.s.make_env_worker(w, self.incarnation[w])
-        self.s.env_workers[w] = new
+        new = self.session.make_env_worker(w, self.incarnation[w])
+        self.session.env_workers[w] = new
         self.failed_requests_seen[w] = 0
         if self.start_args:
-            self.b.get(new.start_async.remote(self.s.generators, *self.start_args), timeout_s=self.start_timeout_s,
+            self.backend.get(new.start_async.remote(self.session.generators, *self.start_args), timeout_s=self.start_timeout_s,
                        what=f"the replacement of env worker {w} (start_async)", actors=[new])
         self.report.worker_restarts += 1
         self.report.restart_times.append(time.time())
 
     def check_generators(self) -> None:
         """Re-create generators that died; hand the new handles to every env worker."""
-        ray = self.b.ray
-        refs = [g.ping.remote() for g in self.s.generators]
+        ray = self.backend.ray
+        refs = [g.ping.remote() for g in self.session.generators]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)
         replaced = False
         for i, ref in enumerate(refs):
@@ -230,12 +230,12 @@ class Supervisor:
             self._replace_generator(i, "dead")
             replaced = True
         if replaced:
-            self.call_all("set_generators", self.s.generators)
+            self.call_all("set_generators", self.session.generators)
 
     def _replace_generator(self, i: int, reason: str) -> None:
         print(f"supervisor: generator {i} is {reason}; restarting it", flush=True)
         self.gen_incarnation[i] += 1
-        recreate_generator(self.s, i, self.gen_incarnation[i], self.report)
+        recreate_generator(self.session, i, self.gen_incarnation[i], self.report)
 
     def note_drain(self, w: int, faults_injected: int, env_steps: int) -> None:
         """A live worker's running totals of injected faults and env steps (per process life:
@@ -252,8 +252,8 @@ class Supervisor:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
         out = {}
         try:
-            stats = self.b.get([g.stats.remote() for g in self.s.generators], timeout_s=self.step_timeout_s,
-                               what="generator stats", actors=self.s.generators)
+            stats = self.backend.get([g.stats.remote() for g in self.session.generators], timeout_s=self.step_timeout_s,
+                               what="generator stats", actors=self.session.generators)
         except Exception:  # a generator died: replace it
             self.check_generators()
             return out

@@ -1,6 +1,6 @@
 """Each config section validates itself; dims come from the env in a named step; old keys still load."""
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import pytest
 
@@ -66,8 +66,8 @@ def test_validate_checks_every_section_including_nested_ones():
     with pytest.raises(ConfigError, match="faults.env.kind"):
         validate(cfg)
     cfg = load_config(["policy=oft-tiny", "sft.enabled=false"])
-    cfg.policy.oft.lora.enabled, cfg.policy.oft.lora.r = True, 0
-    with pytest.raises(ConfigError, match="policy.oft.lora needs r >= 1"):
+    cfg.policy.oft.lora.enabled, cfg.policy.oft.lora.rank = True, 0
+    with pytest.raises(ConfigError, match="policy.oft.lora needs rank >= 1"):
         validate(cfg)
 
 
@@ -133,6 +133,20 @@ def test_a_run_config_saved_with_the_old_keys_loads(fresh_deprecations, tmp_path
     path = tmp_path / "config.yaml"
     path.write_text(old)
     assert from_yaml_file(str(path)).bench.straggler_slowdown == 4.0
+
+
+def test_old_lora_r_key_still_works(fresh_deprecations, capsys):
+    assert load_config(["policy.oft.lora.r=8"]).policy.oft.lora.rank == 8
+    assert "use policy.oft.lora.rank" in capsys.readouterr().err
+
+
+def test_a_policy_checkpoint_config_with_lora_r_loads():
+    from rlvla3.policies.oft.policy import OFTPolicy
+
+    raw = asdict(OFTPolicy.config_class())
+    raw["lora"] = {k if k != "rank" else "r": v for k, v in raw["lora"].items()}
+    raw["lora"]["r"] = 4
+    assert OFTPolicy.config_from_dict(raw).lora.rank == 4
 
 
 def test_straggler_slots_are_shared_by_the_workers_and_spread_within_each():
