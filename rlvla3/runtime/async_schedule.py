@@ -63,9 +63,9 @@ class AsyncSchedule:
         self._t_gen_stats = 0.0
 
     def run(self) -> None:
-        s, r = self.session, self.cfg.rollout
+        s, r, transport = self.session, self.cfg.rollout, self.cfg.transport
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
-        self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, r.coalesce_ms,
+        self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, transport.coalesce_ms,
                            self.cfg.generator.request_transport)
         interval, last_poll, t_last, orderly = _Interval(), 0.0, time.perf_counter(), True
         try:
@@ -74,7 +74,7 @@ class AsyncSchedule:
                 if not self.feed.busy:  # nothing in flight since the last tick: the trainer waited
                     interval.timers.record("trainer_idle", t_tick - t_last)
                 t_last = t_tick
-                if t_tick - last_poll >= r.poll_ms / 1000.0:  # one round trip per env worker
+                if t_tick - last_poll >= transport.poll_ms / 1000.0:  # one round trip per env worker
                     last_poll = t_tick
                     with interval.timers("poll"):
                         statuses, drains = self.sup.poll()  # also replaces dead or hung workers
