@@ -87,8 +87,8 @@ class LockstepGuard:
         missed the deadline is marked lost and gets None. `slow_ok`: the call may wait for an
         actor that is still starting (resets, drains), so the deadline is at least 60 s."""
         timeout = max(60.0, self.step_timeout_s) if slow_ok else self.step_timeout_s
-        return gather_with_deadline(self.backend.ray, refs, timeout, self.report,
-                                    lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})"))
+        lose = lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})")  # noqa: E731
+        return gather_with_deadline(self.backend.ray, refs, timeout, self.report, lose)
 
     def _lose(self, w: int, reason: str) -> None:
         print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "

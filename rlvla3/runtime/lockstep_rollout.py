@@ -32,6 +32,17 @@ class RolloutResult:
     faults_injected: int = 0  # running total over the workers (fault injection)
     watch_done_at: Optional[float] = None  # perf_counter when the watched call was first seen done
 
+    def add(self, other: "RolloutResult") -> None:
+        """Another rollout of the same iteration (`rollout.rollout_epochs`): lists and times add up,
+        the running totals and the first sighting of the watched call are kept."""
+        self.episodes += other.episodes
+        self.outcomes += other.outcomes
+        self.frames.update(other.frames)
+        for name in ("env_steps", "decisions", "infer_time_s", "env_time_s", "wall_s", "episodes_dropped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.faults_injected = other.faults_injected
+        self.watch_done_at = self.watch_done_at or other.watch_done_at
+
 
 def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float, guard=None):
     """Split one batch evenly over the generators; returns the merged reply and the

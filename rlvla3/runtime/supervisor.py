@@ -173,8 +173,8 @@ class Supervisor:
         than the step timeout is wedged: kill it; its waiting requests fail, their episodes are
         dropped and counted by the env workers, and a new replica takes over."""
         ages = [st.get("oldest_request_s", []) for st in statuses if st is not None]
-        hung = [g for g in range(len(self.session.generators)) if max((a[g] for a in ages if g < len(a)), default=0.0)
-                > self.step_timeout_s]
+        hung = [g for g in range(len(self.session.generators))
+                if max((a[g] for a in ages if g < len(a)), default=0.0) > self.step_timeout_s]
         for g in hung:
             self.report.generator_hangs += 1
             self._replace_generator(g, f"a request unanswered for more than faults.step_timeout_s="
@@ -205,8 +205,9 @@ class Supervisor:
         self.session.env_workers[w] = new
         self.failed_requests_seen[w] = 0
         if self.start_args:
-            self.backend.get(new.start_async.remote(self.session.generators, *self.start_args), timeout_s=self.start_timeout_s,
-                       what=f"the replacement of env worker {w} (start_async)", actors=[new])
+            self.backend.get(new.start_async.remote(self.session.generators, *self.start_args),
+                             timeout_s=self.start_timeout_s, what=f"the replacement of env worker {w} (start_async)",
+                             actors=[new])
         self.report.worker_restarts += 1
         self.report.restart_times.append(time.time())
 
@@ -252,8 +253,9 @@ class Supervisor:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
         out = {}
         try:
-            stats = self.backend.get([g.stats.remote() for g in self.session.generators], timeout_s=self.step_timeout_s,
-                               what="generator stats", actors=self.session.generators)
+            generators = self.session.generators
+            stats = self.backend.get([g.stats.remote() for g in generators], timeout_s=self.step_timeout_s,
+                                     what="generator stats", actors=generators)
         except Exception:  # a generator died: replace it
             self.check_generators()
             return out

@@ -12,8 +12,6 @@ iteration of policy lag, corrected by the decoupled PPO objective).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Optional
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats
@@ -21,7 +19,7 @@ from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.lockstep_guard import LockstepGuard
-from rlvla3.runtime.lockstep_rollout import lockstep_rollout
+from rlvla3.runtime.lockstep_rollout import RolloutResult, lockstep_rollout
 
 
 def rollout_assignments(stream: ExperienceStream, num_workers: int, slots: int):
@@ -52,16 +50,16 @@ def run_sync(session, training) -> None:
         t_iter = time.perf_counter()
         if pending is None:  # overlapped: weights were published when the last update finished
             version = session.publish_weights()
-        roll = RolloutTimes()
+        roll = RolloutResult()
         watch = pending[0] if pending is not None and watch_update else None
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
                                    rollout_assignments(stream, r.num_env_workers, envs_per_worker(r)), auto_reset,
                                    horizon, temperature=r.temperature, bootstrap=not grpo, guard=guard,
-                                   watch=None if roll.update_seen_done else watch)
+                                   watch=None if roll.watch_done_at else watch)
             roll.add(res)
-            faults["episodes_dropped"] += res.episodes_dropped
-            faults["faults_injected_reported"] = res.faults_injected
+        faults["episodes_dropped"] += roll.episodes_dropped
+        faults["faults_injected_reported"] = roll.faults_injected
         t_exp = time.perf_counter()
         batch, stats = stream.rollout_samples(roll.episodes)
         t0 = time.perf_counter()
@@ -73,7 +71,7 @@ def run_sync(session, training) -> None:
             # trainer is idle, then let this batch train during the next rollout.
             prev_ref, prev_trained = pending or (None, 0)
             results = b.get(prev_ref) if prev_ref is not None else []
-            idle_from = t_iter if prev_ref is None else (roll.update_seen_done or time.perf_counter())
+            idle_from = t_iter if prev_ref is None else (roll.watch_done_at or time.perf_counter())
             version = session.publish_weights()
             t_idle = time.perf_counter() - idle_from  # the driver's view, as in the asynchronous schedules
             pending = (session.trainer.train_batch.remote(batch) if trained else None, trained)
@@ -82,13 +80,12 @@ def run_sync(session, training) -> None:
             results = b.get(session.trainer.train_batch.remote(batch)) if trained else []
         t_train = time.perf_counter() - t0
         t_all = time.perf_counter() - t_iter
-        training.record_iteration(
-            env_steps=roll.env_steps, outcomes=roll.outcomes, exp=stats, results=results, version=version,
-            timings={"time/iteration_s": t_all, "time/rollout_s": roll.wall_s, "time/rollout_infer_s": roll.infer_s,
-                     "time/rollout_env_s": roll.env_s, "time/experience_s": t0 - t_exp, "time/train_wait_s": t_train,
-                     "time/trainer_idle_s": t_idle if overlap else t_all - t_train},
-            trained=trained,
-        )
+        timings = {"time/iteration_s": t_all, "time/rollout_s": roll.wall_s,
+                   "time/rollout_infer_s": roll.infer_time_s, "time/rollout_env_s": roll.env_time_s,
+                   "time/experience_s": t0 - t_exp, "time/train_wait_s": t_train,
+                   "time/trainer_idle_s": t_idle if overlap else t_all - t_train}
+        training.record_iteration(env_steps=roll.env_steps, outcomes=roll.outcomes, exp=stats, results=results,
+                                  version=version, timings=timings, trained=trained)
     if pending is not None and pending[0] is not None:  # async-train: the last update
         t0 = time.perf_counter()
         results = b.get(pending[0])
@@ -99,24 +96,3 @@ def run_sync(session, training) -> None:
                                            **{f"time/{k}_s": 0.0 for k in ("rollout", "rollout_infer", "rollout_env",
                                                                            "experience", "trainer_idle")}})
 
-
-@dataclass
-class RolloutTimes:
-    """The lock-step rollouts of one iteration: what they delivered and where their time went."""
-
-    episodes: list = field(default_factory=list)
-    outcomes: list = field(default_factory=list)
-    env_steps: int = 0
-    wall_s: float = 0.0
-    infer_s: float = 0.0  # waiting for the generators' batched inference
-    env_s: float = 0.0  # waiting for the env workers' chunk steps
-    update_seen_done: Optional[float] = None  # async-train: when the update in flight was seen done
-
-    def add(self, res) -> None:
-        self.episodes += res.episodes
-        self.outcomes += res.outcomes
-        self.env_steps += res.env_steps
-        self.wall_s += res.wall_s
-        self.infer_s += res.infer_time_s
-        self.env_s += res.env_time_s
-        self.update_seen_done = self.update_seen_done or res.watch_done_at
