@@ -29,14 +29,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rlvla3.envs.base import EnvTaskInfo
+from rlvla3.envs.base import SPLITS, EnvTaskInfo
 from rlvla3.envs.metaworld_config import (INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN, MetaWorldConfig,
                                           benchmark, import_metaworld)
 
-SPLITS = ("train", "eval")
 PROPRIO_DIM = 4
 ACTION_DIM = 4
-_OPTION_KEYS = ("task_id", "init_id", "split")
 # A GL context is current in one thread at a time and env slots step on a worker's threads:
 # renders in one process take turns, each making its renderer's context current and releasing it.
 _RENDER_LOCK = threading.Lock()
@@ -134,28 +132,12 @@ class MetaWorldEnv(EnvTaskInfo):
         """The full 39-D MetaWorld state (hand, gripper, objects, goal), for the scripted experts."""
         return self._state
 
-    def num_init_states(self, split: str = "train") -> int:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        return self.config.num_init_states if split == "train" else self.config.num_eval_init_states
-
     def variation(self, task_id: int, init_id: int, split: str = "train") -> int:
         """Which of the task's 50 MetaWorld variations `init_id` of `split` is."""
         return self._splits[task_id][split][init_id]
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
-        opts = dict(options or {})
-        unknown = [k for k in opts if k not in _OPTION_KEYS]
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(_OPTION_KEYS)}")
-        split = opts.get("split") or "train"
-        n_init = self.num_init_states(split)
-        task_id = int(opts.get("task_id", 0))
-        if not 0 <= task_id < self.num_tasks:
-            raise ValueError(f"task_id must be in [0, {self.num_tasks}), got {task_id}")
-        init_id = int(opts.get("init_id", 0))
-        if not 0 <= init_id < n_init:
-            raise ValueError(f"init_id must be in [0, {n_init}) for split {split!r}, got {init_id}")
+        split, task_id, init_id = self.reset_choice(options)
         task = self._tasks[task_id]
         env = self._env_for(task.name)
         env.set_task(self._variations[task_id][self.variation(task_id, init_id, split)])
