@@ -12,10 +12,11 @@ share of the batch is asked again.
 
 from __future__ import annotations
 
-import time
 from typing import Callable, List, Optional, Set
 
-from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_deadline, recreate_generator
+from rlvla3.runtime.remote_wait import WorkersLost
+from rlvla3.runtime.supervisor import (FaultReport, gather_with_deadline, is_actor_death, kill_quietly,
+                                       recreate_generator)
 
 
 class LockstepGuard:
@@ -63,12 +64,10 @@ class LockstepGuard:
                         out.append(ray.get(ref))
                         break
                     except Exception as e:
-                        if not _is_actor_death(e):
+                        if not is_actor_death(e):
                             raise
                         why = "died"
                 if attempt:
-                    from rlvla3.runtime.remote_wait import WorkersLost
-
                     raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
@@ -93,22 +92,13 @@ class LockstepGuard:
     def _lose(self, w: int, reason: str) -> None:
         print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "
               f"rollout", flush=True)
-        try:
-            self.backend.ray.kill(self.workers[w], no_restart=True)  # a hung actor would hold its CPU
-        except Exception:  # already gone
-            pass
+        kill_quietly(self.backend.ray, self.workers[w])
         self.lost.add(w)
 
     def replace_lost(self) -> None:
         """Re-create every worker lost in the last rollout."""
         for w in sorted(self.lost):
-            if self.report.worker_restarts >= self.max_restarts:
-                from rlvla3.runtime.remote_wait import WorkersLost
-
-                raise WorkersLost(f"env worker {w} lost; faults.max_worker_restarts={self.max_restarts} restarts "
-                                   f"already spent, giving up")
+            self.report.spend_worker_restart(self.max_restarts, f"env worker {w} lost")
             self.incarnation[w] += 1
             self.workers[w] = self.make_worker(w, self.incarnation[w])
-            self.report.worker_restarts += 1
-            self.report.restart_times.append(time.time())
         self.lost.clear()

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from rlvla3.runtime.remote_wait import WorkersLost
+
 
 @dataclass
 class FaultReport:
@@ -31,8 +33,23 @@ class FaultReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def spend_worker_restart(self, max_restarts: int, who: str) -> None:
+        """Count an env worker's restart, or raise WorkersLost once faults.max_worker_restarts are spent."""
+        if self.worker_restarts >= max_restarts:
+            raise WorkersLost(f"{who}; faults.max_worker_restarts={max_restarts} restarts already spent, giving up")
+        self.worker_restarts += 1
+        self.restart_times.append(time.time())
 
-def _is_actor_death(exc: BaseException) -> bool:
+
+def kill_quietly(ray, actor) -> None:
+    """Kill an actor that may be gone already (a hung one would hold its CPU)."""
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone
+        pass
+
+
+def is_actor_death(exc: BaseException) -> bool:
     from ray.exceptions import RayActorError
 
     return isinstance(exc, RayActorError)
@@ -58,7 +75,7 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
         try:
             out.append(ray.get(ref))
         except Exception as e:
-            if not _is_actor_death(e):
+            if not is_actor_death(e):
                 raise
             report.worker_crashes += 1
             on_failure(w, f"process died ({type(e).__name__})")
@@ -69,10 +86,7 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
 def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -> None:
     """Kill generator i (if it still runs) and put a new replica, with the trainer's current
     weights, in its place in `session.generators`; counted in `report`."""
-    try:
-        session.backend.ray.kill(session.generators[i], no_restart=True)
-    except Exception:  # already gone
-        pass
+    kill_quietly(session.backend.ray, session.generators[i])
     new = session.make_generator(i, incarnation)
     if session.trainer is not None:  # an evaluation-only session has no trainer
         session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
@@ -185,20 +199,15 @@ class Supervisor:
     # --- restarts -----------------------------------------------------------------------------
     def replace_worker(self, w: int, reason: str, stack: bool = False) -> None:
         """Kill env worker w and start a new one; `stack`: print its Python stacks first (a hang)."""
-        from rlvla3.runtime.remote_wait import WorkersLost, actor_label, actor_stack
+        from rlvla3.runtime.remote_wait import actor_label, actor_stack
 
         label = actor_label(self.session.env_workers[w])
         dump = actor_stack(self.session.env_workers[w]) if stack else ""
         if dump:
             print(f"supervisor: env worker {w} ({label}) Python stack:\n{dump}", flush=True)
-        if self.report.worker_restarts >= self.max_restarts:
-            raise WorkersLost(f"env worker {w} ({label}): {reason}; faults.max_worker_restarts={self.max_restarts} "
-                              f"restarts already spent, giving up")
+        self.report.spend_worker_restart(self.max_restarts, f"env worker {w} ({label}): {reason}")
         print(f"supervisor: env worker {w} ({label}): {reason}; restarting it", flush=True)
-        try:
-            self.backend.ray.kill(self.session.env_workers[w], no_restart=True)
-        except Exception:  # already gone
-            pass
+        kill_quietly(self.backend.ray, self.session.env_workers[w])
         self.on_worker_lost(w)
         self.incarnation[w] += 1
         new = self.session.make_env_worker(w, self.incarnation[w])
@@ -208,8 +217,6 @@ class Supervisor:
             self.backend.get(new.start_async.remote(self.session.generators, *self.start_args),
                              timeout_s=self.start_timeout_s, what=f"the replacement of env worker {w} (start_async)",
                              actors=[new])
-        self.report.worker_restarts += 1
-        self.report.restart_times.append(time.time())
 
     def check_generators(self) -> None:
         """Re-create generators that died; hand the new handles to every env worker."""
@@ -223,7 +230,7 @@ class Supervisor:
                 try:
                     ray.get(ref)
                 except Exception as e:
-                    if not _is_actor_death(e):
+                    if not is_actor_death(e):
                         raise
                     alive = False
             if alive:
