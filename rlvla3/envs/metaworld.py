@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from rlvla3.envs.base import SPLITS, EnvTaskInfo
+from rlvla3.envs.expert import add_action_noise
 from rlvla3.envs.metaworld_config import (INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN, MetaWorldConfig,
                                           benchmark, import_metaworld)
 
@@ -92,7 +93,6 @@ def _close_renderers() -> None:
             except Exception:  # noqa: BLE001 - best effort at interpreter exit
                 pass
         _RENDERERS.clear()
-
 
 
 class MetaWorldEnv(EnvTaskInfo):
@@ -201,7 +201,7 @@ class MetaWorldEnv(EnvTaskInfo):
         with warnings.catch_warnings():  # "Constant(s) may be too high": the env clips, as said
             warnings.simplefilter("ignore", UserWarning)
             a = np.asarray(_expert(self._task.name).get_action(self._state), np.float32)
-        return _noisy(np.clip(a, -1.0, 1.0), rng, noise_std)
+        return add_action_noise(np.clip(a, -1.0, 1.0), rng, noise_std)
 
     def expert_chunk(self, k: int, rng: Optional[np.random.Generator] = None, noise_std: float = 0.0) -> np.ndarray:
         """(k, 4) expert actions, planned by simulating ahead from the current state (noise
@@ -276,10 +276,3 @@ def _expert(name: str):
 
         _EXPERTS[name] = ENV_POLICY_MAP[name]()
     return _EXPERTS[name]
-
-
-def _noisy(a: np.ndarray, rng: Optional[np.random.Generator], noise_std: float) -> np.ndarray:
-    if noise_std > 0:
-        rng = rng if rng is not None else np.random.default_rng()
-        a = np.clip(a + rng.normal(0.0, noise_std, a.shape), -1.0, 1.0).astype(np.float32)
-    return a

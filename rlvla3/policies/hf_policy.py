@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rlvla3.core.config_checks import check
-from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
+from rlvla3.policies.checkpoint_files import (CONFIG_NAME, checkpoint_paths, load_weights, read_config, read_weights,
+                                              write_weights)
 from rlvla3.policies.text_tokenizer import WordTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -246,22 +247,15 @@ class HFPolicy:
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu"):
         cfg_path, w_path = checkpoint_paths(path)
-        try:
-            with open(cfg_path) as f:
-                raw = json.load(f)
+
+        def parse(raw: dict):
             cfg = cls.config_from_dict(raw["config"])
             cfg.validate()
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+            return cfg
+
+        raw, cfg = read_config(cfg_path, parse)
         policy = cls(cfg, device=device, model_config=raw.get("model_config"))
-        state = read_weights(w_path)
-        try:
-            if policy._slim():
-                policy.load_state_dict(state)
-            else:
-                policy.model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
+        load_weights(policy.load_state_dict if policy._slim() else policy.model.load_state_dict, w_path, cfg_path)
         policy.version = int(raw.get("version", 0))
         return policy
 
