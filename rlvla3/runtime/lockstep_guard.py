@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Set
 
 from rlvla3.runtime.remote_wait import WorkersLost
-from rlvla3.runtime.supervisor import (FaultReport, gather_with_deadline, is_actor_death, kill_quietly,
-                                       recreate_generator)
+from rlvla3.runtime.supervisor import FaultReport, call_result, gather_with_deadline, kill_quietly, recreate_generator
 
 
 class LockstepGuard:
@@ -56,17 +55,10 @@ class LockstepGuard:
         out = []
         for ref, (g, call) in zip(refs, asks):
             for attempt in range(2):
-                why = ""
-                if ref not in ready:
-                    why = "hung"
-                else:
-                    try:
-                        out.append(ray.get(ref))
-                        break
-                    except Exception as e:
-                        if not is_actor_death(e):
-                            raise
-                        why = "died"
+                why, result = call_result(ray, ref, ready)
+                if why == "ok":
+                    out.append(result)
+                    break
                 if attempt:
                     raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":

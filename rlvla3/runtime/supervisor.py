@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rlvla3.runtime.remote_wait import WorkersLost
 
@@ -49,10 +49,18 @@ def kill_quietly(ray, actor) -> None:
         pass
 
 
-def is_actor_death(exc: BaseException) -> bool:
+def call_result(ray, ref, ready) -> Tuple[str, object]:
+    """How a call sent to an actor ended: ("ok", its result), ("hung", None) when `ref` is not
+    among the `ready` ones, or ("died", the Ray actor error) when the actor's process died.
+    Other exceptions (the call itself raised) propagate."""
     from ray.exceptions import RayActorError
 
-    return isinstance(exc, RayActorError)
+    if ref not in ready:
+        return "hung", None
+    try:
+        return "ok", ray.get(ref)
+    except RayActorError as e:
+        return "died", e
 
 
 def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, report: FaultReport,
@@ -64,22 +72,14 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
     ready = set(ray.wait(live, num_returns=len(live), timeout=timeout)[0]) if live else set()
     out: List[Optional[object]] = []
     for w, ref in enumerate(refs):
-        if ref is None:
-            out.append(None)
-            continue
-        if ref not in ready:
+        how, result = call_result(ray, ref, ready) if ref is not None else ("ok", None)
+        if how == "hung":
             report.worker_hangs += 1
             on_failure(w, f"no answer in {timeout:.0f} s")
-            out.append(None)
-            continue
-        try:
-            out.append(ray.get(ref))
-        except Exception as e:
-            if not is_actor_death(e):
-                raise
+        elif how == "died":
             report.worker_crashes += 1
-            on_failure(w, f"process died ({type(e).__name__})")
-            out.append(None)
+            on_failure(w, f"process died ({type(result).__name__})")
+        out.append(result if how == "ok" else None)
     return out
 
 
@@ -222,22 +222,11 @@ class Supervisor:
         """Re-create generators that died; hand the new handles to every env worker."""
         ray = self.backend.ray
         refs = [g.ping.remote() for g in self.session.generators]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)
-        replaced = False
-        for i, ref in enumerate(refs):
-            alive = ref in ready
-            if alive:
-                try:
-                    ray.get(ref)
-                except Exception as e:
-                    if not is_actor_death(e):
-                        raise
-                    alive = False
-            if alive:
-                continue
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
+        dead = [i for i, ref in enumerate(refs) if call_result(ray, ref, ready)[0] != "ok"]
+        for i in dead:
             self._replace_generator(i, "dead")
-            replaced = True
-        if replaced:
+        if dead:
             self.call_all("set_generators", self.session.generators)
 
     def _replace_generator(self, i: int, reason: str) -> None:
