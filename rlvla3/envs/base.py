@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Tuple
 
+import numpy as np
+
 SPLITS = ("train", "eval")  # initial states trained on | held out for evaluation
 RESET_OPTIONS = ("task_id", "init_id", "split")
 
@@ -20,6 +22,14 @@ class EnvTaskInfo:
     task = property(lambda self: self._task, doc="The current episode's task (None before the first reset).")
     steps = property(lambda self: self._steps, doc="Low-level steps taken in the current episode.")
     done = property(lambda self: self._done)
+
+    def step(self, action):
+        """One low-level step: a chunk of one (envs whose `chunk_step` does the work)."""
+        return self.chunk_step(np.asarray(action, np.float32)[None])
+
+    def render(self) -> np.ndarray:
+        """The last observation's image (black before the first reset)."""
+        return self._last.get("image", np.zeros((self.config.image_size,) * 2 + (3,), np.uint8))
 
     def num_init_states(self, split: str = "train") -> int:
         """Initial states of `split`: the config's `num_init_states` or `num_eval_init_states`."""

@@ -146,9 +146,6 @@ class MetaWorldEnv(EnvTaskInfo):
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split, "instruction": task.instruction}
         return self._obs(self._render()), dict(self._episode, success=False, steps=0)
 
-    def step(self, action):
-        return self.chunk_step(np.asarray(action, np.float32)[None])
-
     def chunk_step(self, actions) -> Tuple[Dict[str, Any], float, bool, bool, Dict[str, Any]]:
         """Up to len(actions) sub-steps, stopping at the episode's end; renders the frame after
         the last one (every sub-step's with render_substeps)."""
@@ -183,9 +180,6 @@ class MetaWorldEnv(EnvTaskInfo):
             info["frames"] = np.stack(frames)
         info["sim_time_s"] = time.perf_counter() - t0
         return obs, reward, terminated, truncated, info
-
-    def render(self) -> np.ndarray:
-        return self._last.get("image", np.zeros((self.config.image_size,) * 2 + (3,), np.uint8))
 
     def close(self) -> None:
         for env in self._envs.values():
