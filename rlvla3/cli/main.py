@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(message: str, code: int = 2) -> int:
+    """Say what went wrong on stderr; the command's exit code."""
+    print(f"rlvla3 {message}", file=sys.stderr)
+    return code
+
+
 def _plot_runs(args) -> int:
     from rlvla3.runtime.plot_runs import plot_runs
 
@@ -81,8 +87,7 @@ def _plot_runs(args) -> int:
         plot_runs(args.run_dirs, args.out, x=args.x, ref=args.ref, exclude_eval=args.exclude_eval, title=args.title,
                   say=lambda m: print(m, file=sys.stderr))
     except ValueError as e:
-        print(f"rlvla3 plot-runs: {e}", file=sys.stderr)
-        return 2
+        return _error(f"plot-runs: {e}")
     with open(os.path.splitext(args.out)[0] + ".md") as f:
         print(f.read())
     print(f"wrote {args.out}")
@@ -98,8 +103,7 @@ def _bench_weights(args) -> int:
             raise ValueError(f"--transports from {list(TRANSPORTS)}, --publishes >= 1")
         load_config(args.overrides)
     except (ConfigError, ValueError) as e:
-        print(f"rlvla3 bench-weights: {e}", file=sys.stderr)
-        return 2
+        return _error(f"bench-weights: {e}")
     print(table(run_weight_bench(args.overrides, transports, args.publishes, args.out)))
     return 0
 
@@ -114,8 +118,7 @@ def _bench_policy(args) -> int:
             raise ValueError("sizes must be >= 1, --seconds > 0, --accum >= 1")
         load_config(args.overrides)
     except (ConfigError, ValueError) as e:
-        print(f"rlvla3 bench-policy: {e}", file=sys.stderr)
-        return 2
+        return _error(f"bench-policy: {e}")
     result = run_policy_bench(args.overrides, batches, micros, args.seconds, args.accum, args.out, args.label)
     text = table([result])
     with open(os.path.join(args.out, f"{result['label']}.md"), "w") as f:
@@ -131,19 +134,15 @@ def _bench(args) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        print(f"rlvla3 bench: unknown modes {bad}; choose from {list(MODES)}", file=sys.stderr)
-        return 2
+        return _error(f"bench: unknown modes {bad}; choose from {list(MODES)}")
     if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1 or args.repeats < 1:
-        print("rlvla3 bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1], --repeats >= 1",
-              file=sys.stderr)
-        return 2
+        return _error("bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1], --repeats >= 1")
     try:
         from rlvla3.bench.workloads import workload_overrides
 
         load_config(workload_overrides(args.workload, modes[0], args.overrides))
     except (ConfigError, ValueError) as e:
-        print(f"rlvla3 bench: {e}", file=sys.stderr)
-        return 2
+        return _error(f"bench: {e}")
     result = run_bench(args.workload, modes, args.seconds, args.out, args.overrides, warmup=args.warmup,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
                        straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
@@ -187,8 +186,7 @@ def main(argv=None) -> int:
         else:
             cfg = load_config(args.overrides)
     except ConfigError as e:
-        print(f"rlvla3 {args.command}: config error: {e}", file=sys.stderr)
-        return 2
+        return _error(f"{args.command}: config error: {e}")
     if args.command == "train":
         from rlvla3.runtime.graceful import TrainerLost
         from rlvla3.runtime.train_loop import train
@@ -198,11 +196,9 @@ def main(argv=None) -> int:
         try:
             summary = train(cfg, resume=args.resume)
         except TrainerLost as e:
-            print(f"rlvla3 train: {e}", file=sys.stderr)
-            return 3
+            return _error(f"train: {e}", 3)
         except (RemoteTimeout, WorkersLost) as e:  # a worker that hung past its deadline, or kept failing
-            print(f"rlvla3 train: stopped: {e}", file=sys.stderr)
-            return 4
+            return _error(f"train: stopped: {e}", 4)
         keys = ("run_dir", "sft_success_rate", "final_success_rate", "improvement_points", "env_steps", "wall_s",
                 "stopped_by")
         print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
@@ -216,8 +212,7 @@ def main(argv=None) -> int:
         from rlvla3.runtime.eval_command import run_eval
 
         if not os.path.isdir(args.policy):
-            print(f"rlvla3 eval: --policy {args.policy} is not a directory", file=sys.stderr)
-            return 2
+            return _error(f"eval: --policy {args.policy} is not a directory")
         report = run_eval(cfg, args.policy, args.out or args.policy)
         print(report.to_markdown())
         return 0

@@ -115,7 +115,8 @@ def plan_action(state: SimState, task: TaskSpec) -> np.ndarray:
     return np.asarray(a, np.float32)
 
 
-def _noisy(a: np.ndarray, rng: Optional[np.random.Generator], noise_std: float) -> np.ndarray:
+def add_action_noise(a: np.ndarray, rng: Optional[np.random.Generator], noise_std: float) -> np.ndarray:
+    """Gaussian noise on an expert action, clipped to the action box (demonstration diversity)."""
     if noise_std > 0:
         rng = rng if rng is not None else np.random.default_rng()
         a = np.clip(a + rng.normal(0.0, noise_std, a.shape), -1.0, 1.0).astype(np.float32)
@@ -126,7 +127,7 @@ def expert_action(env, rng: Optional[np.random.Generator] = None, noise_std: flo
     """One (3,) action for the env's current state (env must be reset)."""
     if env.state is None:
         raise RuntimeError("call env.reset() before querying the expert")
-    return _noisy(plan_action(env.state, env.task), rng, noise_std)
+    return add_action_noise(plan_action(env.state, env.task), rng, noise_std)
 
 
 def expert_chunk(env, k: int, rng: Optional[np.random.Generator] = None, noise_std: float = 0.0) -> np.ndarray:
@@ -139,7 +140,7 @@ def expert_chunk(env, k: int, rng: Optional[np.random.Generator] = None, noise_s
     s, t = env.state.copy(), env.task
     out = np.empty((k, 3), np.float32)
     for i in range(k):
-        a = _noisy(plan_action(s, t), rng, noise_std)
+        a = add_action_noise(plan_action(s, t), rng, noise_std)
         out[i] = a
         physics_step(s, float(a[0]), float(a[1]), float(a[2]))
         if is_success(s, t.family, t.obj_index, t.target_index):

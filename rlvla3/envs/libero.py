@@ -120,9 +120,6 @@ class LiberoEnv(EnvTaskInfo):
         obs = self._obs(raw)
         return obs, {"task_id": task_id, "init_id": init_id, "success": False, "steps": 0}
 
-    def step(self, action):
-        return self.chunk_step(np.asarray(action, np.float32)[None])
-
     def chunk_step(self, actions) -> Tuple[Dict[str, Any], float, bool, bool, Dict[str, Any]]:
         """Execute up to len(actions) sub-steps, stopping at the episode's end; only the
         observation after the last sub-step is rendered."""
@@ -148,9 +145,6 @@ class LiberoEnv(EnvTaskInfo):
         obs = self._obs(self._render_now())
         info = {"success": self._success, "steps": self._steps, "substeps": substeps}
         return obs, reward, terminated, truncated, info
-
-    def render(self) -> np.ndarray:
-        return self._last.get("image", np.zeros((self.config.image_size,) * 2 + (3,), np.uint8))
 
     def close(self) -> None:
         if self._env is not None:

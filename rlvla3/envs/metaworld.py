@@ -29,14 +29,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rlvla3.envs.base import EnvTaskInfo
+from rlvla3.envs.base import SPLITS, EnvTaskInfo
+from rlvla3.envs.expert import add_action_noise
 from rlvla3.envs.metaworld_config import (INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN, MetaWorldConfig,
                                           benchmark, import_metaworld)
 
-SPLITS = ("train", "eval")
 PROPRIO_DIM = 4
 ACTION_DIM = 4
-_OPTION_KEYS = ("task_id", "init_id", "split")
 # A GL context is current in one thread at a time and env slots step on a worker's threads:
 # renders in one process take turns, each making its renderer's context current and releasing it.
 _RENDER_LOCK = threading.Lock()
@@ -96,7 +95,6 @@ def _close_renderers() -> None:
         _RENDERERS.clear()
 
 
-
 class MetaWorldEnv(EnvTaskInfo):
     PROPRIO_DIM, ACTION_DIM = PROPRIO_DIM, ACTION_DIM  # the module's constants
     # The proprio holds no time: a time-limit cut is not terminal, PPO bootstraps V(s_T).
@@ -134,28 +132,12 @@ class MetaWorldEnv(EnvTaskInfo):
         """The full 39-D MetaWorld state (hand, gripper, objects, goal), for the scripted experts."""
         return self._state
 
-    def num_init_states(self, split: str = "train") -> int:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        return self.config.num_init_states if split == "train" else self.config.num_eval_init_states
-
     def variation(self, task_id: int, init_id: int, split: str = "train") -> int:
         """Which of the task's 50 MetaWorld variations `init_id` of `split` is."""
         return self._splits[task_id][split][init_id]
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
-        opts = dict(options or {})
-        unknown = [k for k in opts if k not in _OPTION_KEYS]
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(_OPTION_KEYS)}")
-        split = opts.get("split") or "train"
-        n_init = self.num_init_states(split)
-        task_id = int(opts.get("task_id", 0))
-        if not 0 <= task_id < self.num_tasks:
-            raise ValueError(f"task_id must be in [0, {self.num_tasks}), got {task_id}")
-        init_id = int(opts.get("init_id", 0))
-        if not 0 <= init_id < n_init:
-            raise ValueError(f"init_id must be in [0, {n_init}) for split {split!r}, got {init_id}")
+        split, task_id, init_id = self.reset_choice(options)
         task = self._tasks[task_id]
         env = self._env_for(task.name)
         env.set_task(self._variations[task_id][self.variation(task_id, init_id, split)])
@@ -163,9 +145,6 @@ class MetaWorldEnv(EnvTaskInfo):
         self._task, self._steps, self._done, self._success = task, 0, False, False
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split, "instruction": task.instruction}
         return self._obs(self._render()), dict(self._episode, success=False, steps=0)
-
-    def step(self, action):
-        return self.chunk_step(np.asarray(action, np.float32)[None])
 
     def chunk_step(self, actions) -> Tuple[Dict[str, Any], float, bool, bool, Dict[str, Any]]:
         """Up to len(actions) sub-steps, stopping at the episode's end; renders the frame after
@@ -202,9 +181,6 @@ class MetaWorldEnv(EnvTaskInfo):
         info["sim_time_s"] = time.perf_counter() - t0
         return obs, reward, terminated, truncated, info
 
-    def render(self) -> np.ndarray:
-        return self._last.get("image", np.zeros((self.config.image_size,) * 2 + (3,), np.uint8))
-
     def close(self) -> None:
         for env in self._envs.values():
             env.close()
@@ -219,7 +195,7 @@ class MetaWorldEnv(EnvTaskInfo):
         with warnings.catch_warnings():  # "Constant(s) may be too high": the env clips, as said
             warnings.simplefilter("ignore", UserWarning)
             a = np.asarray(_expert(self._task.name).get_action(self._state), np.float32)
-        return _noisy(np.clip(a, -1.0, 1.0), rng, noise_std)
+        return add_action_noise(np.clip(a, -1.0, 1.0), rng, noise_std)
 
     def expert_chunk(self, k: int, rng: Optional[np.random.Generator] = None, noise_std: float = 0.0) -> np.ndarray:
         """(k, 4) expert actions, planned by simulating ahead from the current state (noise
@@ -294,10 +270,3 @@ def _expert(name: str):
 
         _EXPERTS[name] = ENV_POLICY_MAP[name]()
     return _EXPERTS[name]
-
-
-def _noisy(a: np.ndarray, rng: Optional[np.random.Generator], noise_std: float) -> np.ndarray:
-    if noise_std > 0:
-        rng = rng if rng is not None else np.random.default_rng()
-        a = np.clip(a + rng.normal(0.0, noise_std, a.shape), -1.0, 1.0).astype(np.float32)
-    return a

@@ -18,9 +18,7 @@ from .config import TabletopConfig, to_tabletop_config
 from .latency import LatencyModel
 from .render import Renderer
 from .sim import SimState, is_success, physics_step
-from .tasks import INSTRUCTION_CHARSET, INSTRUCTION_MAX_LEN, SPLITS, TaskSpec, build_tasks, initial_state
-
-_OPTION_KEYS = ("task_id", "init_id", "split")
+from .tasks import INSTRUCTION_CHARSET, INSTRUCTION_MAX_LEN, TaskSpec, build_tasks, initial_state
 
 
 class TabletopEnv(EnvTaskInfo, gym.Env):
@@ -63,30 +61,12 @@ class TabletopEnv(EnvTaskInfo, gym.Env):
         """Live privileged state (for the scripted expert); treat as read-only."""
         return self._state
 
-    def num_init_states(self, split: str = "train") -> int:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        return self.config.num_init_states if split == "train" else self.config.num_eval_init_states
-
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
         super().reset(seed=seed)
         if seed is not None:
             self._latency.seed(seed)
-        opts = dict(options or {})
-        unknown = [k for k in opts if k not in _OPTION_KEYS]
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(_OPTION_KEYS)}")
-        split = opts.get("split") or "train"
-        n_init = self.num_init_states(split)
-        task_id = opts.get("task_id")
-        task_id = int(self.np_random.integers(self.num_tasks)) if task_id is None else int(task_id)
-        if not 0 <= task_id < self.num_tasks:
-            raise ValueError(f"task_id must be in [0, {self.num_tasks}), got {task_id}")
-        init_id = opts.get("init_id")
-        init_id = int(self.np_random.integers(n_init)) if init_id is None else int(init_id)
-        if not 0 <= init_id < n_init:
-            raise ValueError(f"init_id must be in [0, {n_init}) for split {split!r}, got {init_id}")
+        split, task_id, init_id = self.reset_choice(options, draw=lambda n: int(self.np_random.integers(n)))
 
         self._latency.spend_reset()
         self._task = self._tasks[task_id]

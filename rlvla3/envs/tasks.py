@@ -14,12 +14,12 @@ from typing import List, Sequence
 
 import numpy as np
 
+from .base import SPLITS
 from .config import FAMILIES
 from .sim import BLOCK_HALF, CONTACT, NUM_BLOCKS, NUM_ZONES, ZONE_RADIUS, SimState
 
 BLOCK_COLOURS = ("red", "green", "blue")  # index = block id in SimState.blocks
 ZONE_COLOURS = ("yellow", "purple")  # index = zone id in SimState.zones
-SPLITS = ("train", "eval")
 INSTRUCTION_CHARSET = "abcdefghijklmnopqrstuvwxyz0123456789 "
 INSTRUCTION_MAX_LEN = 64
 

@@ -3,8 +3,9 @@ atomic writes, and reads that fail naming the file."""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Tuple
+from typing import Callable, Tuple
 
 from safetensors.torch import load_file, save_file
 
@@ -27,6 +28,27 @@ def write_weights(state: dict, path: str) -> None:
     tmp = os.path.join(path, WEIGHTS_NAME + ".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, tmp)
     os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+
+
+def read_config(cfg_path: str, parse: Callable[[dict], object]) -> Tuple[dict, object]:
+    """(the saved dict, `parse(dict)`: the family's validated config); a truncated file or an
+    unknown or bad field fails naming the file."""
+    try:
+        with open(cfg_path) as f:
+            raw = json.load(f)
+        return raw, parse(dict(raw))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+
+
+def load_weights(load_state_dict: Callable[[dict], object], w_path: str, cfg_path: str) -> None:
+    """The tensors of `w_path` into a policy built from `cfg_path`; missing, unexpected or
+    mis-shaped tensors fail naming both files."""
+    state = read_weights(w_path)
+    try:
+        load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
 
 
 def read_weights(w_path: str) -> dict:

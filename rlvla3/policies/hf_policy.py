@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rlvla3.core.config_checks import check
-from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
+from rlvla3.policies.checkpoint_files import (CONFIG_NAME, checkpoint_paths, load_weights, read_config, read_weights,
+                                              write_weights)
 from rlvla3.policies.text_tokenizer import WordTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -34,7 +35,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 @dataclass
 class LoraSettings:
     enabled: bool = False
-    r: int = 16
+    rank: int = 16  # peft's `r`
     alpha: int = 32
     dropout: float = 0.0
     # Linear layers of the language model / action expert (Llama, Qwen2 and Gemma share these
@@ -43,9 +44,9 @@ class LoraSettings:
                                                                "up_proj", "down_proj"])
 
     def validate(self, prefix: str) -> None:
-        ok = self.r >= 1 and self.alpha > 0 and 0 <= self.dropout < 1 and bool(self.target_modules)
-        check(not self.enabled or ok, f"{prefix}.lora needs r >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
-              f"got r={self.r} alpha={self.alpha} dropout={self.dropout}")
+        ok = self.rank >= 1 and self.alpha > 0 and 0 <= self.dropout < 1 and bool(self.target_modules)
+        check(not self.enabled or ok, f"{prefix}.lora needs rank >= 1, alpha > 0, dropout in [0, 1) and target_modules, "
+              f"got rank={self.rank} alpha={self.alpha} dropout={self.dropout}")
 
 
 class PromptEncoder:
@@ -149,7 +150,7 @@ class HFPolicy:
             return model
         from peft import LoraConfig, get_peft_model
 
-        pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        pcfg = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                           target_modules=list(lora.target_modules), modules_to_save=list(self.lora_modules_to_save))
         return get_peft_model(model, pcfg)
 
@@ -236,29 +237,25 @@ class HFPolicy:
     @classmethod
     def config_from_dict(cls, raw: dict):
         """The family config from its saved dict (unknown keys of other versions ignored)."""
-        raw = dict(raw, lora=LoraSettings(**raw.get("lora", {})))
+        lora = dict(raw.get("lora", {}))
+        if "r" in lora:  # checkpoints written before `lora.r` became `lora.rank`
+            lora["rank"] = lora.pop("r")
+        raw = dict(raw, lora=LoraSettings(**lora))
         known = {f.name for f in fields(cls.config_class)}
         return cls.config_class(**{k: v for k, v in raw.items() if k in known})
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu"):
         cfg_path, w_path = checkpoint_paths(path)
-        try:
-            with open(cfg_path) as f:
-                raw = json.load(f)
+
+        def parse(raw: dict):
             cfg = cls.config_from_dict(raw["config"])
             cfg.validate()
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+            return cfg
+
+        raw, cfg = read_config(cfg_path, parse)
         policy = cls(cfg, device=device, model_config=raw.get("model_config"))
-        state = read_weights(w_path)
-        try:
-            if policy._slim():
-                policy.load_state_dict(state)
-            else:
-                policy.model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
+        load_weights(policy.load_state_dict if policy._slim() else policy.model.load_state_dict, w_path, cfg_path)
         policy.version = int(raw.get("version", 0))
         return policy
 

@@ -19,7 +19,7 @@ from rlvla3.core.config_checks import check, check_at_least, check_choice
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
 from rlvla3.policies.base import ActOutput, EvalOutput
-from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, read_weights, write_weights
+from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, load_weights, read_config, write_weights
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
 
 ACTION_HEADS = ("binned_gaussian", "gaussian_plus_logits", "logits")
@@ -210,20 +210,14 @@ class TinyVLAPolicy:
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu") -> "TinyVLAPolicy":
         cfg_path, w_path = checkpoint_paths(path)
-        try:
-            with open(cfg_path) as f:
-                raw = json.load(f)
-            version = int(raw.pop("version", 0))
-            raw.pop("policy_type", None)
-            policy_cfg = TinyVLAConfig(**raw)
-            policy_cfg.validate()
-        except (ValueError, TypeError, AttributeError) as e:  # truncated JSON, unknown or bad fields
-            raise ValueError(f"cannot read policy config {cfg_path}: {e}") from e
+
+        def parse(raw: dict) -> TinyVLAConfig:
+            cfg = TinyVLAConfig(**{k: v for k, v in raw.items() if k not in ("version", "policy_type")})
+            cfg.validate()
+            return cfg
+
+        raw, policy_cfg = read_config(cfg_path, parse)
         policy = cls(policy_cfg, device=device)
-        state = read_weights(w_path)
-        try:
-            policy.load_state_dict(state)
-        except RuntimeError as e:  # missing / unexpected / mis-shaped tensors
-            raise ValueError(f"policy weights {w_path} do not match {cfg_path}: {e}") from e
-        policy.version = version
+        load_weights(policy.load_state_dict, w_path, cfg_path)
+        policy.version = int(raw.get("version", 0))
         return policy

@@ -3,7 +3,7 @@
 Two opposite costs. Kept too little: glibc returns the top of its heap to the OS as soon as
 more than its trim threshold is free, so the trainer's activations, freed after every
 micro-batch and allocated again for the next, came back as fresh pages each time (50-70k
-page faults/s, 15% of its CPU in the kernel; `run.heap_keep_mb` raises the threshold).
+page faults/s, 15% of its CPU in the kernel; `process.heap_keep_mb` raises the threshold).
 Kept forever: resident memory creeps up although nothing is live (the soak runs in
 docs/reliability/ saw +125 MB in 30 min); `malloc_trim(0)` every few optimizer steps hands
 the free pages back (`trainer.trim_heap_every`). Both are no-ops where the C library is not

@@ -1,4 +1,4 @@
-"""CPU priority of a worker process (`rollout.nice`).
+"""CPU priority of a worker process (`process.nice`).
 
 Linux keeps a nice value per thread, and `os.nice` changes only the calling one: an async
 Ray actor runs its constructor on another thread than its event loop, so every thread of

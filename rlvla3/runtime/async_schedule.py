@@ -8,7 +8,7 @@ when *it* is ready, on episodes the experience stream admitted under the stalene
    which turns them into samples;
 2. picks up a finished trainer update and publishes its weights without waiting: generators
    swap them in between two batches;
-3. feeds the trainer fresh samples (`runtime/trainer_feed.py`): micro-batches as soon as they
+3. feeds the trainer fresh samples (`TrainerFeed`, below): micro-batches as soon as they
    are ready in `full`, whole global batches in `async-rollout`;
 4. writes a metrics record about once a second.
 """
@@ -16,19 +16,19 @@ when *it* is ready, on episodes the experience stream admitted under the stalene
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Deque, List, Optional, Tuple
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience import ExperienceStats, pending_bootstrap, set_bootstrap
 from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.core.stats import Timers
-from rlvla3.core.types import Episode
+from rlvla3.core.types import Episode, TrainResult
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
 from rlvla3.runtime.supervisor import Supervisor, fault_summary
-from rlvla3.runtime.trainer_feed import TrainerFeed
 
 
 @dataclass
@@ -63,9 +63,9 @@ class AsyncSchedule:
         self._t_gen_stats = 0.0
 
     def run(self) -> None:
-        s, r = self.session, self.cfg.rollout
+        s, r, transport = self.session, self.cfg.rollout, self.cfg.transport
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
-        self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, r.coalesce_ms,
+        self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, transport.coalesce_ms,
                            self.cfg.generator.request_transport)
         interval, last_poll, t_last, orderly = _Interval(), 0.0, time.perf_counter(), True
         try:
@@ -74,7 +74,7 @@ class AsyncSchedule:
                 if not self.feed.busy:  # nothing in flight since the last tick: the trainer waited
                     interval.timers.record("trainer_idle", t_tick - t_last)
                 t_last = t_tick
-                if t_tick - last_poll >= r.poll_ms / 1000.0:  # one round trip per env worker
+                if t_tick - last_poll >= transport.poll_ms / 1000.0:  # one round trip per env worker
                     last_poll = t_tick
                     with interval.timers("poll"):
                         statuses, drains = self.sup.poll()  # also replaces dead or hung workers
@@ -187,6 +187,86 @@ class AsyncSchedule:
                                        timings=timings, trained=trained - self._trained_logged, extra=extra)
         self._env_steps_logged, self._trained_logged = env_steps, trained
         self.progress.append((time.time(), self.training.env_steps))
+
+
+class TrainerFeed:
+    """Feeds the trainer from the experience stream without waiting for it: `full` streams
+    micro-batches as the stream has them (`accumulate`, two in flight at most; the trainer
+    normalises advantages over the global batch) and steps once per global batch;
+    `async-rollout` hands over whole global batches (`train_batch`). One update is in flight
+    at a time.
+    """
+
+    def __init__(self, backend, trainer, stream: ExperienceStream, micro_batch: int, global_batch: int,
+                 streaming: bool, trained_ids: list):
+        self.backend, self.trainer, self.stream = backend, trainer, stream
+        self.micro_batch, self.global_batch, self.streaming = micro_batch, global_batch, streaming
+        self.trained_ids = trained_ids  # sample ids of every global batch handed to an update (the run's record)
+        self.samples_trained = 0  # their count
+        self.update = None  # ref of the update in flight (step or train_batch)
+        self.micro: Deque = deque()  # refs of accumulate() calls in flight
+        self.global_ids: List = []  # sample ids of the global batch being accumulated
+
+    @property
+    def busy(self) -> bool:
+        """The trainer has a call in flight (otherwise it waits for samples)."""
+        return self.update is not None or bool(self.micro)
+
+    def finished_update(self) -> Optional[List[TrainResult]]:
+        """The results of the update in flight once it has finished; None before."""
+        if self.update is None or not self._ready(self.update):
+            return None
+        results, self.update = self.backend.get(self.update), None
+        return list(results)
+
+    def feed(self) -> bool:
+        """Hand the trainer what the stream has ready while no update is in flight; True if
+        anything was handed over."""
+        if self.update is not None:
+            return False
+        if not self.streaming:
+            batch = self.stream.take(self.global_batch) if self.stream.samples_waiting >= self.global_batch else None
+            if batch is None:
+                return False
+            self.update = self.trainer.train_batch.remote(batch)
+            self._trained([batch.sample_ids])
+            return True
+        while self.micro and self._ready(self.micro[0]):
+            self.backend.get(self.micro.popleft())
+        fed, held = False, sum(len(i) for i in self.global_ids)
+        need = min(self.micro_batch, self.global_batch - held)
+        while len(self.micro) < 2 and held < self.global_batch and self.stream.samples_waiting >= need:
+            mb = self.stream.take(need)
+            if mb is None:
+                break
+            self.global_ids.append(mb.sample_ids)
+            self.micro.append(self.trainer.accumulate.remote(mb, self.global_batch))
+            held += len(mb)
+            need = min(self.micro_batch, self.global_batch - held)
+            fed = True
+        if held >= self.global_batch:
+            self.update = self.trainer.step.remote()
+            self._trained(self.global_ids)
+            self.global_ids = []
+            self.micro.clear()  # the actor runs calls in order: step follows them
+        return fed
+
+    def finish(self) -> tuple:
+        """At the stop: (results of the update in flight, which still counts; samples of a
+        partly accumulated global batch, which is never stepped)."""
+        results = []
+        if self.update is not None:
+            results = list(self.backend.get(self.update, what="the trainer's update in flight at the stop",
+                                      actors=[self.trainer]))
+            self.update = None
+        return results, int(sum(len(i) for i in self.global_ids))
+
+    def _trained(self, ids: List) -> None:
+        self.trained_ids.extend(ids)
+        self.samples_trained += int(sum(len(i) for i in ids))
+
+    def _ready(self, ref) -> bool:
+        return bool(self.backend.ray.wait([ref], timeout=0)[0])
 
 
 def run_async(session, training) -> None:

@@ -80,7 +80,7 @@ class RayBackend:
                    # free-but-kept heap per 30k calls of a trivial actor). Two arenas keep it
                    # bounded; set MALLOC_ARENA_MAX yourself to override.
                    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
-                   **heap_env(heap_keep_mb)}  # run.heap_keep_mb
+                   **heap_env(heap_keep_mb)}  # process.heap_keep_mb
             # Every worker answers SIGUSR2 with its Python stacks (for an expired deadline).
             ray.init(address=address, runtime_env={"env_vars": env,
                                                    "worker_process_setup_hook": "rlvla3.process.stack_dump.install"},
@@ -129,7 +129,7 @@ class RayBackend:
 def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0):
     """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
     default, 15); a cluster that is already running keeps its own."""
-    keep_freed_memory(heap_keep_mb)  # run.heap_keep_mb in this process too: the driver unpacks every episode
+    keep_freed_memory(heap_keep_mb)  # process.heap_keep_mb in this process too: the driver unpacks every episode
     if name == "local":
         return LocalBackend()
     if name == "ray":

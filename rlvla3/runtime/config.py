@@ -25,6 +25,7 @@ from rlvla3.envs.faults import FaultsConfig
 from rlvla3.policies import FAMILIES, family_config
 from rlvla3.runtime.deprecated_keys import rename_keys, rename_overrides
 from rlvla3.runtime.env_policy_config import ENV_DIMS, EnvConfig, PolicyConfig, resolve_policy_dims
+from rlvla3.runtime.process_config import ProcessConfig, TransportConfig
 from rlvla3.runtime.rollout_config import GeneratorConfig, RolloutConfig, envs_per_worker
 from rlvla3.runtime.run_config import MODES, EvalConfig, RunConfig, SFTConfig  # noqa: F401 (MODES: re-exported)
 from rlvla3.runtime.training_config import AlgoConfig, PlacementConfig, TrainerConfig
@@ -39,6 +40,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)  # CPU priority, heap
+    transport: TransportConfig = field(default_factory=TransportConfig)  # request coalescing, driver polls
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
@@ -60,8 +63,8 @@ def check_across_sections(cfg: Config) -> None:
     r, a, ro, g, t, p = cfg.run, cfg.algo, cfg.rollout, cfg.generator, cfg.trainer, cfg.placement
     check(g.weight_transport == "object_store" or r.backend == "ray",
           "generator.weight_transport=collective joins the trainer and generator processes and needs run.backend=ray")
-    check(ro.nice == 0 or r.backend == "ray", "rollout.nice lowers the rollout processes' priority and needs "
-          "run.backend=ray (the local backend runs everything in one process)")
+    check(cfg.process.nice == 0 or r.backend == "ray", "process.nice lowers the rollout processes' priority and "
+          "needs run.backend=ray (the local backend runs everything in one process)")
     if a.name == "grpo":
         check(ro.group_size >= 2, f"rollout.group_size must be >= 2 for GRPO, got {ro.group_size}")
         if r.mode in ("sync", "sync-best"):

@@ -9,7 +9,10 @@ from typing import List
 from omegaconf import DictConfig, OmegaConf
 
 RENAMED = {"rollout.straggler_fraction": "bench.straggler_fraction",
-           "rollout.straggler_slowdown": "bench.straggler_slowdown"}
+           "rollout.straggler_slowdown": "bench.straggler_slowdown",
+           "policy.oft.lora.r": "policy.oft.lora.rank", "policy.pi0.lora.r": "policy.pi0.lora.rank",
+           "rollout.nice": "process.nice", "run.heap_keep_mb": "process.heap_keep_mb",
+           "rollout.coalesce_ms": "transport.coalesce_ms", "rollout.poll_ms": "transport.poll_ms"}
 _warned = set()
 
 

@@ -12,16 +12,16 @@ share of the batch is asked again.
 
 from __future__ import annotations
 
-import time
 from typing import Callable, List, Optional, Set
 
-from rlvla3.runtime.supervisor import FaultReport, _is_actor_death, gather_with_deadline, recreate_generator
+from rlvla3.runtime.remote_wait import WorkersLost
+from rlvla3.runtime.supervisor import FaultReport, call_result, gather_with_deadline, kill_quietly, recreate_generator
 
 
 class LockstepGuard:
     def __init__(self, backend, workers: list, make_worker: Callable[[int, int], object], step_timeout_s: float,
                  max_restarts: int, report: Optional[FaultReport] = None):
-        self.b = backend
+        self.backend = backend
         self.workers = workers  # the session's list: replaced in place
         self.make_worker = make_worker
         self.step_timeout_s = step_timeout_s
@@ -48,27 +48,18 @@ class LockstepGuard:
     def replies(self, refs: List[object], asks: List[tuple]) -> List[object]:
         """Results of calls already sent, `refs[i]` to generator `asks[i][0]`; `asks[i][1]`
         re-sends it to a replacement when that generator died or missed the step timeout."""
-        ray = self.b.ray
+        ray = self.backend.ray
         if self.session is None:
-            return self.b.get(refs, what="generator replies")  # bounded by faults.call_timeout_s
+            return self.backend.get(refs, what="generator replies")  # bounded by faults.call_timeout_s
         ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
         out = []
         for ref, (g, call) in zip(refs, asks):
             for attempt in range(2):
-                why = ""
-                if ref not in ready:
-                    why = "hung"
-                else:
-                    try:
-                        out.append(ray.get(ref))
-                        break
-                    except Exception as e:
-                        if not _is_actor_death(e):
-                            raise
-                        why = "died"
+                why, result = call_result(ray, ref, ready)
+                if why == "ok":
+                    out.append(result)
+                    break
                 if attempt:
-                    from rlvla3.runtime.remote_wait import WorkersLost
-
                     raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
@@ -87,28 +78,19 @@ class LockstepGuard:
         missed the deadline is marked lost and gets None. `slow_ok`: the call may wait for an
         actor that is still starting (resets, drains), so the deadline is at least 60 s."""
         timeout = max(60.0, self.step_timeout_s) if slow_ok else self.step_timeout_s
-        return gather_with_deadline(self.b.ray, refs, timeout, self.report,
-                                    lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})"))
+        lose = lambda w, why: self._lose(w, f"{why} (faults.step_timeout_s={self.step_timeout_s})")  # noqa: E731
+        return gather_with_deadline(self.backend.ray, refs, timeout, self.report, lose)
 
     def _lose(self, w: int, reason: str) -> None:
         print(f"lock-step guard: env worker {w}: {reason}; its episodes are dropped, it restarts after this "
               f"rollout", flush=True)
-        try:
-            self.b.ray.kill(self.workers[w], no_restart=True)  # a hung actor would hold its CPU
-        except Exception:  # already gone
-            pass
+        kill_quietly(self.backend.ray, self.workers[w])
         self.lost.add(w)
 
     def replace_lost(self) -> None:
         """Re-create every worker lost in the last rollout."""
         for w in sorted(self.lost):
-            if self.report.worker_restarts >= self.max_restarts:
-                from rlvla3.runtime.remote_wait import WorkersLost
-
-                raise WorkersLost(f"env worker {w} lost; faults.max_worker_restarts={self.max_restarts} restarts "
-                                   f"already spent, giving up")
+            self.report.spend_worker_restart(self.max_restarts, f"env worker {w} lost")
             self.incarnation[w] += 1
             self.workers[w] = self.make_worker(w, self.incarnation[w])
-            self.report.worker_restarts += 1
-            self.report.restart_times.append(time.time())
         self.lost.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -30,6 +30,18 @@ class RolloutResult:
     wall_s: float = 0.0
     episodes_dropped: int = 0  # env faults (raise / non-finite step): discarded in the worker
     faults_injected: int = 0  # running total over the workers (fault injection)
+    watch_done_at: Optional[float] = None  # perf_counter when the watched call was first seen done
+
+    def add(self, other: "RolloutResult") -> None:
+        """Another rollout of the same iteration (`rollout.rollout_epochs`): lists and times add up,
+        the running totals and the first sighting of the watched call are kept."""
+        self.episodes += other.episodes
+        self.outcomes += other.outcomes
+        self.frames.update(other.frames)
+        for name in ("env_steps", "decisions", "infer_time_s", "env_time_s", "wall_s", "episodes_dropped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.faults_injected = other.faults_injected
+        self.watch_done_at = self.watch_done_at or other.watch_done_at
 
 
 def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature: float, guard=None):
@@ -55,16 +67,22 @@ def _infer(backend, generators, obs: ObsBatch, deterministic: bool, temperature:
 
 def lockstep_rollout(backend, workers, generators, assignments: List[List[EpisodeAssignment]], auto_reset: str,
                      horizon: int, deterministic: bool = False, temperature: float = 1.0,
-                     bootstrap: bool = False, video_slots: int = 0, guard=None) -> RolloutResult:
+                     bootstrap: bool = False, video_slots: int = 0, guard=None, watch=None) -> RolloutResult:
     """Run `horizon` lock-step chunk steps (or until no slot is active). `bootstrap` (PPO):
     episodes still running at the horizon are cut with V(s_L), and episodes cut by a time
     limit their observation does not show get V(s_T). With a `guard`
     (runtime.lockstep_guard), a worker that dies or hangs is dropped from the rollout with
-    its episodes (counted) and replaced before returning."""
+    its episodes (counted) and replaced before returning. `watch` (Ray backend): a call in
+    flight elsewhere (async-train's update), looked at after every chunk step: when it was
+    first seen done is `watch_done_at`."""
     res = RolloutResult()
     t_start = time.perf_counter()
     lost = [False] * len(workers)
     undrained = [0] * len(workers)  # episodes that ended in a worker and wait for drain()
+
+    def look_at_watch() -> None:
+        if watch is not None and res.watch_done_at is None and backend.ray.wait([watch], timeout=0)[0]:
+            res.watch_done_at = time.perf_counter()
 
     def call(make, slow_ok=False):
         """make(w, i) -> ref for each live worker; results per worker (None when lost)."""
@@ -114,6 +132,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
             obs[k], active[k] = r.obs, r.active
             undrained[k] += r.finished
             res.env_steps += r.env_steps
+        look_at_watch()
     live = [k for k in range(len(workers)) if not lost[k]]
     values = {k: np.zeros(len(obs[k]), np.float32) for k in live}
     if bootstrap and any(active[k].any() for k in live):
@@ -137,6 +156,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         backend.get([workers[0].set_video_slots.remote([])])
     if guard is not None:
         guard.replace_lost()
+    look_at_watch()
     res.wall_s = time.perf_counter() - t_start
     return res
 

@@ -22,25 +22,11 @@ class RolloutConfig:
     rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
     horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
     temperature: float = 1.0  # sampling temperature of the behaviour policy
-    # Process setting. Unix nice (0-19) added to env worker and generator processes: > 0 lets the
-    # trainer, the bottleneck stage on a machine with few cores, take its core before the rollout does.
-    # With > 0 an embedded Ray cluster starts its workers (the trainer too) at nice 0 instead
-    # of Ray's 15, so the whole offset counts; a running cluster keeps its workers' nice.
-    nice: int = 0
-    # Async transport. An env worker's requests to one generator that are ready within this many
-    # ms share one Ray call (fewer calls, less CPU per decision); 0 = one call per request.
-    coalesce_ms: float = 0.0
-    # Async transport. The driver polls every env worker (status and finished episodes, one Ray
-    # round trip each) at most this often. Episodes last a second or more, so 50 ms adds
-    # little latency; each poll costs the driver and the workers CPU (20 ms: -5% trained
-    # samples/s on 2 cores, docs/benchmarks/cpu-eta2-dec03-coalesce/).
-    poll_ms: float = 50.0
 
     def validate(self, prefix: str = "rollout") -> None:
         check_at_least(self, prefix, 1, "num_env_workers", "slots_per_worker", "group_size", "envs_per_slot",
                        "rollout_epochs")
-        check_at_least(self, prefix, 0, "horizon_chunks", "coalesce_ms", "poll_ms")
-        check(0 <= self.nice <= 19, f"{prefix}.nice must be in 0..19, got {self.nice}")
+        check_at_least(self, prefix, 0, "horizon_chunks")
         check(self.temperature > 0, f"{prefix}.temperature must be > 0, got {self.temperature}")
 
 

@@ -27,11 +27,6 @@ class RunConfig:
     progress: bool = True  # live progress display
     deterministic: bool = False  # torch deterministic algorithms + single thread
     torch_threads: int = 1  # per worker process
-    # Freed heap memory (MB) a process keeps for reuse instead of handing it back to the OS
-    # (glibc's trim threshold; the mmap threshold becomes 32 MB). glibc's adaptive default
-    # returned and re-faulted the trainer's activations every micro-batch: 50-70k page
-    # faults/s and 15% of its CPU in the kernel. 0 = glibc's own thresholds.
-    heap_keep_mb: int = 256
 
     def validate(self, prefix: str = "run") -> None:
         check_choice(self.mode, MODES, f"{prefix}.mode")
@@ -39,7 +34,7 @@ class RunConfig:
         check(self.backend == "ray" or self.mode in ("sync", "sync-best", "async-train"),
               f"{prefix}.mode={self.mode!r} runs env slots and generators concurrently and needs {prefix}.backend=ray")
         check_at_least(self, prefix, 1, "total_env_steps", "torch_threads")
-        check_at_least(self, prefix, 0, "max_train_steps", "checkpoint_every", "heap_keep_mb", "max_rl_minutes")
+        check_at_least(self, prefix, 0, "max_train_steps", "checkpoint_every", "max_rl_minutes")
 
 
 @dataclass

@@ -104,10 +104,11 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         from rlvla3.envs.metaworld_config import import_metaworld
 
         import_metaworld()
-    # rollout.nice > 0: workers start at nice 0 (the driver's), so the trainer outranks the
+    # process.nice > 0: workers start at nice 0 (the driver's), so the trainer outranks the
     # rollout by the whole offset instead of Ray's 15 + offset capped at 19
-    backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.run.heap_keep_mb,
-                           worker_nice=0 if cfg.rollout.nice > 0 else None, call_timeout_s=cfg.faults.call_timeout_s)
+    nice = cfg.process.nice
+    backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.process.heap_keep_mb,
+                           worker_nice=0 if nice > 0 else None, call_timeout_s=cfg.faults.call_timeout_s)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
@@ -117,7 +118,7 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         def make_env_worker(i: int, incarnation: int = 0):
             return backend.actor(EnvWorker, i, env_cfg, envs_per_worker(r), seed * 100 + i + 7 * incarnation,
                                  slow_slots={j: cfg.bench.straggler_slowdown for j in slow[i]} or None,
-                                 torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation, nice=r.nice)
+                                 torch_threads=threads, faults=cfg.faults.env, incarnation=incarnation, nice=nice)
 
         s.make_env_worker = make_env_worker
         s.env_workers = [make_env_worker(i) for i in range(r.num_env_workers)]
@@ -136,11 +137,11 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     if cfg.run.mode in ASYNC_ROLLOUT_MODES:
         def make_generator(i: int, incarnation: int = 0):
             return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, nice=r.nice, **generator_faults(cfg, i, incarnation),
+                                 g.max_wait_ms, r.temperature, nice=nice, **generator_faults(cfg, i, incarnation),
                                  **gen_opts(i))
     else:
         def make_generator(i: int, incarnation: int = 0):
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, nice=r.nice,
+            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, nice=nice,
                                  **generator_faults(cfg, i, incarnation), **gen_opts(i))
     s.make_generator = make_generator
     s.generators = [make_generator(i) for i in range(g.num_generators)]

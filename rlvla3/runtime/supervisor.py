@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
+
+from rlvla3.runtime.remote_wait import WorkersLost
 
 
 @dataclass
@@ -31,11 +33,34 @@ class FaultReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def spend_worker_restart(self, max_restarts: int, who: str) -> None:
+        """Count an env worker's restart, or raise WorkersLost once faults.max_worker_restarts are spent."""
+        if self.worker_restarts >= max_restarts:
+            raise WorkersLost(f"{who}; faults.max_worker_restarts={max_restarts} restarts already spent, giving up")
+        self.worker_restarts += 1
+        self.restart_times.append(time.time())
 
-def _is_actor_death(exc: BaseException) -> bool:
+
+def kill_quietly(ray, actor) -> None:
+    """Kill an actor that may be gone already (a hung one would hold its CPU)."""
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone
+        pass
+
+
+def call_result(ray, ref, ready) -> Tuple[str, object]:
+    """How a call sent to an actor ended: ("ok", its result), ("hung", None) when `ref` is not
+    among the `ready` ones, or ("died", the Ray actor error) when the actor's process died.
+    Other exceptions (the call itself raised) propagate."""
     from ray.exceptions import RayActorError
 
-    return isinstance(exc, RayActorError)
+    if ref not in ready:
+        return "hung", None
+    try:
+        return "ok", ray.get(ref)
+    except RayActorError as e:
+        return "died", e
 
 
 def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, report: FaultReport,
@@ -47,32 +72,21 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
     ready = set(ray.wait(live, num_returns=len(live), timeout=timeout)[0]) if live else set()
     out: List[Optional[object]] = []
     for w, ref in enumerate(refs):
-        if ref is None:
-            out.append(None)
-            continue
-        if ref not in ready:
+        how, result = call_result(ray, ref, ready) if ref is not None else ("ok", None)
+        if how == "hung":
             report.worker_hangs += 1
             on_failure(w, f"no answer in {timeout:.0f} s")
-            out.append(None)
-            continue
-        try:
-            out.append(ray.get(ref))
-        except Exception as e:
-            if not _is_actor_death(e):
-                raise
+        elif how == "died":
             report.worker_crashes += 1
-            on_failure(w, f"process died ({type(e).__name__})")
-            out.append(None)
+            on_failure(w, f"process died ({type(result).__name__})")
+        out.append(result if how == "ok" else None)
     return out
 
 
 def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -> None:
     """Kill generator i (if it still runs) and put a new replica, with the trainer's current
     weights, in its place in `session.generators`; counted in `report`."""
-    try:
-        session.backend.ray.kill(session.generators[i], no_restart=True)
-    except Exception:  # already gone
-        pass
+    kill_quietly(session.backend.ray, session.generators[i])
     new = session.make_generator(i, incarnation)
     if session.trainer is not None:  # an evaluation-only session has no trainer
         session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
@@ -86,7 +100,7 @@ def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -
 class Supervisor:
     def __init__(self, session, on_worker_lost: Callable[[int], int], step_timeout_s: float, max_restarts: int,
                  report: Optional[FaultReport] = None):
-        self.s, self.b = session, session.backend
+        self.session, self.backend = session, session.backend
         self.on_worker_lost = on_worker_lost  # the experience stream's report_lost(worker)
         self.step_timeout_s = step_timeout_s
         self.start_timeout_s = session.cfg.faults.start_timeout_s  # a worker's start
@@ -107,8 +121,8 @@ class Supervisor:
     def call_all(self, method: str, *args, timeout: Optional[float] = None) -> List[Optional[object]]:
         """`method` on every env worker; None for a worker that died or did not answer in time
         (that worker is replaced before returning)."""
-        ray = self.b.ray
-        refs = [getattr(w, method).remote(*args) for w in self.s.env_workers]
+        ray = self.backend.ray
+        refs = [getattr(w, method).remote(*args) for w in self.session.env_workers]
         # Chunk steps run on the worker's threads, so its actor answers even while an env hangs
         # (that is caught by `longest_step_s`); a silent actor is wedged or still starting: be patient.
         timeout = max(60.0, self.step_timeout_s) if timeout is None else timeout
@@ -162,7 +176,7 @@ class Supervisor:
         until `stop_starting`, within the start timeout (env construction included); one that
         does not answer is replaced like a hung worker."""
         self.start_args = start_args
-        self.call_all("start_async", self.s.generators, *start_args, timeout=self.start_timeout_s)
+        self.call_all("start_async", self.session.generators, *start_args, timeout=self.start_timeout_s)
 
     def stop_starting(self) -> None:
         """A worker replaced from now on stays idle (the schedule is stopping)."""
@@ -173,69 +187,52 @@ class Supervisor:
         than the step timeout is wedged: kill it; its waiting requests fail, their episodes are
         dropped and counted by the env workers, and a new replica takes over."""
         ages = [st.get("oldest_request_s", []) for st in statuses if st is not None]
-        hung = [g for g in range(len(self.s.generators)) if max((a[g] for a in ages if g < len(a)), default=0.0)
-                > self.step_timeout_s]
+        hung = [g for g in range(len(self.session.generators))
+                if max((a[g] for a in ages if g < len(a)), default=0.0) > self.step_timeout_s]
         for g in hung:
             self.report.generator_hangs += 1
             self._replace_generator(g, f"a request unanswered for more than faults.step_timeout_s="
                                        f"{self.step_timeout_s} s")
         if hung:
-            self.call_all("set_generators", self.s.generators)
+            self.call_all("set_generators", self.session.generators)
 
     # --- restarts -----------------------------------------------------------------------------
     def replace_worker(self, w: int, reason: str, stack: bool = False) -> None:
         """Kill env worker w and start a new one; `stack`: print its Python stacks first (a hang)."""
-        from rlvla3.runtime.remote_wait import WorkersLost, actor_label, actor_stack
+        from rlvla3.runtime.remote_wait import actor_label, actor_stack
 
-        label = actor_label(self.s.env_workers[w])
-        dump = actor_stack(self.s.env_workers[w]) if stack else ""
+        label = actor_label(self.session.env_workers[w])
+        dump = actor_stack(self.session.env_workers[w]) if stack else ""
         if dump:
             print(f"supervisor: env worker {w} ({label}) Python stack:\n{dump}", flush=True)
-        if self.report.worker_restarts >= self.max_restarts:
-            raise WorkersLost(f"env worker {w} ({label}): {reason}; faults.max_worker_restarts={self.max_restarts} "
-                              f"restarts already spent, giving up")
+        self.report.spend_worker_restart(self.max_restarts, f"env worker {w} ({label}): {reason}")
         print(f"supervisor: env worker {w} ({label}): {reason}; restarting it", flush=True)
-        try:
-            self.b.ray.kill(self.s.env_workers[w], no_restart=True)
-        except Exception:  # already gone
-            pass
+        kill_quietly(self.backend.ray, self.session.env_workers[w])
         self.on_worker_lost(w)
         self.incarnation[w] += 1
-        new = self.s.make_env_worker(w, self.incarnation[w])
-        self.s.env_workers[w] = new
+        new = self.session.make_env_worker(w, self.incarnation[w])
+        self.session.env_workers[w] = new
         self.failed_requests_seen[w] = 0
         if self.start_args:
-            self.b.get(new.start_async.remote(self.s.generators, *self.start_args), timeout_s=self.start_timeout_s,
-                       what=f"the replacement of env worker {w} (start_async)", actors=[new])
-        self.report.worker_restarts += 1
-        self.report.restart_times.append(time.time())
+            self.backend.get(new.start_async.remote(self.session.generators, *self.start_args),
+                             timeout_s=self.start_timeout_s, what=f"the replacement of env worker {w} (start_async)",
+                             actors=[new])
 
     def check_generators(self) -> None:
         """Re-create generators that died; hand the new handles to every env worker."""
-        ray = self.b.ray
-        refs = [g.ping.remote() for g in self.s.generators]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)
-        replaced = False
-        for i, ref in enumerate(refs):
-            alive = ref in ready
-            if alive:
-                try:
-                    ray.get(ref)
-                except Exception as e:
-                    if not _is_actor_death(e):
-                        raise
-                    alive = False
-            if alive:
-                continue
+        ray = self.backend.ray
+        refs = [g.ping.remote() for g in self.session.generators]
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
+        dead = [i for i, ref in enumerate(refs) if call_result(ray, ref, ready)[0] != "ok"]
+        for i in dead:
             self._replace_generator(i, "dead")
-            replaced = True
-        if replaced:
-            self.call_all("set_generators", self.s.generators)
+        if dead:
+            self.call_all("set_generators", self.session.generators)
 
     def _replace_generator(self, i: int, reason: str) -> None:
         print(f"supervisor: generator {i} is {reason}; restarting it", flush=True)
         self.gen_incarnation[i] += 1
-        recreate_generator(self.s, i, self.gen_incarnation[i], self.report)
+        recreate_generator(self.session, i, self.gen_incarnation[i], self.report)
 
     def note_drain(self, w: int, faults_injected: int, env_steps: int) -> None:
         """A live worker's running totals of injected faults and env steps (per process life:
@@ -252,8 +249,9 @@ class Supervisor:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
         out = {}
         try:
-            stats = self.b.get([g.stats.remote() for g in self.s.generators], timeout_s=self.step_timeout_s,
-                               what="generator stats", actors=self.s.generators)
+            generators = self.session.generators
+            stats = self.backend.get([g.stats.remote() for g in generators], timeout_s=self.step_timeout_s,
+                                     what="generator stats", actors=generators)
         except Exception:  # a generator died: replace it
             self.check_generators()
             return out

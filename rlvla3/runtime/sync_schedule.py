@@ -19,7 +19,7 @@ from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import envs_per_worker
 from rlvla3.runtime.lockstep_guard import LockstepGuard
-from rlvla3.runtime.lockstep_rollout import lockstep_rollout
+from rlvla3.runtime.lockstep_rollout import RolloutResult, lockstep_rollout
 
 
 def rollout_assignments(stream: ExperienceStream, num_workers: int, slots: int):
@@ -45,22 +45,23 @@ def run_sync(session, training) -> None:
         guard = LockstepGuard(b, session.env_workers, session.make_env_worker, cfg.faults.step_timeout_s,
                               cfg.faults.max_worker_restarts, session.fault_report).watch_generators(session)
     pending = None  # (train ref, trained samples) of the batch being learned during the next rollout
+    watch_update = overlap and cfg.run.backend == "ray"  # when the update in flight is seen done (trainer idle)
     while not training.should_stop():
         t_iter = time.perf_counter()
         if pending is None:  # overlapped: weights were published when the last update finished
             version = session.publish_weights()
-        episodes, env_steps, outcomes, t_roll = [], 0, [], 0.0
+        roll = RolloutResult()
+        watch = pending[0] if pending is not None and watch_update else None
         for _ in range(r.rollout_epochs):
             res = lockstep_rollout(b, session.env_workers, session.generators,
                                    rollout_assignments(stream, r.num_env_workers, envs_per_worker(r)), auto_reset,
-                                   horizon, temperature=r.temperature, bootstrap=not grpo, guard=guard)
-            episodes += res.episodes
-            outcomes += res.outcomes
-            env_steps += res.env_steps
-            t_roll += res.wall_s
-            faults["episodes_dropped"] += res.episodes_dropped
-            faults["faults_injected_reported"] = res.faults_injected
-        batch, stats = stream.rollout_samples(episodes)
+                                   horizon, temperature=r.temperature, bootstrap=not grpo, guard=guard,
+                                   watch=None if roll.watch_done_at else watch)
+            roll.add(res)
+        faults["episodes_dropped"] += roll.episodes_dropped
+        faults["faults_injected_reported"] = roll.faults_injected
+        t_exp = time.perf_counter()
+        batch, stats = stream.rollout_samples(roll.episodes)
         t0 = time.perf_counter()
         trained = len(batch) if batch is not None else 0
         if trained:
@@ -70,20 +71,28 @@ def run_sync(session, training) -> None:
             # trainer is idle, then let this batch train during the next rollout.
             prev_ref, prev_trained = pending or (None, 0)
             results = b.get(prev_ref) if prev_ref is not None else []
+            idle_from = t_iter if prev_ref is None else (roll.watch_done_at or time.perf_counter())
             version = session.publish_weights()
+            t_idle = time.perf_counter() - idle_from  # the driver's view, as in the asynchronous schedules
             pending = (session.trainer.train_batch.remote(batch) if trained else None, trained)
             trained = prev_trained
         else:
             results = b.get(session.trainer.train_batch.remote(batch)) if trained else []
         t_train = time.perf_counter() - t0
-        training.record_iteration(
-            env_steps=env_steps, outcomes=outcomes, exp=stats, results=results, version=version,
-            timings={"time/rollout_s": t_roll, "time/train_wait_s": t_train,
-                     "time/iteration_s": time.perf_counter() - t_iter},
-            trained=trained,
-        )
+        t_all = time.perf_counter() - t_iter
+        timings = {"time/iteration_s": t_all, "time/rollout_s": roll.wall_s,
+                   "time/rollout_infer_s": roll.infer_time_s, "time/rollout_env_s": roll.env_time_s,
+                   "time/experience_s": t0 - t_exp, "time/train_wait_s": t_train,
+                   "time/trainer_idle_s": t_idle if overlap else t_all - t_train}
+        training.record_iteration(env_steps=roll.env_steps, outcomes=roll.outcomes, exp=stats, results=results,
+                                  version=version, timings=timings, trained=trained)
     if pending is not None and pending[0] is not None:  # async-train: the last update
+        t0 = time.perf_counter()
         results = b.get(pending[0])
+        t_wait = time.perf_counter() - t0
         training.record_iteration(env_steps=0, outcomes=[], exp=ExperienceStats(), results=results,
-                              version=session.published_version, timings={}, trained=pending[1])
+                                  version=session.published_version, trained=pending[1],
+                                  timings={"time/iteration_s": t_wait, "time/train_wait_s": t_wait,
+                                           **{f"time/{k}_s": 0.0 for k in ("rollout", "rollout_infer", "rollout_env",
+                                                                           "experience", "trainer_idle")}})
 

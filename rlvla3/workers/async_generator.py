@@ -31,7 +31,7 @@ class AsyncGenerator(Role):
         self.hang_after_requests = hang_after_requests
         self.requests = 0
         self.replica = Generator(gen_id, policy_cfg, seed, torch_threads, nice=nice, hang_at_start=hang_at_start)
-        super().__init__(torch_threads, spans=self.replica.spans)  # the replica applied rollout.nice; one timeline
+        super().__init__(torch_threads, spans=self.replica.spans)  # the replica applied process.nice; one timeline
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature
         self.pending_weights: Optional[WeightsMessage] = None

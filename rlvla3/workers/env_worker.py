@@ -146,20 +146,21 @@ class EnvWorker(Role):
         """Discard slot i's unfinished episode (env fault): counted, never handed over."""
         rec = self.recorders[i]
         if self.has_episode(i):
-            with self._lock:
-                self.episodes_dropped += 1
-                if rec.keep:
-                    self.dropped_keys.append(rec.group_key)
+            self._count_drop(rec.keep, rec.group_key)
             print(f"env worker {self.worker_id} slot {i}: episode dropped ({reason})", flush=True)
         self.discard_slot(i)
 
     def drop_assignment(self, a: EpisodeAssignment, reason: str = "") -> None:
         """An admitted episode that never started (its reset failed): counted like a drop."""
+        self._count_drop(a.keep, a.group_key)
+        print(f"env worker {self.worker_id}: episode {a.group_key} dropped before it started ({reason})", flush=True)
+
+    def _count_drop(self, keep: bool, group_key: str) -> None:
+        """One episode dropped; a kept one's group key goes to the driver (`drain`)."""
         with self._lock:
             self.episodes_dropped += 1
-            if a.keep:
-                self.dropped_keys.append(a.group_key)
-        print(f"env worker {self.worker_id}: episode {a.group_key} dropped before it started ({reason})", flush=True)
+            if keep:
+                self.dropped_keys.append(group_key)
 
     def observe(self, slots: Sequence[int]) -> ObsBatch:
         """The current observations of these slots, as one batch."""

@@ -14,7 +14,7 @@ from rlvla3.process.priority import lower_priority
 class Role:
     def __init__(self, torch_threads: int = 1, nice: int = 0, spans: Optional[SpanRecorder] = None):
         torch.set_num_threads(torch_threads)
-        lower_priority(nice)  # rollout.nice: yield the CPU to the trainer
+        lower_priority(nice)  # process.nice: yield the CPU to the trainer
         self.spans = spans if spans is not None else SpanRecorder(enabled=False)  # on for benchmarks
 
     def set_trace(self, enabled: bool) -> None:

@@ -26,13 +26,12 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from rlvla3.core.advantages import normalize
+from rlvla3.core.losses import MicroLoss, normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers.fault_hooks import crash_process_if
-from rlvla3.workers.micro_loss import MicroLoss
 from rlvla3.workers.role import Role
 from rlvla3.workers.trainer_checkpoint import load_checkpoint, save_checkpoint
 

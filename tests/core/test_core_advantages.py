@@ -1,9 +1,9 @@
-"""Hand-computed checks for rlvla3.core.advantages."""
+"""Hand-computed checks for the advantage estimators (rlvla3.core.experience) and normalize (rlvla3.core.losses)."""
 import numpy as np
 import pytest
 
-from rlvla3.core.advantages import (compute_gae, discounted_return, grpo_advantages,
-                                    is_degenerate_group, normalize)
+from rlvla3.core.experience import compute_gae, discounted_return, grpo_advantages, is_degenerate_group
+from rlvla3.core.losses import normalize
 
 R = [1.0, 0.0, 2.0]
 V = [0.5, 1.0, 1.5]

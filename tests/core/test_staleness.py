@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rlvla3.core.staleness import StalenessController
+from rlvla3.core.experience_stream import StalenessController
 
 
 def test_admission_window_grows_with_version():

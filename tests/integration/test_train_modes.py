@@ -32,6 +32,14 @@ def test_mode_trains_without_losing_samples(tmp_path, mode):
     with open(os.path.join(run_dir, "checkpoints/latest/policy/config.json")) as f:
         assert json.load(f)["version"] == summary["policy_version"]  # one version per published update
     assert 1 <= summary["policy_version"] <= summary["train_steps"]
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:  # stage times (tests/runtime/test_stage_times.py)
+        records = [r for r in map(json.loads, f) if "rollout/episodes" in r]
+    own = {"time/poll_s"} if mode in ("async-rollout", "full") else \
+        {"time/rollout_s", "time/rollout_infer_s", "time/rollout_env_s", "time/train_wait_s"}
+    for r in records:
+        assert {k for k in r if k.startswith("time/")} == own | {"time/iteration_s", "time/experience_s",
+                                                                  "time/trainer_idle_s"}
+        assert 0 <= r["time/trainer_idle_s"] <= r["time/iteration_s"] + 1e-6
     ids = np.load(os.path.join(run_dir, "trained_sample_ids.npy"))
     assert len(ids) == summary["samples_trained"]
     assert len(np.unique(ids)) == len(ids), "a sample was handed to the trainer twice"

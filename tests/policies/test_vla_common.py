@@ -28,7 +28,7 @@ def _step(policy, o, tokens, lr=1e-2):
 @pytest.mark.parametrize("cls,cfg_cls", FAMILIES)
 def test_lora_trains_adapters_and_heads_only_and_keeps_a_free_reference(cls, cfg_cls):
     torch.manual_seed(0)
-    p = cls(cfg_cls(**dims(lora=LoraSettings(enabled=True, r=4, alpha=8))))
+    p = cls(cfg_cls(**dims(lora=LoraSettings(enabled=True, rank=4, alpha=8))))
     trainable = {n for n, q in p.model.named_parameters() if q.requires_grad}
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
     assert sum(q.numel() for q in p.parameters()) < 0.5 * count_parameters(p.model)
@@ -46,7 +46,7 @@ def test_lora_trains_adapters_and_heads_only_and_keeps_a_free_reference(cls, cfg
     assert not torch.allclose(new, ref_after)  # the adapted policy did
     # a second policy with the same base follows through state_dict alone
     torch.manual_seed(0)
-    q = cls(cfg_cls(**dims(lora=LoraSettings(enabled=True, r=4, alpha=8))))
+    q = cls(cfg_cls(**dims(lora=LoraSettings(enabled=True, rank=4, alpha=8))))
     q.load_state_dict(p.state_dict())
     torch.testing.assert_close(q.evaluate(o, out.tokens).logp.detach(), new)
     # merged for export: a plain model with the adapter folded in gives the same outputs
@@ -60,7 +60,7 @@ def test_lora_checkpoint_on_a_pretrained_base_holds_only_trainable_tensors(tmp_p
     torch.manual_seed(0)
     base = OFTPolicy(OFTPolicyConfig(**dims()))
     base.core_model.save_pretrained(str(tmp_path / "base"))
-    lora = LoraSettings(enabled=True, r=4, alpha=8)
+    lora = LoraSettings(enabled=True, rank=4, alpha=8)
     p = OFTPolicy(OFTPolicyConfig(**dims(pretrained=str(tmp_path / "base"), lora=lora)))
     o = obs(3)
     out = p.act(o)

@@ -60,7 +60,7 @@ def _faults_per_cycle(env_extra: dict, mallopt: bool = False) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc heap")
 def test_kept_heap_is_reused_without_page_faults():
     """48 MB freed and allocated again: glibc's defaults hand the heap top back and fault every
-    page in again (12k pages per cycle); run.heap_keep_mb keeps it, set at start-up through
+    page in again (12k pages per cycle); process.heap_keep_mb keeps it, set at start-up through
     the environment (Ray workers) or at run time (the driver)."""
     from rlvla3.process.heap import heap_env
 

@@ -35,8 +35,8 @@ def test_impossible_combinations_are_named():
         load_config(["policy.tiny.image_size=32"])
     with pytest.raises(ConfigError, match="run.mode"):
         load_config(["run.mode=fast"])
-    with pytest.raises(ConfigError, match="run.heap_keep_mb"):
-        load_config(["run.heap_keep_mb=-1"])
+    with pytest.raises(ConfigError, match="process.heap_keep_mb"):
+        load_config(["process.heap_keep_mb=-1"])
     with pytest.raises(ConfigError, match="env.tabletop.families"):
         load_config(["env.tabletop.families=[fly]"])
 

@@ -1,6 +1,6 @@
 """Each config section validates itself; dims come from the env in a named step; old keys still load."""
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import pytest
 
@@ -9,6 +9,7 @@ from rlvla3.envs.faults import FaultsConfig
 from rlvla3.runtime import deprecated_keys
 from rlvla3.runtime.config import Config, ConfigError, from_yaml_file, load_config, to_yaml, validate
 from rlvla3.runtime.env_policy_config import EnvConfig, PolicyConfig, resolve_policy_dims
+from rlvla3.runtime.process_config import ProcessConfig, TransportConfig
 from rlvla3.runtime.rollout_config import GeneratorConfig, RolloutConfig
 from rlvla3.runtime.run_config import EvalConfig, RunConfig, SFTConfig
 from rlvla3.runtime.training_config import AlgoConfig, PlacementConfig, TrainerConfig
@@ -23,10 +24,11 @@ def test_every_section_of_the_defaults_is_valid():
 @pytest.mark.parametrize("section, bad, key", [
     (RunConfig(), dict(mode="fast"), "run.mode"),
     (RunConfig(), dict(backend="local", mode="full"), "run.mode='full'"),
-    (RunConfig(), dict(heap_keep_mb=-1), "run.heap_keep_mb must be >= 0"),
-    (RolloutConfig(), dict(nice=20), "rollout.nice must be in 0..19"),
+    (ProcessConfig(), dict(heap_keep_mb=-1), "process.heap_keep_mb must be >= 0"),
+    (ProcessConfig(), dict(nice=20), "process.nice must be in 0..19"),
     (RolloutConfig(), dict(envs_per_slot=0), "rollout.envs_per_slot must be >= 1"),
-    (RolloutConfig(), dict(poll_ms=-1.0), "rollout.poll_ms must be >= 0"),
+    (TransportConfig(), dict(poll_ms=-1.0), "transport.poll_ms must be >= 0"),
+    (TransportConfig(), dict(coalesce_ms=-1.0), "transport.coalesce_ms must be >= 0"),
     (RolloutConfig(), dict(temperature=0.0), "rollout.temperature must be > 0"),
     (GeneratorConfig(), dict(router="random"), "generator.router"),
     (GeneratorConfig(), dict(request_transport="pigeon"), "generator.request_transport"),
@@ -55,7 +57,7 @@ def test_a_section_names_its_bad_key(section, bad, key):
 
 def test_sections_take_the_prefix_they_are_mounted_at():
     with pytest.raises(ConfigError, match="custom.nice"):
-        RolloutConfig(nice=-1).validate("custom")
+        ProcessConfig(nice=-1).validate("custom")
     with pytest.raises(ConfigError, match="custom.step_timeout_s"):
         FaultsConfig(step_timeout_s=0.0).validate("custom")
 
@@ -66,14 +68,14 @@ def test_validate_checks_every_section_including_nested_ones():
     with pytest.raises(ConfigError, match="faults.env.kind"):
         validate(cfg)
     cfg = load_config(["policy=oft-tiny", "sft.enabled=false"])
-    cfg.policy.oft.lora.enabled, cfg.policy.oft.lora.r = True, 0
-    with pytest.raises(ConfigError, match="policy.oft.lora needs r >= 1"):
+    cfg.policy.oft.lora.enabled, cfg.policy.oft.lora.rank = True, 0
+    with pytest.raises(ConfigError, match="policy.oft.lora needs rank >= 1"):
         validate(cfg)
 
 
 def test_cross_section_rules_name_both_keys():
-    with pytest.raises(ConfigError, match="rollout.nice .*run.backend=ray"):
-        load_config(["run.backend=local", "rollout.nice=3"])
+    with pytest.raises(ConfigError, match="process.nice .*run.backend=ray"):
+        load_config(["run.backend=local", "process.nice=3"])
     with pytest.raises(ConfigError, match="trainer.sharding=fsdp supports policy.type=oft only"):
         load_config(["trainer.sharding=fsdp"])
 
@@ -133,6 +135,35 @@ def test_a_run_config_saved_with_the_old_keys_loads(fresh_deprecations, tmp_path
     path = tmp_path / "config.yaml"
     path.write_text(old)
     assert from_yaml_file(str(path)).bench.straggler_slowdown == 4.0
+
+
+def test_old_process_and_transport_keys_still_work(fresh_deprecations, tmp_path, capsys):
+    old = ["rollout.nice=3", "rollout.coalesce_ms=2", "rollout.poll_ms=20", "run.heap_keep_mb=64"]
+    cfg = load_config(old)
+    assert (cfg.process.nice, cfg.process.heap_keep_mb) == (3, 64)
+    assert (cfg.transport.coalesce_ms, cfg.transport.poll_ms) == (2.0, 20.0)
+    err = capsys.readouterr().err
+    for key, new in [("rollout.nice", "process.nice"), ("rollout.coalesce_ms", "transport.coalesce_ms"),
+                     ("rollout.poll_ms", "transport.poll_ms"), ("run.heap_keep_mb", "process.heap_keep_mb")]:
+        assert f"{key} is deprecated" in err and f"use {new}" in err
+    preset = tmp_path / "old.yaml"  # a preset or a saved run config written before the move
+    preset.write_text("run:\n  heap_keep_mb: 32\nrollout:\n  nice: 5\n  poll_ms: 10\n")
+    cfg = load_config([f"preset={preset}"])
+    assert (cfg.process.heap_keep_mb, cfg.process.nice, cfg.transport.poll_ms) == (32, 5, 10.0)
+
+
+def test_old_lora_r_key_still_works(fresh_deprecations, capsys):
+    assert load_config(["policy.oft.lora.r=8"]).policy.oft.lora.rank == 8
+    assert "use policy.oft.lora.rank" in capsys.readouterr().err
+
+
+def test_a_policy_checkpoint_config_with_lora_r_loads():
+    from rlvla3.policies.oft.policy import OFTPolicy
+
+    raw = asdict(OFTPolicy.config_class())
+    raw["lora"] = {k if k != "rank" else "r": v for k, v in raw["lora"].items()}
+    raw["lora"]["r"] = 4
+    assert OFTPolicy.config_from_dict(raw).lora.rank == 4
 
 
 def test_straggler_slots_are_shared_by_the_workers_and_spread_within_each():

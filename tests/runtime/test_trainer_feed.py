@@ -8,7 +8,7 @@ import numpy as np
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
 from rlvla3.core.types import Episode, TrainResult
-from rlvla3.runtime.trainer_feed import TrainerFeed
+from rlvla3.runtime.async_schedule import TrainerFeed
 
 
 class _Trainer:

@@ -1,4 +1,4 @@
-"""rollout.nice: env workers and generators run at a lower CPU priority than the trainer,
+"""process.nice: env workers and generators run at a lower CPU priority than the trainer,
 in every thread."""
 
 import os
@@ -15,7 +15,7 @@ def _nice(backend, actor) -> int:
 
 @pytest.mark.parametrize("mode", ["sync", "full"])
 def test_rollout_processes_get_the_nice_offset_and_the_trainer_does_not(mode):
-    cfg = load_config(["preset=tiny-test", f"run.mode={mode}", "rollout.nice=7", "eval.num_workers=1"])
+    cfg = load_config(["preset=tiny-test", f"run.mode={mode}", "process.nice=7", "eval.num_workers=1"])
     s = start_session(cfg)
     try:
         base = _nice(s.backend, s.trainer)
@@ -27,7 +27,7 @@ def test_rollout_processes_get_the_nice_offset_and_the_trainer_does_not(mode):
         # an async generator's event loop runs on another thread than its constructor
         assert [_nice(s.backend, g) for g in s.generators] == [lowered] * len(s.generators)
         assert _nice(s.backend, s.eval_workers[0]) == base  # evaluation does not compete with training
-        if mode == "full" and "MALLOC_TRIM_THRESHOLD_" not in os.environ:  # run.heap_keep_mb reaches every worker
+        if mode == "full" and "MALLOC_TRIM_THRESHOLD_" not in os.environ:  # process.heap_keep_mb reaches every worker
             env = s.backend.get(s.trainer.__ray_call__.remote(lambda self: dict(os.environ)))
             assert env["MALLOC_TRIM_THRESHOLD_"] == str(256 << 20) and env["MALLOC_ARENA_MAX"] == "2"
     finally:
