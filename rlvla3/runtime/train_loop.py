@@ -94,8 +94,8 @@ class TrainingRun:
              "rollout/episodes_dropped": exp.episodes_dropped, "train/samples": trained,
              "train/steps_skipped_total": self.steps_skipped, "policy/version": version,
              "throughput/env_steps_per_s": self.env_steps / max(self.wall_s, 1e-9), **timings, **(extra or {})}
-        for k in (done[-1].metrics if done else {}):
-            m[f"train/{k}"] = float(np.mean([r.metrics[k] for r in done]))
+        for k in sorted({k for r in done for k in r.metrics}):  # some keys come from one pass only
+            m[f"train/{k}"] = float(np.mean([r.metrics[k] for r in done if k in r.metrics]))
         if outcomes:
             self.train_points.append((self.env_steps, m["rollout/success_rate"]))
         self.logger.log(self.train_steps, m, self.env_steps)

@@ -255,10 +255,16 @@ class Trainer(Role):
             for k, (p, ga) in enumerate(zip(params, self._g_adv)):
                 g = (ga - mean * self._g_one[k] if self._g_one is not None else ga) * scale
                 p.grad = g if p.grad is None else p.grad + g
+            # baseline mode: the first pass's baseline (the last batch's mean) off this batch's, in stds
+            offset = 0.0 if self._g_one is not None else (mean - self.adv_baseline) * scale
             self._g_adv = self._g_one = None
             self.adv_baseline = mean
             adv = self._advantages(adv)
+        else:
+            offset = None
         results = [self._apply()]
+        if offset is not None:
+            results[0].metrics["adv_baseline_offset"] = float(offset)
         if held and self.algo.update_epochs > 1:
             batch = SampleBatch.concat([h[0] for h in held])
             prox = None

@@ -143,7 +143,9 @@ def test_streaming_baseline_mode_centres_on_the_previous_batch_mean():
     shifted.advantages = shifted.advantages + 1.5
     a2, b2 = _trainer(), _trainer()
     a2.train_batch(shifted)
-    _streamed(b2, shifted)
+    res = _streamed(b2, shifted)
+    adv = shifted.advantages
+    assert res[0].metrics["adv_baseline_offset"] == pytest.approx(float(adv.mean() / adv.std()), rel=1e-4)
     assert not torch.allclose(a2.policy.model.gauss_head.weight, b2.policy.model.gauss_head.weight, atol=1e-5)
     assert abs(b2.adv_baseline - float(np.mean(shifted.advantages))) < 1e-5
 
