@@ -86,9 +86,10 @@ def poll_ms_at(date: str, configured: float) -> float:
     return configured
 
 
-def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfile:
+def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Optional[str] = None) -> StageProfile:
     """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
-    the first mode) is the mode whose spans give the per-call costs."""
+    the first mode) is the mode whose spans give the per-call costs; `cpu_mode`, the mode whose
+    per-role CPU accounting gives the processes' CPU costs (None: contention not modelled)."""
     with open(path) as f:
         bench = json.load(f)
     folder = os.path.dirname(path)
@@ -165,4 +166,10 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     if lo is not None:
         over = Overheads(lo.per_step_ms, lo.per_iteration_s)
         src["overheads"] = "timeline.json lock-step idle gaps"
-    return StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
+    prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
+    prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
+    if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
+        from rlvla3.plan.cpu_calibration import set_cpu_costs
+
+        set_cpu_costs(prof, bench, cpu_mode)
+    return prof

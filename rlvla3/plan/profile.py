@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from rlvla3.plan.cpu import CpuCosts
+
 Z95 = 1.6448536269514722  # standard normal quantile of 0.95
 
 
@@ -141,6 +143,7 @@ class StageProfile:
     layout: Layout
     overheads: Overheads = field(default_factory=Overheads)
     sources: Dict[str, str] = field(default_factory=dict)  # field -> where its number came from
+    cpu: CpuCosts = field(default_factory=CpuCosts)  # processor sharing of the cores (cores 0: off)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,7 +157,8 @@ class StageProfile:
         env = dict(d["env"])
         env["chunk"], env["reset"] = Dist(**env["chunk"]), Dist(**env["reset"])
         return cls(d["source"], EnvCosts(**env), GeneratorCosts(**g), _make(TrainerCosts, d["trainer"]),
-                   _make(Layout, d["layout"]), _make(Overheads, d.get("overheads", {})), dict(d.get("sources", {})))
+                   _make(Layout, d["layout"]), _make(Overheads, d.get("overheads", {})), dict(d.get("sources", {})),
+                   _make(CpuCosts, d.get("cpu", {})))
 
     def save(self, path: str) -> None:
         with open(path, "w") as f:

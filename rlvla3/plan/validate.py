@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from rlvla3.plan.cpu_calibration import set_cpu_costs
 from rlvla3.plan.from_bench import profile_from_bench, straggler_args
 from rlvla3.plan.model import predict
 
@@ -51,7 +52,9 @@ def measured_utils(m: dict) -> dict:
             "trainer": float(u.get("trainer", {}).get("utilization", 0.0))}
 
 
-def validate_bench(path: str, seconds: float = 40.0, seed: int = 0) -> List[Row]:
+def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, cpu: bool = True) -> List[Row]:
+    """Every mode of one bench; `cpu`: share the cores between the processes (plan/cpu.py) with each
+    mode's own CPU accounting (False: every process at its speed alone, as before)."""
     with open(path) as f:
         bench = json.load(f)
     if not bench.get("bounds") or not bench.get("modes"):
@@ -62,6 +65,8 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0) -> List[Row]
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
         prof.layout.straggler_fraction = frac if strag else 0.0
+        if cpu and mode in ("async-rollout", "full"):
+            set_cpu_costs(prof, bench, name)
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}
