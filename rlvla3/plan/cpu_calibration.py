@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 from rlvla3.plan.cpu import CpuCosts
 from rlvla3.plan.profile import GeneratorCosts
 
+MODELLED_ROLES = ("Trainer", "Generator", "AsyncGenerator", "EnvWorker", "driver")
 BACKGROUND_ROLES = ("ray daemons", "ray idle workers", "IDLE", "other", "DashboardAgent", "RuntimeEnvAgent")
 # Medians over the 2-core VM's asynchronous runs with accounting (cpu-dec03-*, cpu-eta2-dec03-coalesce,
 # cpu-dec05-arch25; 45 runs): the trainer's CPU per sample over its streaming time alone, the env
@@ -55,7 +56,11 @@ def cpu_costs(bench: dict, mode: str, on_cpu: bool, spd: float, envs_per_slot: i
     roles = cpu["by_role"]
     decisions = m["env_steps_per_s"] / spd  # samples (env decisions) per second
     per = lambda role, rate: 1000.0 * roles.get(role, 0.0) / rate if rate > 0 else 0.0  # noqa: E731
-    background = sum(roles.get(r, 0.0) for r in BACKGROUND_ROLES) + cpu.get("machine_steal_cores", 0.0)
+    # Everything the machine ran besides the modelled processes: Ray's daemons, and on a shared
+    # machine other users' work that no process of this run's /proc shows (machine busy - roles).
+    modelled = sum(roles.get(r, 0.0) for r in MODELLED_ROLES)
+    background = max(sum(roles.get(r, 0.0) for r in BACKGROUND_ROLES), cpu.get("machine_busy_cores", 0.0) - modelled) \
+        + cpu.get("machine_steal_cores", 0.0)
     costs = CpuCosts(cores, background, on_cpu, on_cpu, per("Trainer", m.get("trained_samples_per_s", 0.0)) or alone_ms,
                      per("EnvWorker", decisions), per("driver", decisions))
     per_request = None
@@ -67,6 +72,12 @@ def cpu_costs(bench: dict, mode: str, on_cpu: bool, spd: float, envs_per_slot: i
         n = int(round(g["mean_batch"]))
         per_request = max(0.0, gen_cpu - gen.act_s(n) * 1000.0) / max(g["mean_batch"] / envs_per_slot, 1.0)
     return costs, per_request, f"modes.{name}.cpu.by_role per unit of that mode's work"
+
+
+def auto_cpu_mode(bench: dict) -> str:
+    """The asynchronous mode whose accounting a profile takes ("none" when no mode is accounted)."""
+    modes = bench.get("modes", {})
+    return next((m for m in ("full", "async-rollout") if modes.get(m, {}).get("cpu")), "none")
 
 
 def reference_mode(prof) -> str:

@@ -86,6 +86,17 @@ def poll_ms_at(date: str, configured: float) -> float:
     return configured
 
 
+def mode_resets(path: str, mode: str, least: int = 10) -> Optional[Dist]:
+    """`mode`'s own reset durations (timeline.json next to the bench.json), when it has `least`.
+    LIBERO resets depend on the run: 14 at once in `sync` took 2.4 s in one run and 20 s (a
+    session's first resets) in another with the same command, against ~2 s staggered in `full`."""
+    tl = os.path.join(os.path.dirname(path), "timeline.json")
+    if not os.path.isfile(tl):
+        return None
+    resets = durations_ms(load_timeline(tl).get(mode, []), "reset")
+    return Dist.from_samples(resets) if len(resets) >= least else None
+
+
 def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Optional[str] = None) -> StageProfile:
     """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
     the first mode) is the mode whose spans give the per-call costs; `cpu_mode`, the mode whose

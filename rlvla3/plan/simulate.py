@@ -108,8 +108,9 @@ class AsyncPipeline:
         self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu))
                         for _ in self.gen_meters]
         self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu))
-        # CPU the trainer and the generator spend outside their metered spans (receiving samples,
-        # decoding requests): it holds their process and the cores, not their utilisation.
+        # CPU the trainer and the generator spend beyond their work alone (receiving samples,
+        # decoding requests): it holds their process and the cores. Their threads do it while
+        # the forward / the micro-batch runs, inside the span the benchmark meters, so it counts.
         alone_ms = 1000.0 / (prof.trainer.streaming_samples_per_s if mode == "full" else prof.trainer.samples_per_s)
         self.train_extra_s = max(0.0, cpu.trainer_ms_per_sample - alone_ms) / 1000.0 if self.train_gpu.pool else 0.0
         self.request_cpu_s = cpu.generator_ms_per_request / 1000.0 if self.gen_gpu[0].pool else 0.0
@@ -168,7 +169,7 @@ class AsyncPipeline:
     # --- generators --------------------------------------------------------------------------
     def _arrive(self, g: int, s: _Slot) -> None:
         if self.request_cpu_s:
-            self.gen_gpu[g].submit(self.request_cpu_s, _nothing)
+            self.gen_gpu[g].submit(self.request_cpu_s, _nothing, meter=self.gen_meters[g])
         self.pending[g].append((self.clock.now, s))
         self._try_fire(g)
 
@@ -330,7 +331,7 @@ class AsyncPipeline:
 
     def _train_extra(self, n: int) -> None:
         if self.train_extra_s:
-            self.train_gpu.submit(n * self.train_extra_s, _nothing)
+            self.train_gpu.submit(n * self.train_extra_s, _nothing, meter=self.train_meter)
 
     def _accumulated(self, n: int) -> None:
         self.micro_in_flight -= 1

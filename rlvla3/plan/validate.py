@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.plan.cpu_calibration import set_cpu_costs
-from rlvla3.plan.from_bench import profile_from_bench, straggler_args
+from rlvla3.plan.from_bench import mode_resets, profile_from_bench, straggler_args
 from rlvla3.plan.model import predict
 
 
@@ -52,21 +52,27 @@ def measured_utils(m: dict) -> dict:
             "trainer": float(u.get("trainer", {}).get("utilization", 0.0))}
 
 
-def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, cpu: bool = True) -> List[Row]:
+def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, cpu: bool = True,
+                   own_resets: bool = True) -> List[Row]:
     """Every mode of one bench; `cpu`: share the cores between the processes (plan/cpu.py) with each
-    mode's own CPU accounting (False: every process at its speed alone, as before)."""
+    mode's own CPU accounting; `own_resets`: an asynchronous mode's resets from its own spans
+    (False for both: the model as first validated, every cost from the reference mode)."""
     with open(path) as f:
         bench = json.load(f)
     if not bench.get("bounds") or not bench.get("modes"):
         return []
     prof = profile_from_bench(path)
     frac, _ = straggler_args(bench.get("command", ""))
-    rows = []
+    rows, ref_reset = [], prof.env.reset
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
         prof.layout.straggler_fraction = frac if strag else 0.0
-        if cpu and mode in ("async-rollout", "full"):
-            set_cpu_costs(prof, bench, name)
+        prof.env.reset = ref_reset
+        if mode in ("async-rollout", "full"):
+            if cpu:
+                set_cpu_costs(prof, bench, name)
+            if own_resets:
+                prof.env.reset = mode_resets(path, mode) or ref_reset
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}

@@ -56,3 +56,45 @@ def test_a_process_runs_its_jobs_one_at_a_time_on_one_core_at_most():
         clock.run(100.0)
         assert sorted(ends) == pytest.approx(want)
         assert pool.work_done_s == pytest.approx(2.0 * procs)
+
+
+def test_the_pipeline_trainer_gets_the_cores_left(make_profile):
+    """`full`, trainer-bound, 100 samples/s alone on the CPU: half a core taken by other work halves
+    it; on two cores the same load leaves it a whole core."""
+    from rlvla3.plan.cpu import CpuCosts
+    from rlvla3.plan.model import predict
+
+    for cores, want in ((1, 50.0), (2, 100.0)):
+        p = make_profile(chunk_ms=1.0, slots=8, rate=100.0, gb=32, mb=8, epochs=1)
+        p.cpu = CpuCosts(cores, 0.5, trainer_on_cpu=True, trainer_ms_per_sample=10.0)
+        r = predict(p, "full", seconds=40, warmup=5)
+        assert r.trained_samples_per_s == pytest.approx(want, rel=0.05)
+        assert r.trainer_utilization == pytest.approx(1.0, abs=0.02)
+
+
+def test_cpu_costs_per_unit_of_work_from_the_accounting():
+    from rlvla3.plan.cpu_calibration import cpu_costs
+    from rlvla3.plan.profile import GeneratorCosts
+
+    m = {"env_steps_per_s": 400.0, "trained_samples_per_s": 50.0, "window_s": 30.0,
+         "generator": {"batches": 3000, "mean_batch": 1.0},
+         "cpu": {"machine_busy_cores": 1.5, "machine_steal_cores": 0.1,
+                 "by_role": {"Trainer": 0.5, "EnvWorker": 0.2, "driver": 0.1, "AsyncGenerator": 0.3,
+                             "ray daemons": 0.05}}}
+    bench = {"machine": {"cpus": 2}, "bounds": {"trainer_samples_per_s": 200.0}, "modes": {"full": m}}
+    c, per_request, _ = cpu_costs(bench, "full", True, 4.0, 1, GeneratorCosts({1: 2.0, 8: 4.0}))
+    assert c.trainer_ms_per_sample == pytest.approx(10.0)  # 0.5 core / 50 samples/s
+    assert c.env_ms_per_decision == pytest.approx(2.0)  # 0.2 core / 100 decisions/s
+    assert c.driver_ms_per_decision == pytest.approx(1.0)
+    assert c.background_cores == pytest.approx(1.5 - 1.1 + 0.1)  # busy minus modelled, plus steal
+    assert per_request == pytest.approx(3.0 - 2.0)  # 0.3 core x 30 s / 3000 batches, less the forward
+
+
+def test_libero_resets_of_a_session_start_are_not_the_pipeline_s():
+    """The data behind own-mode resets: gpu-libero-oft/run1's sync window held only 20-s resets,
+    its `full` resets took ~2 s."""
+    from rlvla3.plan.from_bench import mode_resets
+
+    path = "docs/benchmarks/gpu-libero-oft/run1/bench.json"
+    assert mode_resets(path, "sync").median_ms > 15000
+    assert mode_resets(path, "full").median_ms < 2500
