@@ -170,7 +170,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
     layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
                     gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
-                    poll_ms_at(bench.get("date", ""), r.poll_ms), 0.0, slow)
+                    poll_ms_at(bench.get("date", ""), r.poll_ms), 0.0, slow, r.coalesce_ms)
     over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
     src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)

@@ -120,6 +120,7 @@ class Layout:
     poll_ms: float = 50.0
     straggler_fraction: float = 0.0
     straggler_slowdown: float = 5.0
+    coalesce_ms: float = 0.0  # rollout.coalesce_ms: a worker's requests to a generator go out together
 
     @property
     def slots(self) -> int:

@@ -9,7 +9,8 @@ core/batcher.py and runtime/trainer_feed.py:
   reservation settled against what they produced), admits episodes while a worker holds fewer
   than 2 x its envs and the staleness window has room, feeds the trainer;
 - one dynamic batcher per generator (fires at `max_batch` samples or `max_wait_ms`), requests
-  routed round-robin, a batch carries the generator's policy version;
+  routed round-robin (held `coalesce_ms` in their worker first, when set), a batch carries the
+  generator's policy version;
 - the trainer: whole global batches (`async-rollout`) or two micro-batches in flight and one step
   per global batch (`full`); a new version reaches the generators `publish_s` later; samples more
   than eta versions old are dropped at `take` (refunded) and replaced.
@@ -109,8 +110,8 @@ class AsyncPipeline:
                         for _ in self.gen_meters]
         self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu))
         # CPU the trainer and the generator spend beyond their work alone (receiving samples,
-        # decoding requests): it holds their process and the cores. Their threads do it while
-        # the forward / the micro-batch runs, inside the span the benchmark meters, so it counts.
+        # decoding requests): it holds their process and the cores. The trainer's threads receive
+        # while it trains (inside its metered spans); a request decoded during a forward counts too.
         alone_ms = 1000.0 / (prof.trainer.streaming_samples_per_s if mode == "full" else prof.trainer.samples_per_s)
         self.train_extra_s = max(0.0, cpu.trainer_ms_per_sample - alone_ms) / 1000.0 if self.train_gpu.pool else 0.0
         self.request_cpu_s = cpu.generator_ms_per_request / 1000.0 if self.gen_gpu[0].pool else 0.0
@@ -127,6 +128,7 @@ class AsyncPipeline:
         self.gen_version = [0] * L.num_generators
         self.timer_at = [None] * L.num_generators
         self.rr = 0
+        self.boxes = {}  # (worker, generator) -> slots whose requests wait for the coalescing window
         # Driver side: per worker, admitted assignments waiting, idle slots, finished episodes.
         self.queued: List[Deque[int]] = [deque() for _ in range(L.num_env_workers)]  # their reservations
         self.idle: List[List[_Slot]] = [[] for _ in range(L.num_env_workers)]
@@ -164,13 +166,24 @@ class AsyncPipeline:
     def _request(self, s: _Slot) -> None:
         g = self.rr % len(self.pending)
         self.rr += 1
+        if self.p.layout.coalesce_ms > 0:  # workers/request_coalescer.py: one call per window
+            box = self.boxes.setdefault((s.worker, g), [])
+            if not box:
+                self.clock.after(self.p.layout.coalesce_ms / 1000.0, self._send_box, s.worker, g)
+            box.append(s)
+            return
         self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._arrive, g, s)
 
+    def _send_box(self, worker: int, g: int) -> None:  # one call: its requests reach the batcher together
+        self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._arrive, g, *self.boxes.pop((worker, g)))
+
     # --- generators --------------------------------------------------------------------------
-    def _arrive(self, g: int, s: _Slot) -> None:
-        if self.request_cpu_s:
-            self.gen_gpu[g].submit(self.request_cpu_s, _nothing, meter=self.gen_meters[g])
-        self.pending[g].append((self.clock.now, s))
+    def _arrive(self, g: int, *slots: _Slot) -> None:
+        for s in slots:
+            if self.request_cpu_s:  # decoded by another thread; during a forward it stretches that span (GIL)
+                self.gen_gpu[g].submit(self.request_cpu_s, _nothing,
+                                       meter=self.gen_meters[g] if self.running[g] else None)
+            self.pending[g].append((self.clock.now, s))
         self._try_fire(g)
 
     def _try_fire(self, g: int) -> None:
