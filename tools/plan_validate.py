@@ -25,7 +25,7 @@ def main() -> int:
     for path in bench_files():
         try:
             rows += validate_bench(path, seconds=args.seconds)
-            before += validate_bench(path, seconds=args.seconds, cpu=False, own_resets=False)
+            before += validate_bench(path, seconds=args.seconds, first_model=True)
         except Exception as e:  # a bench whose config no longer loads: named, not hidden
             failed.append(f"{path}: {e!r}"[:300])
     is_gpu = lambda r: r.bench.startswith("gpu") or "h200" in r.bench  # noqa: E731

@@ -35,48 +35,59 @@ class CpuCosts:
     env_ms_per_decision: float = 0.0  # env workers' CPU per slot decision beyond the chunk (transport, obs)
     driver_ms_per_decision: float = 0.0  # the driver's CPU per decision (collect, queue, admission)
     generator_ms_per_request: float = 0.0  # generator CPU per request outside its forward (receive, reply)
+    # Scheduler weights (Linux nice: 1024 / 1.25^nice): Ray starts its workers at nice 15, the
+    # driver runs at 0, rollout.nice lowers the env workers and generators further.
+    trainer_weight: float = 1.0
+    rollout_weight: float = 1.0
+    driver_weight: float = 1.0
 
 
 class CpuPool:
-    """`run(work_s, done, *args)`: a job of work_s CPU-seconds; done(*args) when it has had them.
-    Every runnable job progresses at min(1, capacity / jobs) per second."""
+    """`run(work_s, done, *args, weight=1)`: a job of work_s CPU-seconds; done(*args) when it has had
+    them. Runnable jobs share the capacity in proportion to their weights (the scheduler's nice
+    weights), none faster than one core: equal weights give min(1, capacity / jobs) each."""
 
     def __init__(self, clock: Clock, cores: float, background_cores: float = 0.0):
         if cores <= 0:
             raise ValueError("a CPU pool needs cores > 0")
         self.clock = clock
         self.capacity = max(cores - background_cores, 0.05 * cores)  # never stalls outright
-        self.jobs: Dict[int, List] = {}  # id -> [remaining work s, done, args]
+        self.jobs: Dict[int, List] = {}  # id -> [remaining work s, weight, rate, done, args]
         self._ids = itertools.count()
         self._t = 0.0
         self._gen = 0  # stale completion events carry an older generation and are ignored
         self.work_done_s = 0.0  # CPU-seconds served (what per-role accounting would report)
 
-    def rate(self) -> float:
-        return min(1.0, self.capacity / len(self.jobs)) if self.jobs else 1.0
-
-    def run(self, work_s: float, done: Callable, *args) -> None:
+    def run(self, work_s: float, done: Callable, *args, weight: float = 1.0) -> None:
         if work_s <= 0:
             self.clock.after(0.0, done, *args)
             return
         self._advance()
-        self.jobs[next(self._ids)] = [work_s, done, args]
+        self.jobs[next(self._ids)] = [work_s, weight, 0.0, done, args]
         self._reschedule()
+
+    def _share(self) -> None:
+        """Water-filling: the heaviest job first; a share above one core is capped and the rest
+        of the capacity goes to the others by weight."""
+        cap, wsum = self.capacity, sum(j[1] for j in self.jobs.values())
+        for j in sorted(self.jobs.values(), key=lambda j: -j[1]):
+            j[2] = min(1.0, cap * j[1] / wsum) if wsum > 0 else 0.0
+            cap, wsum = cap - j[2], wsum - j[1]
 
     def _advance(self) -> None:
         dt = self.clock.now - self._t
-        if dt > 0 and self.jobs:
-            r = self.rate()
+        if dt > 0:
             for j in self.jobs.values():
-                j[0] -= dt * r
-            self.work_done_s += dt * r * len(self.jobs)
+                j[0] -= dt * j[2]
+                self.work_done_s += dt * j[2]
         self._t = self.clock.now
 
     def _reschedule(self) -> None:
         self._gen += 1
         if self.jobs:
-            left = min(j[0] for j in self.jobs.values())
-            self.clock.after(max(left, 0.0) / self.rate(), self._complete, self._gen)
+            self._share()
+            left = min(max(j[0], 0.0) / j[2] for j in self.jobs.values())
+            self.clock.after(left, self._complete, self._gen)
 
     def _complete(self, gen: int) -> None:
         if gen != self._gen:
@@ -84,7 +95,7 @@ class CpuPool:
         self._advance()
         finished: List[Tuple[Callable, tuple]] = []
         for k in [k for k, j in self.jobs.items() if j[0] <= EPS]:
-            _, done, args = self.jobs.pop(k)
+            _, _, _, done, args = self.jobs.pop(k)
             finished.append((done, args))
         self._reschedule()
         for done, args in finished:

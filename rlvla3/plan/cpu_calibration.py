@@ -5,7 +5,8 @@ bench/cpu_accounting.py). Divided by the work that role did in the same window (
 for the trainer, decisions for the env workers and the driver, batches for the generator) it gives
 a cost per unit of work: what the process needs, not the throughput it reached, so the model can
 share the cores between the processes and predict the rate. Runs recorded before the accounting
-existed take the medians of the accounted 2-core VM runs (`VM_MEDIANS`).
+existed take the medians of the accounted 2-core VM runs with the same request transport
+(`VM_MEDIANS`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,36 @@ from rlvla3.plan.profile import GeneratorCosts
 
 MODELLED_ROLES = ("Trainer", "Generator", "AsyncGenerator", "EnvWorker", "driver")
 BACKGROUND_ROLES = ("ray daemons", "ray idle workers", "IDLE", "other", "DashboardAgent", "RuntimeEnvAgent")
-# Medians over the 2-core VM's asynchronous runs with accounting (cpu-dec03-*, cpu-eta2-dec03-coalesce,
-# cpu-dec05-arch25; 45 runs): the trainer's CPU per sample over its streaming time alone, the env
-# workers' and the driver's CPU per decision (ms), the background (cores), the generator's CPU per
-# request beyond the forward (ms). `python -m rlvla3.plan.cpu_calibration` prints them again.
-VM_MEDIANS = dict(trainer_ratio=1.1, env_ms=1.6, driver_ms=0.53, background=0.08, per_request_ms=0.89)
+# Medians over the 2-core VM's `full` runs with accounting and no request coalescing, by request
+# transport: the trainer's CPU per sample over its streaming time alone, the env workers' and the
+# driver's CPU per decision (ms), the background (cores), the generator's CPU per request beyond
+# the forward (ms). Ray calls: cpu-eta2-dec03-coalesce control / wait25 / wait50 and
+# cpu-dec03-socket/sweep pairA-ray / pairB-ray (5 runs); socket: the cpu-dec03-* runs after it
+# became the default, and pairA-sock / pairB-sock (24 runs).
+# `python -m rlvla3.plan.cpu_calibration` prints them again.
+VM_MEDIANS = {"ray": dict(trainer_ratio=1.01, env_ms=3.5, driver_ms=1.0, background=0.075, per_request_ms=2.0),
+              "socket": dict(trainer_ratio=1.11, env_ms=1.31, driver_ms=0.48, background=0.11, per_request_ms=0.81)}
+SOCKET_SINCE = "2026-12-03 13:42"  # generator.request_transport=socket became the default (288ae79)
+
+
+WORKERS_AT_NICE_0_SINCE = "2026-12-03 22:11"  # rollout.nice > 0 starts Ray's workers at 0, not 15
+
+
+def nice_weights(bench: dict, rollout_nice: int) -> tuple:
+    """(trainer, rollout, driver) scheduler weights, 1.25^-nice as Linux weighs them: the driver at
+    nice 0; Ray's workers at 15, or at 0 when rollout.nice > 0 (since the date above); the env
+    workers and generators rollout.nice above the workers, at most 19."""
+    workers = 0 if rollout_nice > 0 and bench.get("date", "")[:16] >= WORKERS_AT_NICE_0_SINCE else 15
+    w = lambda nice: 1.25 ** -min(19, nice)  # noqa: E731
+    return w(workers), w(workers + rollout_nice), w(0)
+
+
+def transport(bench: dict) -> str:
+    """How the run's action requests travelled: its override, else the default on its date."""
+    for o in bench.get("overrides", []):
+        if o.startswith("generator.request_transport="):
+            return o.split("=", 1)[1]
+    return "socket" if bench.get("date", "")[:16] >= SOCKET_SINCE else "ray"
 
 
 def _base(mode: str) -> str:
@@ -48,10 +74,11 @@ def cpu_costs(bench: dict, mode: str, on_cpu: bool, spd: float, envs_per_slot: i
     cpu = accounted(bench, mode)
     name = mode if mode in bench["modes"] and bench["modes"][mode].get("cpu") else _base(mode)
     if cpu is None:
-        v = VM_MEDIANS
+        v = VM_MEDIANS[transport(bench)]
         return (CpuCosts(cores, v["background"], on_cpu, on_cpu, v["trainer_ratio"] * alone_ms, v["env_ms"],
                          v["driver_ms"]), v["per_request_ms"] if on_cpu else None,
-                "no CPU accounting: medians of the accounted 2-core VM runs (cpu_calibration.VM_MEDIANS)")
+                f"no CPU accounting: medians of the accounted 2-core VM runs, {transport(bench)} transport "
+                "(cpu_calibration.VM_MEDIANS)")
     m = bench["modes"][name]
     roles = cpu["by_role"]
     decisions = m["env_steps_per_s"] / spd  # samples (env decisions) per second
@@ -94,16 +121,19 @@ def set_cpu_costs(prof, bench: dict, mode: str) -> None:
         prof.sources["generator.overhead_ms"] = "0: the accounted CPU per request carries it"
     costs, per_request, src = cpu_costs(bench, mode, on_cpu, prof.env.steps_per_decision, prof.layout.envs_per_slot,
                                         prof.generator)
+    costs.trainer_weight, costs.rollout_weight, costs.driver_weight = (
+        prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight)
     prof.cpu = costs
     prof.sources["cpu"] = src
     if on_cpu:  # the per-request time read from forward spans was contention, which the pool models
         prof.generator.per_request_ms = 0.0
         prof.sources["generator.per_request_ms"] = "0: CPU per request is cpu.generator_ms_per_request"
-        prof.cpu.generator_ms_per_request = per_request if per_request is not None else VM_MEDIANS["per_request_ms"]
+        prof.cpu.generator_ms_per_request = per_request if per_request is not None \
+            else VM_MEDIANS[transport(bench)]["per_request_ms"]
 
 
 def _medians() -> dict:
-    """VM_MEDIANS recomputed from the committed benchmarks."""
+    """VM_MEDIANS recomputed from the committed benchmarks (`full`, accounted, no coalescing)."""
     import json
 
     import numpy as np
@@ -111,26 +141,27 @@ def _medians() -> dict:
     from rlvla3.plan.from_bench import profile_from_bench
     from rlvla3.plan.validate import bench_files
 
-    out = {k: [] for k in VM_MEDIANS}
+    out = {t: {k: [] for k in VM_MEDIANS[t]} for t in VM_MEDIANS}
     for path in bench_files():
         with open(path) as f:
             bench = json.load(f)
-        if bench.get("machine", {}).get("cpus") != 2:
+        if bench.get("machine", {}).get("cpus") != 2 or not bench["modes"].get("full", {}).get("cpu"):
             continue
-        for mode in ("full", "async-rollout"):
-            if mode not in bench["modes"] or not bench["modes"][mode].get("cpu"):
-                continue
-            prof = profile_from_bench(path)
-            prof.cpu.generator_on_cpu = True
-            set_cpu_costs(prof, bench, mode)
-            c = prof.cpu
-            alone = 1000.0 / bench["bounds"]["trainer_streaming_samples_per_s" if mode == "full" else "trainer_samples_per_s"]
-            out["trainer_ratio"].append(c.trainer_ms_per_sample / alone)
-            out["env_ms"].append(c.env_ms_per_decision)
-            out["driver_ms"].append(c.driver_ms_per_decision)
-            out["background"].append(c.background_cores)
-            out["per_request_ms"].append(c.generator_ms_per_request)
-    return {k: (round(float(np.median(v)), 3), len(v)) for k, v in out.items()}
+        prof = profile_from_bench(path)
+        if prof.layout.coalesce_ms > 0:
+            continue
+        explicit = any(o.startswith("generator.request_transport=") for o in bench.get("overrides", []))
+        if not explicit and "2026-12-03 12:00" <= bench["date"][:16] < SOCKET_SINCE:
+            continue  # the socket was tried before it became the default: transport unknown
+        prof.cpu.generator_on_cpu = True
+        set_cpu_costs(prof, bench, "full")
+        c, o = prof.cpu, out[transport(bench)]
+        o["trainer_ratio"].append(c.trainer_ms_per_sample * bench["bounds"]["trainer_streaming_samples_per_s"] / 1000.0)
+        o["env_ms"].append(c.env_ms_per_decision)
+        o["driver_ms"].append(c.driver_ms_per_decision)
+        o["background"].append(c.background_cores)
+        o["per_request_ms"].append(c.generator_ms_per_request)
+    return {t: {k: (round(float(np.median(v)), 3), len(v)) for k, v in o.items() if v} for t, o in out.items()}
 
 
 if __name__ == "__main__":

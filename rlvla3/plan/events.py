@@ -66,6 +66,7 @@ class Server:
     clock: Clock
     meter: Meter
     pool: Optional[Any] = None  # a cpu.CpuPool: jobs are CPU work shared with the other processes
+    weight: float = 1.0  # the process's share of the cores against the others' (its nice)
     queue: Deque[Tuple[float, Callable, tuple, Optional[Meter]]] = field(default_factory=deque)
     busy: bool = False
 
@@ -83,7 +84,7 @@ class Server:
         duration, done, args, meter = self.queue.popleft()
         self.busy = True
         if self.pool is not None:
-            self.pool.run(duration, self._finish, self.clock.now, done, args, meter)
+            self.pool.run(duration, self._finish, self.clock.now, done, args, meter, weight=self.weight)
         else:
             self.clock.after(duration, self._finish, self.clock.now, done, args, meter)
 

@@ -179,6 +179,9 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
         src["overheads"] = "timeline.json lock-step idle gaps"
     prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
+    from rlvla3.plan.cpu_calibration import nice_weights
+
+    prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, r.nice)
     if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
         from rlvla3.plan.cpu_calibration import set_cpu_costs
 

@@ -106,9 +106,10 @@ class AsyncPipeline:
         cpu = prof.cpu
         self.pool = CpuPool(self.clock, cpu.cores, cpu.background_cores) if cpu.cores > 0 else None
         on_cpu = lambda flag: self.pool if flag and not shared_gpu else None  # noqa: E731
-        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu))
-                        for _ in self.gen_meters]
-        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu))
+        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu),
+                                                      cpu.rollout_weight) for _ in self.gen_meters]
+        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu),
+                                                       cpu.trainer_weight)
         # CPU the trainer and the generator spend beyond their work alone (receiving samples,
         # decoding requests): it holds their process and the cores. The trainer's threads receive
         # while it trains (inside its metered spans); a request decoded during a forward counts too.
@@ -117,9 +118,9 @@ class AsyncPipeline:
         self.request_cpu_s = cpu.generator_ms_per_request / 1000.0 if self.gen_gpu[0].pool else 0.0
         # Env workers and the driver: single processes whose CPU competes for the cores; their work
         # does not hold a slot (its latency is in the measured request round trip).
-        self.env_procs = [Server(self.clock, Meter(self.t0, self.t1), self.pool) for _ in range(L.num_env_workers)] \
-            if self.pool and cpu.env_ms_per_decision > 0 else None
-        self.driver = Server(self.clock, Meter(self.t0, self.t1), self.pool) \
+        self.env_procs = [Server(self.clock, Meter(self.t0, self.t1), self.pool, cpu.rollout_weight)
+                          for _ in range(L.num_env_workers)] if self.pool and cpu.env_ms_per_decision > 0 else None
+        self.driver = Server(self.clock, Meter(self.t0, self.t1), self.pool, cpu.driver_weight) \
             if self.pool and cpu.driver_ms_per_decision > 0 else None
         self.undriven = 0  # decisions since the driver's last poll
         # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.

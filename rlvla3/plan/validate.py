@@ -52,11 +52,11 @@ def measured_utils(m: dict) -> dict:
             "trainer": float(u.get("trainer", {}).get("utilization", 0.0))}
 
 
-def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, cpu: bool = True,
-                   own_resets: bool = True) -> List[Row]:
-    """Every mode of one bench; `cpu`: share the cores between the processes (plan/cpu.py) with each
-    mode's own CPU accounting; `own_resets`: an asynchronous mode's resets from its own spans
-    (False for both: the model as first validated, every cost from the reference mode)."""
+def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model: bool = False) -> List[Row]:
+    """Every mode of one bench. `first_model`: the model as first validated (each process at its
+    speed alone, resets from the reference mode, no request coalescing); else the cores shared
+    between the processes (plan/cpu.py) with each mode's CPU accounting, and an asynchronous
+    mode's resets from its own spans."""
     with open(path) as f:
         bench = json.load(f)
     if not bench.get("bounds") or not bench.get("modes"):
@@ -64,14 +64,15 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, cpu: bool = 
     prof = profile_from_bench(path)
     frac, _ = straggler_args(bench.get("command", ""))
     rows, ref_reset = [], prof.env.reset
+    if first_model:
+        prof.layout.coalesce_ms = 0.0
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
         prof.layout.straggler_fraction = frac if strag else 0.0
         prof.env.reset = ref_reset
         if mode in ("async-rollout", "full"):
-            if cpu:
+            if not first_model:
                 set_cpu_costs(prof, bench, name)
-            if own_resets:
                 prof.env.reset = mode_resets(path, mode) or ref_reset
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),

@@ -98,3 +98,31 @@ def test_libero_resets_of_a_session_start_are_not_the_pipeline_s():
     path = "docs/benchmarks/gpu-libero-oft/run1/bench.json"
     assert mode_resets(path, "sync").median_ms > 15000
     assert mode_resets(path, "full").median_ms < 2500
+
+
+def test_weights_share_a_core_in_proportion():
+    """Weights 2:1 on one core: 2/3 and 1/3 of it; the light job ends at 3 s, the heavy one at 1.5 s."""
+    clock = Clock()
+    pool = CpuPool(clock, 1)
+    ends = {}
+    pool.run(1.0, lambda: ends.__setitem__("heavy", clock.now), weight=2.0)
+    pool.run(1.0, lambda: ends.__setitem__("light", clock.now), weight=1.0)
+    clock.run(100.0)
+    # heavy: 1 s at 2/3 -> 1.5 s; light has had 0.5 s by then, its last 0.5 s alone -> 2.0 s
+    assert ends == pytest.approx({"heavy": 1.5, "light": 2.0})
+
+
+def test_no_job_runs_faster_than_one_core():
+    """Weights 10:1:1 on two cores: the heavy job gets one core (done at 1 s), the other two share
+    the second (half done), then have a core each (done at 1.5 s)."""
+    assert _ends_weighted(2, [(1.0, 10.0), (1.0, 1.0), (1.0, 1.0)]) == pytest.approx([1.0, 1.5, 1.5])
+
+
+def _ends_weighted(cores, jobs):
+    clock = Clock()
+    pool = CpuPool(clock, cores)
+    ends = {}
+    for i, (w, weight) in enumerate(jobs):
+        pool.run(w, lambda i=i: ends.__setitem__(i, clock.now), weight=weight)
+    clock.run(100.0)
+    return [ends[i] for i in range(len(jobs))]
