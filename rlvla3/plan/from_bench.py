@@ -22,6 +22,7 @@ import os
 import re
 from typing import Optional
 
+from rlvla3.plan.cpu_calibration import nice_weights, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 
@@ -179,11 +180,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
         src["overheads"] = "timeline.json lock-step idle gaps"
     prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
-    from rlvla3.plan.cpu_calibration import nice_weights
-
     prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, r.nice)
     if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
-        from rlvla3.plan.cpu_calibration import set_cpu_costs
-
         set_cpu_costs(prof, bench, cpu_mode)
     return prof

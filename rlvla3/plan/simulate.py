@@ -16,7 +16,8 @@ core/batcher.py and runtime/trainer_feed.py:
   than eta versions old are dropped at `take` (refunded) and replaced.
 Stragglers: a fraction of slots, spread over the workers, with every cost multiplied.
 CPU contention (`prof.cpu`, plan/cpu.py): the generator and the trainer on the CPU run their jobs
-as CPU work shared with the env workers' and the driver's per-decision CPU, by processor sharing.
+as CPU work shared with the env workers' and the driver's per-decision CPU, by weighted
+processor sharing.
 Not modelled: GRPO groups (one episode per admission), weight swaps inside the generator.
 """
 

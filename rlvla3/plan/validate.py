@@ -119,5 +119,6 @@ def summary(rows: List[Row], modes: Optional[List[str]] = None, skip_short: bool
     env = np.array([abs(r.env_error) for r in rows])
     util = np.array([r.util_error for r in rows])
     return {"rows": len(rows), "env_within_10pct": int((env <= 0.10).sum()), "util_within_005": int((util <= 0.05).sum()),
+            "within_target": int(((env <= 0.10) & (util <= 0.05)).sum()),
             "env_abs_error_median": float(np.median(env)) if len(env) else None,
             "util_error_median": float(np.median(util)) if len(util) else None}

@@ -67,7 +67,7 @@ def test_the_pipeline_trainer_gets_the_cores_left(make_profile):
     for cores, want in ((1, 50.0), (2, 100.0)):
         p = make_profile(chunk_ms=1.0, slots=8, rate=100.0, gb=32, mb=8, epochs=1)
         p.cpu = CpuCosts(cores, 0.5, trainer_on_cpu=True, trainer_ms_per_sample=10.0)
-        r = predict(p, "full", seconds=40, warmup=5)
+        r = predict(p, "full", seconds=20, warmup=3)
         assert r.trained_samples_per_s == pytest.approx(want, rel=0.05)
         assert r.trainer_utilization == pytest.approx(1.0, abs=0.02)
 
