@@ -27,6 +27,7 @@ BACKGROUND_ROLES = ("ray daemons", "ray idle workers", "IDLE", "other", "Dashboa
 # `python -m rlvla3.plan.cpu_calibration` prints them again.
 VM_MEDIANS = {"ray": dict(trainer_ratio=1.01, env_ms=3.5, driver_ms=1.0, background=0.075, per_request_ms=2.0),
               "socket": dict(trainer_ratio=1.11, env_ms=1.31, driver_ms=0.48, background=0.11, per_request_ms=0.81)}
+VM_CORES = 2.0
 SOCKET_SINCE = "2026-12-03 13:42"  # generator.request_transport=socket became the default (288ae79)
 
 
@@ -114,6 +115,10 @@ def reference_mode(prof) -> str:
 def set_cpu_costs(prof, bench: dict, mode: str) -> None:
     """Give `prof` the CPU costs of `mode` (the generator's per-request cost too, when accounted)."""
     on_cpu = prof.cpu.generator_on_cpu
+    if accounted(bench, mode) is None and float(bench.get("machine", {}).get("cpus") or 0) != VM_CORES:
+        prof.cpu.cores = 0.0  # the medians hold only for the machine they were measured on
+        prof.sources["cpu"] = "no CPU accounting and not the 2-core VM: contention not modelled"
+        return
     if on_cpu and reference_mode(prof).split(" ")[0] in ("async-rollout", "full"):
         # The per-batch overhead came from that mode's forward spans, stretched by contention the
         # pool now models: the CPU per request (accounted, else the VM median) replaces it.
