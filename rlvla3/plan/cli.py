@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     pr = sub.add_parser("profile", help="profile.json of measured stage costs, from a committed bench.json")
     pr.add_argument("--bench", required=True, help="a bench.json written by `rlvla3 bench`")
     pr.add_argument("--mode", default="", help="the mode whose spans give the per-call costs (default: sync)")
+    pr.add_argument("--cpu-mode", default="auto", help="the mode whose per-role CPU accounting gives the processes' "
+                                                       "CPU costs (auto: full or async-rollout if accounted; none: "
+                                                       "no CPU contention)")
     pr.add_argument("--out", default="profile.json")
     pl = sub.add_parser("plan", help="predicted throughput, bottleneck and placement from a profile.json")
     pl.add_argument("--profile", required=True, help="profile.json (`rlvla3 profile`)")
@@ -30,10 +33,13 @@ def add_parsers(sub) -> None:
 
 
 def run_profile(args) -> int:
+    from rlvla3.plan.cpu_calibration import auto_cpu_mode
     from rlvla3.plan.from_bench import profile_from_bench
 
     try:
-        prof = profile_from_bench(args.bench, args.mode or None)
+        with open(args.bench) as f:
+            cpu_mode = auto_cpu_mode(json.load(f)) if args.cpu_mode == "auto" else args.cpu_mode
+        prof = profile_from_bench(args.bench, args.mode or None, None if cpu_mode == "none" else cpu_mode)
     except (OSError, KeyError, ValueError) as e:
         print(f"rlvla3 profile: {e!r}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 
 class Clock:
@@ -60,10 +60,13 @@ class Meter:
 @dataclass
 class Server:
     """One device that runs jobs one at a time, first come first served (a GPU, a trainer
-    process): actors that share it queue behind each other."""
+    process): actors that share it queue behind each other. With a `pool`, a process on the CPU:
+    a job's duration is its CPU work, stretched by what else runs on the cores."""
 
     clock: Clock
     meter: Meter
+    pool: Optional[Any] = None  # a cpu.CpuPool: jobs are CPU work shared with the other processes
+    weight: float = 1.0  # the process's share of the cores against the others' (its nice)
     queue: Deque[Tuple[float, Callable, tuple, Optional[Meter]]] = field(default_factory=deque)
     busy: bool = False
 
@@ -80,7 +83,10 @@ class Server:
             return
         duration, done, args, meter = self.queue.popleft()
         self.busy = True
-        self.clock.after(duration, self._finish, self.clock.now, done, args, meter)
+        if self.pool is not None:
+            self.pool.run(duration, self._finish, self.clock.now, done, args, meter, weight=self.weight)
+        else:
+            self.clock.after(duration, self._finish, self.clock.now, done, args, meter)
 
     def _finish(self, start: float, done: Callable, args: tuple, meter: Optional[Meter]) -> None:
         self.meter.busy(start, self.clock.now)

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from rlvla3.plan.cpu import CpuCosts
 from rlvla3.plan.model import predict, stage_bounds
 from rlvla3.plan.profile import StageProfile
 
@@ -101,6 +102,7 @@ def _cpu_stretch(prof: StageProfile, envs: int, cores: float, measured_cores: fl
 def scaled_profile(prof: StageProfile, scale: Scale, pl: Placement, mode: str, measured_cores: float) -> tuple:
     """(profile to simulate, multiplier to the whole pipeline, shared GPU?)"""
     p = copy.deepcopy(prof)
+    p.cpu = CpuCosts()  # at N GPUs the CPU side is the simulators' stretch below (policies on the GPUs)
     L, tr = p.layout, p.trainer
     per_env = scale.samples_per_env or L.global_batch / (L.slots * L.envs_per_slot)
     gb = max(1, int(round(per_env * scale.envs)))

@@ -22,6 +22,7 @@ import os
 import re
 from typing import Optional
 
+from rlvla3.plan.cpu_calibration import nice_weights, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 
@@ -86,9 +87,21 @@ def poll_ms_at(date: str, configured: float) -> float:
     return configured
 
 
-def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfile:
+def mode_resets(path: str, mode: str, least: int = 10) -> Optional[Dist]:
+    """`mode`'s own reset durations (timeline.json next to the bench.json), when it has `least`.
+    LIBERO resets depend on the run: 14 at once in `sync` took 2.4 s in one run and 20 s (a
+    session's first resets) in another with the same command, against ~2 s staggered in `full`."""
+    tl = os.path.join(os.path.dirname(path), "timeline.json")
+    if not os.path.isfile(tl):
+        return None
+    resets = durations_ms(load_timeline(tl).get(mode, []), "reset")
+    return Dist.from_samples(resets) if len(resets) >= least else None
+
+
+def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Optional[str] = None) -> StageProfile:
     """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
-    the first mode) is the mode whose spans give the per-call costs."""
+    the first mode) is the mode whose spans give the per-call costs; `cpu_mode`, the mode whose
+    per-role CPU accounting gives the processes' CPU costs (None: contention not modelled)."""
     with open(path) as f:
         bench = json.load(f)
     folder = os.path.dirname(path)
@@ -158,11 +171,16 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None) -> StageProfil
     r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
     layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
                     gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
-                    poll_ms_at(bench.get("date", ""), cfg.transport.poll_ms), 0.0, slow)
+                    poll_ms_at(bench.get("date", ""), cfg.transport.poll_ms), 0.0, slow, cfg.transport.coalesce_ms)
     over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
     src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
     if lo is not None:
         over = Overheads(lo.per_step_ms, lo.per_iteration_s)
         src["overheads"] = "timeline.json lock-step idle gaps"
-    return StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
+    prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
+    prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
+    prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, cfg.process.nice)
+    if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
+        set_cpu_costs(prof, bench, cpu_mode)
+    return prof

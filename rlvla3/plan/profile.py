@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from rlvla3.plan.cpu import CpuCosts
+
 Z95 = 1.6448536269514722  # standard normal quantile of 0.95
 
 
@@ -118,6 +120,7 @@ class Layout:
     poll_ms: float = 50.0
     straggler_fraction: float = 0.0
     straggler_slowdown: float = 5.0
+    coalesce_ms: float = 0.0  # transport.coalesce_ms: a worker's requests to a generator go out together
 
     @property
     def slots(self) -> int:
@@ -141,6 +144,7 @@ class StageProfile:
     layout: Layout
     overheads: Overheads = field(default_factory=Overheads)
     sources: Dict[str, str] = field(default_factory=dict)  # field -> where its number came from
+    cpu: CpuCosts = field(default_factory=CpuCosts)  # processor sharing of the cores (cores 0: off)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,7 +158,8 @@ class StageProfile:
         env = dict(d["env"])
         env["chunk"], env["reset"] = Dist(**env["chunk"]), Dist(**env["reset"])
         return cls(d["source"], EnvCosts(**env), GeneratorCosts(**g), _make(TrainerCosts, d["trainer"]),
-                   _make(Layout, d["layout"]), _make(Overheads, d.get("overheads", {})), dict(d.get("sources", {})))
+                   _make(Layout, d["layout"]), _make(Overheads, d.get("overheads", {})), dict(d.get("sources", {})),
+                   _make(CpuCosts, d.get("cpu", {})))
 
     def save(self, path: str) -> None:
         with open(path, "w") as f:

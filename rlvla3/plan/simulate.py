@@ -9,13 +9,16 @@ core/batcher.py and runtime/trainer_feed.py:
   reservation settled against what they produced), admits episodes while a worker holds fewer
   than 2 x its envs and the staleness window has room, feeds the trainer;
 - one dynamic batcher per generator (fires at `max_batch` samples or `max_wait_ms`), requests
-  routed round-robin, a batch carries the generator's policy version;
+  routed round-robin (held `coalesce_ms` in their worker first, when set), a batch carries the
+  generator's policy version;
 - the trainer: whole global batches (`async-rollout`) or two micro-batches in flight and one step
   per global batch (`full`); a new version reaches the generators `publish_s` later; samples more
   than eta versions old are dropped at `take` (refunded) and replaced.
 Stragglers: a fraction of slots, spread over the workers, with every cost multiplied.
-Not modelled: CPU contention between stages (costs are taken as measured in the pipeline), GRPO
-groups (one episode per admission), weight swaps inside the generator.
+CPU contention (`prof.cpu`, plan/cpu.py): the generator and the trainer on the CPU run their jobs
+as CPU work shared with the env workers' and the driver's per-decision CPU, by weighted
+processor sharing.
+Not modelled: GRPO groups (one episode per admission), weight swaps inside the generator.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Deque, List, Optional
 
 import numpy as np
 
+from rlvla3.plan.cpu import CpuPool
 from rlvla3.plan.events import Clock, Meter, Server
 from rlvla3.plan.profile import StageProfile
 
@@ -70,6 +74,10 @@ def episode_lengths(rng: np.random.Generator, horizon: int, mean: float, n: int)
     return np.where(early, np.minimum(lens, horizon), horizon)
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Slot:
     __slots__ = ("i", "worker", "slow", "left", "versions", "reserved")
 
@@ -96,14 +104,33 @@ class AsyncPipeline:
         self.train_meter = Meter(self.t0, self.t1)
         # shared_gpu: every generator and the trainer queue on one device (a colocated GPU)
         gpu = Server(self.clock, Meter(self.t0, self.t1))
-        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1)) for _ in self.gen_meters]
-        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1))
+        cpu = prof.cpu
+        self.pool = CpuPool(self.clock, cpu.cores, cpu.background_cores) if cpu.cores > 0 else None
+        on_cpu = lambda flag: self.pool if flag and not shared_gpu else None  # noqa: E731
+        self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu),
+                                                      cpu.rollout_weight) for _ in self.gen_meters]
+        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu),
+                                                       cpu.trainer_weight)
+        # CPU the trainer and the generator spend beyond their work alone (receiving samples,
+        # decoding requests): it holds their process and the cores. The trainer's threads receive
+        # while it trains (inside its metered spans); a request decoded during a forward counts too.
+        alone_ms = 1000.0 / (prof.trainer.streaming_samples_per_s if mode == "full" else prof.trainer.samples_per_s)
+        self.train_extra_s = max(0.0, cpu.trainer_ms_per_sample - alone_ms) / 1000.0 if self.train_gpu.pool else 0.0
+        self.request_cpu_s = cpu.generator_ms_per_request / 1000.0 if self.gen_gpu[0].pool else 0.0
+        # Env workers and the driver: single processes whose CPU competes for the cores; their work
+        # does not hold a slot (its latency is in the measured request round trip).
+        self.env_procs = [Server(self.clock, Meter(self.t0, self.t1), self.pool, cpu.rollout_weight)
+                          for _ in range(L.num_env_workers)] if self.pool and cpu.env_ms_per_decision > 0 else None
+        self.driver = Server(self.clock, Meter(self.t0, self.t1), self.pool, cpu.driver_weight) \
+            if self.pool and cpu.driver_ms_per_decision > 0 else None
+        self.undriven = 0  # decisions since the driver's last poll
         # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.
         self.pending: List[Deque] = [deque() for _ in range(L.num_generators)]
         self.running = [False] * L.num_generators
         self.gen_version = [0] * L.num_generators
         self.timer_at = [None] * L.num_generators
         self.rr = 0
+        self.boxes = {}  # (worker, generator) -> slots whose requests wait for the coalescing window
         # Driver side: per worker, admitted assignments waiting, idle slots, finished episodes.
         self.queued: List[Deque[int]] = [deque() for _ in range(L.num_env_workers)]  # their reservations
         self.idle: List[List[_Slot]] = [[] for _ in range(L.num_env_workers)]
@@ -141,11 +168,24 @@ class AsyncPipeline:
     def _request(self, s: _Slot) -> None:
         g = self.rr % len(self.pending)
         self.rr += 1
+        if self.p.layout.coalesce_ms > 0:  # workers/request_coalescer.py: one call per window
+            box = self.boxes.setdefault((s.worker, g), [])
+            if not box:
+                self.clock.after(self.p.layout.coalesce_ms / 1000.0, self._send_box, s.worker, g)
+            box.append(s)
+            return
         self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._arrive, g, s)
 
+    def _send_box(self, worker: int, g: int) -> None:  # one call: its requests reach the batcher together
+        self.clock.after(self.p.generator.request_rtt_ms / 2000.0, self._arrive, g, *self.boxes.pop((worker, g)))
+
     # --- generators --------------------------------------------------------------------------
-    def _arrive(self, g: int, s: _Slot) -> None:
-        self.pending[g].append((self.clock.now, s))
+    def _arrive(self, g: int, *slots: _Slot) -> None:
+        for s in slots:
+            if self.request_cpu_s:  # decoded by another thread; during a forward it stretches that span (GIL)
+                self.gen_gpu[g].submit(self.request_cpu_s, _nothing,
+                                       meter=self.gen_meters[g] if self.running[g] else None)
+            self.pending[g].append((self.clock.now, s))
         self._try_fire(g)
 
     def _try_fire(self, g: int) -> None:
@@ -185,6 +225,9 @@ class AsyncPipeline:
     def _stepped(self, s: _Slot) -> None:
         if self.env_meter.counts(self.clock.now):
             self.counts["env_steps"] += self.p.env.steps_per_decision * self.k
+        if self.env_procs:
+            self.env_procs[s.worker].submit(self.k * self.p.cpu.env_ms_per_decision / 1000.0, _nothing)
+        self.undriven += self.k
         s.left -= 1
         if s.left > 0:
             self._request(s)
@@ -207,6 +250,9 @@ class AsyncPipeline:
 
     def _poll(self) -> None:
         L = self.p.layout
+        if self.driver:
+            self.driver.submit(self.undriven * self.p.cpu.driver_ms_per_decision / 1000.0, _nothing)
+        self.undriven = 0
         for w in range(L.num_env_workers):  # deliver: samples join the queue, reservations settle
             for versions, reserved in self.done[w]:
                 produced = len(versions)
@@ -278,6 +324,7 @@ class AsyncPipeline:
             if self.waiting >= L.global_batch and self._take(L.global_batch):
                 self.update_in_flight = True
                 dur = L.global_batch / tr.samples_per_s + tr.step_overhead_s
+                self._train_extra(L.global_batch)
                 self.train_gpu.submit(dur, self._updated, L.global_batch, meter=self.train_meter)
             return
         per_sample = 1.0 / tr.streaming_samples_per_s
@@ -288,6 +335,7 @@ class AsyncPipeline:
                 break
             self.micro_in_flight += 1
             self.held += need
+            self._train_extra(need)
             self.train_gpu.submit(need * first, self._accumulated, need, meter=self.train_meter)
             need = min(L.micro_batch, L.global_batch - self.held)
         if self.held >= L.global_batch:
@@ -295,6 +343,10 @@ class AsyncPipeline:
             dur = L.global_batch * (per_sample - first) + tr.step_overhead_s
             self.train_gpu.submit(dur, self._updated, 0, meter=self.train_meter)
             self.held = 0
+
+    def _train_extra(self, n: int) -> None:
+        if self.train_extra_s:
+            self.train_gpu.submit(n * self.train_extra_s, _nothing, meter=self.train_meter)
 
     def _accumulated(self, n: int) -> None:
         self.micro_in_flight -= 1

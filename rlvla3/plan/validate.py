@@ -15,7 +15,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from rlvla3.plan.from_bench import profile_from_bench, straggler_args
+from rlvla3.plan.cpu_calibration import set_cpu_costs
+from rlvla3.plan.from_bench import mode_resets, profile_from_bench, straggler_args
 from rlvla3.plan.model import predict
 
 
@@ -51,17 +52,28 @@ def measured_utils(m: dict) -> dict:
             "trainer": float(u.get("trainer", {}).get("utilization", 0.0))}
 
 
-def validate_bench(path: str, seconds: float = 40.0, seed: int = 0) -> List[Row]:
+def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model: bool = False) -> List[Row]:
+    """Every mode of one bench. `first_model`: the model as first validated (each process at its
+    speed alone, resets from the reference mode, no request coalescing); else the cores shared
+    between the processes (plan/cpu.py) with each mode's CPU accounting, and an asynchronous
+    mode's resets from its own spans."""
     with open(path) as f:
         bench = json.load(f)
     if not bench.get("bounds") or not bench.get("modes"):
         return []
     prof = profile_from_bench(path)
     frac, _ = straggler_args(bench.get("command", ""))
-    rows = []
+    rows, ref_reset = [], prof.env.reset
+    if first_model:
+        prof.layout.coalesce_ms = 0.0
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
         prof.layout.straggler_fraction = frac if strag else 0.0
+        prof.env.reset = ref_reset
+        if mode in ("async-rollout", "full"):
+            if not first_model:
+                set_cpu_costs(prof, bench, name)
+                prof.env.reset = mode_resets(path, mode) or ref_reset
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}
@@ -107,5 +119,6 @@ def summary(rows: List[Row], modes: Optional[List[str]] = None, skip_short: bool
     env = np.array([abs(r.env_error) for r in rows])
     util = np.array([r.util_error for r in rows])
     return {"rows": len(rows), "env_within_10pct": int((env <= 0.10).sum()), "util_within_005": int((util <= 0.05).sum()),
+            "within_target": int(((env <= 0.10) & (util <= 0.05)).sum()),
             "env_abs_error_median": float(np.median(env)) if len(env) else None,
             "util_error_median": float(np.median(util)) if len(util) else None}

@@ -99,3 +99,13 @@ def test_episode_lengths_have_the_requested_mean():
 def test_straggler_slots_are_spread_over_workers():
     # round(0.2 x 64) = 13: slots 0, 1, 2 of every worker of 16, then slot 3 of the first
     assert sorted(straggler_slots(64, 4, 0.2)) == [0, 1, 2, 3, 16, 17, 18, 32, 33, 34, 48, 49, 50]
+
+
+def test_coalescing_window_adds_to_the_cycle(make_profile):
+    """8 slots of one worker in phase, chunk 20 ms, free forward: a 5 ms coalescing window makes the
+    cycle 25 ms and sends the 8 requests as one batch."""
+    p = make_profile(chunk_ms=20.0, act_ms=0.0, slots=8, max_batch=64, max_wait_ms=0.0)
+    p.layout.coalesce_ms = 5.0
+    r = predict(p, "async-rollout", seconds=20, warmup=2)
+    assert r.policy_calls_per_s == pytest.approx(8 / 0.025, rel=0.01)
+    assert r.mean_batch == pytest.approx(8.0)
