@@ -20,13 +20,8 @@ def select_tracks(tracks: list[str], max_tracks: int) -> list[str]:
     return [tracks[i] for i in idx]
 
 
-def plot_gantt(
-    groups: dict[str, list[Span]],
-    path: str,
-    window_s: float = 3.0,
-    max_tracks: int = 24,
-    title: str = "",
-) -> str:
+def plot_gantt(groups: dict[str, list[Span]], path: str, window_s: float = 3.0, max_tracks: int = 24,
+               title: str = "") -> str:
     """Draw `window_s` seconds from the middle of each group's spans; return path.
 
     Starting mid-run skips warm-up (compilation, first resets) so the picture
@@ -43,17 +38,13 @@ def plot_gantt(
     colors = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
 
     n_groups = max(1, len(groups))
-    rows = [
-        min(max_tracks, len({s.track for s in spans})) for spans in groups.values()
-    ] or [1]
+    rows = [min(max_tracks, len({s.track for s in spans})) for spans in groups.values()] or [1]
     # Row-proportional heights keep bar thickness similar across groups.
     ratios = [0.25 * max(r, 2) + 0.5 for r in rows]
     header_in = 0.35 if (names or title) else 0.0  # room for legend / suptitle
     height = sum(ratios) + 0.3 * len(ratios) + 0.6 + header_in
-    fig, axes = plt.subplots(
-        n_groups, 1, sharex=True, figsize=(12, height), squeeze=False,
-        gridspec_kw={"height_ratios": ratios},
-    )
+    fig, axes = plt.subplots(n_groups, 1, sharex=True, figsize=(12, height), squeeze=False,
+                             gridspec_kw={"height_ratios": ratios})
 
     for ax, (group, spans) in zip(axes[:, 0], groups.items()):
         if not spans:
@@ -84,11 +75,8 @@ def plot_gantt(
         ax.set_ylim(len(shown) - 0.5, -0.5)  # first track on top
         ax.set_yticks(range(len(shown)))
         ax.set_yticklabels(shown, fontsize=7)
-        label = (
-            f"{group} ({len(shown)} of {len(all_tracks)} tracks)"
-            if len(shown) < len(all_tracks)
+        label = f"{group} ({len(shown)} of {len(all_tracks)} tracks)" if len(shown) < len(all_tracks) \
             else f"{group} ({len(all_tracks)} tracks)"
-        )
         ax.set_title(label, fontsize=9, loc="left")
         ax.set_axisbelow(True)  # grid behind bars
         ax.grid(axis="x", alpha=0.3)

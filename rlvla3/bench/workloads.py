@@ -81,7 +81,6 @@ WORKLOADS["metaworld"] = [
     "policy.pi0.chunk_size=8",
     _mt10_vocab(),
 ]
-UNAVAILABLE: Dict[str, str] = {}
 # The quick SFT of the bench (a warm start whose episodes vary in length), per workload.
 BENCH_SFT = ["sft.demos_per_task=48", "sft.epochs=6"]
 BENCH_SFT_BY_WORKLOAD: Dict[str, List[str]] = {"metaworld": ["sft.demos_per_task=10", "sft.epochs=6",
@@ -93,8 +92,6 @@ def bench_sft(name: str) -> List[str]:
 
 
 def workload_overrides(name: str, mode: str, extra: List[str]) -> List[str]:
-    if name in UNAVAILABLE:
-        raise ValueError(f"workload {name!r} is not available: {UNAVAILABLE[name]}")
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose from {sorted(WORKLOADS)}")
     return BASE + WORKLOADS[name] + [f"run.mode={mode}"] + list(extra)

@@ -25,7 +25,6 @@ from rlvla3.core.types import Episode, SampleBatch
 
 @dataclass
 class StalenessCounters:
-    admitted_groups: int = 0  # groups of episodes admitted (PPO: one episode each)
     refused: int = 0  # admission requests refused (producers throttled)
     dropped_samples: int = 0  # samples too stale to train on
     accepted_samples: int = 0
@@ -85,7 +84,6 @@ class StalenessController:
             self.counters.refused += 1
             return False
         self.reserved += max_samples
-        self.counters.admitted_groups += 1
         return True
 
     def finish(self, reserved: int, produced: int) -> None:

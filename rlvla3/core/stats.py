@@ -94,7 +94,3 @@ class Timers:
         return {n: {"total_s": self._total[n], "count": self._count[n],
                     "mean_ms": 1000.0 * self._total[n] / self._count[n]}
                 for n in self._total}
-
-    def reset(self) -> None:
-        self._total.clear()
-        self._count.clear()

@@ -80,13 +80,7 @@ class SpanRecorder:
             self.dropped = 0
 
 
-def busy_fraction(
-    spans: Iterable[Span],
-    track: str,
-    t0: float,
-    t1: float,
-    names: Iterable[str] | None = None,
-) -> float:
+def busy_fraction(spans: Iterable[Span], track: str, t0: float, t1: float, names: Iterable[str] | None = None) -> float:
     """Fraction of [t0, t1] covered by the union of `track`'s spans.
 
     Spans are clipped to the window and merged first, so overlapping spans
@@ -95,11 +89,8 @@ def busy_fraction(
     if t1 <= t0:
         return 0.0
     wanted = None if names is None else set(names)
-    ivs = sorted(
-        (max(s.start, t0), min(s.start + s.dur, t1))
-        for s in spans
-        if s.track == track and (wanted is None or s.name in wanted)
-    )
+    ivs = sorted((max(s.start, t0), min(s.start + s.dur, t1))
+                 for s in spans if s.track == track and (wanted is None or s.name in wanted))
     covered = 0.0
     cur_a = cur_b = None
     for a, b in ivs:
@@ -129,27 +120,13 @@ def to_chrome_trace(groups: dict[str, list[Span]]) -> dict[str, Any]:
     """
     events: list[dict[str, Any]] = []
     for pid, (group, spans) in enumerate(groups.items(), start=1):
-        events.append(
-            {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": group}}
-        )
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": group}})
         tracks = sorted({s.track for s in spans}, key=track_sort_key)
         tids = {t: i for i, t in enumerate(tracks, start=1)}
         for t, tid in tids.items():
-            events.append(
-                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": t}}
-            )
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": t}})
         origin = min((s.start for s in spans), default=0.0)
         for s in spans:
-            events.append(
-                {
-                    "ph": "X",
-                    "name": s.name,
-                    "cat": s.name,
-                    "ts": (s.start - origin) * 1e6,
-                    "dur": s.dur * 1e6,
-                    "pid": pid,
-                    "tid": tids[s.track],
-                    "args": dict(s.args),
-                }
-            )
+            events.append({"ph": "X", "name": s.name, "cat": s.name, "ts": (s.start - origin) * 1e6,
+                           "dur": s.dur * 1e6, "pid": pid, "tid": tids[s.track], "args": dict(s.args)})
     return {"traceEvents": events, "displayTimeUnit": "ms"}

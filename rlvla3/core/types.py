@@ -44,7 +44,6 @@ class ActionRequest:
     worker_id: int
     slot_id: int
     obs: ObsBatch
-    t_sent: float = 0.0  # sender's perf_counter; used only for same-host latency stats
 
     @property
     def num_samples(self) -> int:
@@ -61,7 +60,6 @@ class ActionReply:
     logp: np.ndarray  # (n, T) float32 token log-probs under the behaviour policy
     values: np.ndarray  # (n,) float32
     version: int  # policy version that produced this reply
-    queue_ms: float = 0.0  # time the request waited in the batcher
     batch_size: int = 0  # realised batch (samples) the request was served in
 
 
@@ -150,7 +148,6 @@ class WeightsMessage:
 
     version: int
     state: dict
-    t_published: float = 0.0
 
 
 @dataclass

@@ -97,13 +97,3 @@ class LatencyModel:
             end = time.perf_counter() + seconds
             while time.perf_counter() < end:
                 pass
-
-    def spend_step(self) -> float:
-        s = self.step_cost_s()
-        self.spend(s)
-        return s
-
-    def spend_reset(self) -> float:
-        s = self.reset_cost_s()
-        self.spend(s)
-        return s

@@ -68,7 +68,7 @@ class TabletopEnv(EnvTaskInfo, gym.Env):
             self._latency.seed(seed)
         split, task_id, init_id = self.reset_choice(options, draw=lambda n: int(self.np_random.integers(n)))
 
-        self._latency.spend_reset()
+        self._latency.spend(self._latency.reset_cost_s())
         self._task = self._tasks[task_id]
         self._state = initial_state(self._task, split, init_id)
         self._steps = 0
@@ -84,7 +84,7 @@ class TabletopEnv(EnvTaskInfo, gym.Env):
         if len(acts) != 1:
             raise ValueError(f"step() takes one action of shape (3,), got {np.shape(action)}")
         if self._latency.enabled:
-            self._latency.spend_step()
+            self._latency.spend(self._latency.step_cost_s())
         reward, terminated, truncated = self._advance(*acts[0])
         # no wall-clock values here: infos must be deterministic (gymnasium env_checker)
         return self._obs(self.render()), reward, terminated, truncated, self._info()

@@ -33,12 +33,11 @@ def family_config(policy_cfg):
     return getattr(policy_cfg, policy_cfg.type)
 
 
-def build_policy(policy_cfg, device: str | None = None):
-    """Build from a PolicyConfig, loading `init_from` when set."""
-    device = device or policy_cfg.device
+def build_policy(policy_cfg):
+    """Build from a PolicyConfig on its device, loading `init_from` when set."""
     if policy_cfg.init_from:
-        return load_policy(policy_cfg.init_from, device)
-    return family_class(policy_cfg.type)(family_config(policy_cfg), device=device)
+        return load_policy(policy_cfg.init_from, policy_cfg.device)
+    return family_class(policy_cfg.type)(family_config(policy_cfg), device=policy_cfg.device)
 
 
 def load_policy(path: str, device: str = "cpu"):

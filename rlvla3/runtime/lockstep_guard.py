@@ -39,12 +39,6 @@ class LockstepGuard:
             self.gen_incarnation = [0] * len(session.generators)
         return self
 
-    def infer(self, g: int, call: Callable[[object], object]):
-        """`call(generator)` -> ref on generator g; a generator that died, or that did not answer
-        within the step timeout (alive but wedged: it is killed), is replaced and asked again."""
-        ref = call(self.session.generators[g]) if self.session else call(None)
-        return self.replies([ref], [(g, call)])[0]
-
     def replies(self, refs: List[object], asks: List[tuple]) -> List[object]:
         """Results of calls already sent, `refs[i]` to generator `asks[i][0]`; `asks[i][1]`
         re-sends it to a replacement when that generator died or missed the step timeout."""

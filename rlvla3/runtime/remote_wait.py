@@ -10,8 +10,9 @@ diagnosis, not a silent terminal.
 from __future__ import annotations
 
 import os
+import sys
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 
 class RemoteTimeout(RuntimeError):
@@ -61,28 +62,14 @@ def actor_stack(actor, wait_s: float = 2.0) -> str:
     return ""
 
 
-def explain_timeout(what: str, timeout_s: float, knob: str, actors: Sequence = ()) -> str:
-    """The message of an expired deadline: what was waited for, for how long, the actors
-    that did not answer and their stacks."""
+def timeout_error(what: str, timeout_s: float, knob: str, actors: Sequence = ()) -> RemoteTimeout:
+    """The error of an expired deadline, also printed: what was waited for, for how long, the
+    actors that did not answer and their stacks."""
     lines = [f"{what}: no answer within {timeout_s:.0f} s ({knob})"]
     for a in actors:
         lines.append(f"  not answering: {actor_label(a)}")
         stack = actor_stack(a)
         if stack:
             lines.append("  its Python stack:\n" + "\n".join("    " + ln for ln in stack.rstrip().splitlines()))
-    return "\n".join(lines)
-
-
-def report(message: str, file=None) -> None:
-    import sys
-
-    print(message, file=file or sys.stderr, flush=True)
-
-
-def timeout_error(what: str, timeout_s: float, knob: str, actors: Sequence = (),
-                  hint: Optional[str] = None) -> RemoteTimeout:
-    msg = explain_timeout(what, timeout_s, knob, actors)
-    if hint:
-        msg += f"\n{hint}"
-    report(msg)
-    return RemoteTimeout(msg)
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return RemoteTimeout("\n".join(lines))

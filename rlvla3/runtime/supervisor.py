@@ -30,9 +30,6 @@ class FaultReport:
     generator_hangs: int = 0  # generators alive but not answering requests within faults.step_timeout_s
     restart_times: List[float] = field(default_factory=list)  # wall clock of each restart
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def spend_worker_restart(self, max_restarts: int, who: str) -> None:
         """Count an env worker's restart, or raise WorkersLost once faults.max_worker_restarts are spent."""
         if self.worker_restarts >= max_restarts:
@@ -266,7 +263,7 @@ class Supervisor:
 def fault_summary(report: FaultReport, fault_times: List[float], progress: List[tuple], drops: dict) -> dict:
     """summary.json -> faults: what was injected, what was done (`drops`: the experience
     stream's episode counts), and throughput (`progress`: (wall time, env steps)) around it."""
-    out = {**report.as_dict(), **drops}
+    out = {**asdict(report), **drops}
     times = out.pop("restart_times") + fault_times
     out["first_fault_wall_s"] = out["last_fault_wall_s"] = None
     if progress:

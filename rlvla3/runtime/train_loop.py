@@ -195,7 +195,7 @@ def train(cfg: Config, resume: str = "") -> dict:
 def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
     cfg = training.cfg
     # restarts by any guard or supervisor of the session, evaluation included
-    restarts = {k: v for k, v in session.fault_report.as_dict().items()
+    restarts = {k: v for k, v in asdict(session.fault_report).items()
                 if k.startswith(("worker_", "generator_"))}
     training.fault_report.update({k: max(v, training.fault_report.get(k, 0)) for k, v in restarts.items()})
     return {
@@ -213,9 +213,12 @@ def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
     }
 
 
-def _save_trained_ids(training: TrainingRun, run_dir: str) -> None:
+def _write_summary(training: TrainingRun, run_dir: str, summary: dict) -> dict:
+    """summary.json and the ids of every sample handed to the trainer; returns `summary`."""
+    write_json(os.path.join(run_dir, "summary.json"), summary)
     ids = np.concatenate(training.trained_ids) if training.trained_ids else np.zeros(0, np.int64)
     np.save(os.path.join(run_dir, "trained_sample_ids.npy"), ids)
+    return summary
 
 
 def _last_checkpoint_hint(training: TrainingRun) -> str:
@@ -268,12 +271,9 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, training: 
         _run_schedule_or_explain(session, training)
         training.checkpoint()
         if training.stop_requested:  # graceful stop: checkpoint written, no final evaluation
-            summary = _summary(training, session, run_dir)
-            write_json(os.path.join(run_dir, "summary.json"), summary)
-            _save_trained_ids(training, run_dir)
+            summary = _write_summary(training, run_dir, _summary(training, session, run_dir))
             logger.print(f"stopped by {training.stop_requested} at env step {training.env_steps:,}; "
-                         f"checkpoint written; "
-                         f"continue with: rlvla3 train --resume {run_dir}")
+                         f"checkpoint written; continue with: rlvla3 train --resume {run_dir}")
             return summary
         final = training.evaluate("eval_final", videos=cfg.eval.videos)
         videos = save_videos(os.path.join(run_dir, "videos"), final.frames)
@@ -283,12 +283,10 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, training: 
                    f"{cfg.algo.name.upper()} ({cfg.run.mode}) on {cfg.env.type}", baseline=sft_report,
                    train_points=training.train_points,
                    wall_points=[(p.wall_s, p.success_rate) for p in training.eval_curve if p.wall_s is not None])
-        summary = {"sft_success_rate": sft_report, "final_success_rate": final.success_rate,
-                   "improvement_points": 100 * (final.success_rate - sft_report), "videos": videos,
-                   **_summary(training, session, run_dir)}
-        write_json(os.path.join(run_dir, "summary.json"), summary)
-        _save_trained_ids(training, run_dir)
-        return summary
+        return _write_summary(training, run_dir, {
+            "sft_success_rate": sft_report, "final_success_rate": final.success_rate,
+            "improvement_points": 100 * (final.success_rate - sft_report), "videos": videos,
+            **_summary(training, session, run_dir)})
     finally:
         logger.close()
         if session is not None:

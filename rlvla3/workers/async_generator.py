@@ -82,8 +82,7 @@ class AsyncGenerator(Role):
         self.requests += 1
         crash_process_if(self.crash_after_requests, self.requests)
         fut = asyncio.get_running_loop().create_future()
-        now = time.perf_counter()
-        self.batcher.add((request, fut, now), request.num_samples, now)
+        self.batcher.add((request, fut), request.num_samples, time.perf_counter())
         self._wakeup.set()
         return fut
 
@@ -157,7 +156,7 @@ class AsyncGenerator(Role):
             if hang_if(self.hang_after_requests, self.requests):
                 await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
             items = self.batcher.pop_batch(now)
-            requests = [r for r, _, _ in items]
+            requests = [r for r, _ in items]
             obs = ObsBatch.concat([r.obs for r in requests])
             try:
                 async with self._model_lock:
@@ -166,19 +165,18 @@ class AsyncGenerator(Role):
                     out = await loop.run_in_executor(None, partial(self.replica.infer_batch, obs, False,
                                                                    self.temperature, requests=len(items)))
             except Exception as e:  # fail the waiting requests, keep serving
-                for _, fut, _ in items:
+                for _, fut in items:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             self.busy_s += time.perf_counter() - t0
             start = 0
-            for req, fut, t_arrival in items:
+            for req, fut in items:
                 sl = slice(start, start + req.num_samples)
                 start += req.num_samples
                 if not fut.done():
                     fut.set_result(ActionReply(req.request_id, out.actions[sl], out.tokens[sl], out.logp[sl],
-                                               out.values[sl], out.version, queue_ms=(t0 - t_arrival) * 1000,
-                                               batch_size=len(obs)))
+                                               out.values[sl], out.version, batch_size=len(obs)))
 
 
 def _answer(request_id: int, fut: asyncio.Future) -> Answer:

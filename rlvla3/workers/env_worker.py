@@ -41,8 +41,6 @@ class StepResult:
 @dataclass
 class WorkerStats:
     env_steps: int = 0
-    resets: int = 0
-    episodes: int = 0
     step_time_s: float = 0.0
     reset_time_s: float = 0.0
     frames: Dict[int, List[np.ndarray]] = field(default_factory=dict)
@@ -116,7 +114,6 @@ class EnvWorker(Role):
         self.spans.record(self._track(i), "reset", w0, time.time() - w0)
         with self._lock:
             self.stats.reset_time_s += time.perf_counter() - t0
-            self.stats.resets += 1
         self.obs[i] = obs
         self.recorders[i].start(a.task_id, a.init_id, a.group_key, obs["instruction"], keep=a.keep)
         self.active[i] = True
@@ -136,7 +133,6 @@ class EnvWorker(Role):
                                       "env_steps": rec.env_steps, "slot": i, "worker": self.worker_id})
                 if ep is not None:
                     self.finished.append(ep)
-            self.stats.episodes += 1
         self.discard_slot(i)
 
     def _episode_id(self) -> int:

@@ -69,7 +69,7 @@ class Generator(Role):
         got = rx.receive(bucket_mb)
         if got is None:
             return None
-        return WeightsMessage(got[0], got[1], time.time())
+        return WeightsMessage(got[0], got[1])
 
     def weights_receive(self, epoch: int, bucket_mb: float) -> int:
         """Lock-step schedules: receive and apply at once."""

@@ -101,7 +101,7 @@ class Trainer(Role):
         state = self._state_dict()
         if state is None:  # fsdp, rank > 0: took part in the gather
             return None
-        return WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()}, time.time())
+        return WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
 
     def get_version(self) -> int:
         return self.version
