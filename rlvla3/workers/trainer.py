@@ -238,6 +238,7 @@ class Trainer(Role):
         """End a streamed global batch: apply the first pass, then run the other passes on it."""
         held, self._held = self._held, []
         adv = np.concatenate([h[1] for h in held]) if held else np.zeros(0, np.float32)
+        offset = None  # baseline mode: the first pass's baseline (the last batch's mean) off this batch's, in stds
         if self._first_pass_held:  # fsdp streaming: the first pass, with the advantages normalised
             self._first_pass_held = False
             adv = self._advantages(adv)
@@ -255,13 +256,10 @@ class Trainer(Role):
             for k, (p, ga) in enumerate(zip(params, self._g_adv)):
                 g = (ga - mean * self._g_one[k] if self._g_one is not None else ga) * scale
                 p.grad = g if p.grad is None else p.grad + g
-            # baseline mode: the first pass's baseline (the last batch's mean) off this batch's, in stds
             offset = 0.0 if self._g_one is not None else (mean - self.adv_baseline) * scale
             self._g_adv = self._g_one = None
             self.adv_baseline = mean
             adv = self._advantages(adv)
-        else:
-            offset = None
         results = [self._apply()]
         if offset is not None:
             results[0].metrics["adv_baseline_offset"] = float(offset)
