@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from rlvla3.core.timeline import Span, to_chrome_trace
 
@@ -68,17 +68,18 @@ def to_markdown(result: dict) -> str:
     return _more_lines(result, lines)
 
 
+def window_note(name: str, m: dict) -> Optional[str]:
+    """Why a mode's window started late (waiting for every env slot's first step), or without every slot."""
+    delay = m.get("window_start_delay_s") or 0.0
+    if m.get("all_slots_stepped") is False:
+        return (f"**warning — {name}**: only {m.get('slots_stepped')} of {m.get('slots')} env slots had stepped by "
+                f"faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and counts the silent "
+                "slots as idle, so its rates are too low")
+    return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped" if delay >= 0.1 else None
+
+
 def _window_notes(modes: dict) -> List[str]:
-    """Modes whose window started late (waiting for every env slot's first step), or without every slot."""
-    out = []
-    for name, m in modes.items():
-        delay = m.get("window_start_delay_s") or 0.0
-        if m.get("all_slots_stepped") is False:
-            out.append(f"- **warning — {name}**: only {m.get('slots_stepped')} of {m.get('slots')} env slots had "
-                       f"stepped by faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and "
-                       "counts the silent slots as idle, so its rates are too low")
-        elif delay >= 0.1:
-            out.append(f"- {name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped")
+    out = [f"- {note}" for name, m in modes.items() if (note := window_note(name, m))]
     return ["", "Measurement windows:", ""] + out if out else []
 
 

@@ -302,16 +302,6 @@ def _efficiency(achieved: float, bound: float) -> Optional[float]:
     return achieved / bound if bound and bound > 0 else None
 
 
-def _warn_window(metrics: dict, label: str, say: Callable) -> None:
-    delay = metrics.get("window_start_delay_s") or 0.0
-    if metrics.get("all_slots_stepped") is False:
-        say(f"bench: WARNING {label}: only {metrics['slots_stepped']} of {metrics['slots']} env slots had stepped "
-            f"by faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and counts the others "
-            "as idle")
-    elif delay >= 0.1:
-        say(f"bench: {label}: window started {delay:.1f} s after the warm-up, once every env slot had stepped")
-
-
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
@@ -322,7 +312,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     `bounds_each_repeat` measures the stage bounds after every repeat too, and each mode's
     efficiency is the median of its repeats, each against the bounds of its own repeat.
     bench.json and table.md are written after every run and every bounds measurement."""
-    from rlvla3.bench.report import write_outputs
+    from rlvla3.bench.report import window_note, write_outputs
 
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
@@ -369,7 +359,8 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
-                _warn_window(metrics, f"{mode}{suffix}{tag}", say)
+                if note := window_note(f"{mode}{suffix}{tag}", metrics):
+                    say(f"bench: {note}")
                 done.append(f"{mode}{suffix}{tag}")
                 save()
         if bounds_each_repeat:
