@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlvla3.core.config_checks import check, check_at_least
+from rlvla3.core.config_checks import check, check_at_least, check_choice
 
 
 def envs_per_worker(rollout) -> int:
@@ -47,12 +47,9 @@ class GeneratorConfig:
     request_transport: str = "socket"
 
     def validate(self, prefix: str = "generator") -> None:
-        check(self.router in ("round_robin", "least_loaded", "shard"),
-              f"{prefix}.router must be round_robin|least_loaded|shard, got {self.router!r}")
-        check(self.request_transport in ("socket", "ray"),
-              f"{prefix}.request_transport must be socket|ray, got {self.request_transport!r}")
-        check(self.weight_transport in ("object_store", "collective"),
-              f"{prefix}.weight_transport must be object_store|collective, got {self.weight_transport!r}")
+        check_choice(self.router, ("round_robin", "least_loaded", "shard"), f"{prefix}.router")
+        check_choice(self.request_transport, ("socket", "ray"), f"{prefix}.request_transport")
+        check_choice(self.weight_transport, ("object_store", "collective"), f"{prefix}.weight_transport")
         check(self.weight_bucket_mb > 0, f"{prefix}.weight_bucket_mb must be > 0, got {self.weight_bucket_mb}")
         check_at_least(self, prefix, 1, "num_generators", "max_batch")
         check_at_least(self, prefix, 0, "max_wait_ms")

@@ -45,11 +45,9 @@ class AlgoConfig:
     critic_warmup_steps: int = 0  # PPO: first optimizer steps train only the value head (it starts random after SFT)
 
     def validate(self, prefix: str = "algo") -> None:
-        check(self.name in ("ppo", "grpo"), f"{prefix}.name must be 'ppo' or 'grpo', got {self.name!r}")
-        check(self.logprob_level in ("token", "action", "chunk"),
-              f"{prefix}.logprob_level must be token|action|chunk, got {self.logprob_level!r}")
-        check(self.stream_normalization in ("baseline", "exact"),
-              f"{prefix}.stream_normalization must be baseline|exact, got {self.stream_normalization!r}")
+        check_choice(self.name, ("ppo", "grpo"), f"{prefix}.name")
+        check_choice(self.logprob_level, ("token", "action", "chunk"), f"{prefix}.logprob_level")
+        check_choice(self.stream_normalization, ("baseline", "exact"), f"{prefix}.stream_normalization")
         check_at_least(self, prefix, 1, "update_epochs", "global_batch", "micro_batch")
         check_at_least(self, prefix, 0, "staleness", "ent_coef", "value_clip", "critic_warmup_steps")
         check(self.lr > 0, f"{prefix}.lr must be > 0, got {self.lr}")

@@ -161,7 +161,7 @@ def test_streaming_baseline_mode_centres_on_the_previous_batch_mean():
 def test_stream_normalization_is_checked():
     from rlvla3.runtime.config import ConfigError
 
-    with pytest.raises(ConfigError, match="algo.stream_normalization must be baseline|exact"):
+    with pytest.raises(ConfigError, match=r"algo.stream_normalization must be one of \['baseline', 'exact'\]"):
         load_config(["preset=tiny-test", "algo.stream_normalization=running"])
 
 
