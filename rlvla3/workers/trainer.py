@@ -240,7 +240,7 @@ class Trainer(Role):
         adv = np.concatenate([h[1] for h in held]) if held else np.zeros(0, np.float32)
         offset = None  # baseline mode: the first pass's baseline (the last batch's mean) off this batch's, in stds
         if self._first_pass_held:  # fsdp streaming: the first pass, with the advantages normalised
-            self._first_pass_held = False
+            self._first_pass_held, offset = False, 0.0
             adv = self._advantages(adv)
             lo = 0
             for micro, _, prox, global_size in held:
