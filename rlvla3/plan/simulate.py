@@ -29,6 +29,7 @@ from typing import Deque, List, Optional
 
 import numpy as np
 
+from rlvla3.bench.config import BenchConfig
 from rlvla3.plan.cpu import CpuPool
 from rlvla3.plan.events import Clock, Meter, Server
 from rlvla3.plan.profile import StageProfile
@@ -54,11 +55,10 @@ class SimResult:
 
 
 def straggler_slots(slots: int, workers: int, fraction: float) -> set:
-    """Which slots are slow: round(fraction x slots), spread over the workers as the bench does."""
-    n = int(round(fraction * slots))
+    """Which slots are slow, as global slot indices: the bench's own choice (BenchConfig)."""
     per = slots // workers
-    order = [w * per + i for i in range(per) for w in range(workers)]  # slot 0 of each worker, then slot 1...
-    return set(order[:n])
+    chosen = BenchConfig(straggler_fraction=fraction).straggler_slots(workers, per)
+    return {w * per + i for w, mine in enumerate(chosen) for i in mine}
 
 
 def episode_lengths(rng: np.random.Generator, horizon: int, mean: float, n: int) -> np.ndarray:

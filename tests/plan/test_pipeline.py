@@ -96,9 +96,9 @@ def test_episode_lengths_have_the_requested_mean():
     assert (episode_lengths(np.random.default_rng(0), 15, 15.0, 10) == 15).all()
 
 
-def test_straggler_slots_are_spread_over_workers():
-    # round(0.2 x 64) = 13: slots 0, 1, 2 of every worker of 16, then slot 3 of the first
-    assert sorted(straggler_slots(64, 4, 0.2)) == [0, 1, 2, 3, 16, 17, 18, 32, 33, 34, 48, 49, 50]
+def test_straggler_slots_are_the_benchs_own():
+    # round(0.2 x 64) = 13: 4 slots of the first worker of 16, 3 of each other, spread within each
+    assert sorted(straggler_slots(64, 4, 0.2)) == [0, 4, 8, 12, 16, 21, 26, 32, 37, 42, 48, 53, 58]
 
 
 def test_coalescing_window_adds_to_the_cycle(make_profile):
