@@ -33,6 +33,7 @@ from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers.fault_hooks import crash_process_if
 from rlvla3.workers.role import Role
+from rlvla3.workers.trainer_bench import train_alone
 from rlvla3.workers.trainer_checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -375,28 +376,8 @@ class Trainer(Role):
 
     # --- benchmarks ------------------------------------------------------------------------
     def bench_train(self, seconds: float, obs: ObsBatch, streaming: bool = False) -> dict:
-        """Stage bound: the trainer alone on a synthetic global batch of observations `obs`
-        (this changes the weights, so run it in a session of its own). Returns new samples per
-        second, each trained update_epochs times as in a real run; `streaming` goes through
-        accumulate/step as `full` does (exact stream normalisation costs a second backward)."""
-        n, micro = len(obs), self.algo.micro_batch
-        rng = np.random.default_rng(0)
-        out = self.policy.act(obs)
-        batch = SampleBatch(obs.images, obs.proprio, obs.instructions, out.tokens, out.logp, out.values,
-                            rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
-                            np.full(n, self.version), np.arange(n))
-        done, t0 = 0, time.perf_counter()
-        # at least one global batch; rank 0 decides for all (the ranks' loops must match)
-        while done == 0 or self.ranks.from_main(time.perf_counter() - t0 < seconds):
-            batch.versions[:] = self.version
-            if streaming:
-                for lo in range(0, n, micro):
-                    self.accumulate(batch.take(np.arange(lo, min(n, lo + micro))), n)
-                self.step()
-            else:
-                self.train_batch(batch)
-            done += n
-        return {"samples": done, "seconds": time.perf_counter() - t0}
+        """Stage bound: the trainer alone (workers/trainer_bench.py)."""
+        return train_alone(self, seconds, obs, streaming)
 
     def stats(self) -> dict:
         return {"version": self.version, "samples_trained": self.samples_trained,
