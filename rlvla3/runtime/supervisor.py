@@ -54,8 +54,8 @@ def call_result(ray, ref, ready) -> Tuple[str, object]:
 
     if ref not in ready:
         return "hung", None
-    try:
-        return "ok", ray.get(ref)
+    try:  # ready: ray.wait fetched it, so this returns at once; the deadline guards a lost object
+        return "ok", ray.get(ref, timeout=60.0)
     except RayActorError as e:
         return "died", e
 
