@@ -75,7 +75,9 @@ def window_note(name: str, m: dict) -> Optional[str]:
         return (f"**warning — {name}**: only {m.get('slots_stepped')} of {m.get('slots')} env slots had stepped by "
                 f"faults.start_timeout_s; its window started {delay:.0f} s after the warm-up and counts the silent "
                 "slots as idle, so its rates are too low")
-    return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped" if delay >= 0.1 else None
+    if delay >= 0.1:
+        return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped"
+    return None
 
 
 def _window_notes(modes: dict) -> List[str]:
