@@ -11,6 +11,7 @@
 #   3. carry [".device/sim"]                   source .device/sim/setup.sh && cp .device/sim/setup.sh /tmp/rlvla3-setup.sh
 #                                              && PHASE=sft bash tools/device_metaworld_mt10.sh
 #   4. later calls:                            source /tmp/rlvla3-setup.sh && PHASE=rl MODE=sync SEED=0 bash tools/device_metaworld_mt10.sh
+#      (NAME=... names a run other than MODE-sSEED, e.g. a variant with extra key=value arguments)
 # Extra key=value arguments go to every rlvla3 command (e.g. run.total_env_steps=300000).
 set -uo pipefail
 PHASE=${PHASE:-sft}; MODE=${MODE:-sync}; SEED=${SEED:-0}; LIMIT=${LIMIT:-560}
@@ -27,7 +28,7 @@ if [ "$PHASE" = sft ]; then
   rc=${PIPESTATUS[0]}
 else
   [ -d "$SFT" ] || { echo "no SFT checkpoint at $SFT: the machine was given back; run PHASE=sft first" | tee -a "$OUT/log.txt"; exit 2; }
-  name="$MODE-s$SEED"
+  name="${NAME:-$MODE-s$SEED}"
   timeout -s INT -k 20 "$LIMIT" python3 -m rlvla3.cli.main train preset=metaworld-mt10 policy.device=cuda \
       sft.checkpoint="$SFT" run.mode="$MODE" run.seed="$SEED" run.output_dir="$RUNS" run.name="$name" \
       run.progress=false "$@" 2>&1 | grep --line-buffered -v -i "warn" | stamp | tee -a "$OUT/log.txt" | tail -n 30
