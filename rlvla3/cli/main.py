@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--exclude-eval", action="store_true",
                     help="subtract the in-RL evaluations' time from the wall clock")
     pr.add_argument("--title", default="")
+    pr.add_argument("--group-by", choices=("mode", "name"), default="mode",
+                    help="mode: one curve per run.mode (default); name: per run.name less a trailing -s<seed>, "
+                         "for variants of one mode (then --ref names such a group)")
     return p
 
 
@@ -85,7 +88,7 @@ def _plot_runs(args) -> int:
 
     try:
         plot_runs(args.run_dirs, args.out, x=args.x, ref=args.ref, exclude_eval=args.exclude_eval, title=args.title,
-                  say=lambda m: print(m, file=sys.stderr))
+                  say=lambda m: print(m, file=sys.stderr), group_by=args.group_by)
     except ValueError as e:
         return _error(f"plot-runs: {e}")
     with open(os.path.splitext(args.out)[0] + ".md") as f:

@@ -2,11 +2,13 @@
 grouped by `run.mode` (e.g. sync and full), each seed a thin line and each mode's mean a thick
 one, against the RL stage's wall clock (default) or env steps; a markdown table beside it
 (FIG.md) with each mode's final success and the wall time it took to reach the reference
-mode's final mean success (the paper's figure, issue 23)."""
+mode's final mean success (the paper's figure, issue 23). `--group-by name` groups by `run.name`
+less a trailing `-s<seed>` instead, for variants of one mode (e.g. `full-lr1e-5-s0`)."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -24,6 +26,13 @@ class RunCurve:
     mode: str
     seed: int
     points: List[EvalPoint]
+    name: str = ""  # run.name
+
+    def group(self, by: str) -> str:
+        """The curve's group: its mode, or its name less a trailing -s<seed> (by="name")."""
+        if by == "mode":
+            return self.mode
+        return re.sub(r"-s\d+$", "", self.name or os.path.basename(os.path.normpath(self.run_dir)))
 
     def xs(self, x: str, exclude_eval: bool = False) -> np.ndarray:
         """Minutes of the RL clock (x=wall) or env steps (x=steps) of each evaluation."""
@@ -71,19 +80,19 @@ def _is_run(path: str) -> bool:
 
 
 def read_run(run_dir: str) -> RunCurve:
-    mode, seed = "", 0
+    mode, seed, name = "", 0, ""
     cfg_path = os.path.join(run_dir, "config.yaml")
     if os.path.isfile(cfg_path):
         with open(cfg_path) as f:
             run = (yaml.safe_load(f) or {}).get("run", {}) or {}
-        mode, seed = str(run.get("mode", "")), int(run.get("seed", 0))
+        mode, seed, name = str(run.get("mode", "")), int(run.get("seed", 0)), str(run.get("name", "") or "")
     if not mode:
         import json
 
         s = os.path.join(run_dir, "summary.json")
         mode = json.load(open(s)).get("mode", "?") if os.path.isfile(s) else "?"
     pts = sorted(load_eval_curve(run_dir), key=lambda p: p.env_steps)
-    return RunCurve(run_dir, mode, seed, pts)
+    return RunCurve(run_dir, mode, seed, pts, name)
 
 
 def mean_curve(runs: List[RunCurve], x: str, exclude_eval: bool = False) -> tuple:
@@ -148,14 +157,16 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
              f"min to reach {ref}'s final | × {ref}'s wall | success at {budget:,} env steps |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in stats:
-        reach = "n/a" if s.wall_min_mean is None else _fmt(s.reach_min, ".1f") if s.reach_min is not None \
-            else "not reached"
+        reach = "n/a" if s.wall_min_mean is None else "not reached" if s.reach_min is None \
+            else "at start" if s.reach_min == 0.0 else _fmt(s.reach_min, ".1f")
+        ratio = "-" if reach == "at start" else _fmt(s.reach_ratio, ".2f", "×")
         lines.append(f"| {s.mode} | {s.runs} | {100 * s.final_mean:.1f}% ± {100 * s.final_sd:.1f} | "
                      f"{100 * s.final_min:.1f}–{100 * s.final_max:.1f}% | {s.env_steps_mean:,.0f} | "
-                     f"{_fmt(s.wall_min_mean, '.1f')} | {reach} | {_fmt(s.reach_ratio, '.2f', '×')} | "
+                     f"{_fmt(s.wall_min_mean, '.1f')} | {reach} | {ratio} | "
                      f"{_fmt(None if s.success_at_steps is None else 100 * s.success_at_steps, '.1f', '%')} |")
     lines += ["", "Mean curves are the seeds interpolated on a common grid up to the shortest seed; 'min to reach' is "
-              "the mode's mean curve's first crossing of the reference's final mean (n/a: never reached).", "",
+              "the mode's mean curve's first crossing of the reference's final mean ('at start': the first "
+              "evaluation, before RL, is already there; n/a: no wall clock).", "",
               "Runs:", ""]
     lines += [f"- {m}, seed {r.seed}: {r.run_dir} (final {100 * r.points[-1].success_rate:.1f}%)"
               for m, rs in runs.items() for r in rs]
@@ -163,14 +174,18 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
 
 
 def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync", exclude_eval: bool = False,
-              title: str = "", say=print) -> List[ModeStats]:
-    """Draws the figure at `out` and writes the table beside it (same name, .md)."""
+              title: str = "", say=print, group_by: str = "mode") -> List[ModeStats]:
+    """Draws the figure at `out` and writes the table beside it (same name, .md). `group_by`:
+    "mode" (run.mode) or "name" (run.name less -s<seed>); `ref` names a group."""
+    if group_by not in ("mode", "name"):
+        raise ValueError(f"group_by must be 'mode' or 'name', not {group_by!r}")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups: Dict[str, List[RunCurve]] = {}
+    mode_of: Dict[str, str] = {}
     for d in expand_run_dirs(run_dirs):
         r = read_run(d)
         if not r.points:
@@ -179,14 +194,15 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
         if x == "wall" and not r.has_wall:
             say(f"plot-runs: {d} has no RL wall clock (a run from before eval_curve); left out of --x wall")
             continue
-        groups.setdefault(r.mode, []).append(r)
+        groups.setdefault(r.group(group_by), []).append(r)
+        mode_of.setdefault(r.group(group_by), r.mode)
     if not groups:
         raise ValueError("no run with evaluations among " + ", ".join(run_dirs))
     from rlvla3.runtime.config import MODES
 
     # the schedules in the ablation's order (sync first), whatever order the folders came in
     order = {m: i for i, m in enumerate(MODES)}
-    groups = dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    groups = dict(sorted(groups.items(), key=lambda kv: (order.get(mode_of[kv[0]], len(order)), kv[0])))
     if ref not in groups:
         say(f"plot-runs: no {ref} run; the reference mode is {sorted(groups)[0]}")
         ref = sorted(groups)[0]

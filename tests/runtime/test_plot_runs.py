@@ -77,3 +77,22 @@ def test_first_reach():
     grid, curve = np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.5, 0.5])
     assert first_reach(grid, curve, 0.25) == pytest.approx(0.5)
     assert first_reach(grid, curve, 0.0) == 0.0 and first_reach(grid, curve, 0.6) is None
+
+
+def test_group_by_name_separates_variants_of_one_mode(runs, tmp_path, capsys):
+    """Two lr variants of full are one group by mode and two by name (the -s<seed> suffix
+    joins seeds; without config.yaml's run.name the folder's name stands for it)."""
+    root = tmp_path / "runs"
+    variant = _run_dir(root, "full", 7, [0.2, 0.3, 0.4], [0, 5, 10])
+    os.rename(variant, str(root / "full-lr1e-5-s0"))
+    dirs = runs + [str(root / "full-lr1e-5-s0")]
+    by_mode = {s.mode: s for s in plot_runs(dirs, str(tmp_path / "m.png"), say=lambda m: None)}
+    assert sorted(by_mode) == ["full", "sync"] and by_mode["full"].runs == 3
+    by_name = {s.mode: s for s in plot_runs(dirs, str(tmp_path / "n.png"), say=lambda m: None, group_by="name")}
+    assert sorted(by_name) == ["full", "full-lr1e-5", "sync"]
+    assert by_name["full"].runs == 2 and by_name["full-lr1e-5"].final_mean == pytest.approx(0.4)
+    assert main(["plot-runs", *dirs, "--out", str(tmp_path / "c.png"), "--group-by", "name",
+                 "--ref", "full-lr1e-5"]) == 0
+    assert "reference mode: full-lr1e-5" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="group_by"):
+        plot_runs(dirs, str(tmp_path / "x.png"), group_by="seed")
