@@ -147,8 +147,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         res.outcomes.extend(d["outcomes"])
         res.episodes_dropped += d.get("episodes_dropped", 0)
         res.faults_injected += d.get("faults_injected", 0)
-        for slot, frames in d["frames"].items():
-            res.frames[(wi, slot)] = frames
+        res.frames.update({(wi, slot): frames for slot, frames in d["frames"].items()})
     waiting, final_obs = pending_bootstrap(res.episodes)
     if bootstrap and waiting:  # time limits the observation does not show: V(s_T), one inference
         set_bootstrap(waiting, _infer(backend, generators, final_obs, True, temperature, guard)[0].values)
