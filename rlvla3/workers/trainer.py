@@ -99,10 +99,8 @@ class Trainer(Role):
         return full
 
     def get_weights(self) -> Optional[WeightsMessage]:
-        state = self._state_dict()
-        if state is None:  # fsdp, rank > 0: took part in the gather
-            return None
-        return WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
+        state = self._state_dict()  # None: fsdp, rank > 0 (took part in the gather)
+        return None if state is None else WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
 
     def get_version(self) -> int:
         return self.version
