@@ -137,8 +137,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
     values = {k: np.zeros(len(obs[k]), np.float32) for k in live}
     if bootstrap and any(active[k].any() for k in live):
         reply, _ = _infer(backend, generators, ObsBatch.concat([obs[k] for k in live]), True, temperature, guard)
-        parts = np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])
-        values = dict(zip(live, parts))
+        values = dict(zip(live, np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])))
     call(lambda w, k: w.cut.remote(values[k]), slow_ok=True)
     for wi, d in enumerate(call(lambda w, k: w.drain.remote(), slow_ok=True)):
         if d is None:

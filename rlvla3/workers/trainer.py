@@ -53,8 +53,7 @@ class Trainer(Role):
         self.opt = self._make_optimizer()
         self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same permutations
         self.version = self.policy.version
-        self.samples_trained = 0
-        self.steps_skipped = 0
+        self.samples_trained = self.steps_skipped = 0
         self.updates = 0  # optimizer steps taken by this trainer (critic warm-up counts these)
         self._acc: List[tuple] = []  # (rows this rank trained, stats) per micro-batch
         self._acc_samples = 0
