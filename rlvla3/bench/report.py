@@ -60,7 +60,8 @@ def to_markdown(result: dict) -> str:
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
-    lines += _window_notes(result["modes"])
+    notes = [f"- {note}" for name, m in result["modes"].items() if (note := window_note(name, m))]
+    lines += ["", "Measurement windows:", ""] + notes if notes else []
     if b is None:
         lines += ["", "Stage bounds: not measured yet, so no pipeline efficiency (n/a)."]
     else:
@@ -78,11 +79,6 @@ def window_note(name: str, m: dict) -> Optional[str]:
     if delay >= 0.1:
         return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped"
     return None
-
-
-def _window_notes(modes: dict) -> List[str]:
-    out = [f"- {note}" for name, m in modes.items() if (note := window_note(name, m))]
-    return ["", "Measurement windows:", ""] + out if out else []
 
 
 def _bounds_lines(result: dict, b: dict) -> List[str]:

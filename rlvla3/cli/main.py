@@ -157,8 +157,7 @@ def _bench(args) -> int:
 
 def main(argv=None) -> int:
     parser = _parser()
-    if argv is None:
-        argv = sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "plot-runs":  # run directories, no key=value overrides
         return _plot_runs(parser.parse_args(argv))
     if argv and argv[0] in ("profile", "plan"):  # files and numbers, no config overrides
@@ -172,12 +171,9 @@ def main(argv=None) -> int:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides = list(args.overrides) + extra
-    if args.command == "bench":
-        return _bench(args)
-    if args.command == "bench-policy":
-        return _bench_policy(args)
-    if args.command == "bench-weights":
-        return _bench_weights(args)
+    bench = {"bench": _bench, "bench-policy": _bench_policy, "bench-weights": _bench_weights}.get(args.command)
+    if bench is not None:
+        return bench(args)
     try:
         if args.command == "train" and args.resume:
             path = os.path.join(args.resume, "config.yaml")

@@ -29,8 +29,7 @@ class GroupSampler:
         self.num_tasks, self.num_init_states, self.group_size = num_tasks, num_init_states, group_size
         self.rng = np.random.default_rng(seed)
         self.prefix, self.split = prefix, split
-        self.groups_started = 0
-        self._left = 0
+        self.groups_started = self._left = 0
         self._current: EpisodeAssignment | None = None
 
     def next(self) -> EpisodeAssignment:

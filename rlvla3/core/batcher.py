@@ -42,10 +42,8 @@ class BatcherStats:
         self.fired_by_timeout += int(not by_size)
         self.batch_sizes.append(n)
         self.queue_delays_s.extend(now - p.t_arrival for p in batch)
-        if len(self.queue_delays_s) > self.max_kept:
-            del self.queue_delays_s[: len(self.queue_delays_s) - self.max_kept]
-        if len(self.batch_sizes) > self.max_kept:
-            del self.batch_sizes[: len(self.batch_sizes) - self.max_kept]
+        for kept in (self.queue_delays_s, self.batch_sizes):
+            del kept[:-self.max_kept]  # all but the most recent max_kept (none while fewer)
 
     def summary(self) -> dict:
         delays = percentiles([d * 1000 for d in self.queue_delays_s]) if self.queue_delays_s else {}

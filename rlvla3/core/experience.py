@@ -55,8 +55,7 @@ def compute_gae(rewards, values, bootstrap_value: float, terminated: bool,
         last = delta + gamma * lam * last
         adv[t] = last
         next_v = v[t]
-    ret = adv + v
-    return adv.astype(np.float32), ret.astype(np.float32)
+    return adv.astype(np.float32), (adv + v).astype(np.float32)  # returns = advantages + values
 
 
 def discounted_return(rewards, gamma: float) -> float:

@@ -336,15 +336,13 @@ class ExperienceStream:
         return (s.staleness + 1) * s.global_batch + self.max_group_samples + running_envs * s.horizon
 
     # --- reports ------------------------------------------------------------------------
-    def _in_flight(self) -> int:
-        return sum(sum(g.running.values()) for g in self.groups.values())
-
     def status(self) -> StreamStatus:
         c = self.window.counters
-        return StreamStatus(self.version, self.samples_waiting, self.window.reserved, len(self.groups),
-                            self._in_flight(), self.samples_produced, c.dropped_samples, c.refused,
-                            self.episodes_dropped, self.episodes_dropped_with_group, self.episodes_late,
-                            self.queue_high_water, self.staleness.mean(), self.staleness.as_dict())
+        in_flight = sum(sum(g.running.values()) for g in self.groups.values())
+        return StreamStatus(self.version, self.samples_waiting, self.window.reserved, len(self.groups), in_flight,
+                            self.samples_produced, c.dropped_samples, c.refused, self.episodes_dropped,
+                            self.episodes_dropped_with_group, self.episodes_late, self.queue_high_water,
+                            self.staleness.mean(), self.staleness.as_dict())
 
     def drain(self) -> StreamStatus:
         """End of the run: the status, then the queue emptied and the groups in flight forgotten

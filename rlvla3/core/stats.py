@@ -15,11 +15,7 @@ import numpy as np
 def percentiles(values, qs=(50, 95, 99)) -> dict:
     """{"p50": ..., ...} with linear interpolation; NaN for no values."""
     a = np.asarray(values, dtype=np.float64).ravel()
-    out = {}
-    for q in qs:
-        key = f"p{q:g}"
-        out[key] = float(np.percentile(a, q)) if a.size else float("nan")
-    return out
+    return {f"p{q:g}": float(np.percentile(a, q)) if a.size else float("nan") for q in qs}
 
 
 class Histogram:

@@ -25,11 +25,8 @@ class ObsBatch:
 
     @staticmethod
     def concat(parts: List["ObsBatch"]) -> "ObsBatch":
-        return ObsBatch(
-            images=np.concatenate([p.images for p in parts]),
-            proprio=np.concatenate([p.proprio for p in parts]),
-            instructions=[s for p in parts for s in p.instructions],
-        )
+        return ObsBatch(np.concatenate([p.images for p in parts]), np.concatenate([p.proprio for p in parts]),
+                        [s for p in parts for s in p.instructions])
 
     def take(self, idx) -> "ObsBatch":
         idx = np.asarray(idx)
@@ -122,21 +119,16 @@ class SampleBatch:
 
     def take(self, idx) -> "SampleBatch":
         idx = np.asarray(idx, dtype=np.int64)
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = [v[i] for i in idx] if isinstance(v, list) else v[idx]
-        return SampleBatch(**out)
+        cols = {f.name: getattr(self, f.name) for f in fields(self)}
+        return SampleBatch(**{k: [v[i] for i in idx] if isinstance(v, list) else v[idx] for k, v in cols.items()})
 
     @staticmethod
     def concat(parts: List["SampleBatch"]) -> "SampleBatch":
         if not parts:
             raise ValueError("SampleBatch.concat needs at least one batch")
-        out = {}
-        for f in fields(SampleBatch):
-            vals = [getattr(p, f.name) for p in parts]
-            out[f.name] = [s for v in vals for s in v] if isinstance(vals[0], list) else np.concatenate(vals)
-        return SampleBatch(**out)
+        cols = {f.name: [getattr(p, f.name) for p in parts] for f in fields(SampleBatch)}
+        return SampleBatch(**{k: [s for v in vals for s in v] if isinstance(vals[0], list) else np.concatenate(vals)
+                              for k, vals in cols.items()})
 
     def obs(self) -> ObsBatch:
         return ObsBatch(self.images, self.proprio, self.instructions)

@@ -93,9 +93,7 @@ class FaultyEnv:
         self.env, self.cfg = env, cfg
         # A restarted worker gets a fresh stream, so a probabilistic fault does not replay identically.
         self.rng = np.random.default_rng([cfg.seed, worker_id, slot, incarnation])
-        self.chunk_steps = 0
-        self.resets = 0
-        self.injected = 0
+        self.chunk_steps = self.resets = self.injected = 0
 
     def __getattr__(self, name):
         return getattr(self.env, name)

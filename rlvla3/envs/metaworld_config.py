@@ -108,12 +108,11 @@ class MetaWorldConfig:
         """The env names (`name-v3`) this config trains on, in benchmark order."""
         if self.benchmark == "MT1":
             return [_full_name(self.task)]
-        from metaworld import env_dict
-
-        names = list((env_dict.MT10_V3 if self.benchmark == "MT10" else env_dict.MT50_V3).keys())
         if self.task_names:
             return [_full_name(t) for t in self.task_names]
-        return names
+        from metaworld import env_dict
+
+        return list((env_dict.MT10_V3 if self.benchmark == "MT10" else env_dict.MT50_V3).keys())
 
     def validate(self, prefix: str = "env.metaworld") -> "MetaWorldConfig":
         check_choice(self.benchmark, BENCHMARKS, f"{prefix}.benchmark")

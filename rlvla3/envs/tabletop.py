@@ -97,8 +97,7 @@ class TabletopEnv(EnvTaskInfo, gym.Env):
         """
         t0 = time.perf_counter()
         acts = self._prepare(actions)
-        total, terminated, truncated, n = 0.0, False, False, 0
-        wait = 0.0
+        total, wait, terminated, truncated, n = 0.0, 0.0, False, False, 0
         frames = [] if self.config.render_substeps else None
         for ax, ay, ag in acts:
             wait += self._latency.step_cost_s() if self._latency.enabled else 0.0

@@ -101,6 +101,7 @@ def _draw(rng: np.random.Generator, lim: float, ok) -> List[float]:
     raise RuntimeError("init-state sampling failed; separations are too tight")
 
 
+@functools.lru_cache(maxsize=4096)
 def _sample(task: TaskSpec, split: str, init_id: int) -> SimState:
     rng = np.random.default_rng(init_seed(task, split, init_id))
     obj, tgt = task.obj_index, task.target_index
@@ -127,15 +128,10 @@ def _sample(task: TaskSpec, split: str, init_id: int) -> SimState:
     raise RuntimeError(f"could not sample an initial state for {task.key}")
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached(task: TaskSpec, split: str, init_id: int) -> SimState:
-    return _sample(task, split, init_id)
-
-
 def initial_state(task: TaskSpec, split: str, init_id: int) -> SimState:
     """Fixed initial state ``init_id`` of ``split`` for ``task`` (a fresh copy, safe to mutate)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if init_id < 0:
         raise ValueError(f"init_id must be >= 0, got {init_id}")
-    return _cached(task, split, int(init_id)).copy()
+    return _sample(task, split, int(init_id)).copy()

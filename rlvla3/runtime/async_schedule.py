@@ -225,7 +225,7 @@ class TrainerFeed:
         if self.update is not None:
             return False
         if not self.streaming:
-            batch = self.stream.take(self.global_batch) if self.stream.samples_waiting >= self.global_batch else None
+            batch = self.stream.take(self.global_batch)  # None (and nothing taken) while too few wait
             if batch is None:
                 return False
             self.update = self.trainer.train_batch.remote(batch)
@@ -234,15 +234,13 @@ class TrainerFeed:
         while self.micro and self._ready(self.micro[0]):
             self.backend.get(self.micro.popleft())
         fed, held = False, sum(len(i) for i in self.global_ids)
-        need = min(self.micro_batch, self.global_batch - held)
-        while len(self.micro) < 2 and held < self.global_batch and self.stream.samples_waiting >= need:
-            mb = self.stream.take(need)
-            if mb is None:
+        while len(self.micro) < 2 and held < self.global_batch:
+            mb = self.stream.take(min(self.micro_batch, self.global_batch - held))
+            if mb is None:  # too few waiting (or fresh enough): nothing was taken
                 break
             self.global_ids.append(mb.sample_ids)
             self.micro.append(self.trainer.accumulate.remote(mb, self.global_batch))
             held += len(mb)
-            need = min(self.micro_batch, self.global_batch - held)
             fed = True
         if held >= self.global_batch:
             self.update = self.trainer.step.remote()

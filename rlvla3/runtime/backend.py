@@ -85,7 +85,6 @@ class RayBackend:
             ray.init(address=address, runtime_env={"env_vars": env,
                                                    "worker_process_setup_hook": "rlvla3.process.stack_dump.install"},
                      **kwargs)
-        self._owned = True
 
     def actor(self, cls, *args, num_cpus: float = 0, num_gpus: float = 0, placement=None, **kwargs):
         # num_cpus=0 by default: on a laptop the roles oversubscribe the cores on purpose;

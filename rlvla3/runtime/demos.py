@@ -7,7 +7,6 @@ clean expert chunk, so the clone learns to recover from its own mistakes (DART-s
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 from dataclasses import dataclass, replace
 from typing import Callable, List, Optional, Sequence, Tuple
 

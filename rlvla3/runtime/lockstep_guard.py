@@ -57,15 +57,11 @@ class LockstepGuard:
                     raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
-                self._replace_generator(g, why)  # a wedged one is killed first
+                recreate_generator(self.session, g, self.gen_incarnation, self.report,  # a wedged one is killed first
+                                   f"lock-step guard: generator {g} {why}")
                 ref = call(self.session.generators[g])
                 ready = set(ray.wait([ref], timeout=self.step_timeout_s)[0]) | ready
         return out
-
-    def _replace_generator(self, g: int, why: str) -> None:
-        print(f"lock-step guard: generator {g} {why}; restarting it", flush=True)
-        self.gen_incarnation[g] += 1
-        recreate_generator(self.session, g, self.gen_incarnation[g], self.report)
 
     def gather(self, refs: List[Optional[object]], slow_ok: bool = False) -> List[Optional[object]]:
         """Results of one call per worker (None where no call was made). A worker that died or

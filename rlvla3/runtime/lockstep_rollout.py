@@ -137,8 +137,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
     values = {k: np.zeros(len(obs[k]), np.float32) for k in live}
     if bootstrap and any(active[k].any() for k in live):
         reply, _ = _infer(backend, generators, ObsBatch.concat([obs[k] for k in live]), True, temperature, guard)
-        parts = np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])
-        values = dict(zip(live, parts))
+        values = dict(zip(live, np.split(reply.values, np.cumsum([len(obs[k]) for k in live])[:-1])))
     call(lambda w, k: w.cut.remote(values[k]), slow_ok=True)
     for wi, d in enumerate(call(lambda w, k: w.drain.remote(), slow_ok=True)):
         if d is None:
@@ -147,8 +146,7 @@ def lockstep_rollout(backend, workers, generators, assignments: List[List[Episod
         res.outcomes.extend(d["outcomes"])
         res.episodes_dropped += d.get("episodes_dropped", 0)
         res.faults_injected += d.get("faults_injected", 0)
-        for slot, frames in d["frames"].items():
-            res.frames[(wi, slot)] = frames
+        res.frames.update({(wi, slot): frames for slot, frames in d["frames"].items()})
     waiting, final_obs = pending_bootstrap(res.episodes)
     if bootstrap and waiting:  # time limits the observation does not show: V(s_T), one inference
         set_bootstrap(waiting, _infer(backend, generators, final_obs, True, temperature, guard)[0].values)

@@ -134,15 +134,13 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     if gpus is not None:
         print(f"placement: {gpus.plan.describe()}", flush=True)
     gen_opts = (lambda i: gpus.generator(i)) if gpus is not None else (lambda i: {})
-    if cfg.run.mode in ASYNC_ROLLOUT_MODES:
-        def make_generator(i: int, incarnation: int = 0):
-            return backend.actor(AsyncGenerator, i, cfg.policy, seed + 7 * incarnation, threads, g.max_batch,
-                                 g.max_wait_ms, r.temperature, nice=nice, **generator_faults(cfg, i, incarnation),
-                                 **gen_opts(i))
-    else:
-        def make_generator(i: int, incarnation: int = 0):
-            return backend.actor(Generator, i, cfg.policy, seed + 7 * incarnation, threads, nice=nice,
-                                 **generator_faults(cfg, i, incarnation), **gen_opts(i))
+    # async modes: a generator with its own dynamic batcher (max batch, max wait, temperature)
+    cls, batching = (AsyncGenerator, (g.max_batch, g.max_wait_ms, r.temperature)) \
+        if cfg.run.mode in ASYNC_ROLLOUT_MODES else (Generator, ())
+    def make_generator(i: int, incarnation: int = 0):
+        return backend.actor(cls, i, cfg.policy, seed + 7 * incarnation, threads, *batching, nice=nice,
+                             **generator_faults(cfg, i, incarnation), **gen_opts(i))
+
     s.make_generator = make_generator
     s.generators = [make_generator(i) for i in range(g.num_generators)]
     if with_trainer and cfg.trainer.num_ranks > 1:

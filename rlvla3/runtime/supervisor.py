@@ -80,11 +80,13 @@ def gather_with_deadline(ray, refs: List[Optional[object]], timeout: float, repo
     return out
 
 
-def recreate_generator(session, i: int, incarnation: int, report: FaultReport) -> None:
-    """Kill generator i (if it still runs) and put a new replica, with the trainer's current
-    weights, in its place in `session.generators`; counted in `report`."""
+def recreate_generator(session, i: int, incarnations: List[int], report: FaultReport, why: str) -> None:
+    """Say `why`, kill generator i (if it still runs) and put a new replica, with the trainer's
+    current weights, in its place in `session.generators`; counted in `report` and `incarnations[i]`."""
+    print(f"{why}; restarting it", flush=True)
+    incarnations[i] += 1
     kill_quietly(session.backend.ray, session.generators[i])
-    new = session.make_generator(i, incarnation)
+    new = session.make_generator(i, incarnations[i])
     if session.trainer is not None:  # an evaluation-only session has no trainer
         session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
     session.generators[i] = new
@@ -186,12 +188,9 @@ class Supervisor:
         ages = [st.get("oldest_request_s", []) for st in statuses if st is not None]
         hung = [g for g in range(len(self.session.generators))
                 if max((a[g] for a in ages if g < len(a)), default=0.0) > self.step_timeout_s]
-        for g in hung:
-            self.report.generator_hangs += 1
-            self._replace_generator(g, f"a request unanswered for more than faults.step_timeout_s="
+        self.report.generator_hangs += len(hung)
+        self._replace_generators(hung, f"a request unanswered for more than faults.step_timeout_s="
                                        f"{self.step_timeout_s} s")
-        if hung:
-            self.call_all("set_generators", self.session.generators)
 
     # --- restarts -----------------------------------------------------------------------------
     def replace_worker(self, w: int, reason: str, stack: bool = False) -> None:
@@ -220,16 +219,15 @@ class Supervisor:
         ray = self.backend.ray
         refs = [g.ping.remote() for g in self.session.generators]
         ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.step_timeout_s)[0])
-        dead = [i for i, ref in enumerate(refs) if call_result(ray, ref, ready)[0] != "ok"]
-        for i in dead:
-            self._replace_generator(i, "dead")
-        if dead:
-            self.call_all("set_generators", self.session.generators)
+        self._replace_generators([i for i, ref in enumerate(refs) if call_result(ray, ref, ready)[0] != "ok"], "dead")
 
-    def _replace_generator(self, i: int, reason: str) -> None:
-        print(f"supervisor: generator {i} is {reason}; restarting it", flush=True)
-        self.gen_incarnation[i] += 1
-        recreate_generator(self.session, i, self.gen_incarnation[i], self.report)
+    def _replace_generators(self, which: List[int], reason: str) -> None:
+        """Re-create these generators; then hand the new handles to every env worker."""
+        for i in which:
+            recreate_generator(self.session, i, self.gen_incarnation, self.report,
+                               f"supervisor: generator {i} is {reason}")
+        if which:
+            self.call_all("set_generators", self.session.generators)
 
     def note_drain(self, w: int, faults_injected: int, env_steps: int) -> None:
         """A live worker's running totals of injected faults and env steps (per process life:
@@ -244,20 +242,16 @@ class Supervisor:
 
     def generator_stats(self) -> dict:
         """Batcher statistics of every generator (realised batch, queueing delay, utilisation)."""
-        out = {}
         try:
             generators = self.session.generators
             stats = self.backend.get([g.stats.remote() for g in generators], timeout_s=self.step_timeout_s,
                                      what="generator stats", actors=generators)
         except Exception:  # a generator died: replace it
             self.check_generators()
-            return out
-        for i, st in enumerate(stats):
-            for k in ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
-                      "fired_by_size", "fired_by_timeout", "samples"):
-                if k in st:
-                    out[f"generator{i}/{k}"] = float(st[k])
-        return out
+            return {}
+        keys = ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
+                "fired_by_size", "fired_by_timeout", "samples")
+        return {f"generator{i}/{k}": float(st[k]) for i, st in enumerate(stats) for k in keys if k in st}
 
 
 def fault_summary(report: FaultReport, fault_times: List[float], progress: List[tuple], drops: dict) -> dict:

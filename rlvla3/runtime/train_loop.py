@@ -54,6 +54,7 @@ class TrainingRun:
     stop_requested: str = ""  # signal name once a graceful stop was asked for
     rearm_signals: Optional[object] = None  # re-installs the stop handlers (set by stop_on_signals)
     deadline: float = 0.0  # time.time() after which the schedule stops (benchmarks); 0 = none
+    COUNTERS = ("env_steps", "train_steps", "episodes", "successes", "samples_trained", "steps_skipped")
 
     @property
     def wall_s(self) -> float:
@@ -69,9 +70,7 @@ class TrainingRun:
 
     def should_stop(self) -> bool:
         r = self.cfg.run
-        if self.stop_requested:
-            return True
-        if self.deadline and time.time() >= self.deadline:
+        if self.stop_requested or (self.deadline and time.time() >= self.deadline):
             return True
         if r.max_rl_minutes and self.rl_t0 and self.rl_wall_s >= 60.0 * r.max_rl_minutes:
             return True
@@ -139,19 +138,15 @@ class TrainingRun:
 
     def checkpoint(self) -> None:
         s = self.session
-        counters = {k: getattr(self, k) for k in ("env_steps", "train_steps", "episodes", "successes",
-                                                   "samples_trained", "steps_skipped")}
-        counters["wall_s_before"] = self.wall_s
-        counters["eval_points"] = [list(p) for p in self.eval_points]
-        counters["eval_curve"] = [p.to_json() for p in self.eval_curve]
-        counters["rl_wall_s_before"] = self.rl_wall_s
-        counters["eval_s"] = self.eval_s
-        counters["train_points"] = [list(p) for p in self.train_points]
+        counters = dict({k: getattr(self, k) for k in self.COUNTERS}, wall_s_before=self.wall_s,
+                        rl_wall_s_before=self.rl_wall_s, eval_s=self.eval_s,
+                        eval_points=[list(p) for p in self.eval_points],
+                        eval_curve=[p.to_json() for p in self.eval_curve],
+                        train_points=[list(p) for p in self.train_points])
         s.backend.get(s.trainer.save.remote(os.path.join(self.run_dir, "checkpoints", "latest"), counters))
 
     def restore(self, counters: dict) -> None:
-        for k in ("env_steps", "train_steps", "episodes", "successes", "samples_trained", "steps_skipped",
-                  "wall_s_before", "rl_wall_s_before", "eval_s"):
+        for k in self.COUNTERS + ("wall_s_before", "rl_wall_s_before", "eval_s"):
             setattr(self, k, counters.get(k, getattr(self, k)))
         self.eval_points = [tuple(p) for p in counters.get("eval_points", [])]
         # a checkpoint from before eval_curve: the same points, their clock unknown

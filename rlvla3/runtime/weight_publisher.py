@@ -31,8 +31,7 @@ class WeightPublisher:
         self._sends: Deque = deque()  # refs of the trainer's sends not yet harvested
         self.recent_send_s: Deque[float] = deque(maxlen=1000)  # trainer-side seconds of recent sends
         self.sends_timed, self.send_s_max, self.bytes_per_send = 0, 0.0, 0
-        self.failed_sends = 0
-        self.publishes = 0
+        self.failed_sends = self.publishes = 0
 
     @property
     def collective(self) -> bool:

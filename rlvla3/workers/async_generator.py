@@ -35,8 +35,7 @@ class AsyncGenerator(Role):
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature
         self.pending_weights: Optional[WeightsMessage] = None
-        self.swaps = 0
-        self.busy_s = 0.0
+        self.swaps, self.busy_s = 0, 0.0
         self.t_created = time.perf_counter()
         self._wakeup: Optional[asyncio.Event] = None
         self._task = None

@@ -160,11 +160,9 @@ class EnvWorker(Role):
 
     def observe(self, slots: Sequence[int]) -> ObsBatch:
         """The current observations of these slots, as one batch."""
-        return ObsBatch(
-            images=np.stack([self.obs[i]["image"] for i in slots]),
-            proprio=np.stack([self.obs[i]["proprio"] for i in slots]).astype(np.float32),
-            instructions=[self.obs[i]["instruction"] for i in slots],
-        )
+        return ObsBatch(np.stack([self.obs[i]["image"] for i in slots]),
+                        np.stack([self.obs[i]["proprio"] for i in slots]).astype(np.float32),
+                        [self.obs[i]["instruction"] for i in slots])
 
     def step_slot(self, i: int, actions, tokens, logp, value: float, version: int) -> tuple:
         """Execute one action chunk on slot i; returns (done, success, substeps)."""
@@ -187,10 +185,8 @@ class EnvWorker(Role):
             # A time-limit cut is terminal only where the observation holds the time (tabletop's
             # proprio has t/T). Elsewhere (LIBERO) the state could go on: the episode closes
             # non-terminal with s_T, whose value the schedule computes (this worker runs no policy).
-            if terminated or getattr(self.envs[i], "obs_has_time", False):
-                self._close_slot(i, bool(info["success"]), True)
-            else:
-                self._close_slot(i, bool(info["success"]), False, bootstrap_obs=self.observe([i]))
+            terminal = bool(terminated or getattr(self.envs[i], "obs_has_time", False))
+            self._close_slot(i, bool(info["success"]), terminal, bootstrap_obs=None if terminal else self.observe([i]))
         return done, bool(info["success"]), substeps
 
     # --- lock-step API -------------------------------------------------------------------

@@ -31,8 +31,7 @@ class Generator(Role):
         self.policy = build_policy(policy_cfg)
         self.weight_rx = None  # WeightReceiver of the current channel epoch
         self.forward_time_s = 0.0
-        self.calls = 0
-        self.samples = 0
+        self.calls = self.samples = 0
         self.track = f"generator{gen_id}"
 
     @property
@@ -66,10 +65,8 @@ class Generator(Role):
         rx = self.weight_rx
         if rx is None or rx.epoch != epoch:
             return None
-        got = rx.receive(bucket_mb)
-        if got is None:
-            return None
-        return WeightsMessage(got[0], got[1])
+        got = rx.receive(bucket_mb)  # (version, state), or None
+        return None if got is None else WeightsMessage(got[0], got[1])
 
     def weights_receive(self, epoch: int, bucket_mb: float) -> int:
         """Lock-step schedules: receive and apply at once."""

@@ -27,8 +27,7 @@ class RequestCoalescer:
         self.boxes: Dict[int, List] = {}  # generator -> items waiting to go
         self.opened: Dict[int, float] = {}  # generator -> monotonic time its box got its first item
         self.closed = False
-        self.calls = 0
-        self.items = 0
+        self.calls = self.items = 0
         self.thread = threading.Thread(target=self._run, daemon=True, name="request-coalescer")
         self.thread.start()
 

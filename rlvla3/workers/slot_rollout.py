@@ -68,9 +68,7 @@ class SlotRollout:
         self.idle_slots = set(range(len(self.slot_envs)))  # slots with no episode on and no request out
         self.lock = threading.Lock()
         self.stopping = False
-        self.requests = 0
-        self.failed_requests = 0
-        self.episodes_dropped = 0
+        self.requests = self.failed_requests = self.episodes_dropped = 0
         self.env_faults = 0  # env errors / non-finite steps caught in this worker
         self.sent = {}  # request id -> (generator, monotonic send time) of requests awaiting a reply
         self.step_started = [0.0] * len(self.slot_envs)  # monotonic start of the step/reset in progress; 0 = none

@@ -53,8 +53,7 @@ class Trainer(Role):
         self.opt = self._make_optimizer()
         self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same permutations
         self.version = self.policy.version
-        self.samples_trained = 0
-        self.steps_skipped = 0
+        self.samples_trained = self.steps_skipped = 0
         self.updates = 0  # optimizer steps taken by this trainer (critic warm-up counts these)
         self._acc: List[tuple] = []  # (rows this rank trained, stats) per micro-batch
         self._acc_samples = 0
@@ -99,10 +98,8 @@ class Trainer(Role):
         return full
 
     def get_weights(self) -> Optional[WeightsMessage]:
-        state = self._state_dict()
-        if state is None:  # fsdp, rank > 0: took part in the gather
-            return None
-        return WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
+        state = self._state_dict()  # None: fsdp, rank > 0 (took part in the gather)
+        return None if state is None else WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
 
     def get_version(self) -> int:
         return self.version

@@ -80,9 +80,6 @@ class PI0Policy(HFPolicy):
                     pixel_attention_mask=torch.ones(n, 1, dtype=torch.bool, device=dev),
                     attention_mask=torch.tensor(mask, dtype=torch.long, device=dev)), state
 
-    def _chain_shape(self, n: int):
-        return n, self.cfg.num_steps + 1, self.cfg.chunk_size, self.cfg.action_width
-
     # --- interface -------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput:
@@ -104,7 +101,7 @@ class PI0Policy(HFPolicy):
         self.model.train()
         m, (prefix_in, state) = self.core_model, self._inputs(obs)
         chain = torch.tensor(np.asarray(tokens), dtype=torch.float32, device=self.device)  # copy: read-only input
-        chain = chain.reshape(self._chain_shape(len(obs)))
+        chain = chain.reshape(len(obs), self.cfg.num_steps + 1, self.cfg.chunk_size, self.cfg.action_width)
         with self.autocast():
             cache, pooled = m.prefix(**prefix_in)
             values, log_sigma = m.heads(pooled)
