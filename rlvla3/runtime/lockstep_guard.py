@@ -57,7 +57,8 @@ class LockstepGuard:
                     raise WorkersLost(f"generator {g} {why} again after a restart")
                 if why == "hung":
                     self.report.generator_hangs += 1
-                recreate_generator(self.session, g, self.gen_incarnation, self.report,  # a wedged one is killed first
+                # a wedged one is killed first
+                recreate_generator(self.session, g, self.gen_incarnation, self.report,
                                    f"lock-step guard: generator {g} {why}")
                 ref = call(self.session.generators[g])
                 ready = set(ray.wait([ref], timeout=self.step_timeout_s)[0]) | ready

@@ -194,8 +194,9 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
         if x == "wall" and not r.has_wall:
             say(f"plot-runs: {d} has no RL wall clock (a run from before eval_curve); left out of --x wall")
             continue
-        groups.setdefault(r.group(group_by), []).append(r)
-        mode_of.setdefault(r.group(group_by), r.mode)
+        key = r.group(group_by)
+        groups.setdefault(key, []).append(r)
+        mode_of.setdefault(key, r.mode)  # orders the groups as the schedules are ordered
     if not groups:
         raise ValueError("no run with evaluations among " + ", ".join(run_dirs))
     from rlvla3.runtime.config import MODES
