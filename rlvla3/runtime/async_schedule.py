@@ -72,7 +72,8 @@ class AsyncSchedule:
             while not self.training.should_stop():
                 t_tick = time.perf_counter()
                 if not self.feed.busy:  # nothing in flight since the last tick: the trainer waited
-                    interval.timers.record("trainer_idle", t_tick - t_last)
+                    # (counted from the interval's start at most: time before it belongs to the last one)
+                    interval.timers.record("trainer_idle", t_tick - max(t_last, interval.t0))
                 t_last = t_tick
                 if t_tick - last_poll >= transport.poll_ms / 1000.0:  # one round trip per env worker
                     last_poll = t_tick
