@@ -6,7 +6,8 @@ One iteration: publish weights -> `rollout_epochs` lock-step rollouts of a fixed
 as RLinf's fixed-length rollouts do); `sync-best` lets them go idle and ends the rollout
 when every slot is done. `async-train` removes the rollout/training barrier: the trainer
 learns on rollout k while rollout k+1 is collected with the previous weights (one
-iteration of policy lag, corrected by the decoupled PPO objective).
+iteration of policy lag: PPO's ratio is taken to the policy that acted, or with
+`algo.decoupled` the decoupled PPO objective corrects it).
 """
 
 from __future__ import annotations

@@ -38,6 +38,13 @@ class AlgoConfig:
     # score higher. Off: the return is the undiscounted reward (the outcome), the same for
     # every success whatever its length, so an all-success group is dropped as degenerate.
     grpo_discount: bool = False
+    # Stale samples (async modes). false: plain PPO, the ratio and its clip taken to the policy
+    # that acted, as for fresh samples. true: decoupled PPO (trust region around the trainer's
+    # current policy, the behaviour weight pi_prox / pi_behav corrects the rest). At eta = 1 on
+    # the quick-start `full` fell in most decoupled runs and held in every plain one
+    # (docs/benchmarks/cpu-dec05-stale-objective); decoupled is meant for large eta, where a clip
+    # around a policy many versions old would leave stale samples without gradient.
+    decoupled: bool = False
     # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
     # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
     behav_weight_cap: float = 2.0
@@ -57,6 +64,11 @@ class AlgoConfig:
               f"{prefix}.dual_clip must be 0 (off) or > 1, got {self.dual_clip}")
         check(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1,
               f"{prefix}.gamma must be in (0, 1] and {prefix}.gae_lambda in [0, 1]")
+        # exact deferred normalisation needs a first pass linear in the advantage: ratio 1, which
+        # plain PPO on stale samples does not have (its ratio starts at pi_prox / pi_behav)
+        check(self.decoupled or self.stream_normalization != "exact",
+              f"{prefix}.stream_normalization=exact needs {prefix}.decoupled=true (plain PPO's first pass on "
+              f"stale samples is not linear in the advantage); use {prefix}.stream_normalization=baseline")
         check(self.micro_batch <= self.global_batch,
               f"{prefix}.micro_batch ({self.micro_batch}) must be <= {prefix}.global_batch ({self.global_batch})")
 

@@ -9,7 +9,8 @@ Two ways in, same maths (update_epochs passes, one optimizer step per global bat
   so streaming keeps the passes rather than changing the algorithm.
 The policy version counts weight publications: one per `train_batch` / streamed global
 batch that applied at least one step (`updates` counts optimizer steps). Stale samples
-(behaviour version < current version) use the decoupled PPO objective with the current
+(behaviour version < current version) are clipped around the policy that acted, as fresh
+ones are; with `algo.decoupled` they use the decoupled PPO objective with the current
 policy, frozen at the start of the update, as the proximal policy.
 
 Data parallel (`trainer.num_ranks` > 1, see `runtime/trainer_group.py`): every rank gets
@@ -184,7 +185,7 @@ class Trainer(Role):
             self._g_adv = [torch.zeros_like(p) for p in params]
             if self.algo.stream_normalization == "exact":
                 self._g_one = [torch.zeros_like(p) for p in params]
-        stale = bool(np.any(micro.versions < self.version))
+        stale = self.algo.decoupled and bool(np.any(micro.versions < self.version))
         held_first_pass = deferred and self.ranks.sharded
         # The proximal policy is the weights at the start of the global batch, which the first
         # pass still has: one trainer reads it off the first pass's own forward instead of a
@@ -318,7 +319,7 @@ class Trainer(Role):
         n = len(batch)
         adv_all = self._advantages(batch.advantages)
         prox_all = None
-        if np.any(batch.versions < self.version):
+        if self.algo.decoupled and np.any(batch.versions < self.version):
             prox_all = torch.cat([self._prox_logp(batch.take(np.arange(s, min(s + a.micro_batch, n))))
                                   for s in range(0, n, a.micro_batch)])
         gb = min(a.global_batch, n)

@@ -20,7 +20,7 @@ def backend():
 
 
 def test_train_batch_matches_one_trainer(backend, tmp_path):
-    cfg = config("trainer.num_ranks=2")
+    cfg = config("trainer.num_ranks=2", "algo.decoupled=true")
     batch = make_batch(cfg, stale=4)  # stale rows: the decoupled objective with a proximal policy
     ref = Trainer(cfg, seed=0)
     want = ref.train_batch(batch)

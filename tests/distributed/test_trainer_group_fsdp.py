@@ -25,7 +25,7 @@ def test_fsdp_matches_one_trainer_and_resumes_on_one_rank(backend, tmp_path):
     # one trainer does the same maths only with stream_normalization=exact (the default,
     # baseline, centres on the previous batch's mean: the same gradient only in expectation)
     cfg = config("policy=oft-tiny", "trainer.num_ranks=2", "trainer.sharding=fsdp", "algo.update_epochs=1",
-                 "algo.stream_normalization=exact")
+                 "algo.stream_normalization=exact", "algo.decoupled=true")
     ref = Trainer(cfg, seed=0)
     batch, later = make_batch(cfg, stale=4, policy=ref.policy), make_batch(cfg, n=8, seed=3, policy=ref.policy)
     micros = split(later)
@@ -46,7 +46,7 @@ def test_fsdp_matches_one_trainer_and_resumes_on_one_rank(backend, tmp_path):
     # rank 0 writes gathered weights and optimizer state; one plain trainer resumes from them
     path = str(tmp_path / "ckpt")
     backend.get(group.save.remote(path, {"at": 2}))
-    one = Trainer(config("policy=oft-tiny", "algo.update_epochs=1"), seed=5)
+    one = Trainer(config("policy=oft-tiny", "algo.update_epochs=1", "algo.decoupled=true"), seed=5)
     assert one.load(path) == {"at": 2}
     assert_same_weights(one.get_weights(), ref.get_weights())
     assert_same_results(one.train_batch(later), ref.train_batch(later))  # Adam moments carried over

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -72,20 +74,36 @@ def test_nonfinite_loss_skips_the_step():
 
 
 def test_stale_samples_use_the_decoupled_objective():
-    tr = _trainer()
+    tr = _trainer("algo.decoupled=true")
     _, b = _batch(tr.policy)
     tr.train_batch(b)  # version 1
     _, stale = _batch(tr.policy, version=0, seed=1)
     r = tr.train_batch(stale)[0]
     assert "behav_weight_mean" in r.metrics  # decoupled PPO ran
+    assert r.metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-6)  # first step: the trust region is the current policy
 
 
-@pytest.mark.parametrize("stale", [False, True])
-def test_streaming_update_matches_the_whole_batch_update(stale):
+def test_without_decoupling_stale_samples_are_clipped_around_the_behaviour_policy():
+    """algo.decoupled=false (the default): plain PPO, the ratio taken to the policy that acted
+    (version 0), which the first update has already moved away from."""
+    tr = _trainer()
+    _, b = _batch(tr.policy)
+    tr.train_batch(b)  # version 1
+    _, stale = _batch(tr.policy, version=0, seed=1)
+    stale.logp = stale.logp - 0.05  # as if the policy that acted gave these tokens less probability
+    r = tr.train_batch(stale)[0]
+    assert "behav_weight_mean" not in r.metrics
+    assert r.metrics["ratio_mean"] > 1.04  # at least exp(0.05) (one token) at the first step
+
+
+@pytest.mark.parametrize("stale,decoupled", [(False, True), (True, True), (True, False)])
+def test_streaming_update_matches_the_whole_batch_update(stale, decoupled):
     """accumulate()+step() runs the same update_epochs passes as train_batch(): same weights.
     Stale samples: train_batch takes the proximal log-probs from a forward of its own, the
-    stream from its first pass's forward (the same weights)."""
-    a, b_tr = _trainer("algo.update_epochs=2"), _trainer("algo.update_epochs=2")
+    stream from its first pass's forward (the same weights); without decoupling both clip
+    around the behaviour policy."""
+    cfg = ("algo.update_epochs=2", f"algo.decoupled={str(decoupled).lower()}")
+    a, b_tr = _trainer(*cfg), _trainer(*cfg)
     if stale:
         _, first = _batch(a.policy, n=8, seed=5)
         a.train_batch(first)
@@ -99,17 +117,23 @@ def test_streaming_update_matches_the_whole_batch_update(stale):
     res_b = b_tr.step()
     assert len(res_a) == len(res_b) == 2 and a.updates == b_tr.updates == 2 + 2 * stale
     assert a.version == b_tr.version == 1 + stale
-    assert ("behav_weight_mean" in res_b[0].metrics) == stale  # the decoupled objective ran on stale samples
+    assert ("behav_weight_mean" in res_b[0].metrics) == (stale and decoupled)  # the decoupled objective ran
     for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
         torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=k)
 
 
-def test_streaming_normalises_over_the_whole_global_batch_exactly():
+@pytest.mark.parametrize("stale", [False, True])
+def test_streaming_normalises_over_the_whole_global_batch_exactly(stale):
     """Micro-batches stream in with raw advantages; step() applies the gradient of the
-    advantages normalised over the complete global batch: same weights as train_batch()."""
+    advantages normalised over the complete global batch: same weights as train_batch().
+    (exact needs the decoupled objective: its first pass on stale samples has ratio 1.)"""
     for epochs in (1, 2):
-        exact = "algo.stream_normalization=exact"
-        a, b_tr = _trainer(f"algo.update_epochs={epochs}"), _trainer(f"algo.update_epochs={epochs}", exact)
+        cfg = (f"algo.update_epochs={epochs}", "algo.decoupled=true")
+        a, b_tr = _trainer(*cfg), _trainer(*cfg, "algo.stream_normalization=exact")
+        if stale:  # one update first: the batch below is then one version old
+            _, first = _batch(a.policy, n=8, seed=5)
+            a.train_batch(first)
+            b_tr.train_batch(first)
         _, batch = _batch(a.policy, n=8)
         batch.advantages = batch.advantages * 3.0 + 1.5  # far from normalised
         a.train_batch(batch)
@@ -118,6 +142,27 @@ def test_streaming_normalises_over_the_whole_global_batch_exactly():
         b_tr.step()
         for (k, pa), pb in zip(a.policy.state_dict().items(), b_tr.policy.state_dict().values()):
             torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=f"{k} (epochs={epochs})")
+
+
+def test_streamed_sequence_of_stale_batches_matches_whole_batches():
+    """Five global batches, each acted by the policy one version behind (the first 4 rows of
+    each fresh), streamed in 3 micro-batches (exact normalisation) or trained whole: the same
+    weights after every batch (one-version-stale `full` and `async-rollout` do the same maths)."""
+    cfg = ("algo.update_epochs=2", "algo.decoupled=true", "algo.global_batch=12", "algo.micro_batch=4")
+    a, b = _trainer(*cfg), _trainer(*cfg, "algo.stream_normalization=exact")
+    behav = copy.deepcopy(a.policy)
+    for k in range(5):
+        _, batch = _batch(behav, n=12, version=behav.version, seed=10 + k)
+        batch.versions[:4] = a.version
+        batch.advantages = batch.advantages * 2.0 + 0.7
+        acted_next = copy.deepcopy(a.policy)
+        a.train_batch(batch)
+        for lo in (0, 4, 8):
+            b.accumulate(batch.take(np.arange(lo, lo + 4)), 12)
+        b.step()
+        behav = acted_next
+        for (key, pa), pb in zip(a.policy.state_dict().items(), b.policy.state_dict().values()):
+            torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-3, msg=f"{key} after batch {k}")
 
 
 def _streamed(tr, batch):
@@ -163,6 +208,8 @@ def test_stream_normalization_is_checked():
 
     with pytest.raises(ConfigError, match=r"algo.stream_normalization must be one of \['baseline', 'exact'\]"):
         load_config(["preset=tiny-test", "algo.stream_normalization=running"])
+    with pytest.raises(ConfigError, match=r"stream_normalization=exact needs algo.decoupled=true"):
+        load_config(["preset=tiny-test", "algo.stream_normalization=exact", "algo.decoupled=false"])
 
 
 @pytest.mark.parametrize("level", ["token", "action", "chunk"])
