@@ -41,9 +41,9 @@ class AlgoConfig:
     # Stale samples (async modes). false: plain PPO, the ratio and its clip taken to the policy
     # that acted, as for fresh samples. true: decoupled PPO (trust region around the trainer's
     # current policy, the behaviour weight pi_prox / pi_behav corrects the rest). At eta = 1 on
-    # the quick-start `full` fell in most decoupled runs and held in every plain one
-    # (docs/benchmarks/cpu-dec05-stale-objective); decoupled is meant for large eta, where a clip
-    # around a policy many versions old would leave stale samples without gradient.
+    # the quick-start, decoupled `full` fell in about half its runs and plain `full` held in every
+    # one (docs/benchmarks/cpu-dec05-stale-objective). Decoupled is meant for large eta, where a
+    # clip around a policy many versions old would leave stale samples without gradient.
     decoupled: bool = False
     # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
     # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
