@@ -42,8 +42,9 @@ class AlgoConfig:
     # that acted, as for fresh samples. true: decoupled PPO (trust region around the trainer's
     # current policy, the behaviour weight pi_prox / pi_behav corrects the rest). At eta = 1 on
     # the quick-start, decoupled `full` fell in about half its runs and plain `full` held in every
-    # one (docs/benchmarks/cpu-dec05-stale-objective). Decoupled is meant for large eta, where a
-    # clip around a policy many versions old would leave stale samples without gradient.
+    # one (docs/benchmarks/cpu-dec05-stale-objective). Decoupled stays for comparison and for eta
+    # so large that a clip around the acting policy would leave stale samples without gradient
+    # (at eta = 4, plain PPO still learned there).
     decoupled: bool = False
     # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
     # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
