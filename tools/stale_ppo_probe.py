@@ -279,7 +279,7 @@ def summarize(runs, tail: int = 3):
     hdr = ("| sigma0 | lr | variant | seeds | eval start | eval end (mean last %d) | best-ever | entropy end | steps/upd "
            "| approx_kl | exact KL(prox->new)/tok | exact KL(behav->new)/tok | exact KL(behav->prox)/tok "
            "| masked frac | ratio_max (max) |" % tail)
-    lines = [hdr, "|" + "---|" * 15]
+    lines = [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for (sig, lr, var), rs in sorted(groups.items()):
         upd = lambda r, key: [h[key] for h in r["hist"][1:]]  # noqa: E731
         stale_upd = lambda r, key: [h[key] for h in r["hist"][1:] if h["stale"] or "s0" == var.split(":")[0]]  # noqa: E731

@@ -185,14 +185,14 @@ class Trainer(Role):
             self._g_adv = [torch.zeros_like(p) for p in params]
             if self.algo.stream_normalization == "exact":
                 self._g_one = [torch.zeros_like(p) for p in params]
-        stale = self.algo.decoupled and bool(np.any(micro.versions < self.version))
+        needs_prox = self._needs_proximal(micro.versions)
         held_first_pass = deferred and self.ranks.sharded
         # The proximal policy is the weights at the start of the global batch, which the first
         # pass still has: one trainer reads it off the first pass's own forward instead of a
         # second one. With several ranks each computes only its rows, and the later passes
         # re-shuffle rows across ranks, so every rank needs all of them: a separate forward.
-        own = stale and self.ranks.world == 1 and not held_first_pass
-        prox = (_OWN_FORWARD if own else self._prox_logp(micro)) if stale else None
+        own = needs_prox and self.ranks.world == 1 and not held_first_pass
+        prox = (_OWN_FORWARD if own else self._prox_logp(micro)) if needs_prox else None
         self._held.append((micro, np.asarray(adv, np.float32), prox, global_size))
         self._acc_samples += len(micro)
         if held_first_pass:
@@ -313,13 +313,13 @@ class Trainer(Role):
 
     # --- whole-batch update (sync, async-train, async-rollout) ---------------------------
     def train_batch(self, batch: SampleBatch) -> List[TrainResult]:
-        """update_epochs passes over `batch`, one optimizer step per global batch. If any sample
-        is stale the proximal policy is the current one, frozen before the first step."""
+        """update_epochs passes over `batch`, one optimizer step per global batch. Decoupled PPO
+        on stale samples: the proximal policy is the current one, frozen before the first step."""
         a = self.algo
         n = len(batch)
         adv_all = self._advantages(batch.advantages)
         prox_all = None
-        if self.algo.decoupled and np.any(batch.versions < self.version):
+        if self._needs_proximal(batch.versions):
             prox_all = torch.cat([self._prox_logp(batch.take(np.arange(s, min(s + a.micro_batch, n))))
                                   for s in range(0, n, a.micro_batch)])
         gb = min(a.global_batch, n)
@@ -357,6 +357,10 @@ class Trainer(Role):
             return {}
         lags, counts = np.unique(self.version - np.asarray(versions), return_counts=True)
         return {int(k): int(c) for k, c in zip(lags, counts)}
+
+    def _needs_proximal(self, versions: np.ndarray) -> bool:
+        """The decoupled objective's proximal log-probs are needed: it is on and some sample is stale."""
+        return self.algo.decoupled and bool(np.any(np.asarray(versions) < self.version))
 
     def _normalizes(self) -> bool:
         # GRPO advantages are already normalised within each group.
