@@ -42,7 +42,9 @@ def main() -> int:
              "machine's cores shared by the processes (`rlvla3/plan/cpu.py`: weighted processor sharing, "
              "each process's CPU per unit of work from the mode's per-role accounting, or the 2-core VM's "
              "medians for its request transport when the run has none), an asynchronous mode's resets "
-             "from its own spans, `rollout.coalesce_ms`. The target is both at once: env steps/s within "
+             "from its own spans, `rollout.coalesce_ms`, and on a one-GPU machine the trainer time-slicing the GPU "
+             "with the generators (`rlvla3/plan/device_share.py`: 1 / (1 + forward passes running) of its speed "
+             "alone). The target is both at once: env steps/s within "
              "10% and every utilisation within 0.05. The tables below are *after*.", "",
              "| rows | n | within target: both (before → after) | env steps/s within 10% | every utilisation "
              "within 0.05 | median abs. error env steps/s | median worst util. error |",

@@ -104,6 +104,7 @@ def scaled_profile(prof: StageProfile, scale: Scale, pl: Placement, mode: str, m
     p = copy.deepcopy(prof)
     p.cpu = CpuCosts()  # at N GPUs the CPU side is the simulators' stretch below (policies on the GPUs)
     L, tr = p.layout, p.trainer
+    L.trainer_shares_gpu = False  # the placement decides: colocated is the shared device below
     per_env = scale.samples_per_env or L.global_batch / (L.slots * L.envs_per_slot)
     gb = max(1, int(round(per_env * scale.envs)))
     stretch = _cpu_stretch(prof, scale.envs, scale.gpus * scale.cores_per_gpu, measured_cores)

@@ -98,6 +98,12 @@ def mode_resets(path: str, mode: str, least: int = 10) -> Optional[Dist]:
     return Dist.from_samples(resets) if len(resets) >= least else None
 
 
+def _one_gpu(bench: dict) -> bool:
+    """The run's machine had one GPU (bench.json names one; a count, where recorded, says 1)."""
+    m = bench.get("machine", {})
+    return bool(m.get("gpu")) and int(m.get("gpus", 1)) == 1
+
+
 def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Optional[str] = None) -> StageProfile:
     """The profile of the run in `path` (a bench.json); `ref_mode` (default: sync if it ran, else
     the first mode) is the mode whose spans give the per-call costs; `cpu_mode`, the mode whose
@@ -180,6 +186,8 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
         src["overheads"] = "timeline.json lock-step idle gaps"
     prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
+    # The committed GPU runs had one GPU: the trainer and the generators time-slice it.
+    prof.layout.trainer_shares_gpu = cfg.policy.device.startswith("cuda") and _one_gpu(bench)
     prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, cfg.process.nice)
     if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
         set_cpu_costs(prof, bench, cpu_mode)

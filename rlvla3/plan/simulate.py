@@ -15,6 +15,8 @@ core/batcher.py and runtime/trainer_feed.py:
   per global batch (`full`); a new version reaches the generators `publish_s` later; samples more
   than eta versions old are dropped at `take` (refunded) and replaced.
 Stragglers: a fraction of slots, spread over the workers, with every cost multiplied.
+A trainer on the generators' GPU (`layout.trainer_shares_gpu`, plan/device_share.py) advances
+at 1 / (1 + forwards running) of its speed alone.
 CPU contention (`prof.cpu`, plan/cpu.py): the generator and the trainer on the CPU run their jobs
 as CPU work shared with the env workers' and the driver's per-decision CPU, by weighted
 processor sharing.
@@ -31,6 +33,7 @@ import numpy as np
 
 from rlvla3.bench.config import BenchConfig
 from rlvla3.plan.cpu import CpuPool
+from rlvla3.plan.device_share import SharedDevice
 from rlvla3.plan.events import Clock, Meter, Server
 from rlvla3.plan.profile import StageProfile
 
@@ -109,13 +112,16 @@ class AsyncPipeline:
         on_cpu = lambda flag: self.pool if flag and not shared_gpu else None  # noqa: E731
         self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu),
                                                       cpu.rollout_weight) for _ in self.gen_meters]
-        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.trainer_on_cpu),
-                                                       cpu.trainer_weight)
+        # One GPU time-sliced by the trainer and the generators (not the FIFO device of shared_gpu).
+        self.device = SharedDevice(self.clock) if L.trainer_shares_gpu and not shared_gpu else None
+        self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1),
+                                                       self.device or on_cpu(cpu.trainer_on_cpu), cpu.trainer_weight)
         # CPU the trainer and the generator spend beyond their work alone (receiving samples,
         # decoding requests): it holds their process and the cores. The trainer's threads receive
         # while it trains (inside its metered spans); a request decoded during a forward counts too.
         alone_ms = 1000.0 / (prof.trainer.streaming_samples_per_s if mode == "full" else prof.trainer.samples_per_s)
-        self.train_extra_s = max(0.0, cpu.trainer_ms_per_sample - alone_ms) / 1000.0 if self.train_gpu.pool else 0.0
+        self.train_extra_s = max(0.0, cpu.trainer_ms_per_sample - alone_ms) / 1000.0 \
+            if self.train_gpu.pool is self.pool and self.pool else 0.0
         self.request_cpu_s = cpu.generator_ms_per_request / 1000.0 if self.gen_gpu[0].pool else 0.0
         # Env workers and the driver: single processes whose CPU competes for the cores; their work
         # does not hold a slot (its latency is in the measured request round trip).
@@ -203,6 +209,8 @@ class AsyncPipeline:
         while self.pending[g] and (len(batch) + 1) * self.k <= max(L.max_batch, self.k):
             batch.append(self.pending[g].popleft()[1])
         self.running[g] = True
+        if self.device:
+            self.device.forward_started()
         n = len(batch) * self.k
         if self.env_meter.counts(now):
             self.batch_sizes.append(n)
@@ -210,6 +218,8 @@ class AsyncPipeline:
 
     def _served(self, g: int, batch: List[_Slot]) -> None:
         self.running[g] = False
+        if self.device:
+            self.device.forward_ended()
         if self.env_meter.counts(self.clock.now):
             self.counts["decisions"] += len(batch) * self.k
         v = self.gen_version[g]

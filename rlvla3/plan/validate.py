@@ -66,6 +66,7 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
     rows, ref_reset = [], prof.env.reset
     if first_model:
         prof.layout.coalesce_ms = 0.0
+        prof.layout.trainer_shares_gpu = False
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
         prof.layout.straggler_fraction = frac if strag else 0.0
