@@ -49,7 +49,12 @@ class AlgoConfig:
     # Decoupled PPO: samples whose behaviour importance weight exceeds this are masked out of
     # the loss, as AReaL does (metric behav_weight_masked_frac); see core/losses.py.
     behav_weight_cap: float = 2.0
-    staleness: int = 1  # eta: max policy-version lag of trained samples (async modes)
+    # eta: max policy-version lag of trained samples (async modes). 2: at 1 the admission window
+    # (eta + 1 global batches) is too small for the episodes in flight, so env slots wait on the
+    # trainer (tabletop-emulated: 1.82x sync at 1, 3.23x at 2); on the quick-start, plain PPO at 2
+    # ended within 1 point of sync or above it from three SFT checkpoints, while 4 fell 10 points
+    # short on one (docs/benchmarks/cpu-dec05-eta/).
+    staleness: int = 2
     critic_warmup_steps: int = 0  # PPO: first optimizer steps train only the value head (it starts random after SFT)
 
     def validate(self, prefix: str = "algo") -> None:
