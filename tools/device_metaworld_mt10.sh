@@ -12,6 +12,8 @@
 #                                              && PHASE=sft bash tools/device_metaworld_mt10.sh
 #   4. later calls:                            source /tmp/rlvla3-setup.sh && PHASE=rl MODE=sync SEED=0 bash tools/device_metaworld_mt10.sh
 #      (NAME=... names a run other than MODE-sSEED, e.g. a variant with extra key=value arguments)
+# One call instead of the staging above: tools/device_mjsim_part.sh builds a 5 MB MuJoCo-only part, and
+# tools/device_metaworld_mt10_call.sh runs SFT + sync + full in one call carrying mw, pydeps, ray, mjsim.
 # Extra key=value arguments go to every rlvla3 command (e.g. run.total_env_steps=300000).
 set -uo pipefail
 PHASE=${PHASE:-sft}; MODE=${MODE:-sync}; SEED=${SEED:-0}; LIMIT=${LIMIT:-560}
