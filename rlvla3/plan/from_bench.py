@@ -20,7 +20,7 @@ import json
 import math
 import os
 import re
-from typing import Optional
+from typing import List, Optional
 
 from rlvla3.plan.cpu_calibration import nice_weights, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
@@ -34,11 +34,24 @@ DEFAULT_ITERATION_S = 0.07
 LOCKSTEP = ("sync", "sync-best", "async-train")
 
 
+# Defaults that changed, with the time they did (UTC): a run made before keeps the old value
+# unless its overrides set the key. bench.json records only the overrides.
+OLD_DEFAULTS = [("2026-12-05 12:00", "algo.staleness=1")]  # algo.staleness became 2 (446be10)
+
+
+def defaults_at(date: str, overrides: List[str]) -> List[str]:
+    """The old defaults a run of `date` ran with (as overrides), less the keys it set itself."""
+    d = date[:16]
+    set_keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for since, o in OLD_DEFAULTS if d and d < since and o.split("=", 1)[0] not in set_keys]
+
+
 def _config(bench: dict, mode: str):
     from rlvla3.bench.workloads import workload_overrides
     from rlvla3.runtime.config import load_config
 
-    return load_config(workload_overrides(bench["workload"], mode, list(bench.get("overrides", []))))
+    overrides = list(bench.get("overrides", []))
+    return load_config(workload_overrides(bench["workload"], mode, defaults_at(bench.get("date", ""), overrides) + overrides))
 
 
 def straggler_args(command: str) -> tuple:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rlvla3.plan.forecast import Placement, Scale, allreduce_s, broadcast_s, forecast, placements
-from rlvla3.plan.from_bench import poll_ms_at, profile_from_bench
+from rlvla3.plan.from_bench import defaults_at, poll_ms_at, profile_from_bench
 from rlvla3.plan.profile import StageProfile
 
 BENCH = "docs/benchmarks/gpu-eta2-2gen/bench.json"
@@ -49,6 +49,13 @@ def test_poll_interval_history():
     assert poll_ms_at("2026-11-24 20:00:00 UTC", 50) == 5.0
     assert poll_ms_at("2026-11-25 03:27:56 UTC", 50) == 20.0
     assert poll_ms_at("2026-12-05 10:00:00 UTC", 50) == 50
+
+
+def test_a_run_before_a_default_changed_keeps_the_old_default_unless_it_set_the_key():
+    assert defaults_at("2026-12-05 11:50:43 UTC", []) == ["algo.staleness=1"]
+    assert defaults_at("2026-12-05 11:54:09 UTC", ["algo.staleness=2"]) == []
+    assert defaults_at("2026-12-05 12:11:08 UTC", []) == []
+    assert defaults_at("", []) == []  # no date: today's defaults
 
 
 def test_one_gpu_forecast_of_the_own_layout_matches_the_plain_prediction(make_profile):
