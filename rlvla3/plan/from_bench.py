@@ -51,7 +51,8 @@ def _config(bench: dict, mode: str):
     from rlvla3.runtime.config import load_config
 
     overrides = list(bench.get("overrides", []))
-    return load_config(workload_overrides(bench["workload"], mode, defaults_at(bench.get("date", ""), overrides) + overrides))
+    overrides = defaults_at(bench.get("date", ""), overrides) + overrides
+    return load_config(workload_overrides(bench["workload"], mode, overrides))
 
 
 def straggler_args(command: str) -> tuple:
