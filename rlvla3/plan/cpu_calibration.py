@@ -11,7 +11,7 @@ existed take the medians of the accounted 2-core VM runs with the same request t
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from rlvla3.plan.cpu import CpuCosts
 from rlvla3.plan.profile import GeneratorCosts
@@ -43,12 +43,26 @@ def nice_weights(bench: dict, rollout_nice: int) -> tuple:
     return w(workers), w(workers + rollout_nice), w(0)
 
 
+# Config defaults that changed, with the time they did (UTC) and the value before: a run made
+# earlier ran with it unless its overrides set the key. bench.json records only the overrides.
+OLD_DEFAULTS = [(SOCKET_SINCE, "generator.request_transport=ray"),
+                ("2026-12-05 12:00", "algo.staleness=1")]  # algo.staleness became 2 (446be10)
+
+
+def defaults_at(date: str, overrides: List[str]) -> List[str]:
+    """The old defaults a run of `date` ran with (as overrides), less the keys it set itself."""
+    d = date[:16]
+    set_keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for since, o in OLD_DEFAULTS if d and d < since and o.split("=", 1)[0] not in set_keys]
+
+
 def transport(bench: dict) -> str:
     """How the run's action requests travelled: its override, else the default on its date."""
-    for o in bench.get("overrides", []):
+    overrides = list(bench.get("overrides", []))
+    for o in defaults_at(bench.get("date", ""), overrides) + overrides:
         if o.startswith("generator.request_transport="):
             return o.split("=", 1)[1]
-    return "socket" if bench.get("date", "")[:16] >= SOCKET_SINCE else "ray"
+    return "socket"
 
 
 def _base(mode: str) -> str:

@@ -20,9 +20,9 @@ import json
 import math
 import os
 import re
-from typing import List, Optional
+from typing import Optional
 
-from rlvla3.plan.cpu_calibration import nice_weights, set_cpu_costs
+from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 
@@ -32,18 +32,6 @@ DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU
 DEFAULT_LOCKSTEP_MS = 5.0
 DEFAULT_ITERATION_S = 0.07
 LOCKSTEP = ("sync", "sync-best", "async-train")
-
-
-# Defaults that changed, with the time they did (UTC): a run made before keeps the old value
-# unless its overrides set the key. bench.json records only the overrides.
-OLD_DEFAULTS = [("2026-12-05 12:00", "algo.staleness=1")]  # algo.staleness became 2 (446be10)
-
-
-def defaults_at(date: str, overrides: List[str]) -> List[str]:
-    """The old defaults a run of `date` ran with (as overrides), less the keys it set itself."""
-    d = date[:16]
-    set_keys = {o.split("=", 1)[0] for o in overrides}
-    return [o for since, o in OLD_DEFAULTS if d and d < since and o.split("=", 1)[0] not in set_keys]
 
 
 def _config(bench: dict, mode: str):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from rlvla3.plan.forecast import Placement, Scale, allreduce_s, broadcast_s, forecast, placements
-from rlvla3.plan.from_bench import defaults_at, poll_ms_at, profile_from_bench
+from rlvla3.plan.cpu_calibration import defaults_at, transport
+from rlvla3.plan.from_bench import poll_ms_at, profile_from_bench
 from rlvla3.plan.profile import StageProfile
 
 BENCH = "docs/benchmarks/gpu-eta2-2gen/bench.json"
@@ -56,6 +57,14 @@ def test_a_run_before_a_default_changed_keeps_the_old_default_unless_it_set_the_
     assert defaults_at("2026-12-05 11:54:09 UTC", ["algo.staleness=2"]) == []
     assert defaults_at("2026-12-05 12:11:08 UTC", []) == []
     assert defaults_at("", []) == []  # no date: today's defaults
+    assert defaults_at("2026-12-02 10:00:00 UTC", []) == ["generator.request_transport=ray", "algo.staleness=1"]
+
+
+def test_the_request_transport_is_the_override_else_the_default_on_the_run_s_date():
+    assert transport({"date": "2026-12-02 10:00:00 UTC", "overrides": []}) == "ray"
+    assert transport({"date": "2026-12-02 10:00:00 UTC", "overrides": ["generator.request_transport=socket"]}) == "socket"
+    assert transport({"date": "2026-12-04 10:00:00 UTC", "overrides": []}) == "socket"
+    assert transport({"date": "2026-12-04 10:00:00 UTC", "overrides": ["generator.request_transport=ray"]}) == "ray"
 
 
 def test_one_gpu_forecast_of_the_own_layout_matches_the_plain_prediction(make_profile):
