@@ -271,7 +271,18 @@ class ActionClient:
         for rid, cb in waiting:
             cb(Answer(rid, error=ConnectionError(f"generator connection lost: {e!r}")))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        # Shut down, let the reader see EOF and leave, and only then close the fd: closed under a
+        # live reader, its number can be reused at once by another connection of this process,
+        # whose bytes the reader would then steal (seen: another client's handshake failing with
+        # 'digest sent was rejected' while 32 connected at once).
+        try:
+            with socket.fromfd(self.conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):  # already closed
+            pass
+        if self.reader is not threading.current_thread():
+            self.reader.join(timeout=timeout_s)
         try:
             self.conn.close()
         except OSError:
