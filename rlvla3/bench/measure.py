@@ -8,7 +8,7 @@ the same way whatever their schedule. Counts are attributed to the window by spa
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -65,6 +65,18 @@ def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
     return out
 
 
+def trained_between_steps(micro: List[Span], opt: List[Span]) -> Optional[float]:
+    """New samples per second between the first and the last optimizer step of the window:
+    the samples of the steps after the first, over the time they took. A lock-step schedule
+    trains in bursts (a whole rollout, then its updates), so a window count depends on where
+    the window cuts its cycle; whole step-to-step intervals do not. None below two steps."""
+    ends = sorted(s.end for s in opt)
+    if len(ends) < 2 or ends[-1] <= ends[0]:
+        return None
+    n = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True) and ends[0] < s.end <= ends[-1])
+    return n / (ends[-1] - ends[0])
+
+
 def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     """Rates over [t0, t1] from the spans of every worker of one mode."""
     dt = t1 - t0
@@ -93,6 +105,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "resets_per_s": len(resets) / dt,
         "policy_calls_per_s": decisions / dt,  # decisions (samples) served by the generators
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
+        "trained_samples_per_s_between_steps": trained_between_steps(micro, opt),
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
         "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window

@@ -39,6 +39,8 @@ def to_markdown(result: dict) -> str:
         f"- measured: {result['seconds']:g} s of steady state per mode after {result['warmup_s']:g} s of warm-up"
         " (and once every env slot has stepped)",
     ]
+    for mode, extra in result.get("mode_overrides", {}).items():
+        lines.append(f"- `{mode}` only: `{' '.join(extra)}`")
     if result.get("partial"):
         lines.append(f"- **partial results** (the run is still going, or was stopped): done so far: "
                      f"{', '.join(result.get('done', [])) or 'nothing'}"
@@ -46,8 +48,8 @@ def to_markdown(result: dict) -> str:
     lines += [
         "",
         "| mode | env steps/s | ratio to sync | pipeline efficiency | policy calls/s | trained samples/s "
-        "| mean gen. batch | env slot util. | generator util. | trainer util. |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trained samples/s, step to step | mean gen. batch | env slot util. | generator util. | trainer util. |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in result["modes"].items():
         u = m["utilization"]
@@ -56,7 +58,8 @@ def to_markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {_fmt(m['env_steps_per_s'])} | {_fmt(m['ratio_to_sync'], '{:.2f}x')} "
             f"| {_fmt(m['pipeline_efficiency'], '{:.2f}')} | {_fmt(m['policy_calls_per_s'])} "
-            f"| {_fmt(m['trained_samples_per_s'])} | {_fmt(m['generator']['mean_batch'], '{:.1f}')} "
+            f"| {_fmt(m['trained_samples_per_s'])} | {_fmt(m.get('trained_samples_per_s_between_steps'))} "
+            f"| {_fmt(m['generator']['mean_batch'], '{:.1f}')} "
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")

@@ -302,13 +302,15 @@ def _efficiency(achieved: float, bound: float) -> Optional[float]:
 def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrides: List[str],
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
-              say: Callable = print, repeats: int = 1, bounds_each_repeat: bool = False) -> dict:
+              say: Callable = print, repeats: int = 1, bounds_each_repeat: bool = False,
+              mode_overrides: Optional[Dict[str, List[str]]] = None) -> dict:
     """`repeats` > 1 runs the mode list that many times in turn (sync, full, sync, full, ...),
     so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
     median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat.
     `bounds_each_repeat` measures the stage bounds after every repeat too, and each mode's
     efficiency is the median of its repeats, each against the bounds of its own repeat.
-    bench.json and table.md are written after every run and every bounds measurement."""
+    `mode_overrides` (mode -> overrides) runs a mode in its own layout; the stage bounds use the
+    common overrides. bench.json and table.md are written after every run and every bounds measurement."""
     from rlvla3.bench.report import window_note, write_outputs
 
     os.makedirs(out, exist_ok=True)
@@ -317,6 +319,9 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     head = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
             "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
+    mode_overrides = mode_overrides or {}
+    if mode_overrides:
+        head["mode_overrides"] = mode_overrides
     variants = [("", [])]
     if straggler_fraction > 0:
         variants.append((" +stragglers", [f"bench.straggler_fraction={straggler_fraction}",
@@ -348,7 +353,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
         tag = f" (repeat {rep + 1}/{repeats})" if repeats > 1 else ""
         for mode in modes:
             for suffix, extra in variants:
-                cfg = load_config(workload_overrides(workload, mode, overrides + extra))
+                cfg = load_config(workload_overrides(workload, mode, overrides + mode_overrides.get(mode, []) + extra))
                 say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
                 sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
                 metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))

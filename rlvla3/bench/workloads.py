@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Dict, List
 
 import yaml
@@ -89,6 +90,25 @@ BENCH_SFT_BY_WORKLOAD: Dict[str, List[str]] = {"metaworld": ["sft.demos_per_task
 
 def bench_sft(name: str) -> List[str]:
     return BENCH_SFT_BY_WORKLOAD.get(name, BENCH_SFT)
+
+
+def parse_mode_overrides(items: List[str], modes: List[str]) -> Dict[str, List[str]]:
+    """`--mode-override 'MODE:KEY=VALUE [KEY=VALUE ...]'` (repeatable) -> {mode: overrides}: a
+    mode run in its own layout, e.g. `sync-best` with two envs per process beside `full` with
+    one. The overrides apply after the common ones, to that mode's runs only."""
+    out: Dict[str, List[str]] = {}
+    for item in items:
+        mode, sep, rest = item.partition(":")
+        mode = mode.strip()
+        if not sep or mode not in modes:
+            raise ValueError(f"--mode-override {item!r}: expected 'MODE:KEY=VALUE ...' with MODE one of the "
+                             f"benchmarked modes {modes}")
+        pairs = shlex.split(rest)
+        bad = [p for p in pairs if "=" not in p or p.startswith("=")]
+        if not pairs or bad:
+            raise ValueError(f"--mode-override {item!r}: each override is KEY=VALUE (got {bad or 'none'})")
+        out.setdefault(mode, []).extend(pairs)
+    return out
 
 
 def workload_overrides(name: str, mode: str, extra: List[str]) -> List[str]:

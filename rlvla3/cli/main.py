@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("--bounds-each-repeat", action="store_true",
                     help="measure the stage bounds after every repeat; efficiency = median over repeats, "
                          "each against its own repeat's bounds (for a machine whose speed drifts)")
+    bn.add_argument("--mode-override", action="append", default=[], metavar="'MODE:KEY=VALUE ...'",
+                    help="overrides for one mode only (repeatable), e.g. a layout for sync-best: "
+                         "'sync-best:rollout.slots_per_worker=2 generator.max_batch=32'")
     bn.add_argument("overrides", nargs="*")
     bp = sub.add_parser("bench-policy", help="one policy: act throughput vs batch, training throughput vs micro-batch")
     bp.add_argument("--out", default="runs/bench_policy", help="output directory (LABEL.json, table.md)")
@@ -141,12 +144,15 @@ def _bench(args) -> int:
     if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1 or args.repeats < 1:
         return _error("bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1], --repeats >= 1")
     try:
-        from rlvla3.bench.workloads import workload_overrides
+        from rlvla3.bench.workloads import parse_mode_overrides, workload_overrides
 
-        load_config(workload_overrides(args.workload, modes[0], args.overrides))
+        per_mode = parse_mode_overrides(args.mode_override, modes)
+        for mode in modes:  # every mode's config, before anything runs
+            load_config(workload_overrides(args.workload, mode, args.overrides + per_mode.get(mode, [])))
     except (ConfigError, ValueError) as e:
         return _error(f"bench: {e}")
     result = run_bench(args.workload, modes, args.seconds, args.out, args.overrides, warmup=args.warmup,
+                       mode_overrides=per_mode,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
                        straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
                        repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat)

@@ -19,12 +19,16 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     build_policy(cfg.policy).save_pretrained(policy_dir)
     out = str(tmp_path / "bench")
     rc = main(["bench", "--workload", "tabletop-emulated", "--modes", "sync,full", "--seconds", "3", "--warmup", "2",
-               "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy", policy_dir, *SMALL])
+               "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy", policy_dir,
+               "--mode-override", "sync:rollout.slots_per_worker=2 generator.max_batch=4", *SMALL])
     assert rc == 0
     for name in ("bench.json", "table.md", "timeline.json", "timeline.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     res = json.load(open(os.path.join(out, "bench.json")))
     assert set(res["modes"]) == {"sync", "full", "sync +stragglers", "full +stragglers"}
+    assert res["mode_overrides"] == {"sync": ["rollout.slots_per_worker=2", "generator.max_batch=4"]}
+    assert res["modes"]["sync"]["slots"] * 2 == res["modes"]["full"]["slots"]  # sync ran in its own layout
+    assert "`sync` only: `rollout.slots_per_worker=2 generator.max_batch=4`" in open(os.path.join(out, "table.md")).read()
     b = res["bounds"]
     assert b["min_env_steps_per_s"] == min(b["simulators_env_steps_per_s"], b["generators_env_steps_per_s"],
                                            b["trainer_env_steps_per_s"]) > 0
@@ -37,7 +41,7 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
         assert m["ratio_to_sync"] == pytest.approx(m["env_steps_per_s"] / sync)
         bound = b["min_env_steps_per_s_streaming" if name.startswith("full") else "min_env_steps_per_s"]
         assert m["pipeline_efficiency"] == pytest.approx(m["env_steps_per_s"] / bound)
-        for key in ("policy_calls_per_s", "trained_samples_per_s", "generator", "staleness_hist", "utilization"):
+        for key in ("policy_calls_per_s", "trained_samples_per_s", "trained_samples_per_s_between_steps", "generator", "staleness_hist", "utilization"):
             assert key in m, (name, key)
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
     full = res["modes"]["full"]
@@ -63,3 +67,15 @@ def test_bench_refuses_unknown_workload_and_mode(capsys):
     assert "unknown workload" in capsys.readouterr().err
     assert main(["bench", "--modes", "sync,warp"]) == 2
     assert "unknown modes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item, says", [
+    ("full rollout.slots_per_worker=2", "expected 'MODE:KEY=VALUE"),  # no colon
+    ("async-train:rollout.slots_per_worker=2", "benchmarked modes"),  # not among --modes
+    ("sync:slots", "each override is KEY=VALUE"),
+    ("sync:", "each override is KEY=VALUE"),
+    ("sync:rollout.slots_per_worker=0", "slots_per_worker"),  # the mode's own config is checked before anything runs
+])
+def test_bench_refuses_bad_mode_overrides(capsys, item, says):
+    assert main(["bench", "--modes", "sync,full", "--mode-override", item]) == 2
+    assert says in capsys.readouterr().err

@@ -82,3 +82,17 @@ def test_episode_lengths_are_the_steps_between_two_resets_inside_the_window():
           Span("env0/slot1", "env_step", 12.0, 0.5, {"steps": 3}), Span("env0/slot1", "reset", 19.9, 0.3)]  # ends after
     assert sorted(episode_lengths(s, 10.0, 20.0)) == [4, 14]
     assert window_metrics(s, 10.0, 20.0)["episode_steps_mean"] == 9.0
+
+
+def test_trained_between_steps_counts_whole_step_intervals_only():
+    # a lock-step cycle: 3 new micro-batches of 8 then one step, every 10 s; a window cut mid-cycle
+    s = []
+    for c in range(3):
+        for k in range(3):
+            s.append(Span("trainer", "micro_batch", 10.0 * c + 6 + k, 1.0, {"n": 8, "new": True}))
+        s.append(Span("trainer", "micro_batch", 10.0 * c + 9, 0.5, {"n": 8, "new": False}))
+        s.append(Span("trainer", "optimizer_step", 10.0 * c + 9.5, 0.5))  # ends at 10c + 10
+    m = window_metrics(s, 5.0, 28.0)  # holds steps ending at 10 and 20 only
+    assert m["trained_samples_per_s"] == pytest.approx(64 / 23)  # 2 of the 3rd cycle's micro-batches: cut mid-cycle
+    assert m["trained_samples_per_s_between_steps"] == pytest.approx(24 / 10)  # one whole cycle: 24 new in 10 s
+    assert window_metrics(s, 5.0, 15.0)["trained_samples_per_s_between_steps"] is None  # one step: no interval

@@ -1,0 +1,46 @@
+#!/bin/bash
+# Issue 24 item 1 on the GPU machine: LIBERO at a real VLA size, every mode side by side in
+# one `rlvla3 bench` invocation (sync in one env per process, sync-best in two, async-train,
+# async-rollout, full), 14 env processes, policy and trainer on the one GPU.
+#
+# Two calls, made at once one after the other (the machine is given back after 30 s idle):
+#   1. carry [".device/ray", ".device/vlapack"]   STAGE=1 bash tools/device_libero_headline.sh
+#      (.device/vlapack/vla.tar.xz: transformers + peft + rlvla3's pure-Python deps, built as
+#      tools/bench_vla_gpu.sh's header says; ray from ../shared/device/build_bundle.sh)
+#   2. carry [".device/sim"]                      bash tools/device_libero_headline.sh
+#      (the working tree must stay under ~28 MiB beside sim: leave docs/benchmarks out of the
+#      index during the call, as tools/device_metaworld_mt10_call.sh says)
+# Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
+# REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
+# bench rewrites bench.json and table.md after every mode, so a stopped run keeps them).
+set -uo pipefail
+OUT=${OUT:-runs/libero-headline}
+mkdir -p "$OUT"
+stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%H:%M:%S)" "$line"; done; }
+if [ "${STAGE:-0}" = 1 ]; then
+  bash .device/ray/stage.sh && mkdir -p /tmp/vp && tar xJf .device/vlapack/vla.tar.xz -C /tmp/vp \
+    && du -sh /tmp/vp /tmp/rlvla3-stage | stamp | tee -a "$OUT/log.txt"
+  exit $?
+fi
+[ -d /tmp/vp/vla ] || { echo "no /tmp/vp: run the STAGE=1 call first (the machine was given back)" | tee -a "$OUT/log.txt"; exit 2; }
+source .device/sim/setup.sh > /tmp/setup.log 2>&1; stamp < /tmp/setup.log | tee -a "$OUT/log.txt"
+export PYTHONPATH=/tmp/site:/tmp/vp/vla:/tmp/vp/py:$PWD HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+POLICY=${POLICY:-oft-1b}; SUITE=${SUITE:-libero_spatial}; MODES=${MODES:-sync,sync-best,async-train,async-rollout,full}
+WINDOW=${WINDOW:-50}; WARMUP=${WARMUP:-15}; REPEATS=${REPEATS:-1}; BOUND=${BOUND:-8}; LIMIT=${LIMIT:-540}
+case "$POLICY" in
+  oft-*) FAMILY="policy=$POLICY policy.oft.dtype=bfloat16" ;;
+  pi0-*) FAMILY="policy=$POLICY policy.pi0.dtype=bfloat16" ;;
+  *) echo "unknown POLICY $POLICY"; exit 2 ;;
+esac
+echo "$POLICY on $SUITE, modes $MODES, ${WINDOW}s + ${WARMUP}s warm-up, $REPEATS repeat(s); $(nvidia-smi --query-gpu=name --format=csv,noheader); $(nproc) cores" \
+  | stamp | tee -a "$OUT/log.txt"
+# sync-best: sync in its best layout on this machine (two envs per process: gpu-libero-oft/2slots)
+timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
+    --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
+    --mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32" \
+    env.libero.suite="$SUITE" $FAMILY policy.device=cuda rollout.num_env_workers=14 rollout.slots_per_worker=1 \
+    algo.global_batch=392 algo.micro_batch=49 generator.max_batch=16 "$@" \
+    2>&1 | grep --line-buffered -v -i -E "warn|Applying task order|token auth" | stamp | tee -a "$OUT/log.txt" | tail -n 40
+rc=${PIPESTATUS[0]}
+[ -d "$OUT/modes" ] && tar czf "$OUT/modes.tar.gz" -C "$OUT" modes && rm -rf "$OUT/modes"
+echo "exit code $rc" | stamp | tee -a "$OUT/log.txt"
