@@ -65,12 +65,14 @@ def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
     return out
 
 
-def trained_between_steps(micro: List[Span], opt: List[Span]) -> Optional[float]:
-    """New samples per second between the first and the last optimizer step of the window:
-    the samples of the steps after the first, over the time they took. A lock-step schedule
-    trains in bursts (a whole rollout, then its updates), so a window count depends on where
-    the window cuts its cycle; whole step-to-step intervals do not. None below two steps."""
-    ends = sorted(s.end for s in opt)
+def trained_between_swaps(micro: List[Span], swaps: List[Span]) -> Optional[float]:
+    """New samples per second over whole weight versions: those trained between the first and
+    the last weight swap of one generator in the window, over the time between them. Every
+    schedule trains one version's samples between two swaps (`sync`: a whole cycle of rollout,
+    updates and publication; `full`: a global batch), so the rate does not depend on where
+    the window cuts a lock-step cycle, which the window count does. None below two swaps."""
+    first = min((s.track for s in swaps), default=None)  # one generator's swaps: generator0's
+    ends = sorted(s.end for s in swaps if s.track == first)
     if len(ends) < 2 or ends[-1] <= ends[0]:
         return None
     n = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True) and ends[0] < s.end <= ends[-1])
@@ -88,6 +90,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     micro = _in_window(spans, t0, t1, "micro_batch")
     opt = _in_window(spans, t0, t1, "optimizer_step")
     syncs = _in_window(spans, t0, t1, "weight_sync")
+    swaps = _in_window(spans, t0, t1, "weight_swap")
     env_steps = sum(s.args.get("steps", 0) for s in steps)
     decisions = sum(s.args.get("n", 0) for s in infer)
     new_samples = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True))
@@ -105,7 +108,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "resets_per_s": len(resets) / dt,
         "policy_calls_per_s": decisions / dt,  # decisions (samples) served by the generators
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
-        "trained_samples_per_s_between_steps": trained_between_steps(micro, opt),
+        "trained_samples_per_s_whole_versions": trained_between_swaps(micro, swaps),
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
         "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window

@@ -48,7 +48,7 @@ def to_markdown(result: dict) -> str:
     lines += [
         "",
         "| mode | env steps/s | ratio to sync | pipeline efficiency | policy calls/s | trained samples/s "
-        "| trained samples/s, step to step | mean gen. batch | env slot util. | generator util. | trainer util. |",
+        "| trained samples/s, whole versions | mean gen. batch | env slot util. | generator util. | trainer util. |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in result["modes"].items():
@@ -58,7 +58,7 @@ def to_markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {_fmt(m['env_steps_per_s'])} | {_fmt(m['ratio_to_sync'], '{:.2f}x')} "
             f"| {_fmt(m['pipeline_efficiency'], '{:.2f}')} | {_fmt(m['policy_calls_per_s'])} "
-            f"| {_fmt(m['trained_samples_per_s'])} | {_fmt(m.get('trained_samples_per_s_between_steps'))} "
+            f"| {_fmt(m['trained_samples_per_s'])} | {_fmt(m.get('trained_samples_per_s_whole_versions'))} "
             f"| {_fmt(m['generator']['mean_batch'], '{:.1f}')} "
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "

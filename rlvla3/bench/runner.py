@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 import threading
 import time
@@ -316,7 +317,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
     policy_dir = policy or bench_policy(base_cfg, out, say)
-    head = {"workload": workload, "command": " ".join(["rlvla3", "bench"] + sys.argv[2:]),
+    head = {"workload": workload, "command": shlex.join(["rlvla3", "bench"] + sys.argv[2:]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
             "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
     mode_overrides = mode_overrides or {}

@@ -41,7 +41,7 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
         assert m["ratio_to_sync"] == pytest.approx(m["env_steps_per_s"] / sync)
         bound = b["min_env_steps_per_s_streaming" if name.startswith("full") else "min_env_steps_per_s"]
         assert m["pipeline_efficiency"] == pytest.approx(m["env_steps_per_s"] / bound)
-        for key in ("policy_calls_per_s", "trained_samples_per_s", "trained_samples_per_s_between_steps", "generator", "staleness_hist", "utilization"):
+        for key in ("policy_calls_per_s", "trained_samples_per_s", "trained_samples_per_s_whole_versions", "generator", "staleness_hist", "utilization"):
             assert key in m, (name, key)
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
     full = res["modes"]["full"]

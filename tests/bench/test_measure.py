@@ -84,15 +84,23 @@ def test_episode_lengths_are_the_steps_between_two_resets_inside_the_window():
     assert window_metrics(s, 10.0, 20.0)["episode_steps_mean"] == 9.0
 
 
-def test_trained_between_steps_counts_whole_step_intervals_only():
-    # a lock-step cycle: 3 new micro-batches of 8 then one step, every 10 s; a window cut mid-cycle
+def test_trained_samples_over_whole_versions_do_not_depend_on_where_the_window_cuts_a_cycle():
+    # sync, 10 s cycles: a swap, then (later) 2 global batches of 3 new micro-batches of 8 and
+    # their optimizer steps, then a second epoch of old micro-batches
     s = []
-    for c in range(3):
-        for k in range(3):
-            s.append(Span("trainer", "micro_batch", 10.0 * c + 6 + k, 1.0, {"n": 8, "new": True}))
-        s.append(Span("trainer", "micro_batch", 10.0 * c + 9, 0.5, {"n": 8, "new": False}))
-        s.append(Span("trainer", "optimizer_step", 10.0 * c + 9.5, 0.5))  # ends at 10c + 10
-    m = window_metrics(s, 5.0, 28.0)  # holds steps ending at 10 and 20 only
-    assert m["trained_samples_per_s"] == pytest.approx(64 / 23)  # 2 of the 3rd cycle's micro-batches: cut mid-cycle
-    assert m["trained_samples_per_s_between_steps"] == pytest.approx(24 / 10)  # one whole cycle: 24 new in 10 s
-    assert window_metrics(s, 5.0, 15.0)["trained_samples_per_s_between_steps"] is None  # one step: no interval
+    for c in range(4):
+        t = 10.0 * c
+        s.append(Span("generator0", "weight_swap", t, 0.5))
+        s.append(Span("generator1", "weight_swap", t + 0.2, 0.5))  # another generator: not counted twice
+        for g in range(2):
+            for k in range(3):
+                s.append(Span("trainer", "micro_batch", t + 5 + g + 0.3 * k, 0.2, {"n": 8, "new": True}))
+            s.append(Span("trainer", "optimizer_step", t + 5.9 + g, 0.1))
+        for k in range(6):
+            s.append(Span("trainer", "micro_batch", t + 7 + 0.3 * k, 0.2, {"n": 8, "new": False}))
+    for lo, hi in ((0.0, 35.0), (3.0, 38.0), (7.0, 42.0)):  # windows cutting the cycles anywhere
+        m = window_metrics(s, lo, hi)
+        assert m["trained_samples_per_s_whole_versions"] == pytest.approx(48 / 10), (lo, hi)  # one cycle: 48 new
+    counts = [window_metrics(s, lo, lo + 15.0)["trained_samples_per_s"] for lo in (0.0, 4.0)]
+    assert counts[0] != counts[1]  # the window count does depend on it (48 or 96 in 15 s)
+    assert window_metrics(s, 1.0, 9.0)["trained_samples_per_s_whole_versions"] is None  # no swap: no whole version
