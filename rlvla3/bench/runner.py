@@ -54,11 +54,15 @@ def bench_policy(cfg, out: str, say: Callable) -> str:
         say(f"bench: no SFT for env.type={cfg.env.type}: a randomly initialised policy (pass --policy DIR to "
             "use a trained one)")
         build_policy(cfg.policy).save_pretrained(path)
-        return path
-    from rlvla3.runtime.sft_command import run_sft
+    else:
+        from rlvla3.runtime.sft_command import run_sft
 
-    say("bench: training a quick SFT policy for the benchmark (cached for later runs)")
-    run_sft(cfg, path)
+        say("bench: training a quick SFT policy for the benchmark (cached for later runs)")
+        run_sft(cfg, path)
+    import torch
+
+    if torch.cuda.is_available():  # the driver's cached blocks (5 GB for oft-1b) would crowd the trainer's GPU
+        torch.cuda.empty_cache()
     return path
 
 
