@@ -136,10 +136,17 @@ class SampleBatch:
 
 @dataclass
 class WeightsMessage:
-    """A published policy version: flat name -> array state dict."""
+    """A published policy version: flat name -> array state dict. `bf16`: the names whose
+    arrays are bfloat16 bit patterns (`core/weight_wire.py`); read it with `tensors()`."""
 
     version: int
     state: dict
+    bf16: frozenset = frozenset()
+
+    def tensors(self) -> dict:
+        from rlvla3.core.weight_wire import unpack
+
+        return unpack(self.state, self.bf16) if self.bf16 else self.state
 
 
 @dataclass

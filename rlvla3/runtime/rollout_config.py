@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlvla3.core.config_checks import check, check_at_least, check_choice
+from rlvla3.core.weight_wire import WIRE_DTYPES
 
 
 def envs_per_worker(rollout) -> int:
@@ -41,6 +42,10 @@ class GeneratorConfig:
     # when the trainer and every generator have a GPU of their own, gloo otherwise).
     weight_transport: str = "object_store"
     weight_bucket_mb: float = 64.0  # collective: largest flat bucket (the extra memory per send)
+    # What a publication carries: float32 | bfloat16 (half the bytes; the generators cast it back
+    # into their float32 weights) | auto (bfloat16 for a policy under bfloat16 autocast, whose
+    # matmuls use bfloat16 weights anyway, through the object store; float32 otherwise).
+    weight_dtype: str = "auto"
     # Async modes: how action requests reach the generators. socket: one authenticated
     # connection per env worker and generator (about 0.25 ms of CPU per request against 2 ms
     # for a Ray call; workers/action_channel.py) | ray: an actor call per request.
@@ -50,6 +55,10 @@ class GeneratorConfig:
         check_choice(self.router, ("round_robin", "least_loaded", "shard"), f"{prefix}.router")
         check_choice(self.request_transport, ("socket", "ray"), f"{prefix}.request_transport")
         check_choice(self.weight_transport, ("object_store", "collective"), f"{prefix}.weight_transport")
+        check_choice(self.weight_dtype, WIRE_DTYPES, f"{prefix}.weight_dtype")
+        check(self.weight_dtype != "bfloat16" or self.weight_transport == "object_store",
+              f"{prefix}.weight_dtype=bfloat16 applies to weight_transport=object_store (the collective channel "
+              "sends float32); use auto or float32")
         check(self.weight_bucket_mb > 0, f"{prefix}.weight_bucket_mb must be > 0, got {self.weight_bucket_mb}")
         check_at_least(self, prefix, 1, "num_generators", "max_batch")
         check_at_least(self, prefix, 0, "max_wait_ms")

@@ -88,7 +88,7 @@ def recreate_generator(session, i: int, incarnations: List[int], report: FaultRe
     kill_quietly(session.backend.ray, session.generators[i])
     new = session.make_generator(i, incarnations[i])
     if session.trainer is not None:  # an evaluation-only session has no trainer
-        session.backend.get(new.set_weights.remote(session.trainer.get_weights.remote()))
+        session.backend.get(new.set_weights.remote(session.weights.message()))
     session.generators[i] = new
     if session.weights is not None:
         session.weights.open()  # a collective channel cannot take a new member: a new epoch

@@ -15,6 +15,8 @@ from collections import deque
 from typing import Deque, List, Optional
 
 from rlvla3.core.stats import percentiles
+from rlvla3.core.weight_wire import wire_dtype
+from rlvla3.policies import family_config
 
 
 class WeightPublisher:
@@ -23,6 +25,8 @@ class WeightPublisher:
         self.backend, self.trainer, self.generators, self.placement = backend, trainer, generators, placement
         g = cfg.generator
         self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
+        self.wire_dtype = wire_dtype(g.weight_dtype, getattr(family_config(cfg.policy), "dtype", "float32"),
+                                     g.weight_transport)  # object store: what a publication's arrays carry
         self.timeout_s = cfg.faults.step_timeout_s
         self.start_timeout_s = cfg.faults.start_timeout_s  # generators may still be building their models
         self.epoch = -1
@@ -55,12 +59,16 @@ class WeightPublisher:
               timeout_s=self.start_timeout_s, what=f"weight channel epoch {self.epoch} (weights_join)",
               actors=[trainer] + list(gens))
 
+    def message(self):
+        """A ref to the trainer's current weights as the object store carries them."""
+        return self.trainer.get_weights.remote(self.wire_dtype)
+
     def publish(self, wait: bool) -> None:
         """Send the trainer's current weights to every generator; `wait`: until they hold them."""
         trainer, gens = self.trainer, self.generators
         self.publishes += 1
         if not self.collective:
-            msg = trainer.get_weights.remote()  # an object ref: fetched by each generator
+            msg = self.message()  # an object ref: fetched by each generator
             refs, actors = [g.set_weights.remote(msg) for g in gens], list(gens)
         else:
             send = trainer.weights_send.remote()

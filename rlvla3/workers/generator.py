@@ -43,7 +43,7 @@ class Generator(Role):
 
     def set_weights(self, msg: WeightsMessage) -> int:
         t0 = time.time()
-        self.policy.load_state_dict(msg.state)
+        self.policy.load_state_dict(msg.tensors())
         self.policy.version = msg.version
         self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=msg.version)
         return msg.version

@@ -29,6 +29,7 @@ import torch
 
 from rlvla3.core.losses import MicroLoss, normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
+from rlvla3.core.weight_wire import pack
 from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
@@ -98,9 +99,13 @@ class Trainer(Role):
             full = {k: full[k] for k, p in self.policy.model.named_parameters() if p.requires_grad}
         return full
 
-    def get_weights(self) -> Optional[WeightsMessage]:
+    def get_weights(self, dtype: str = "float32") -> Optional[WeightsMessage]:
+        """`dtype`: what the arrays carry (core/weight_wire.py; the publisher resolves generator.weight_dtype)."""
         state = self._state_dict()  # None: fsdp, rank > 0 (took part in the gather)
-        return None if state is None else WeightsMessage(self.version, {k: v.numpy() for k, v in state.items()})
+        if state is None:
+            return None
+        arrays, bf16 = pack(state, dtype)
+        return WeightsMessage(self.version, arrays, bf16)
 
     def get_version(self) -> int:
         return self.version
