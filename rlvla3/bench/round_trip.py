@@ -52,10 +52,26 @@ def stage_times(args: dict) -> Dict[str, float]:
     return {st: out.get(st, 0.0) for st in STAGES}
 
 
+def slot_time(spans: List[Span], t0: float, t1: float) -> Dict[str, float]:
+    """Where the slots' time goes over [t0, t1] (fractions, summing to 1): a chunk step, a reset,
+    an action round trip, or `waiting` (no episode on: the slot waits for an admitted one)."""
+    tracks = {s.track for s in spans if s.name == "action_rt"}
+    parts = {"env_step": 0.0, "reset": 0.0, "action_rt": 0.0}
+    for s in spans:
+        if s.track in tracks and s.name in parts:
+            parts[s.name] += max(0.0, min(s.end, t1) - max(s.start, t0))
+    total = (t1 - t0) * len(tracks)
+    out = {k: round(v / total, 4) for k, v in parts.items()}
+    out["waiting"] = round(1.0 - sum(out.values()), 4)
+    return out
+
+
 def breakdown(spans: Iterable[Span], t0: float = float("-inf"), t1: float = float("inf")) -> Optional[dict]:
     """Median, p90 and mean ms of each stage and of the whole round trip over the `action_rt`
     spans that end in [t0, t1]; with the median chunk step and the busy fraction a slot could
-    reach if only the round trip came between its chunks. None without such spans."""
+    reach if only the round trip came between its chunks, and where the slots' time went
+    (`slot_time`). None without such spans."""
+    spans = list(spans)
     rts = [s for s in spans if s.name == "action_rt" and t0 <= s.end <= t1]
     if not rts:
         return None
@@ -75,6 +91,15 @@ def breakdown(spans: Iterable[Span], t0: float = float("-inf"), t1: float = floa
            "chunk_ms_p50": round(chunk, 2) if chunk else None}
     if chunk:
         out["slot_busy_cap"] = round(chunk / (chunk + float(total.mean())), 3)
+    by_track: Dict[str, List[Span]] = {}
+    for s in spans:
+        if s.name in ("env_step", "reset", "action_rt"):
+            by_track.setdefault(s.track, []).append(s)
+    # the seconds every slot's record covers (a trace cut by span start ends unevenly)
+    lo = max([t0] + [min(x.start for x in ts) for ts in by_track.values()])
+    hi = min([t1] + [max(x.end for x in ts) for ts in by_track.values()])
+    if hi > lo:
+        out["slot_time"] = slot_time(spans, lo, hi)
     return out
 
 
@@ -82,11 +107,16 @@ def to_lines(b: Optional[dict]) -> List[str]:
     """Markdown lines for table.md."""
     if not b:
         return []
-    lines = [f"Action round trip, chunk end to next chunk ({b['requests']} requests, mean batch {b['batch_mean']}; "
+    lines = [f"Action round trip, chunk end to next chunk ({b['requests']} requests, served in batches of "
+             f"{b['batch_mean']} on average; "
              f"median chunk step {b['chunk_ms_p50']} ms, so at most {b.get('slot_busy_cap', 0):.0%} busy):", "",
              "| stage | p50 ms | p90 ms | mean ms |", "|---|---:|---:|---:|"]
     for st, v in b["stages_ms"].items():
         lines.append(f"| {st} | {v['p50']:.2f} | {v['p90']:.2f} | {v['mean']:.2f} |")
     t = b["total_ms"]
     lines.append(f"| **total** | {t['p50']:.2f} | {t['p90']:.2f} | {t['mean']:.2f} |")
+    if b.get("slot_time"):
+        st = b["slot_time"]
+        lines += ["", f"A slot's time: chunk steps {st['env_step']:.1%}, resets {st['reset']:.1%}, action round trips "
+                      f"{st['action_rt']:.1%}, waiting for an episode {st['waiting']:.1%}."]
     return lines

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlvla3.bench.round_trip import STAGES, breakdown, stage_times, to_lines
+from rlvla3.bench.round_trip import STAGES, breakdown, slot_time, stage_times, to_lines
 from rlvla3.core.timeline import Span
 
 SOCKET = {"ready": 0.5, "sent": 1.0, "read": 1.5, "queued": 2.0, "popped": 7.0, "fwd0": 7.5, "fwd1": 11.5,
@@ -46,3 +46,15 @@ def test_breakdown_over_a_window():
 def test_no_round_trips_no_breakdown():
     assert breakdown([Span("env0/slot0", "env_step", 0.0, 0.05, {"steps": 4})]) is None
     assert to_lines(None) == []
+
+
+def test_slot_time_splits_a_slots_seconds():
+    # one slot, 1 s: a 0.5 s chunk, a 0.1 s round trip, a 0.2 s reset, 0.2 s with no episode
+    spans = [Span("env0/slot0", "env_step", 0.0, 0.5, {"steps": 4}),
+             Span("env0/slot0", "action_rt", 0.5, 0.1, {**SOCKET, "batch": 1}),
+             Span("env0/slot0", "reset", 0.8, 0.2),
+             Span("generator0", "infer_batch", -5.0, 10.0, {"n": 1})]  # other tracks do not count
+    st = slot_time(spans, 0.0, 1.0)
+    assert st == pytest.approx({"env_step": 0.5, "action_rt": 0.1, "reset": 0.2, "waiting": 0.2})
+    assert breakdown(spans)["slot_time"] == pytest.approx(st)  # over the seconds the slot's record covers
+    assert "waiting for an episode 20.0%" in to_lines(breakdown(spans))[-1]
