@@ -33,7 +33,8 @@ def main(path: str, mode: str = "") -> None:
         if mode and name != mode:
             continue
         b = breakdown(spans)
-        print(f"{name}:\n" + ("\n".join(to_lines(b)) if b else "no action_rt spans (a lock-step mode, or an older bench)"))
+        lines = to_lines(b) if b else ["no action_rt spans (a lock-step mode, or an older bench)"]
+        print(f"{name}:\n" + "\n".join(lines))
         print()
 
 
