@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from rlvla3.bench import round_trip
 from rlvla3.core.stats import percentiles
 from rlvla3.core.timeline import Span, busy_fraction
 
@@ -121,6 +122,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "weight_sync": {"count": len(syncs), "blocking_s": sum(s.dur for s in syncs)},
         "staleness_hist": {str(k): lag[k] for k in sorted(lag)},
         "utilization": utilization(spans, t0, t1),
+        **({"round_trip": rt} if (rt := round_trip.breakdown(spans, t0, t1)) else {}),
     }
 
 

@@ -8,6 +8,7 @@ import math
 import os
 from typing import Dict, List, Optional
 
+from rlvla3.bench import round_trip
 from rlvla3.core.timeline import Span, to_chrome_trace
 
 TRACE_SECONDS = 10.0  # of each mode in timeline.json (a whole window would be tens of MB)
@@ -132,6 +133,9 @@ def _more_lines(result: dict, lines: List[str]) -> str:
             steal = c.get("machine_steal_cores", 0.0)
             steal = f" (+{steal:.2f} stolen by the hypervisor)" if steal >= 0.005 else ""
             lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy{steal}; {roles}")
+    for name, m in result["modes"].items():
+        if m.get("round_trip"):
+            lines += ["", f"{name}:", ""] + round_trip.to_lines(m["round_trip"])
     strag = {k: m for k, m in result["modes"].items() if "throughput_change_vs_no_stragglers" in m}
     if strag:
         lines += ["", "Stragglers (a fraction of the env slots made slower):", ""]
@@ -166,6 +170,7 @@ def write_outputs(result: dict, windows: Dict[str, List[Span]], out: str) -> Non
             json.dump(prof, f)
         break
 
-    shown = {m: windows[m] for m in ("sync", "full") if m in windows} or dict(list(windows.items())[:2])
+    shown = {m: [s for s in windows[m] if s.name != "action_rt"] for m in ("sync", "full") if m in windows} \
+        or {m: [s for s in sp if s.name != "action_rt"] for m, sp in list(windows.items())[:2]}  # white = idle
     plot_gantt(shown, os.path.join(out, "timeline.png"), window_s=3.0,
                title=f"{result['workload']}: {' vs '.join(shown)} (white = idle)")

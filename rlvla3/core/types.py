@@ -7,7 +7,7 @@ without pickling Python lists element by element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -41,6 +41,7 @@ class ActionRequest:
     worker_id: int
     slot_id: int
     obs: ObsBatch
+    t_sent: float = 0.0  # wall clock when the env worker sent it (benchmark timelines; 0 = not traced)
 
     @property
     def num_samples(self) -> int:
@@ -58,6 +59,9 @@ class ActionReply:
     values: np.ndarray  # (n,) float32
     version: int  # policy version that produced this reply
     batch_size: int = 0  # realised batch (samples) the request was served in
+    # Benchmark timelines only (None otherwise): wall-clock times of the request's way through
+    # the generator (read off the socket, queued in the batcher, batched, forward start/end, answered).
+    timing: Optional[Dict[str, float]] = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rlvla3.core.config_checks import check, check_at_least, check_choice
@@ -35,7 +36,11 @@ class RolloutConfig:
 class GeneratorConfig:
     num_generators: int = 1  # policy replicas serving inference
     max_batch: int = 64  # dynamic batcher: fire when this many samples are pending
-    max_wait_ms: float = 5.0  # dynamic batcher: or when the oldest request waited this long
+    # Dynamic batcher: or when the oldest request waited this long. A generator runs one forward
+    # at a time and requests queue during it, so 0 is continuous batching: a request that finds
+    # the generator idle goes at once, and those that arrive during a forward form the next batch
+    # (smaller batches, more forwards; docs/benchmarks/cpu-dec05-wait/).
+    max_wait_ms: float = 5.0
     router: str = "round_robin"  # round_robin | least_loaded | shard
     # How new weights reach the generators: object_store (Ray: the trainer puts a state dict,
     # each generator fetches it) | collective (a torch.distributed broadcast in buckets: NCCL
@@ -62,3 +67,6 @@ class GeneratorConfig:
         check(self.weight_bucket_mb > 0, f"{prefix}.weight_bucket_mb must be > 0, got {self.weight_bucket_mb}")
         check_at_least(self, prefix, 1, "num_generators", "max_batch")
         check_at_least(self, prefix, 0, "max_wait_ms")
+        check(math.isfinite(self.max_wait_ms), f"{prefix}.max_wait_ms must be finite (0 = continuous batching): "
+                                               f"with fewer env slots than max_batch no batch would ever fire, got "
+                                               f"{self.max_wait_ms}")

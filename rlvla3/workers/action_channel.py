@@ -168,10 +168,10 @@ class ActionServer:
                     except queue.Empty:
                         break
                     if nxt is None:
-                        conn.send([_picklable(m) for m in msgs])
+                        conn.send([_picklable(m) for m in _stamped(msgs)])
                         return
                     msgs.append(nxt)
-                conn.send([_picklable(m) for m in msgs])
+                conn.send([_picklable(m) for m in _stamped(msgs)])
         except (EOFError, OSError):
             pass
         finally:
@@ -191,6 +191,16 @@ class ActionServer:
                 socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM).shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _stamped(answers: List[Answer]) -> List[Answer]:
+    """Benchmark timelines: when the writer thread sent each traced reply (`ActionReply.timing`)."""
+    t = time.time()
+    for a in answers:
+        timing = getattr(a.reply, "timing", None)
+        if timing is not None:
+            timing["written"] = t
+    return answers
 
 
 def _picklable(answer: Answer) -> Answer:

@@ -63,25 +63,28 @@ class AsyncGenerator(Role):
         self._ensure_loop()
         if self._server is None:
             loop = asyncio.get_running_loop()
-            self._server = ActionServer(lambda reqs, reply: loop.call_soon_threadsafe(self._submit, reqs, reply))
+            self._server = ActionServer(lambda reqs, reply: loop.call_soon_threadsafe(self._submit, reqs, reply,
+                                                                                      time.time()))
         return self._server.address
 
-    def _submit(self, requests: List[ActionRequest], reply) -> None:
-        """Requests from a socket (on the event loop): into the batcher; each reply goes back by id."""
+    def _submit(self, requests: List[ActionRequest], reply, t_read: float = 0.0) -> None:
+        """Requests from a socket (on the event loop): into the batcher; each reply goes back by id.
+        `t_read`: wall clock when the socket's reader thread had them."""
         for r in requests:
             try:
-                fut = self._enqueue(r)
+                fut = self._enqueue(r, t_read)
             except Exception as e:
                 reply(Answer(r.request_id, error=e))
                 continue
             fut.add_done_callback(lambda f, rid=r.request_id: reply(_answer(rid, f)))
 
-    def _enqueue(self, request: ActionRequest) -> asyncio.Future:
+    def _enqueue(self, request: ActionRequest, t_read: float = 0.0) -> asyncio.Future:
         self._ensure_loop()
         self.requests += 1
         crash_process_if(self.crash_after_requests, self.requests)
         fut = asyncio.get_running_loop().create_future()
-        self.batcher.add((request, fut), request.num_samples, time.perf_counter())
+        t_queued = time.time() if self.spans.enabled else 0.0  # (benchmark timelines)
+        self.batcher.add((request, fut, t_read, t_queued), request.num_samples, time.perf_counter())
         self._wakeup.set()
         return fut
 
@@ -155,7 +158,8 @@ class AsyncGenerator(Role):
             if hang_if(self.hang_after_requests, self.requests):
                 await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
             items = self.batcher.pop_batch(now)
-            requests = [r for r, _ in items]
+            t_popped = time.time()
+            requests = [r for r, *_ in items]
             obs = ObsBatch.concat([r.obs for r in requests])
             try:
                 async with self._model_lock:
@@ -164,18 +168,21 @@ class AsyncGenerator(Role):
                     out = await loop.run_in_executor(None, partial(self.replica.infer_batch, obs, False,
                                                                    self.temperature, requests=len(items)))
             except Exception as e:  # fail the waiting requests, keep serving
-                for _, fut in items:
+                for _, fut, *_ in items:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             self.busy_s += time.perf_counter() - t0
             start = 0
-            for req, fut in items:
+            t_done = time.time()
+            for req, fut, t_read, t_queued in items:
                 sl = slice(start, start + req.num_samples)
                 start += req.num_samples
+                timing = None if out.timing is None else {"sent": req.t_sent, "read": t_read, "queued": t_queued,
+                                                          "popped": t_popped, **out.timing, "done": t_done}
                 if not fut.done():
                     fut.set_result(ActionReply(req.request_id, out.actions[sl], out.tokens[sl], out.logp[sl],
-                                               out.values[sl], out.version, batch_size=len(obs)))
+                                               out.values[sl], out.version, batch_size=len(obs), timing=timing))
 
 
 def _answer(request_id: int, fut: asyncio.Future) -> Answer:

@@ -94,6 +94,10 @@ class EnvWorker(Role):
     def _track(self, i: int) -> str:
         return f"env{self.worker_id}/slot{i}"
 
+    def track(self, i: int) -> str:
+        """Env i's timeline track (a benchmark's spans)."""
+        return self._track(i)
+
     def submit(self, fn, *args):
         """Run fn(*args) on the slots' thread pool (one thread per slot); returns its future."""
         return self.pool.submit(fn, *args)

@@ -96,11 +96,12 @@ class Generator(Role):
         t0, w0 = time.perf_counter(), time.time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0
-        self.spans.record(self.track, "infer_batch", w0, time.time() - w0, n=len(obs), **span_args)
+        w1 = time.time()
+        self.spans.record(self.track, "infer_batch", w0, w1 - w0, n=len(obs), **span_args)
         self.calls += 1
         self.samples += len(obs)
         return ActionReply(request_id, out.actions, out.tokens, out.logp, out.values, out.version,
-                           batch_size=len(obs))
+                           batch_size=len(obs), timing={"fwd0": w0, "fwd1": w1} if self.spans.enabled else None)
 
     def stats(self) -> dict:
         return {"calls": self.calls, "samples": self.samples, "forward_time_s": self.forward_time_s}

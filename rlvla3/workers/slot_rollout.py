@@ -75,6 +75,10 @@ class SlotRollout:
         self.step_what = ["chunk step"] * len(self.slot_envs)  # what is in progress (the supervisor's limit)
         self.slot_started_once = [False] * len(self.slot_envs)  # a first reset may build EGL contexts: startup
         self.slot_busy_s = 0.0  # time slots spent stepping/resetting (utilisation numerator)
+        # Benchmark timelines (worker.spans on): when each slot's last chunk/reset ended, and
+        # request id -> (that time, when its request was built); see `_trace`.
+        self.t_free = [0.0] * len(self.slot_envs)
+        self.traced = {}
         self.t_start = time.perf_counter()
         # Requests ready within coalesce_ms of each other share one Ray call (0 = one call each).
         self.coalescer = RequestCoalescer(coalesce_ms / 1000.0, self._call) if coalesce_ms > 0 else None
@@ -176,6 +180,8 @@ class SlotRollout:
             self.step_started[slot] = time.monotonic()
         self._each(self._start_episode, starts)
         self.step_started[slot] = 0.0
+        if starts:
+            self.t_free[slot] = time.time()
         self.slot_started_once[slot] = self.slot_started_once[slot] or bool(starts)
         self._add_busy(time.perf_counter() - t0)
         if self.running[slot] and not self.stopping:
@@ -198,6 +204,7 @@ class SlotRollout:
         self.assigned.pop(i, None)  # started: from now on it ends delivered or dropped by drop_slot
 
     def _send(self, slot: int) -> None:
+        t_ready = time.time()
         envs = sorted(self.running[slot])
         obs = self.worker.observe(envs)
         with self.lock:
@@ -206,6 +213,8 @@ class SlotRollout:
             self.requests += 1
             rid = self.requests
             self.sent[rid] = (g, time.monotonic())
+            if self.worker.spans.enabled:
+                self.traced[rid] = (self.t_free[slot], t_ready)
         item = (ActionRequest(rid, self.worker.worker_id, slot, obs), slot, envs)
         if self.coalescer is not None:
             self.coalescer.put(g, item)
@@ -220,18 +229,30 @@ class SlotRollout:
             self._connect([g])
             channel = self.channels[g]
         requests = [req for req, _, _ in items]
-        handle = partial(self.worker.submit, self._guard, self._on_answer)  # each answer, on the worker's pool
-        callbacks = [partial(handle, slot, g, envs) for _, slot, envs in items]
+        callbacks = [partial(self._received, slot, g, envs) for _, slot, envs in items]
+        if self.worker.spans.enabled:
+            t_sent = time.time()
+            for req in requests:
+                req.t_sent = t_sent
         if channel is None:
             for req, cb in zip(requests, callbacks):
                 cb(Answer(req.request_id, error=ConnectionError(f"no connection to generator {g}")))
         else:
             channel.submit(requests, callbacks)
 
-    def _on_answer(self, slot: int, g: int, envs: List[int], answer: Answer) -> None:
+    def _received(self, slot: int, g: int, envs: List[int], answer: Answer) -> None:
+        """An answer arrived (on the channel's thread): handle it on the worker's pool."""
+        t_recv = time.time() if self.worker.spans.enabled else 0.0
+        self.worker.submit(self._guard, self._on_answer, slot, g, envs, answer, t_recv)
+
+    def _on_answer(self, slot: int, g: int, envs: List[int], answer: Answer, t_recv: float = 0.0) -> None:
+        t_begin = time.time()
         with self.lock:
             self.outstanding[g] -= 1
             self.sent.pop(answer.request_id, None)
+            traced = self.traced.pop(answer.request_id, None)
+        if traced is not None and answer.error is None:
+            self._trace(envs[0], traced, answer.reply, t_recv, t_begin)
         if answer.error is not None:  # generator failed: drop these episodes, count them, keep the slot going
             with self.lock:
                 self.failed_requests += 1
@@ -249,8 +270,21 @@ class SlotRollout:
                                                           float(reply.values[k]), reply.version)[0], range(len(envs)))
         self.running[slot].difference_update(i for i, d in zip(envs, done) if d)
         self.step_started[slot] = 0.0
+        self.t_free[slot] = time.time()
         self._add_busy(time.perf_counter() - t0)
         self._fill_and_send(slot)
+
+    def _trace(self, env: int, traced: tuple, reply, t_recv: float, t_begin: float) -> None:
+        """One decision's round trip as an `action_rt` span on the slot's track, from the end of its
+        last chunk (or reset) to the start of handling the answer; args are the offsets (ms) of
+        each stage from that start (bench/round_trip.py reads them)."""
+        t_free, t_ready = traced
+        if not t_free:
+            return
+        marks = {"ready": t_ready, **(reply.timing or {}), "recv": t_recv, "begin": t_begin}
+        marks = {k: round((v - t_free) * 1000.0, 3) for k, v in marks.items() if v}
+        self.worker.spans.record(self.worker.track(env), "action_rt", t_free, t_begin - t_free,
+                                 batch=reply.batch_size, **marks)
 
     def _each(self, fn, items) -> list:
         """Run fn over a slot's envs, in parallel when there are several (a simulator that

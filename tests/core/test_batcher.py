@@ -65,3 +65,46 @@ def test_summary_reports_percentiles():
     s = b.stats.summary()
     assert s["batches"] == 10 and s["mean_batch"] == 2.0
     assert s["queue_ms_p50"] == pytest.approx(250.0)
+
+
+def _serve(max_wait_s, arrivals, forward_s):
+    """AsyncGenerator._serve's rule on a fake clock: one forward at a time (requests keep queueing
+    during it); a batch fires once the batcher is ready and the generator is free. Returns the
+    batches as lists of arrival times, and each request's wait in the batcher."""
+    b = DynamicBatcher(64, max_wait_s)
+    todo, now, batches = sorted(arrivals), 0.0, []
+    while todo or len(b):
+        if not len(b):
+            now = max(now, todo[0])
+        while todo and todo[0] <= now:
+            t = todo.pop(0)
+            b.add(t, 1, t)
+        fire_at = now + b.time_until_ready(now)
+        if todo and todo[0] < fire_at:  # an arrival comes first
+            now = todo[0]
+            continue
+        now = fire_at
+        batches.append(b.pop_batch(now))
+        now += forward_s(len(batches[-1]))  # busy: arrivals meanwhile wait in the queue
+    return batches, b.stats.queue_delays_s
+
+
+def test_max_wait_zero_is_continuous_batching():
+    """max_wait 0: a request that finds the generator idle goes at once; those that arrive during a
+    forward form the next batch, fired the moment the forward ends."""
+    batches, delays = _serve(0.0, [0.0, 0.001, 0.002, 0.0035, 0.010], lambda n: 0.004)
+    assert batches == [[0.0], [0.001, 0.002, 0.0035], [0.010]]
+    assert delays == pytest.approx([0.0, 0.003, 0.002, 0.0005, 0.0])
+
+
+def test_max_wait_zero_waits_less_than_a_timeout_at_a_steady_stream():
+    """A request every 2 ms, a 3 ms forward (the 2-core VM's scale): continuous batching still
+    batches (several per forward), and a request waits a fraction of what a 5 ms timeout costs."""
+    arrivals = [k * 0.002 for k in range(500)]
+    cont, d_cont = _serve(0.0, arrivals, lambda n: 0.003)
+    timed, d_timed = _serve(0.005, arrivals, lambda n: 0.003)
+    mean = lambda xs: sum(xs) / len(xs)
+    assert mean(d_cont) == pytest.approx(0.001, abs=1e-4)  # half the time a forward is running
+    assert mean(d_timed) == pytest.approx(0.003, abs=1e-4)
+    assert 500 / len(cont) == pytest.approx(1.5, abs=0.05)  # batches of 1 and 2 in turn
+    assert 500 / len(timed) == pytest.approx(3.0, abs=0.05)  # more CPU per sample on a CPU policy

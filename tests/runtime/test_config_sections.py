@@ -33,6 +33,7 @@ def test_every_section_of_the_defaults_is_valid():
     (GeneratorConfig(), dict(router="random"), "generator.router"),
     (GeneratorConfig(), dict(request_transport="pigeon"), "generator.request_transport"),
     (GeneratorConfig(), dict(max_wait_ms=-1.0), "generator.max_wait_ms must be >= 0"),
+    (GeneratorConfig(), dict(max_wait_ms=float("inf")), "generator.max_wait_ms must be finite"),
     (AlgoConfig(), dict(micro_batch=512, global_batch=128), r"algo.micro_batch \(512\) must be <= algo.global_batch"),
     (AlgoConfig(), dict(clip_low=1.0), "algo.clip_low"),
     (AlgoConfig(), dict(staleness=-1), "algo.staleness must be >= 0"),
