@@ -1,6 +1,7 @@
 """`rlvla3 bench-weights`: how long a weight publication takes, trainer -> every generator,
-through Ray's object store and through the torch.distributed channel, side by side in one
-session (the same actors), and whether inference goes on meanwhile.
+through Ray's object store (float32, and bfloat16 copies: `object_store_bf16`) and through the
+torch.distributed channel, side by side in one session (the same actors), and whether
+inference goes on meanwhile.
 
 Each publication is timed from the driver's call until every generator holds the new state
 (stored, ready for its swap between two batches). A prober thread keeps asking generator 0
@@ -20,11 +21,12 @@ from rlvla3.bench.runner import machine_info
 from rlvla3.core.stats import percentiles
 from rlvla3.bench.synthetic import random_obs
 from rlvla3.core.types import ActionRequest, ObsBatch
+from rlvla3.core.weight_wire import nbytes
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import load_config
 
-TRANSPORTS = ("object_store", "collective")
+TRANSPORTS = ("object_store", "object_store_bf16", "collective")  # _bf16: generator.weight_dtype=bfloat16
 
 
 class _Prober(threading.Thread):
@@ -59,7 +61,8 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
         time.sleep(2.0)  # a baseline of undisturbed requests
         windows, rows = [], []
         for transport in transports:
-            s.weights.transport = transport
+            s.weights.transport = "object_store" if transport.startswith("object_store") else transport
+            s.weights.wire_dtype = "bfloat16" if transport == "object_store_bf16" else "float32"
             s.weights.publish(wait=True)  # warm-up: first allocations, connections
             times = []
             for _ in range(publishes):
@@ -69,7 +72,10 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
                 times.append(t1 - t0)
                 windows.append((t0, t1))
                 time.sleep(0.5)  # undisturbed requests between publications
-            rows.append({"transport": transport, "publish_s_median": percentiles(times, (50,))["p50"],
+            size = None
+            if transport.startswith("object_store"):  # what one publication carries, fetched once
+                size = nbytes(s.backend.get(s.trainer.get_weights.remote(s.weights.wire_dtype)).state)
+            rows.append({"transport": transport, "publish_s_median": percentiles(times, (50,))["p50"], "bytes": size,
                          "publish_s_max": max(times),
                          "publish_s_all": times})
         prober.stop.set()
@@ -109,10 +115,11 @@ def table(r: dict) -> str:
              "", f"- command: `{r['command']}`", f"- date: {r['date']}",
              f"- machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs",
              f"- collective channel backend: {r['channel_backend']}, buckets of {r['bucket_mb']} MiB", "",
-             "| transport | publish median (s) | max (s) | MiB/s per generator (median) |", "|---|---:|---:|---:|"]
+             "| transport | MiB per publication | publish median (s) | max (s) | MiB/s per generator (median) |",
+             "|---|---:|---:|---:|---:|"]
     for row in r["transports"]:
-        med = row["publish_s_median"]
-        lines.append(f"| {row['transport']} | {med:.3f} | {row['publish_s_max']:.3f} | {mb / med:.0f} |")
+        med, row_mb = row["publish_s_median"], (row.get("bytes") or r["bytes_per_publish"] or 0) / 2**20
+        lines.append(f"| {row['transport']} | {row_mb:.1f} | {med:.3f} | {row['publish_s_max']:.3f} | {row_mb / med:.0f} |")
     i, o = r["inference_during_publish"], r["inference_outside_publish"]
     lines += ["", "Generator 0 kept serving single-sample requests throughout (latency p50 / max):",
               f"- during publications: {i['requests']} requests, {i['latency_ms_p50']} / {i['latency_ms_max']} ms",

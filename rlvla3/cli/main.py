@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("overrides", nargs="*")
     bw = sub.add_parser("bench-weights", help="weight publication time, object store vs torch.distributed channel")
     bw.add_argument("--out", default="runs/bench_weights", help="output directory (weights.json, weights.md)")
-    bw.add_argument("--transports", default="object_store,collective")
+    bw.add_argument("--transports", default="object_store,object_store_bf16,collective",
+                    help="object_store (float32), object_store_bf16 (bfloat16 copies), collective")
     bw.add_argument("--publishes", type=int, default=5, help="timed publications per transport")
     bw.add_argument("overrides", nargs="*")
     from rlvla3.plan.cli import add_parsers as add_plan_parsers

@@ -108,17 +108,19 @@ def test_bench_policy_reports_positive_throughputs(tmp_path):
     assert md.count("| tiny |") == 3 and md in stdout
 
 
-def test_bench_weights_times_both_transports(tmp_path):
+def test_bench_weights_times_every_transport(tmp_path):
     out = str(tmp_path / "bw")
     stdout = rlvla3("bench-weights", "--out", out, "--publishes", "2", *TINY)
     with open(os.path.join(out, "weights.json")) as f:
         r = json.load(f)
-    assert [row["transport"] for row in r["transports"]] == ["object_store", "collective"]
+    assert [row["transport"] for row in r["transports"]] == ["object_store", "object_store_bf16", "collective"]
     for row in r["transports"]:
         assert len(row["publish_s_all"]) == 2 and all(t > 0 for t in row["publish_s_all"])
         assert 0 < row["publish_s_median"] <= row["publish_s_max"]
+    sizes = {row["transport"]: row["bytes"] for row in r["transports"]}
+    assert 0.5 * sizes["object_store"] <= sizes["object_store_bf16"] < 0.6 * sizes["object_store"]  # float tensors halved
     assert r["channel_backend"] == "gloo" and r["bytes_per_publish"] > 0
     # generator 0 kept answering while (and between) weights were published
     assert r["inference_outside_publish"]["requests"] > 0 and r["inference_outside_publish"]["latency_ms_p50"] > 0
     md = open(os.path.join(out, "weights.md")).read()
-    assert "| object_store |" in md and "| collective |" in md and "| collective |" in stdout
+    assert "| object_store |" in md and "| object_store_bf16 |" in md and "| collective |" in stdout
