@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+from dataclasses import replace
 from typing import Optional
 
 from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, set_cpu_costs
@@ -38,9 +39,22 @@ def _config(bench: dict, mode: str):
     from rlvla3.bench.workloads import workload_overrides
     from rlvla3.runtime.config import load_config
 
-    overrides = list(bench.get("overrides", []))
+    overrides = list(bench.get("overrides", [])) + list(bench.get("mode_overrides", {}).get(mode, []))
     overrides = defaults_at(bench.get("date", ""), overrides) + overrides
     return load_config(workload_overrides(bench["workload"], mode, overrides))
+
+
+def mode_layout(bench: dict, mode: str, base: Layout) -> Layout:
+    """The layout `mode` ran in: `base` (the reference mode's), with what a `--mode-override`
+    changed for that mode (e.g. `sync-best` at two envs per process)."""
+    if not bench.get("mode_overrides", {}).get(mode):
+        return base
+    cfg = _config(bench, mode)
+    r, g, a = cfg.rollout, cfg.generator, cfg.algo
+    return replace(base, num_env_workers=r.num_env_workers, slots_per_worker=r.slots_per_worker,
+                   envs_per_slot=r.envs_per_slot, num_generators=g.num_generators, max_batch=g.max_batch,
+                   max_wait_ms=g.max_wait_ms, global_batch=a.global_batch, micro_batch=a.micro_batch,
+                   update_epochs=a.update_epochs, staleness=a.staleness, rollout_epochs=r.rollout_epochs)
 
 
 def straggler_args(command: str) -> tuple:

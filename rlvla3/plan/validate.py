@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.plan.cpu_calibration import set_cpu_costs
-from rlvla3.plan.from_bench import mode_resets, profile_from_bench, straggler_args
+from rlvla3.plan.from_bench import mode_layout, mode_resets, profile_from_bench, straggler_args
 from rlvla3.plan.model import predict
 
 
@@ -63,12 +63,13 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         return []
     prof = profile_from_bench(path)
     frac, _ = straggler_args(bench.get("command", ""))
-    rows, ref_reset = [], prof.env.reset
+    rows, ref_reset, ref_layout = [], prof.env.reset, prof.layout
     if first_model:
         prof.layout.coalesce_ms = 0.0
         prof.layout.trainer_shares_gpu = False
     for name, m in bench["modes"].items():
         mode, strag = name.split(" ")[0], name.endswith("+stragglers")
+        prof.layout = mode_layout(bench, mode, ref_layout)
         prof.layout.straggler_fraction = frac if strag else 0.0
         prof.env.reset = ref_reset
         if mode in ("async-rollout", "full"):
@@ -82,6 +83,7 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
                         m["env_steps_per_s"], r.env_steps_per_s, m["trained_samples_per_s"], r.trained_samples_per_s,
                         measured_utils(m), pu, m["window_s"] / r.extra["iteration_s"] if "iteration_s" in r.extra
                         else float("inf")))
+    prof.layout = ref_layout
     prof.layout.straggler_fraction = 0.0
     return rows
 

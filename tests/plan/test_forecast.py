@@ -83,3 +83,19 @@ def test_plan_command_prints_predictions(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| sync |" in text and "| full |" in text and "stage bounds" in text
     assert main(["plan", "--profile", str(out), "--modes", "nope"]) == 2
+
+
+def test_a_mode_run_in_its_own_layout_is_predicted_in_it():
+    from rlvla3.plan.from_bench import mode_layout
+    from rlvla3.plan.validate import validate_bench
+
+    path = "docs/benchmarks/gpu-dec05-libero-oft1b/gb392/bench.json"
+    with open(path) as f:
+        bench = json.load(f)
+    base = profile_from_bench(path).layout
+    assert (base.slots_per_worker, base.max_batch) == (1, 16)  # full's, the reference mode
+    best = mode_layout(bench, "sync-best", base)  # --mode-override 'sync-best:rollout.slots_per_worker=2 ...'
+    assert (best.slots, best.max_batch, best.global_batch) == (28, 32, 392)
+    assert mode_layout(bench, "sync", base) is base
+    rows = {r.mode: r for r in validate_bench(path, seconds=20)}
+    assert rows["sync-best"].predicted_env > 1.3 * rows["sync"].predicted_env  # twice the envs per lock-step batch
