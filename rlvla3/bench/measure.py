@@ -80,6 +80,17 @@ def trained_between_swaps(micro: List[Span], swaps: List[Span]) -> Optional[floa
     return n / (ends[-1] - ends[0])
 
 
+def version_lag_s(ready: List[Span], swaps: List[Span]) -> Dict[str, float]:
+    """Seconds from the trainer having version v to generator 0 serving it (its swap's end),
+    percentiles over the versions swapped in the window: the publication's latency, which
+    holds a staleness window shut however fast the trainer is. Empty without matches."""
+    made = {s.args.get("version"): s.end for s in ready}
+    first = min((s.track for s in swaps), default=None)
+    lags = [s.end - made[s.args.get("version")] for s in swaps
+            if s.track == first and s.args.get("version") in made]
+    return {k: round(v, 3) for k, v in percentiles(lags, (50, 95)).items()} if lags else {}
+
+
 def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     """Rates over [t0, t1] from the spans of every worker of one mode."""
     dt = t1 - t0
@@ -110,6 +121,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "policy_calls_per_s": decisions / dt,  # decisions (samples) served by the generators
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
         "trained_samples_per_s_whole_versions": trained_between_swaps(micro, swaps),
+        "version_lag_s": version_lag_s([x for x in spans if x.name == "version_ready"], swaps),
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
         "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window

@@ -133,6 +133,10 @@ def _more_lines(result: dict, lines: List[str]) -> str:
             steal = c.get("machine_steal_cores", 0.0)
             steal = f" (+{steal:.2f} stolen by the hypervisor)" if steal >= 0.005 else ""
             lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy{steal}; {roles}")
+    lag = {k: m["version_lag_s"] for k, m in result["modes"].items() if m.get("version_lag_s")}
+    if lag:
+        lines += ["", "Version lag: seconds from the trainer having a version to generator 0 serving it (p50 / p95):", ""]
+        lines += [f"- {name}: {v['p50']:.2f} / {v['p95']:.2f} s" for name, v in lag.items()]
     for name, m in result["modes"].items():
         if m.get("round_trip"):
             lines += ["", f"{name}:", ""] + round_trip.to_lines(m["round_trip"])

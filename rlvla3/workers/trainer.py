@@ -283,6 +283,7 @@ class Trainer(Role):
         if any(not r.skipped for r in results):
             self.version += 1
             self.policy.version = self.version
+            self.spans.record("trainer", "version_ready", time.time(), 0.0, version=self.version)  # (bench: lag)
         return results
 
     def _apply(self) -> TrainResult:

@@ -52,6 +52,8 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     cpu = full["cpu"]  # where the cores went in the window, by Ray's process names
     assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])
     assert "CPU cores used in the window" in open(os.path.join(out, "table.md")).read()
+    lag = full["version_lag_s"]  # every published version reaches generator 0, a little later
+    assert 0 < lag["p50"] <= lag["p95"] < 30 and "Version lag" in open(os.path.join(out, "table.md")).read()
     strag = res["modes"]["full +stragglers"]
     assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(
         strag["env_steps_per_s"] / full["env_steps_per_s"] - 1)

@@ -104,3 +104,16 @@ def test_trained_samples_over_whole_versions_do_not_depend_on_where_the_window_c
     counts = [window_metrics(s, lo, lo + 15.0)["trained_samples_per_s"] for lo in (0.0, 4.0)]
     assert counts[0] != counts[1]  # the window count does depend on it (48 or 96 in 15 s)
     assert window_metrics(s, 1.0, 9.0)["trained_samples_per_s_whole_versions"] is None  # no swap: no whole version
+
+
+def test_version_lag_is_from_the_trainer_having_a_version_to_generator_0_serving_it():
+    s = [Span("trainer", "version_ready", 10.0, 0.0, {"version": 1}),
+         Span("generator0", "weight_swap", 13.0, 0.5, {"version": 1}),  # served 3.5 s later
+         Span("generator1", "weight_swap", 19.0, 0.5, {"version": 1}),  # another generator: not counted
+         Span("trainer", "version_ready", 20.0, 0.0, {"version": 2}),
+         Span("generator0", "weight_swap", 21.0, 0.5, {"version": 2}),  # 1.5 s
+         Span("generator0", "weight_swap", 25.0, 0.5, {"version": 9}),  # no matching version: ignored
+         Span("env0/slot0", "env_step", 12.0, 1.0, {"steps": 4})]
+    lag = window_metrics(s, 11.0, 30.0)["version_lag_s"]
+    assert lag["p50"] == pytest.approx(2.5) and lag["p95"] == pytest.approx(3.4)
+    assert window_metrics(s, 11.0, 12.5)["version_lag_s"] == {}  # no swap in the window
