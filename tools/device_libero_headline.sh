@@ -13,6 +13,7 @@
 # Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
 # bench rewrites bench.json and table.md after every mode, so a stopped run keeps them).
+# micro-batch 28: 49 ran out of the H100's memory with oft-1b (docs/benchmarks/gpu-dec05-libero-oft1b).
 set -uo pipefail
 OUT=${OUT:-runs/libero-headline}
 mkdir -p "$OUT"
@@ -35,11 +36,13 @@ esac
 echo "$POLICY on $SUITE, modes $MODES, ${WINDOW}s + ${WARMUP}s warm-up, $REPEATS repeat(s); $(nvidia-smi --query-gpu=name --format=csv,noheader); $(nproc) cores" \
   | stamp | tee -a "$OUT/log.txt"
 # sync-best: sync in its best layout on this machine (two envs per process: gpu-libero-oft/2slots)
+BEST=()
+[[ ",$MODES," == *",sync-best,"* ]] && BEST=(--mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32")
 timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
     --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
-    --mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32" \
+    "${BEST[@]}" \
     env.libero.suite="$SUITE" $FAMILY policy.device=cuda rollout.num_env_workers=14 rollout.slots_per_worker=1 \
-    algo.global_batch=392 algo.micro_batch=49 generator.max_batch=16 "$@" \
+    algo.global_batch=392 algo.micro_batch=28 generator.max_batch=16 "$@" \
     2>&1 | grep --line-buffered -v -i -E "warn|Applying task order|token auth" | stamp | tee -a "$OUT/log.txt" | tail -n 40
 rc=${PIPESTATUS[0]}
 [ -d "$OUT/modes" ] && tar czf "$OUT/modes.tar.gz" -C "$OUT" modes && rm -rf "$OUT/modes"

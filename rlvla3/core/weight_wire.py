@@ -44,8 +44,8 @@ def pack(state: Dict[str, torch.Tensor], dtype: str) -> Tuple[Dict[str, np.ndarr
 
 def unpack(arrays: Dict[str, np.ndarray], packed: FrozenSet[str]) -> Dict[str, torch.Tensor]:
     """Tensors for `load_state_dict`: the packed names as bfloat16, the rest as sent."""
-    return {k: torch.from_numpy(np.ascontiguousarray(a)).view(torch.bfloat16) if k in packed
-            else torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+    # torch.tensor copies: arrays from Ray's object store are read-only (the loaders copied them anyway)
+    return {k: torch.tensor(a).view(torch.bfloat16) if k in packed else torch.tensor(a) for k, a in arrays.items()}
 
 
 def nbytes(arrays: Dict[str, np.ndarray]) -> int:
