@@ -66,14 +66,20 @@ def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
     return out
 
 
+def _first_generator(swaps: List[Span]) -> List[Span]:
+    """The weight swaps of one generator (generator0, the first track): with several, each
+    version would otherwise count once per generator."""
+    first = min((s.track for s in swaps), default=None)
+    return [s for s in swaps if s.track == first]
+
+
 def trained_between_swaps(micro: List[Span], swaps: List[Span]) -> Optional[float]:
     """New samples per second over whole weight versions: those trained between the first and
     the last weight swap of one generator in the window, over the time between them. Every
     schedule trains one version's samples between two swaps (`sync`: a whole cycle of rollout,
     updates and publication; `full`: a global batch), so the rate does not depend on where
     the window cuts a lock-step cycle, which the window count does. None below two swaps."""
-    first = min((s.track for s in swaps), default=None)  # one generator's swaps: generator0's
-    ends = sorted(s.end for s in swaps if s.track == first)
+    ends = sorted(s.end for s in _first_generator(swaps))
     if len(ends) < 2 or ends[-1] <= ends[0]:
         return None
     n = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True) and ends[0] < s.end <= ends[-1])
@@ -85,9 +91,7 @@ def version_lag_s(ready: List[Span], swaps: List[Span]) -> Dict[str, float]:
     percentiles over the versions swapped in the window: the publication's latency, which
     holds a staleness window shut however fast the trainer is. Empty without matches."""
     made = {s.args.get("version"): s.end for s in ready}
-    first = min((s.track for s in swaps), default=None)
-    lags = [s.end - made[s.args.get("version")] for s in swaps
-            if s.track == first and s.args.get("version") in made]
+    lags = [s.end - made[s.args.get("version")] for s in _first_generator(swaps) if s.args.get("version") in made]
     return {k: round(v, 3) for k, v in percentiles(lags, (50, 95)).items()} if lags else {}
 
 

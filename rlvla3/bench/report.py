@@ -174,7 +174,7 @@ def write_outputs(result: dict, windows: Dict[str, List[Span]], out: str) -> Non
             json.dump(prof, f)
         break
 
-    shown = {m: [s for s in windows[m] if s.name != "action_rt"] for m in ("sync", "full") if m in windows} \
-        or {m: [s for s in sp if s.name != "action_rt"] for m, sp in list(windows.items())[:2]}  # white = idle
+    shown = {m: windows[m] for m in ("sync", "full") if m in windows} or dict(list(windows.items())[:2])
+    shown = {m: [s for s in sp if s.name != "action_rt"] for m, sp in shown.items()}  # white = idle
     plot_gantt(shown, os.path.join(out, "timeline.png"), window_s=3.0,
                title=f"{result['workload']}: {' vs '.join(shown)} (white = idle)")

@@ -29,6 +29,7 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from rlvla3.core.stats import percentiles
 from rlvla3.core.timeline import Span
 
 MARKS = ("ready", "sent", "read", "queued", "popped", "fwd0", "fwd1", "done", "written", "recv", "begin")
@@ -66,6 +67,12 @@ def slot_time(spans: List[Span], t0: float, t1: float) -> Dict[str, float]:
     return out
 
 
+def _summary(values: List[float]) -> Dict[str, float]:
+    """p50, p90 and mean (ms, 2 decimals)."""
+    q = percentiles(values, (50, 90))
+    return {"p50": round(q["p50"], 2), "p90": round(q["p90"], 2), "mean": round(float(np.mean(values)), 2)}
+
+
 def breakdown(spans: Iterable[Span], t0: float = float("-inf"), t1: float = float("inf")) -> Optional[dict]:
     """Median, p90 and mean ms of each stage and of the whole round trip over the `action_rt`
     spans that end in [t0, t1]; with the median chunk step and the busy fraction a slot could
@@ -76,21 +83,16 @@ def breakdown(spans: Iterable[Span], t0: float = float("-inf"), t1: float = floa
     if not rts:
         return None
     rows = [stage_times(s.args) for s in rts]
-    total = np.array([s.dur * 1000.0 for s in rts])
-    stages = {}
-    for st in STAGES:
-        v = np.array([r.get(st, 0.0) for r in rows])
-        stages[st] = {"p50": round(float(np.median(v)), 2), "p90": round(float(np.percentile(v, 90)), 2),
-                      "mean": round(float(v.mean()), 2)}
+    total = [s.dur * 1000.0 for s in rts]
+    stages = {st: _summary([r.get(st, 0.0) for r in rows]) for st in STAGES}
     chunks = [s.dur * 1000.0 for s in spans if s.name == "env_step" and t0 <= s.end <= t1]
     chunk = float(np.median(chunks)) if chunks else None
     out = {"requests": len(rts), "stages_ms": stages,
-           "total_ms": {"p50": round(float(np.median(total)), 2), "p90": round(float(np.percentile(total, 90)), 2),
-                        "mean": round(float(total.mean()), 2)},
+           "total_ms": _summary(total),
            "batch_mean": round(float(np.mean([s.args.get("batch", 0) for s in rts])), 2),
            "chunk_ms_p50": round(chunk, 2) if chunk else None}
     if chunk:
-        out["slot_busy_cap"] = round(chunk / (chunk + float(total.mean())), 3)
+        out["slot_busy_cap"] = round(chunk / (chunk + float(np.mean(total))), 3)
     by_track: Dict[str, List[Span]] = {}
     for s in spans:
         if s.name in ("env_step", "reset", "action_rt"):

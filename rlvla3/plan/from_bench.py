@@ -44,17 +44,21 @@ def _config(bench: dict, mode: str):
     return load_config(workload_overrides(bench["workload"], mode, overrides))
 
 
+def _layout_keys(cfg) -> dict:
+    """The Layout fields a run's config sets (the rest come from its bench and its date)."""
+    r, g, a = cfg.rollout, cfg.generator, cfg.algo
+    return dict(num_env_workers=r.num_env_workers, slots_per_worker=r.slots_per_worker, envs_per_slot=r.envs_per_slot,
+                num_generators=g.num_generators, max_batch=g.max_batch, max_wait_ms=g.max_wait_ms,
+                global_batch=a.global_batch, micro_batch=a.micro_batch, update_epochs=a.update_epochs,
+                staleness=a.staleness, rollout_epochs=r.rollout_epochs)
+
+
 def mode_layout(bench: dict, mode: str, base: Layout) -> Layout:
     """The layout `mode` ran in: `base` (the reference mode's), with what a `--mode-override`
     changed for that mode (e.g. `sync-best` at two envs per process)."""
     if not bench.get("mode_overrides", {}).get(mode):
         return base
-    cfg = _config(bench, mode)
-    r, g, a = cfg.rollout, cfg.generator, cfg.algo
-    return replace(base, num_env_workers=r.num_env_workers, slots_per_worker=r.slots_per_worker,
-                   envs_per_slot=r.envs_per_slot, num_generators=g.num_generators, max_batch=g.max_batch,
-                   max_wait_ms=g.max_wait_ms, global_batch=a.global_batch, micro_batch=a.micro_batch,
-                   update_epochs=a.update_epochs, staleness=a.staleness, rollout_epochs=r.rollout_epochs)
+    return replace(base, **_layout_keys(_config(bench, mode)))
 
 
 def straggler_args(command: str) -> tuple:
@@ -190,10 +194,8 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     src["trainer.publish_s"] = f"modes.{synced[0]}.weight_sync blocking_s / count" if synced else "none recorded: 0"
 
     _, slow = straggler_args(bench.get("command", ""))
-    r, gcfg, a = cfg.rollout, cfg.generator, cfg.algo
-    layout = Layout(r.num_env_workers, r.slots_per_worker, r.envs_per_slot, gcfg.num_generators, gcfg.max_batch,
-                    gcfg.max_wait_ms, a.global_batch, a.micro_batch, a.update_epochs, a.staleness, r.rollout_epochs,
-                    poll_ms_at(bench.get("date", ""), cfg.transport.poll_ms), 0.0, slow, cfg.transport.coalesce_ms)
+    layout = Layout(**_layout_keys(cfg), poll_ms=poll_ms_at(bench.get("date", ""), cfg.transport.poll_ms),
+                    straggler_fraction=0.0, straggler_slowdown=slow, coalesce_ms=cfg.transport.coalesce_ms)
     over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
     src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
