@@ -95,6 +95,21 @@ def version_lag_s(ready: List[Span], swaps: List[Span]) -> Dict[str, float]:
     return {k: round(v, 3) for k, v in percentiles(lags, (50, 95)).items()} if lags else {}
 
 
+def publication(packs: List[Span], swaps: List[Span]) -> Dict[str, float]:
+    """Where a weight publication's time goes (medians over the window, seconds): the trainer
+    taking its state dict off the device into numpy (`pack_s`, with `mib` sent) and generator 0
+    loading it (`swap_s`); the rest of the version lag is the object store and the queue.
+    Empty when the window holds neither (the collective channel records `weight_send`)."""
+    out = {}
+    if packs:
+        out["pack_s"] = round(float(np.median([s.dur for s in packs])), 3)
+        out["mib"] = packs[-1].args.get("mib")
+    mine = _first_generator(swaps)
+    if mine:
+        out["swap_s"] = round(float(np.median([s.dur for s in mine])), 3)
+    return out
+
+
 def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     """Rates over [t0, t1] from the spans of every worker of one mode."""
     dt = t1 - t0
@@ -126,6 +141,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
         "trained_samples_per_s_whole_versions": trained_between_swaps(micro, swaps),
         "version_lag_s": version_lag_s([x for x in spans if x.name == "version_ready"], swaps),
+        "publication": publication(_in_window(spans, t0, t1, "weight_pack"), swaps),
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
         "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window

@@ -8,12 +8,21 @@ action or chunk level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
 
 from rlvla3.core.types import ObsBatch
+
+
+def to_host(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """A tensor for a state dict on the host: floating ones cast to `dtype` first, where they
+    live (on a GPU: half the bytes to copy for bfloat16, and the cast off the host's cores)."""
+    t = t.detach()
+    if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+        t = t.to(dtype)
+    return t.cpu()
 
 
 @dataclass
@@ -49,7 +58,10 @@ class Policy(Protocol):
 
     def parameters(self): ...
 
-    def state_dict(self) -> dict: ...
+    def state_dict(self, dtype: Optional[torch.dtype] = None) -> dict:
+        """CPU tensors; `dtype`: floating tensors cast to it on their device first (a bfloat16
+        publication copies half the bytes off the GPU and casts there, not on the host's cores)."""
+        ...
 
     def load_state_dict(self, state: dict) -> None: ...
 

@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rlvla3.core.config_checks import check
+from rlvla3.policies.base import to_host
 from rlvla3.policies.checkpoint_files import (CONFIG_NAME, checkpoint_paths, load_weights, read_config, read_weights,
                                               write_weights)
 from rlvla3.policies.text_tokenizer import WordTokenizer
@@ -201,12 +202,12 @@ class HFPolicy:
         """Trainable parameters (all of them, or the adapter and saved heads under LoRA)."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def state_dict(self) -> dict:
+    def state_dict(self, dtype: Optional[torch.dtype] = None) -> dict:
         """What a generator needs to follow the trainer: everything, or only the trainable
-        tensors under LoRA (the frozen base never changes)."""
+        tensors under LoRA (the frozen base never changes). `dtype`: see PolicyBase."""
         if self.cfg.lora.enabled:
-            return {k: p.detach().cpu() for k, p in self.model.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            return {k: to_host(p, dtype) for k, p in self.model.named_parameters() if p.requires_grad}
+        return {k: to_host(v, dtype) for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, state: dict) -> None:
         state = {k: v if isinstance(v, torch.Tensor) else torch.tensor(v) for k, v in state.items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from rlvla3.core.config_checks import check, check_at_least, check_choice
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
-from rlvla3.policies.base import ActOutput, EvalOutput
+from rlvla3.policies.base import ActOutput, EvalOutput, to_host
 from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, load_weights, read_config, write_weights
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
 
@@ -196,8 +196,8 @@ class TinyVLAPolicy:
     def parameters(self):
         return self.model.parameters()
 
-    def state_dict(self) -> dict:
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+    def state_dict(self, dtype: Optional[torch.dtype] = None) -> dict:
+        return {k: to_host(v, dtype) for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict({k: torch.tensor(v) if not isinstance(v, torch.Tensor) else v for k, v in state.items()})

@@ -29,7 +29,7 @@ import torch
 
 from rlvla3.core.losses import MicroLoss, normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
-from rlvla3.core.weight_wire import pack
+from rlvla3.core.weight_wire import nbytes, pack
 from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
@@ -89,11 +89,11 @@ class Trainer(Role):
         self.opt = self._make_optimizer()  # after sharding: fsdp replaced the parameters
 
     # --- weights -------------------------------------------------------------------------
-    def _state_dict(self) -> Optional[dict]:
-        """Full CPU tensors as `policy.state_dict()` gives them; under fsdp gathered (every
-        rank calls it) and None on ranks other than 0."""
+    def _state_dict(self, dtype: Optional[torch.dtype] = None) -> Optional[dict]:
+        """Full CPU tensors as `policy.state_dict(dtype)` gives them; under fsdp gathered (every
+        rank calls it; float32, pack casts them) and None on ranks other than 0."""
         if not self.ranks.sharded:
-            return self.policy.state_dict()
+            return self.policy.state_dict(dtype)
         full = self.ranks.full_state(self.policy.model)
         if full is not None and self.policy.cfg.lora.enabled:  # as HFPolicy.state_dict: the trainable tensors
             full = {k: full[k] for k, p in self.policy.model.named_parameters() if p.requires_grad}
@@ -101,10 +101,14 @@ class Trainer(Role):
 
     def get_weights(self, dtype: str = "float32") -> Optional[WeightsMessage]:
         """`dtype`: what the arrays carry (core/weight_wire.py; the publisher resolves generator.weight_dtype)."""
-        state = self._state_dict()  # None: fsdp, rank > 0 (took part in the gather)
+        t0, w0 = time.perf_counter(), time.time()
+        state = self._state_dict(torch.bfloat16 if dtype == "bfloat16" else None)  # None: fsdp, rank > 0
         if state is None:
             return None
         arrays, bf16 = pack(state, dtype)
+        # off the device and into numpy; the object store's copy and the generators' loads follow
+        self.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=self.version,
+                          mib=round(nbytes(arrays) / 2**20, 1))
         return WeightsMessage(self.version, arrays, bf16)
 
     def get_version(self) -> int:

@@ -73,3 +73,27 @@ def test_bad_weight_dtype_settings_are_refused():
         load_config(["preset=tiny-test", "generator.weight_dtype=float16"])
     with pytest.raises(ConfigError, match="applies to weight_transport=object_store"):
         load_config(["preset=tiny-test", "generator.weight_transport=collective", "generator.weight_dtype=bfloat16"])
+
+
+def test_a_state_dict_cast_where_it_lives_packs_the_same_bits_as_a_float32_one():
+    from rlvla3.policies import build_policy
+
+    policy = build_policy(load_config(["preset=tiny-test"]).policy)
+    full = policy.state_dict()
+    cast = policy.state_dict(torch.bfloat16)
+    assert all(cast[k].dtype == (torch.bfloat16 if v.is_floating_point() else v.dtype) for k, v in full.items())
+    a, pa = pack(full, "bfloat16")
+    b, pb = pack(cast, "bfloat16")
+    assert pa == pb and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_trainer_publishes_bfloat16_and_records_its_pack():
+    from rlvla3.workers.trainer import Trainer
+
+    trainer = Trainer(load_config(["preset=tiny-test"]), seed=0)
+    trainer.set_trace(True)
+    msg = trainer.get_weights("bfloat16")
+    ref, packed = pack(trainer.policy.state_dict(), "bfloat16")
+    assert msg.bf16 == packed and all(np.array_equal(msg.state[k], ref[k]) for k in ref)
+    span = [s for s in trainer.timeline() if s.name == "weight_pack"]
+    assert len(span) == 1 and span[0].args["mib"] == round(nbytes(ref) / 2**20, 1) and span[0].dur >= 0
