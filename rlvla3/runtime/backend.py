@@ -59,7 +59,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, heap_keep_mb: int = 0,
-                 worker_nice: int | None = None, call_timeout_s: float = 600.0):
+                 worker_nice: int | None = None, call_timeout_s: float = 600.0, object_store_mb: int = 0):
         import ray
 
         self.ray = ray
@@ -68,7 +68,9 @@ class RayBackend:
             address = address or os.environ.get("RAY_ADDRESS")
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, configure_logging=False)
             if not address:  # embedded single-machine cluster
-                kwargs.update(num_cpus=num_cpus or os.cpu_count(), object_store_memory=1 << 30)
+                kwargs.update(num_cpus=num_cpus or os.cpu_count())
+                if object_store_mb:  # process.object_store_mb; 0: Ray sizes it
+                    kwargs["object_store_memory"] = object_store_mb << 20
                 if worker_nice is not None and "RAY_worker_niceness" not in os.environ:  # an exported value wins
                     kwargs["_system_config"] = {"worker_niceness": worker_nice}
             # Workers must import rlvla3 from this checkout even when it is not installed.
@@ -125,12 +127,14 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0):
+def make_backend(name: str, heap_keep_mb: int = 0, worker_nice: int | None = None, call_timeout_s: float = 600.0,
+                 object_store_mb: int = 0):
     """`worker_nice`: the nice value an embedded Ray cluster starts its workers at (None: Ray's
     default, 15); a cluster that is already running keeps its own."""
     keep_freed_memory(heap_keep_mb)  # process.heap_keep_mb in this process too: the driver unpacks every episode
     if name == "local":
         return LocalBackend()
     if name == "ray":
-        return RayBackend(heap_keep_mb=heap_keep_mb, worker_nice=worker_nice, call_timeout_s=call_timeout_s)
+        return RayBackend(heap_keep_mb=heap_keep_mb, worker_nice=worker_nice, call_timeout_s=call_timeout_s,
+                          object_store_mb=object_store_mb)
     raise ValueError(f"run.backend must be 'ray' or 'local', got {name!r}")

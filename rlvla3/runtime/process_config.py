@@ -20,10 +20,17 @@ class ProcessConfig:
     # returned and re-faulted the trainer's activations every micro-batch: 50-70k page
     # faults/s and 15% of its CPU in the kernel. 0 = glibc's own thresholds.
     heap_keep_mb: int = 256
+    # Shared memory (MiB) of an embedded Ray cluster's object store; 0 = Ray's own size (30%
+    # of the machine's memory). A weight publication larger than the store is spilled to disk
+    # and read back: with the 1 GiB this used to be, oft-1b's 2.3-4.6 GB publications spilled
+    # every time (11-12 s of a sync cycle on the H100). A running cluster keeps its own.
+    object_store_mb: int = 0
 
     def validate(self, prefix: str = "process") -> None:
         check(0 <= self.nice <= 19, f"{prefix}.nice must be in 0..19, got {self.nice}")
-        check_at_least(self, prefix, 0, "heap_keep_mb")
+        check_at_least(self, prefix, 0, "heap_keep_mb", "object_store_mb")
+        check(self.object_store_mb == 0 or self.object_store_mb >= 100,
+              f"{prefix}.object_store_mb must be 0 (Ray's own size) or at least 100, got {self.object_store_mb}")
 
 
 @dataclass

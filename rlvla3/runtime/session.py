@@ -108,7 +108,8 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     # rollout by the whole offset instead of Ray's 15 + offset capped at 19
     nice = cfg.process.nice
     backend = make_backend(cfg.run.backend, heap_keep_mb=cfg.process.heap_keep_mb,
-                           worker_nice=0 if nice > 0 else None, call_timeout_s=cfg.faults.call_timeout_s)
+                           worker_nice=0 if nice > 0 else None, call_timeout_s=cfg.faults.call_timeout_s,
+                           object_store_mb=cfg.process.object_store_mb)
     r, seed, threads = cfg.rollout, cfg.run.seed, cfg.run.torch_threads
     s = Session(cfg=cfg, backend=backend)
     env_cfg = env_config(cfg)
