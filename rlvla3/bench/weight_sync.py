@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import threading
 import time
 from typing import List
@@ -81,17 +83,19 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
         prober.stop.set()
         prober.join(timeout=60)
         report = s.weights.report()
+        store = s.backend.ray.cluster_resources().get("object_store_memory")  # a publication above it spills
     finally:
         s.shutdown()
     inside = [lat for t, lat in prober.samples if any(a <= t < b for a, b in windows)]
     outside = [lat for t, lat in prober.samples if not any(a <= t < b for a, b in windows)]
     result = {
-        "command": "rlvla3 bench-weights " + " ".join(overrides), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+        "command": shlex.join(["rlvla3", "bench-weights"] + sys.argv[2:]), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                                           time.gmtime()),
         "machine": machine_info(),
         "policy": cfg.policy.type, "generators": cfg.generator.num_generators, "device": cfg.policy.device,
         "channel_backend": report.get("backend"), "bytes_per_publish": report.get("bytes_per_send"),
         "bucket_mb": cfg.generator.weight_bucket_mb, "transports": rows,
+        "object_store_mib": round(store / 2**20) if store else None,
         "inference_during_publish": _latency(inside), "inference_outside_publish": _latency(outside),
     }
     with open(os.path.join(out_dir, "weights.json"), "w") as f:
@@ -109,11 +113,10 @@ def _latency(seconds: List[float]) -> dict:
 
 
 def table(r: dict) -> str:
-    mb = (r["bytes_per_publish"] or 0) / 2**20
-    lines = [f"# `rlvla3 bench-weights`: {r['policy']} policy, {mb:.1f} MiB per publication, "
-             f"{r['generators']} generator(s), device {r['device']}",
+    store = f"; Ray object store {r['object_store_mib']} MiB" if r.get("object_store_mib") else ""
+    lines = [f"# `rlvla3 bench-weights`: {r['policy']} policy, {r['generators']} generator(s), device {r['device']}",
              "", f"- command: `{r['command']}`", f"- date: {r['date']}",
-             f"- machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs",
+             f"- machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs{store}",
              f"- collective channel backend: {r['channel_backend']}, buckets of {r['bucket_mb']} MiB", "",
              "| transport | MiB per publication | publish median (s) | max (s) | MiB/s per generator (median) |",
              "|---|---:|---:|---:|---:|"]

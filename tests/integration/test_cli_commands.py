@@ -124,3 +124,5 @@ def test_bench_weights_times_every_transport(tmp_path):
     assert r["inference_outside_publish"]["requests"] > 0 and r["inference_outside_publish"]["latency_ms_p50"] > 0
     md = open(os.path.join(out, "weights.md")).read()
     assert "| object_store |" in md and "| object_store_bf16 |" in md and "| collective |" in stdout
+    assert r["command"].startswith("rlvla3 bench-weights --out") and "--publishes 2" in r["command"]
+    assert r["object_store_mib"] > 0 and f"Ray object store {r['object_store_mib']} MiB" in md
