@@ -204,7 +204,7 @@ class HFPolicy:
 
     def state_dict(self, dtype: Optional[torch.dtype] = None) -> dict:
         """What a generator needs to follow the trainer: everything, or only the trainable
-        tensors under LoRA (the frozen base never changes). `dtype`: see PolicyBase."""
+        tensors under LoRA (the frozen base never changes). `dtype`: as `Policy.state_dict` (base.py)."""
         if self.cfg.lora.enabled:
             return {k: to_host(p, dtype) for k, p in self.model.named_parameters() if p.requires_grad}
         return {k: to_host(v, dtype) for k, v in self.model.state_dict().items()}
