@@ -64,7 +64,8 @@ def to_markdown(result: dict) -> str:
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
-    notes = [f"- {note}" for name, m in result["modes"].items() if (note := window_note(name, m))]
+    notes = [f"- {note}" for name, m in result["modes"].items() for note in (window_note(name, m), versions_note(name, m))
+             if note]
     lines += ["", "Measurement windows:", ""] + notes if notes else []
     if b is None:
         lines += ["", "Stage bounds: not measured yet, so no pipeline efficiency (n/a)."]
@@ -82,6 +83,16 @@ def window_note(name: str, m: dict) -> Optional[str]:
                 "slots as idle, so its rates are too low")
     if delay >= 0.1:
         return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped"
+    return None
+
+
+def versions_note(name: str, m: dict) -> Optional[str]:
+    """A window too short for whole versions: its trained-samples count is a whole global batch
+    more or less depending on where the window falls (a lock-step cycle or a slow one)."""
+    if m.get("trained_samples_per_s_whole_versions") is None and m.get("trained_samples_per_s"):
+        return (f"{name}: fewer than two weight swaps of generator 0 in the window, so no rate over whole versions; "
+                "its window count of trained samples/s moves by a global batch with where the window falls "
+                "(lengthen --seconds)")
     return None
 
 

@@ -192,3 +192,15 @@ def test_table_warns_when_not_every_slot_stepped():
     assert "**warning — full**: only 9 of 12 env slots had stepped" in md
     assert "- sync: window started 4.2 s after the warm-up, once every env slot had stepped" in md
     assert "partial results" not in md
+
+
+def test_table_says_when_a_window_held_no_whole_version():
+    res = {"workload": "libero", "command": "rlvla3 bench", "date": "d", "seconds": 45, "warmup_s": 8,
+           "machine": {"platform": "p", "cpus": 16, "gpu": "H100", "torch": "t"}, "bounds": dict(BOUNDS),
+           "modes": {"sync": dict(_metrics(100.0, 45), ratio_to_sync=1.0, pipeline_efficiency=0.3,
+                                  trained_samples_per_s_whole_versions=None),
+                     "full": dict(_metrics(200.0, 45), ratio_to_sync=2.0, pipeline_efficiency=0.6,
+                                  trained_samples_per_s_whole_versions=48.0)}}
+    md = to_markdown(res)
+    assert "- sync: fewer than two weight swaps of generator 0 in the window" in md
+    assert "- full: fewer than two" not in md
