@@ -35,6 +35,11 @@ from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
 from rlvla3.runtime.train_loop import TrainingRun, run_schedule
 
 
+def command_line(command: str) -> str:
+    """`rlvla3 COMMAND ...` as this process was started, shell-quoted (for the record of a result)."""
+    return shlex.join(["rlvla3", command] + sys.argv[2:])
+
+
 def machine_info() -> dict:
     import torch
 
@@ -321,7 +326,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
     policy_dir = policy or bench_policy(base_cfg, out, say)
-    head = {"workload": workload, "command": shlex.join(["rlvla3", "bench"] + sys.argv[2:]),
+    head = {"workload": workload, "command": command_line("bench"),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
             "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
     mode_overrides = mode_overrides or {}

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 import threading
 import time
 from typing import List
 
-from rlvla3.bench.runner import machine_info
+from rlvla3.bench.runner import command_line, machine_info
 from rlvla3.core.stats import percentiles
 from rlvla3.bench.synthetic import random_obs
 from rlvla3.core.types import ActionRequest, ObsBatch
@@ -89,7 +87,7 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     inside = [lat for t, lat in prober.samples if any(a <= t < b for a, b in windows)]
     outside = [lat for t, lat in prober.samples if not any(a <= t < b for a, b in windows)]
     result = {
-        "command": shlex.join(["rlvla3", "bench-weights"] + sys.argv[2:]), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+        "command": command_line("bench-weights"), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                                           time.gmtime()),
         "machine": machine_info(),
         "policy": cfg.policy.type, "generators": cfg.generator.num_generators, "device": cfg.policy.device,
