@@ -79,7 +79,7 @@ def trained_between_swaps(micro: List[Span], swaps: List[Span]) -> Optional[floa
     schedule trains one version's samples between two swaps (`sync`: a whole cycle of rollout,
     updates and publication; `full`: a global batch), so the rate does not depend on where
     the window cuts a lock-step cycle, which the window count does. None below two swaps."""
-    ends = sorted(s.end for s in _first_generator(swaps))
+    ends = sorted(s.end for s in swaps)
     if len(ends) < 2 or ends[-1] <= ends[0]:
         return None
     n = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True) and ends[0] < s.end <= ends[-1])
@@ -91,7 +91,7 @@ def version_lag_s(ready: List[Span], swaps: List[Span]) -> Dict[str, float]:
     percentiles over the versions swapped in the window: the publication's latency, which
     holds a staleness window shut however fast the trainer is. Empty without matches."""
     made = {s.args.get("version"): s.end for s in ready}
-    lags = [s.end - made[s.args.get("version")] for s in _first_generator(swaps) if s.args.get("version") in made]
+    lags = [s.end - made[s.args.get("version")] for s in swaps if s.args.get("version") in made]
     return {k: round(v, 3) for k, v in percentiles(lags, (50, 95)).items()} if lags else {}
 
 
@@ -104,9 +104,8 @@ def publication(packs: List[Span], swaps: List[Span]) -> Dict[str, float]:
     if packs:
         out["pack_s"] = round(float(np.median([s.dur for s in packs])), 3)
         out["mib"] = packs[-1].args.get("mib")
-    mine = _first_generator(swaps)
-    if mine:
-        out["swap_s"] = round(float(np.median([s.dur for s in mine])), 3)
+    if swaps:
+        out["swap_s"] = round(float(np.median([s.dur for s in swaps])), 3)
     return out
 
 
@@ -121,7 +120,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
     micro = _in_window(spans, t0, t1, "micro_batch")
     opt = _in_window(spans, t0, t1, "optimizer_step")
     syncs = _in_window(spans, t0, t1, "weight_sync")
-    swaps = _in_window(spans, t0, t1, "weight_swap")
+    swaps = _first_generator(_in_window(spans, t0, t1, "weight_swap"))  # generator 0's, as each helper takes
     env_steps = sum(s.args.get("steps", 0) for s in steps)
     decisions = sum(s.args.get("n", 0) for s in infer)
     new_samples = sum(s.args.get("n", 0) for s in micro if s.args.get("new", True))
