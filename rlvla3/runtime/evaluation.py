@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List
 
@@ -40,6 +41,13 @@ class EvalReport:
             json.dump(self.to_json(), f, indent=2)
         with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
             f.write(self.to_markdown())
+
+
+def per_task_metrics(per_task: Dict[str, dict]) -> Dict[str, float]:
+    """Each task's held-out success as a metric, `eval_task/<instruction>` (its words joined
+    by underscores, so that TensorBoard tags and shell globs stay plain)."""
+    return {"eval_task/" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_"): row["success_rate"]
+            for name, row in per_task.items() if row.get("episodes")}
 
 
 def evaluate(backend, workers, generators, slots_per_worker: int, instructions: List[str], num_init_states: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from rlvla3.core.experience import ExperienceStats
 from rlvla3.envs.factory import env_config
 from rlvla3.runtime.config import Config, envs_per_worker, to_yaml
 from rlvla3.runtime.eval_curve import CLOCK, EvalPoint
-from rlvla3.runtime.evaluation import EvalReport, evaluate
+from rlvla3.runtime.evaluation import EvalReport, evaluate, per_task_metrics
 from rlvla3.runtime.graceful import TrainerLost, stop_on_signals, trainer_alive
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
 from rlvla3.runtime.run_logger import RunLogger
@@ -117,15 +117,18 @@ class TrainingRun:
                           s.instructions, min(n_init, n_eval), s.horizon,
                           e.deterministic, video_slots=videos, policy_version=s.published_version,
                           guard=s.eval_guard(), repeats=e.repeats)
-        self.record_eval(stem, report.success_rate, wall, time.time() - t0)
+        self.record_eval(stem, report.success_rate, wall, time.time() - t0, report.per_task)
         if save:
             report.save(self.run_dir, stem)
         return report
 
-    def record_eval(self, stem: str, success_rate: float, wall_s: float, duration_s: float) -> EvalPoint:
+    def record_eval(self, stem: str, success_rate: float, wall_s: float, duration_s: float,
+                    per_task: Optional[Dict[str, dict]] = None) -> EvalPoint:
         """One evaluation that started at RL-clock `wall_s` and took `duration_s`: into
-        eval_points, eval_curve and metrics.jsonl. Only evaluations on the running clock add to
-        eval_s (the SFT policy's is made before it starts)."""
+        eval_points, eval_curve and metrics.jsonl (with each task's success as
+        `eval_task/<instruction>`, so that tasks trading against each other show in the curves,
+        not only in the final table). Only evaluations on the running clock add to eval_s (the
+        SFT policy's is made before it starts)."""
         p = EvalPoint(self.env_steps, wall_s, self.eval_s, duration_s, success_rate, self.train_steps, stem)
         if self.rl_t0:
             self.eval_s += duration_s
@@ -133,7 +136,8 @@ class TrainingRun:
         self.eval_curve.append(p)
         self.logger.log(self.train_steps, {"eval/success_rate": success_rate, "eval/wall_s": round(wall_s, 3),
                                            "eval/eval_s": round(p.eval_s, 3),
-                                           "eval/duration_s": round(duration_s, 3)}, self.env_steps)
+                                           "eval/duration_s": round(duration_s, 3),
+                                           **per_task_metrics(per_task or {})}, self.env_steps)
         return p
 
     def checkpoint(self) -> None:

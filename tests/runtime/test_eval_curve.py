@@ -87,6 +87,19 @@ def test_each_evaluation_records_steps_rl_wall_clock_and_eval_time(loop, tmp_pat
     assert load_eval_curve(str(tmp_path)) == loop.eval_curve
 
 
+def test_each_tasks_success_lands_in_the_metrics(loop, tmp_path, monkeypatch):
+    per_task = {"open the drawer": {"episodes": 10, "success_rate": 0.9},
+                "close the drawer!": {"episodes": 10, "success_rate": 0.2},
+                "press the button": {"episodes": 0, "success_rate": 0.0}}  # no episode: no point
+    monkeypatch.setattr(train_loop, "evaluate", lambda *a, **k: EvalReport(0.55, 20, per_task=per_task))
+    loop.evaluate("eval_periodic", save=False)
+    loop.logger.close()
+    row = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
+    assert row["eval/success_rate"] == 0.55
+    assert {k: v for k, v in row.items() if k.startswith("eval_task/")} == {
+        "eval_task/open_the_drawer": 0.9, "eval_task/close_the_drawer": 0.2}
+
+
 def test_the_rl_clock_and_curve_survive_a_resume(loop):
     clock = loop.clock
     loop.evaluate("eval_sft")
