@@ -12,8 +12,9 @@ Stats are python floats, computed without grad, over masked-in elements only.
 `MicroLoss` (at the end) assembles the terms of one micro-batch for the trainer. The trainer
 owns gradient accumulation (and the deferred advantage normalisation of a streamed batch,
 which needs the policy-gradient term apart from the others); `MicroLoss` holds what the loss
-is: the PPO or decoupled-PPO surrogate at `algo.logprob_level`, the value loss and the
-entropy bonus, each over the sub-actions the env executed only.
+is: the PPO or decoupled-PPO surrogate at `algo.logprob_level`, the value loss, the
+entropy bonus and the KL penalty to a reference policy, each over the sub-actions the env
+executed only.
 """
 from __future__ import annotations
 
@@ -218,6 +219,15 @@ def entropy_mean(entropy, mask=None):
     return _masked_mean(entropy, _weights(mask, entropy))
 
 
+def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None) -> torch.Tensor:
+    """Masked mean over tokens of the k3 estimate of KL(new || ref) at the sampled tokens,
+    exp(r) - 1 - r with r = log ref - log new: >= 0, zero where the two agree, and
+    differentiable in ``logp_new`` only (``algo.kl_ref_coef``: keeps the policy near the one RL
+    started from, so that tasks already solved are not traded for others)."""
+    r = torch.as_tensor(logp_ref, device=logp_new.device).detach() - logp_new
+    return _masked_mean(torch.exp(r) - 1.0 - r, _weights(mask, logp_new))
+
+
 @torch.no_grad()
 def kl_estimates(logp_a, logp_b) -> dict:
     """Sample estimates of KL(a || b) from log-probs of samples drawn from a.
@@ -256,7 +266,7 @@ class MicroLoss:
     terms are left out (PPO critic warm-up)."""
 
     def __init__(self, algo, out, mb: SampleBatch, prox: Optional[torch.Tensor], chunk: int, action_dim: int,
-                 device, warmup: bool = False):
+                 device, warmup: bool = False, ref: Optional[torch.Tensor] = None):
         self.algo, self.device = algo, device
         # An episode that ended mid-chunk never ran the chunk's later sub-actions: they leave
         # the ratio, the statistics and the entropy bonus.
@@ -277,6 +287,11 @@ class MicroLoss:
         if algo.ent_coef > 0 and not warmup:
             self.rest = self.rest - algo.ent_coef * ent
         self.stats["entropy"] = float(ent.detach())
+        if ref is not None:  # token log-probs of the reference policy (algo.kl_ref_coef)
+            kl = ref_kl_penalty(out.logp, ref, tok)
+            if not warmup:
+                self.rest = self.rest + algo.kl_ref_coef * kl
+            self.stats["kl_ref"] = float(kl.detach())
 
     def policy_loss(self, advantages) -> tuple:
         """(surrogate loss, its statistics) for these advantages (N,)."""

@@ -34,6 +34,7 @@ from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers.fault_hooks import crash_process_if
+from rlvla3.workers.reference_policy import ReferencePolicy
 from rlvla3.workers.role import Role
 from rlvla3.workers.trainer_bench import train_alone
 from rlvla3.workers.trainer_checkpoint import load_checkpoint, save_checkpoint
@@ -51,6 +52,7 @@ class Trainer(Role):
         self.cfg = cfg
         self.algo = cfg.algo
         self.policy = build_policy(cfg.policy)
+        self.reference = ReferencePolicy(self.policy) if cfg.algo.kl_ref_coef > 0 else None  # before any resume
         self.ranks = RankContext(rank, world, cfg.trainer.sharding)  # world 1: no process group
         self.opt = self._make_optimizer()
         self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same permutations
@@ -152,7 +154,8 @@ class Trainer(Role):
             prox = self._own_prox = out.logp.detach()
         warmup = a.name == "ppo" and self.updates < a.critic_warmup_steps
         p = self.policy
-        micro = MicroLoss(a, out, mb, prox, p.chunk_size, p.action_dim, p.device, warmup)
+        ref = self.reference.logp(p, mb) if self.reference is not None else None
+        micro = MicroLoss(a, out, mb, prox, p.chunk_size, p.action_dim, p.device, warmup, ref)
         policy_loss, rest = micro.policy_loss, micro.rest
         pg, stats = policy_loss(adv)
         loss = (pg * 0.0 if warmup else pg) + rest  # warm-up: advantages from a random critic are noise

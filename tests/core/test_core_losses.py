@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlvla3.core.losses import (aggregate_logprobs, decoupled_ppo_loss, entropy_mean, executed_tokens,
-                                kl_estimates, ppo_policy_loss, ratio_mask, value_loss)
+                                kl_estimates, ppo_policy_loss, ratio_mask, ref_kl_penalty, value_loss)
 
 D = torch.float64
 
@@ -264,3 +264,18 @@ def test_kl_estimates_by_hand():
     assert kl1["k1"] == pytest.approx(math.log(2)) and kl1["k3"] == pytest.approx(math.log(2) - 0.5)
     assert kl_estimates(a, a.clone()) == {"k1": 0.0, "k3": 0.0}
     assert isinstance(kl["k1"], float)
+
+
+def test_ref_kl_penalty_by_hand_and_its_gradient_pulls_toward_the_reference():
+    new = torch.tensor([[math.log(0.5), math.log(0.2)], [math.log(0.1), math.log(0.4)]], dtype=D, requires_grad=True)
+    ref = torch.tensor([[math.log(0.5), math.log(0.4)], [math.log(0.3), math.log(0.4)]], dtype=D)
+    r = [0.0, math.log(2.0), math.log(3.0), 0.0]  # log ref - log new
+    k3 = [math.exp(x) - 1 - x for x in r]
+    got = ref_kl_penalty(new, ref)
+    assert float(got.detach()) == pytest.approx(sum(k3) / 4)
+    got.backward()
+    # d/d(new) of exp(r) - 1 - r is 1 - exp(r): negative where ref > new, so descent raises new there
+    assert new.grad[0, 1] < 0 and new.grad[1, 0] < 0 and new.grad[0, 0] == 0 and new.grad[1, 1] == 0
+    assert float(ref_kl_penalty(ref.clone(), ref)) == 0.0
+    mask = torch.tensor([[True, False], [True, True]])  # an unexecuted token leaves the mean
+    assert float(ref_kl_penalty(new.detach(), ref, mask)) == pytest.approx((k3[0] + k3[2] + k3[3]) / 3)

@@ -63,6 +63,30 @@ def test_critic_warmup_leaves_the_policy_unchanged():
     assert not torch.allclose(tr.policy.evaluate(obs, b.tokens).logp.detach(), before)
 
 
+def test_kl_to_the_reference_policy_holds_the_policy_near_where_it_started(tmp_path):
+    """algo.kl_ref_coef: the KL is 0 at the first pass (the policy is its reference), grows as
+    the policy moves, and a large coefficient keeps it nearer the start than none; a resumed
+    trainer keeps the weights it was built from as its reference, not the checkpoint's."""
+    moved = {}
+    for coef in (0.0, 50.0):
+        tr = _trainer(f"algo.kl_ref_coef={coef}", "algo.lr=3e-3")
+        obs, b = _batch(tr.policy)
+        start = tr.policy.evaluate(obs, b.tokens).logp.detach().clone()
+        stats = [r.metrics for _ in range(4) for r in tr.train_batch(b)]
+        if coef:
+            assert stats[0]["kl_ref"] == 0.0 and stats[-1]["kl_ref"] > 0
+            torch.testing.assert_close(tr.reference.logp(tr.policy, b), start)  # the reference did not train
+        else:
+            assert tr.reference is None and "kl_ref" not in stats[0]
+        moved[coef] = float((tr.policy.evaluate(obs, b.tokens).logp.detach() - start).abs().mean())
+    assert 0 < moved[50.0] < 0.5 * moved[0.0]
+    tr.save(str(tmp_path / "ckpt"))
+    resumed = _trainer("algo.kl_ref_coef=50")
+    resumed.load(str(tmp_path / "ckpt"))
+    torch.testing.assert_close(resumed.reference.logp(resumed.policy, b), start)
+    assert not torch.allclose(resumed.policy.evaluate(obs, b.tokens).logp.detach(), start)
+
+
 def test_nonfinite_loss_skips_the_step():
     tr = _trainer()
     _, b = _batch(tr.policy)
