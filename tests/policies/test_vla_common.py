@@ -105,3 +105,21 @@ def test_policy_shorthand_and_dims_from_the_env():
         load_config(["policy=oft-tiny", "policy.oft.action_dim=7"])
     with pytest.raises(ConfigError, match="policy.pi0.size"):
         load_config(["policy=pi0-huge"])
+
+
+def test_the_kl_reference_of_a_lora_policy_is_its_frozen_base_without_a_copy():
+    import types
+
+    from rlvla3.workers.reference_policy import ReferencePolicy
+
+    torch.manual_seed(0)
+    p = OFTPolicy(OFTPolicyConfig(**dims(lora=LoraSettings(enabled=True, rank=4, alpha=8))))
+    ref = ReferencePolicy(p)
+    assert ref._own is None  # algo.kl_ref_coef on a LoRA policy holds no second model
+    o = obs(4)
+    out = p.act(o)
+    mb = types.SimpleNamespace(obs=lambda: o, tokens=out.tokens)
+    start = ref.logp(p, mb)
+    _step(p, o, out.tokens)
+    torch.testing.assert_close(ref.logp(p, mb), start)  # still the base after the adapter moved
+    assert not torch.allclose(p.evaluate(o, out.tokens).logp.detach(), start)
