@@ -14,7 +14,8 @@
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
 # bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_2SLOTS.
 # oft-1b at global batch 392: a 45 s window holds at most one global batch, too few for trained
-# samples/s over whole versions; use WINDOW=150 and two modes per call.
+# samples/s over whole versions; use WINDOW=130 and two modes per call (from the 45 s calls'
+# timings: start 25 s, sync-best ~135 s + window, full ~100 s + window, bounds 86 s: ~510 s of 540).
 # micro-batch 28: 49 ran out of the H100's memory with oft-1b (docs/benchmarks/gpu-dec05-libero-oft1b).
 set -uo pipefail
 OUT=${OUT:-runs/libero-headline}
