@@ -2,9 +2,10 @@
 
     python tools/eval_task_table.py runs/mt10/sync-s0 [runs/mt10/kl-s0 ...]
 
-Reads `metrics.jsonl` (the `eval_task/*` columns, written since 2026-12-05) and
-`eval_sft.json` / `eval_final.json` where present: one row per evaluation, one column per
-task, so that tasks trading against each other show over the run.
+Reads `metrics.jsonl` (the `eval_task/*` columns, written since 2026-12-05; the final
+evaluation is among them) and, for the first row, `eval_sft.json` where present (runs started
+before the columns existed log the SFT evaluation without them): one row per evaluation, one
+column per task, so that tasks trading against each other show over the run.
 """
 
 import json

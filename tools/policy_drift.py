@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 import torch
 
+from rlvla3.core.losses import kl_estimates
 from rlvla3.core.types import ObsBatch
 from rlvla3.envs.factory import env_config, make_env
 from rlvla3.policies import load_policy
@@ -36,7 +37,7 @@ def drift(settings, start_dir: str, trained_dir: str, inits: int = 3, max_decisi
                 out = trained.act(ob)
                 with torch.no_grad():
                     a, b = trained.evaluate(ob, out.tokens), start.evaluate(ob, out.tokens)
-                got.append((float((a.logp - b.logp).mean()), float(a.entropy.mean()), float(b.entropy.mean())))
+                got.append((kl_estimates(a.logp, b.logp)["k1"], float(a.entropy.mean()), float(b.entropy.mean())))
                 o, _, term, trunc, _ = env.chunk_step(out.actions[0])
                 if term or trunc:
                     break

@@ -18,8 +18,8 @@ from rlvla3.core.types import SampleBatch
 
 class ReferencePolicy:
     def __init__(self, policy):
-        self._lora = bool(getattr(getattr(policy, "cfg", None), "lora", None)
-                          and policy.cfg.lora.enabled and hasattr(policy, "reference"))
+        lora = getattr(getattr(policy, "cfg", None), "lora", None)  # the HF families' LoraSettings
+        self._lora = bool(lora and lora.enabled)
         self._own: Optional[object] = None if self._lora else copy.deepcopy(policy)
         if self._own is not None:
             for p in self._own.parameters():
