@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -75,7 +76,10 @@ def test_kl_to_the_reference_policy_holds_the_policy_near_where_it_started(tmp_p
         stats = [r.metrics for _ in range(4) for r in tr.train_batch(b)]
         if coef:
             assert stats[0]["kl_ref"] == 0.0 and stats[-1]["kl_ref"] > 0
-            torch.testing.assert_close(tr.reference.logp(tr.policy, b), start)  # the reference did not train
+            assert tr.reference.forwards == len(b)  # later passes read the cache, keyed by sample id
+            no_ids = dataclasses.replace(b, sample_ids=np.zeros(0, np.int64))  # uncached: a fresh forward
+            torch.testing.assert_close(tr.reference.logp(tr.policy, no_ids), start)  # the reference did not train
+            assert tr.reference.forwards == 2 * len(b)
         else:
             assert tr.reference is None and "kl_ref" not in stats[0]
         moved[coef] = float((tr.policy.evaluate(obs, b.tokens).logp.detach() - start).abs().mean())
@@ -85,6 +89,23 @@ def test_kl_to_the_reference_policy_holds_the_policy_near_where_it_started(tmp_p
     resumed.load(str(tmp_path / "ckpt"))
     torch.testing.assert_close(resumed.reference.logp(resumed.policy, b), start)
     assert not torch.allclose(resumed.policy.evaluate(obs, b.tokens).logp.detach(), start)
+
+
+def test_the_reference_cache_is_bounded_and_keyed_by_sample_id():
+    from rlvla3.workers.reference_policy import ReferencePolicy
+
+    tr = _trainer()
+    ref = ReferencePolicy(tr.policy, cache_rows=8)
+    _, b = _batch(tr.policy, n=8)
+    first = ref.logp(tr.policy, b)
+    torch.testing.assert_close(ref.logp(tr.policy, b.take(np.arange(7, -1, -1))), first.flip(0))  # by id, any order
+    assert ref.forwards == 8
+    other = dataclasses.replace(b.take(np.arange(4)), sample_ids=np.arange(100, 104))
+    ref.logp(tr.policy, other)  # 12 rows > 8: the four oldest (ids 0-3) are dropped
+    ref.logp(tr.policy, b.take(np.arange(4, 8)))
+    assert ref.forwards == 12
+    ref.logp(tr.policy, b.take(np.arange(4)))
+    assert ref.forwards == 16
 
 
 def test_nonfinite_loss_skips_the_step():
