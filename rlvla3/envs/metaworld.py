@@ -9,7 +9,8 @@
   entries of MetaWorld's 39-D state; no object or goal position reaches the policy);
   `instruction`. The full 39-D state stays inside the env for the scripted experts.
 - Actions: 4-D in [-1, 1] (hand xyz delta, gripper: +1 closes). Reward: 1 on success
-  (sparse, default) or MetaWorld's dense reward summed over sub-steps. An episode ends on
+  (sparse, default), MetaWorld's dense reward summed over sub-steps, or sparse plus a
+  potential-based progress term (`progress`: the shaped reward's change). An episode ends on
   success (terminated) or at `max_steps` (truncated; the proprio holds no time, so PPO
   bootstraps there) and never reaches MetaWorld's 500-step limit, where it raises.
 - Rendering: one `mujoco.Renderer` per task model and image size per process (each holds a GL
@@ -31,8 +32,8 @@ import numpy as np
 
 from rlvla3.envs.base import SPLITS, EnvTaskInfo
 from rlvla3.envs.expert import add_action_noise
-from rlvla3.envs.metaworld_config import (INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN, MetaWorldConfig,
-                                          benchmark, import_metaworld)
+from rlvla3.envs.metaworld_config import (DENSE_MAX, INSTRUCTIONS, NUM_VARIATIONS, PATH_LIMIT, UPSIDE_DOWN,
+                                          MetaWorldConfig, benchmark, import_metaworld)
 
 PROPRIO_DIM = 4
 ACTION_DIM = 4
@@ -123,6 +124,7 @@ class MetaWorldEnv(EnvTaskInfo):
         self._steps = 0
         self._done = True
         self._success = False
+        self._potential: Optional[float] = None  # the last sub-step's shaped reward / 10 (`progress`)
         self._episode: Dict[str, Any] = {}
         self._last: Dict[str, Any] = {}
 
@@ -143,6 +145,7 @@ class MetaWorldEnv(EnvTaskInfo):
         env.set_task(self._variations[task_id][self.variation(task_id, init_id, split)])
         self._state, _ = env.reset()
         self._task, self._steps, self._done, self._success = task, 0, False, False
+        self._potential = None
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split, "instruction": task.instruction}
         return self._obs(self._render()), dict(self._episode, success=False, steps=0)
 
@@ -166,7 +169,7 @@ class MetaWorldEnv(EnvTaskInfo):
             self._steps += 1
             substeps += 1
             self._success = bool(info["success"])
-            reward += float(r) if dense else float(self._success)
+            reward += float(r) if dense else float(self._success) + self._progress(float(r))
             if frames is not None:
                 frames.append(self._render())
             if self._success or self._steps >= self.max_steps:
@@ -180,6 +183,16 @@ class MetaWorldEnv(EnvTaskInfo):
             info["frames"] = np.stack(frames)
         info["sim_time_s"] = time.perf_counter() - t0
         return obs, reward, terminated, truncated, info
+
+    def _progress(self, shaped: float) -> float:
+        """`progress`: progress_coef x the change of the shaped reward (scaled to [0, 1]) since the
+        last sub-step; the episode's first sub-step sets the starting level and earns nothing."""
+        if self.config.reward != "progress":
+            return 0.0
+        level = shaped / DENSE_MAX
+        gain = 0.0 if self._potential is None else self.config.progress_coef * (level - self._potential)
+        self._potential = level
+        return gain
 
     def close(self) -> None:
         for env in self._envs.values():

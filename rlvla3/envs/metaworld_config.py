@@ -17,7 +17,8 @@ UPSIDE_DOWN = ("corner", "corner2", "corner3")
 # puck a few more. Moved to this position (the camera's orientation unchanged), the table fills
 # the frame; the same placement is common in image-based MetaWorld work.
 ZOOMED_CAMERA_POS: Dict[str, Tuple[float, float, float]] = {"corner2": (0.75, 0.075, 0.7)}
-REWARDS = ("sparse", "dense")
+REWARDS = ("sparse", "dense", "progress")
+DENSE_MAX = 10.0  # MetaWorld v3's shaped reward per step is in [0, 10]
 NUM_VARIATIONS = 50  # metaworld.MT*: 50 seeded variations (object and goal positions) per task
 PATH_LIMIT = 500  # MetaWorld's max_path_length: stepping past it raises
 INSTALL_HINT = "install it with `pip install -e .[metaworld]` (see docs/metaworld.md)"
@@ -89,7 +90,12 @@ class MetaWorldConfig:
     camera_pos: List[float] = field(default_factory=list)
     image_size: int = 128  # square camera image
     max_steps: int = 200  # low-level steps per episode (the experts need 45-105 on average); <= 500
-    reward: str = "sparse"  # sparse: 1 on success | dense: MetaWorld's shaped reward (0-10 per step)
+    # sparse: 1 on success | dense: MetaWorld's shaped reward summed over the chunk (0-10 per step)
+    # | progress: sparse plus progress_coef x the change of the shaped reward / 10 over the chunk
+    # (potential-based: an episode's progress terms add up to at most progress_coef, so dawdling
+    # near the goal earns nothing and ending the episode by success costs nothing)
+    reward: str = "sparse"
+    progress_coef: float = 0.5
     num_init_states: int = 40  # of each task's 50 variations, this many train ...
     num_eval_init_states: int = 10  # ... and this many held out for evaluation (disjoint)
     split_seed: int = 0  # seed of the variations (metaworld.MT*(seed=...)) and of the train/eval split
@@ -121,6 +127,7 @@ class MetaWorldConfig:
         check(len(self.camera_pos) in (0, 3),
               f"{prefix}.camera_pos must be [] (the default placement) or [x, y, z] in metres, got {self.camera_pos!r}")
         check_choice(self.reward, REWARDS, f"{prefix}.reward")
+        check(self.progress_coef >= 0, f"{prefix}.progress_coef must be >= 0, got {self.progress_coef}")
         check(16 <= self.image_size <= 512, f"{prefix}.image_size must be in [16, 512], got {self.image_size}")
         check(1 <= self.max_steps <= PATH_LIMIT, f"{prefix}.max_steps must be in [1, {PATH_LIMIT}] (MetaWorld "
               f"raises past {PATH_LIMIT} steps), got {self.max_steps}")

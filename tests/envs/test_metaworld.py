@@ -92,6 +92,37 @@ def test_substep_frames_and_dense_reward():
         e.close()
 
 
+def test_progress_reward_is_success_plus_the_shaped_rewards_change():
+    """reward=progress: per episode, 1 on success plus progress_coef x (last - first shaped
+    reward) / 10, read against the same actions under reward=dense one sub-step at a time."""
+    cfgs = {r: MetaWorldConfig(task="reach", image_size=32, reward=r, progress_coef=0.5, max_steps=150)
+            for r in ("dense", "progress")}
+    envs = {r: MetaWorldEnv(c) for r, c in cfgs.items()}
+    try:
+        rng = np.random.default_rng(0)
+        for e in envs.values():
+            e.reset(options={"task_id": 0, "init_id": 2})
+        shaped, total, done = [], 0.0, False
+        while not done:
+            chunk = expert_chunk(envs["dense"], 4, rng, 0.0)
+            for a in chunk:
+                _, r, term, trunc, _ = envs["dense"].chunk_step(a)
+                shaped.append(r)
+                if term or trunc:
+                    break
+            _, r, term, trunc, info = envs["progress"].chunk_step(chunk)
+            total += r
+            done = term or trunc
+        assert info["success"] and len(shaped) == envs["progress"].steps
+        np.testing.assert_allclose(total, 1.0 + 0.5 * (shaped[-1] - shaped[0]) / 10.0, rtol=1e-6)
+        assert 1.0 < total <= 1.5  # the expert ends nearer the goal than it started
+    finally:
+        for e in envs.values():
+            e.close()
+    with pytest.raises(ValueError, match="progress_coef"):
+        MetaWorldConfig(progress_coef=-1).validate()
+
+
 def test_corner2_is_moved_close_to_the_table_unless_told_otherwise(env):
     import mujoco
 
