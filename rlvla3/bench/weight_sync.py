@@ -21,7 +21,6 @@ from rlvla3.bench.runner import command_line, machine_info
 from rlvla3.core.stats import percentiles
 from rlvla3.bench.synthetic import random_obs
 from rlvla3.core.types import ActionRequest, ObsBatch
-from rlvla3.core.weight_wire import nbytes
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import load_config
@@ -73,8 +72,8 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
                 windows.append((t0, t1))
                 time.sleep(0.5)  # undisturbed requests between publications
             size = None
-            if transport.startswith("object_store"):  # what one publication carries, fetched once
-                size = nbytes(s.backend.get(s.trainer.get_weights.remote(s.weights.wire_dtype)).state)
+            if transport.startswith("object_store"):  # what the last publication carried, as the trainer packed it
+                size = s.backend.get(s.trainer.stats.remote())["weights_bytes"]
             rows.append({"transport": transport, "publish_s_median": percentiles(times, (50,))["p50"], "bytes": size,
                          "publish_s_max": max(times),
                          "publish_s_all": times})

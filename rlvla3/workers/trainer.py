@@ -68,6 +68,7 @@ class Trainer(Role):
         self._first_pass_held = False  # fsdp: the deferred first pass runs at step() (see accumulate)
         self._own_prox: Optional[torch.Tensor] = None
         self.train_time_s = 0.0
+        self.weights_bytes = 0  # what the last get_weights packed (bench-weights reads it)
         t = cfg.trainer
         self.memory_probe = None
         self.weight_sender = None  # the generators' weight channel (weights_listen)
@@ -109,8 +110,9 @@ class Trainer(Role):
             return None
         arrays, bf16 = pack(state, dtype)
         # off the device and into numpy; the object store's copy and the generators' loads follow
+        self.weights_bytes = nbytes(arrays)
         self.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=self.version,
-                          mib=round(nbytes(arrays) / 2**20, 1))
+                          mib=round(self.weights_bytes / 2**20, 1))
         return WeightsMessage(self.version, arrays, bf16)
 
     def get_version(self) -> int:
@@ -396,4 +398,5 @@ class Trainer(Role):
 
     def stats(self) -> dict:
         return {"version": self.version, "samples_trained": self.samples_trained,
-                "steps_skipped": self.steps_skipped, "train_time_s": self.train_time_s}
+                "steps_skipped": self.steps_skipped, "train_time_s": self.train_time_s,
+                "weights_bytes": self.weights_bytes}  # the last publication's arrays (get_weights)
