@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -35,9 +34,10 @@ from rlvla3.runtime.session import ASYNC_ROLLOUT_MODES, start_session
 from rlvla3.runtime.train_loop import TrainingRun, run_schedule
 
 
-def command_line(command: str) -> str:
-    """`rlvla3 COMMAND ...` as this process was started, shell-quoted (for the record of a result)."""
-    return shlex.join(["rlvla3", command] + sys.argv[2:])
+def command_line(argv: Optional[List[str]]) -> str:
+    """`rlvla3 ARGV...` shell-quoted, for the record of a result; `argv` is what the CLI parsed
+    (None: called from Python, whose settings are the recorded overrides)."""
+    return shlex.join(["rlvla3", *argv]) if argv is not None else "called from Python (see overrides)"
 
 
 def machine_info() -> dict:
@@ -313,7 +313,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
               say: Callable = print, repeats: int = 1, bounds_each_repeat: bool = False,
-              mode_overrides: Optional[Dict[str, List[str]]] = None) -> dict:
+              mode_overrides: Optional[Dict[str, List[str]]] = None, argv: Optional[List[str]] = None) -> dict:
     """`repeats` > 1 runs the mode list that many times in turn (sync, full, sync, full, ...),
     so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
     median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat.
@@ -326,7 +326,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
     policy_dir = policy or bench_policy(base_cfg, out, say)
-    head = {"workload": workload, "command": command_line("bench"),
+    head = {"workload": workload, "command": command_line(argv),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
             "seconds": seconds, "warmup_s": warmup, "overrides": overrides}
     mode_overrides = mode_overrides or {}

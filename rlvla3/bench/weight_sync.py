@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from typing import List
+from typing import List, Optional
 
 from rlvla3.bench.runner import command_line, machine_info
 from rlvla3.core.stats import percentiles
@@ -46,7 +46,8 @@ class _Prober(threading.Thread):
             self.samples.append((t0, time.perf_counter() - t0))
 
 
-def run_weight_bench(overrides: List[str], transports: List[str], publishes: int, out_dir: str) -> dict:
+def run_weight_bench(overrides: List[str], transports: List[str], publishes: int, out_dir: str,
+                     argv: Optional[List[str]] = None) -> dict:
     from rlvla3.runtime.session import start_session
 
     cfg = load_config([*overrides, "run.mode=full", "run.backend=ray", "generator.weight_transport=collective",
@@ -86,9 +87,10 @@ def run_weight_bench(overrides: List[str], transports: List[str], publishes: int
     inside = [lat for t, lat in prober.samples if any(a <= t < b for a, b in windows)]
     outside = [lat for t, lat in prober.samples if not any(a <= t < b for a, b in windows)]
     result = {
-        "command": command_line("bench-weights"), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+        "command": command_line(argv), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                                           time.gmtime()),
         "machine": machine_info(),
+        "overrides": overrides,
         "policy": cfg.policy.type, "generators": cfg.generator.num_generators, "device": cfg.policy.device,
         "channel_backend": report.get("backend"), "bytes_per_publish": report.get("bytes_per_send"),
         "bucket_mb": cfg.generator.weight_bucket_mb, "transports": rows,

@@ -111,7 +111,7 @@ def _bench_weights(args) -> int:
         load_config(args.overrides)
     except (ConfigError, ValueError) as e:
         return _error(f"bench-weights: {e}")
-    print(table(run_weight_bench(args.overrides, transports, args.publishes, args.out)))
+    print(table(run_weight_bench(args.overrides, transports, args.publishes, args.out, argv=args.argv)))
     return 0
 
 
@@ -156,7 +156,7 @@ def _bench(args) -> int:
                        mode_overrides=per_mode,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
                        straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
-                       repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat)
+                       repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat, argv=args.argv)
     with open(os.path.join(args.out, "table.md")) as f:
         print(f.read())
     return 0 if result["modes"] else 1
@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides = list(args.overrides) + extra
+    args.argv = list(argv)  # as typed, for the record of a benchmark's result
     bench = {"bench": _bench, "bench-policy": _bench_policy, "bench-weights": _bench_weights}.get(args.command)
     if bench is not None:
         return bench(args)

@@ -27,6 +27,7 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     res = json.load(open(os.path.join(out, "bench.json")))
     assert set(res["modes"]) == {"sync", "full", "sync +stragglers", "full +stragglers"}
     assert res["mode_overrides"] == {"sync": ["rollout.slots_per_worker=2", "generator.max_batch=4"]}
+    assert res["command"].startswith("rlvla3 bench --workload tabletop-emulated --modes sync,full")  # as typed, not pytest's argv
     assert res["modes"]["sync"]["slots"] * 2 == res["modes"]["full"]["slots"]  # sync ran in its own layout
     assert "`sync` only: `rollout.slots_per_worker=2 generator.max_batch=4`" in open(os.path.join(out, "table.md")).read()
     b = res["bounds"]
