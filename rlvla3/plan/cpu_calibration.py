@@ -49,6 +49,19 @@ OLD_DEFAULTS = [(SOCKET_SINCE, "generator.request_transport=ray"),
                 ("2026-12-05 12:00", "algo.staleness=1")]  # algo.staleness became 2 (446be10)
 
 
+# Keys an old run's bench.json spells as they were before a rename that is no longer accepted
+# (runtime/deprecated_keys.py keeps the recent renames): what the run set, in today's spelling.
+RETIRED_KEYS = {"run.rollout_nice": "process.nice"}  # renamed rollout.nice, then process.nice
+
+
+def respell(overrides: List[str]) -> List[str]:
+    out = []
+    for o in overrides:
+        k, sep, v = o.partition("=")
+        out.append(f"{RETIRED_KEYS.get(k, k)}{sep}{v}")
+    return out
+
+
 def defaults_at(date: str, overrides: List[str]) -> List[str]:
     """The old defaults a run of `date` ran with (as overrides), less the keys it set itself."""
     d = date[:16]

@@ -23,7 +23,7 @@ import re
 from dataclasses import replace
 from typing import Optional
 
-from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, set_cpu_costs
+from rlvla3.plan.cpu_calibration import defaults_at, respell, nice_weights, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 
@@ -39,7 +39,7 @@ def _config(bench: dict, mode: str):
     from rlvla3.bench.workloads import workload_overrides
     from rlvla3.runtime.config import load_config
 
-    overrides = list(bench.get("overrides", [])) + list(bench.get("mode_overrides", {}).get(mode, []))
+    overrides = respell(list(bench.get("overrides", [])) + list(bench.get("mode_overrides", {}).get(mode, [])))
     overrides = defaults_at(bench.get("date", ""), overrides) + overrides
     return load_config(workload_overrides(bench["workload"], mode, overrides))
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rlvla3.plan.forecast import Placement, Scale, allreduce_s, broadcast_s, forecast, placements
-from rlvla3.plan.cpu_calibration import defaults_at, transport
+from rlvla3.plan.cpu_calibration import defaults_at, respell, transport
 from rlvla3.plan.from_bench import poll_ms_at, profile_from_bench
 from rlvla3.plan.profile import StageProfile
 
@@ -58,6 +58,15 @@ def test_a_run_before_a_default_changed_keeps_the_old_default_unless_it_set_the_
     assert defaults_at("2026-12-05 12:11:08 UTC", []) == []
     assert defaults_at("", []) == []  # no date: today's defaults
     assert defaults_at("2026-12-02 10:00:00 UTC", []) == ["generator.request_transport=ray", "algo.staleness=1"]
+
+
+def test_an_old_run_s_retired_key_is_read_in_today_s_spelling():
+    from rlvla3.plan.from_bench import _config
+
+    assert respell(["run.rollout_nice=4", "rollout.slots_per_worker=2"]) == ["process.nice=4", "rollout.slots_per_worker=2"]
+    bench = {"workload": "tabletop-emulated", "date": "2026-12-02 10:00:00 UTC",
+             "overrides": ["preset=quickstart", "run.rollout_nice=4"]}
+    assert _config(bench, "full").process.nice == 4  # loads, where the raw key is refused
 
 
 def test_the_request_transport_is_the_override_else_the_default_on_the_run_s_date():
