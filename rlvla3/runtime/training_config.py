@@ -21,10 +21,13 @@ class AlgoConfig:
     value_clip: float = 0.2  # clipped value loss; 0 = off
     vf_coef: float = 0.5
     ent_coef: float = 0.0
-    # Weight of a KL penalty (k3, per token) to the reference policy: the weights RL started from
-    # (the SFT checkpoint; with LoRA the frozen base). 0 = off. Each micro-batch then costs one
-    # more forward pass, and without LoRA the trainer holds a second copy of the model.
+    # Weight of a KL penalty (per token) to the reference policy: the weights RL started from
+    # (the SFT checkpoint; with LoRA the frozen base). 0 = off. Each sample then costs one more
+    # forward pass, and without LoRA the trainer holds a second copy of the model.
     kl_ref_coef: float = 0.0
+    # k3 (exp(r) - 1 - r, what MT10 was measured with; overflows far from the reference, and the
+    # step is skipped) | k2 (r^2 / 2, bounded growth): core/losses.ref_kl_penalty
+    kl_ref_estimator: str = "k3"
     logprob_level: str = "action"  # token | action | chunk: unit of the importance ratio
     update_epochs: int = 2  # passes over each global batch
     global_batch: int = 256  # samples per optimizer step
@@ -65,6 +68,7 @@ class AlgoConfig:
         check_choice(self.name, ("ppo", "grpo"), f"{prefix}.name")
         check_choice(self.logprob_level, ("token", "action", "chunk"), f"{prefix}.logprob_level")
         check_choice(self.stream_normalization, ("baseline", "exact"), f"{prefix}.stream_normalization")
+        check_choice(self.kl_ref_estimator, ("k3", "k2"), f"{prefix}.kl_ref_estimator")
         check_at_least(self, prefix, 1, "update_epochs", "global_batch", "micro_batch")
         check_at_least(self, prefix, 0, "staleness", "ent_coef", "kl_ref_coef", "value_clip", "critic_warmup_steps")
         check(self.lr > 0, f"{prefix}.lr must be > 0, got {self.lr}")

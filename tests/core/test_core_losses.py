@@ -279,3 +279,15 @@ def test_ref_kl_penalty_by_hand_and_its_gradient_pulls_toward_the_reference():
     assert float(ref_kl_penalty(ref.clone(), ref)) == 0.0
     mask = torch.tensor([[True, False], [True, True]])  # an unexecuted token leaves the mean
     assert float(ref_kl_penalty(new.detach(), ref, mask)) == pytest.approx((k3[0] + k3[2] + k3[3]) / 3)
+
+
+def test_k2_ref_penalty_is_half_the_squared_log_ratio_and_stays_finite_far_from_the_reference():
+    new = torch.tensor([[math.log(0.5), math.log(0.2)]], dtype=torch.float32, requires_grad=True)
+    ref = torch.tensor([[math.log(0.5), math.log(0.4)]], dtype=torch.float32)
+    got = ref_kl_penalty(new, ref, estimator="k2")
+    assert float(got.detach()) == pytest.approx(0.5 * math.log(2.0) ** 2 / 2, rel=1e-6)
+    got.backward()
+    assert new.grad[0, 0] == 0 and float(new.grad[0, 1]) == pytest.approx(-math.log(2.0) / 2, rel=1e-6)  # -r / n
+    far = torch.tensor([[-300.0]])  # a Gaussian head's log-density deep in the reference's tail
+    assert math.isinf(float(ref_kl_penalty(far, torch.tensor([[5.0]]))))  # k3 overflows in float32
+    assert float(ref_kl_penalty(far, torch.tensor([[5.0]]), estimator="k2")) == pytest.approx(0.5 * 305.0 ** 2)
