@@ -227,7 +227,8 @@ def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str =
 
     k3 = exp(r) - 1 - r: grows exponentially where the reference is far more likely than the
     policy; with Gaussian action heads r reaches hundreds of nats and the loss overflows to
-    inf (the step is then skipped: 15-22 of 700-1,200 steps on MT10, docs/metaworld.md).
+    inf (the step is then skipped: 15-22 of 700-1,200 steps on MT10,
+    docs/benchmarks/cpu-dec05c-mt10-long/).
     k2 = r^2 / 2: quadratic, never overflows; on the policy's own samples its gradient is
     that of KL(new || ref) itself."""
     r = torch.as_tensor(logp_ref, device=logp_new.device).detach() - logp_new

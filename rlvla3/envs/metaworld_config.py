@@ -95,7 +95,7 @@ class MetaWorldConfig:
     # (potential-based: an episode's progress terms add up to at most progress_coef, so dawdling
     # near the goal earns nothing and ending the episode by success costs nothing). The scripted
     # experts' shaped reward goes 0.0-0.1 until the grasp, 2-5 after it, 7-9 at success (push,
-    # pick-place, peg-insert-side): at 1.0 a whole episode's progress stays below success's 1.
+    # pick-place, peg-insert-side): at 1.0 a whole episode's progress is at most success's 1.
     reward: str = "sparse"
     progress_coef: float = 1.0
     num_init_states: int = 40  # of each task's 50 variations, this many train ...
