@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         except (RemoteTimeout, WorkersLost) as e:  # a worker that hung past its deadline, or kept failing
             return _error(f"train: stopped: {e}", 4)
         keys = ("run_dir", "sft_success_rate", "final_success_rate", "improvement_points", "env_steps", "wall_s",
-                "stopped_by")
+                "stopped_by", "ended_by")
         print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
         return 0
     if args.command == "sft":

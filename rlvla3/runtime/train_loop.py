@@ -69,12 +69,20 @@ class TrainingRun:
         self.rl_t0 = time.time()
 
     def should_stop(self) -> bool:
+        return bool(self.end_reason())
+
+    def end_reason(self) -> str:
+        """What ends the run now ("" while nothing does): the signal's name, or the budget spent."""
         r = self.cfg.run
-        if self.stop_requested or (self.deadline and time.time() >= self.deadline):
-            return True
+        if self.stop_requested:
+            return self.stop_requested
+        if self.deadline and time.time() >= self.deadline:
+            return "deadline"
         if r.max_rl_minutes and self.rl_t0 and self.rl_wall_s >= 60.0 * r.max_rl_minutes:
-            return True
-        return self.env_steps >= r.total_env_steps or bool(r.max_train_steps and self.train_steps >= r.max_train_steps)
+            return "run.max_rl_minutes"
+        if self.env_steps >= r.total_env_steps:
+            return "run.total_env_steps"
+        return "run.max_train_steps" if r.max_train_steps and self.train_steps >= r.max_train_steps else ""
 
     def record_iteration(self, env_steps: int, outcomes: list, exp: ExperienceStats, results: list, version: int,
                          timings: dict, trained: int, extra: Optional[dict] = None) -> None:
@@ -208,6 +216,7 @@ def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
         "eval_curve": [p.to_json() for p in training.eval_curve], "eval_curve_clock": CLOCK,
         "rl_wall_s": round(training.rl_wall_s, 2), "rl_eval_s": round(training.eval_s, 2),
         "faults": training.fault_report, "stopped_by": training.stop_requested or None,
+        "ended_by": training.end_reason() or None,  # the signal or the budget (run.*) that ended it
         "weights": session.weights.report() if session.weights is not None else {},
     }
 
