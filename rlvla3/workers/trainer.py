@@ -67,8 +67,7 @@ class Trainer(Role):
         self.adv_baseline = 0.0  # baseline mode: mean raw advantage of the previous streamed batch
         self._first_pass_held = False  # fsdp: the deferred first pass runs at step() (see accumulate)
         self._own_prox: Optional[torch.Tensor] = None
-        self.train_time_s = 0.0
-        self.weights_bytes = 0  # what the last get_weights packed (bench-weights reads it)
+        self.train_time_s, self.weights_bytes = 0.0, 0  # weights_bytes: what get_weights last packed
         t = cfg.trainer
         self.memory_probe = None
         self.weight_sender = None  # the generators' weight channel (weights_listen)
