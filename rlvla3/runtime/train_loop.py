@@ -52,6 +52,7 @@ class TrainingRun:
     async_report: dict = field(default_factory=dict)
     fault_report: dict = field(default_factory=dict)  # summary.json -> faults
     stop_requested: str = ""  # signal name once a graceful stop was asked for
+    ended_by: str = ""  # what first made should_stop true (summary.json): a signal or a budget
     rearm_signals: Optional[object] = None  # re-installs the stop handlers (set by stop_on_signals)
     deadline: float = 0.0  # time.time() after which the schedule stops (benchmarks); 0 = none
     COUNTERS = ("env_steps", "train_steps", "episodes", "successes", "samples_trained", "steps_skipped")
@@ -69,7 +70,9 @@ class TrainingRun:
         self.rl_t0 = time.time()
 
     def should_stop(self) -> bool:
-        return bool(self.end_reason())
+        reason = self.end_reason()
+        self.ended_by = self.ended_by or reason  # the first; the clock runs on through the final evaluation
+        return bool(reason)
 
     def end_reason(self) -> str:
         """What ends the run now ("" while nothing does): the signal's name, or the budget spent."""
@@ -216,7 +219,7 @@ def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
         "eval_curve": [p.to_json() for p in training.eval_curve], "eval_curve_clock": CLOCK,
         "rl_wall_s": round(training.rl_wall_s, 2), "rl_eval_s": round(training.eval_s, 2),
         "faults": training.fault_report, "stopped_by": training.stop_requested or None,
-        "ended_by": training.end_reason() or None,  # the signal or the budget (run.*) that ended it
+        "ended_by": training.stop_requested or training.ended_by or None,  # the signal, or the budget (run.*)
         "weights": session.weights.report() if session.weights is not None else {},
     }
 

@@ -71,7 +71,7 @@ def test_sigterm_then_resume_full_mode(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert took < STOP_BUDGET_S
     first = json.load(open(os.path.join(run_dir, "summary.json")))
-    assert first["stopped_by"] == "SIGTERM" and first["train_steps"] >= 1
+    assert first["stopped_by"] == first["ended_by"] == "SIGTERM" and first["train_steps"] >= 1
     acc = first["async"]
     assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
                                        + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
@@ -89,7 +89,7 @@ def test_sigterm_then_resume_full_mode(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "resumed from" in res.stdout + res.stderr
     second = json.load(open(os.path.join(run_dir, "summary.json")))
-    assert second["stopped_by"] is None
+    assert second["stopped_by"] is None and second["ended_by"] == "run.total_env_steps"  # its own budget
     assert second["env_steps"] >= target and second["train_steps"] > first["train_steps"]
     assert second["policy_version"] > first["policy_version"]
     # it went on from the checkpoint, not from scratch: counters, version and Adam's step counts

@@ -158,10 +158,10 @@ def test_max_rl_minutes_stops_on_the_rl_clock_not_before_it_starts(loop):
     clock.t = 1029.0
     assert not loop.should_stop()
     clock.t = 1030.0
-    assert loop.should_stop() and loop.end_reason() == "run.max_rl_minutes"  # summary.json's ended_by
+    assert loop.should_stop() and loop.ended_by == "run.max_rl_minutes"  # summary.json's ended_by
     loop.cfg.run.max_rl_minutes = 0.0  # 0: no limit
     assert not loop.should_stop() and loop.end_reason() == ""
     loop.env_steps = loop.cfg.run.total_env_steps
-    assert loop.end_reason() == "run.total_env_steps"
+    assert loop.end_reason() == "run.total_env_steps" and loop.ended_by == "run.max_rl_minutes"  # the first stays
     loop.stop_requested = "SIGTERM"
     assert loop.end_reason() == "SIGTERM"  # a signal names itself first
