@@ -23,7 +23,7 @@ import re
 from dataclasses import replace
 from typing import Optional
 
-from rlvla3.plan.cpu_calibration import defaults_at, respell, nice_weights, set_cpu_costs
+from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, respell, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
 from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
 

@@ -40,11 +40,11 @@ class ReferencePolicy:
         ids = np.asarray(getattr(mb, "sample_ids", ()), np.int64)
         if len(ids) == 0 or len(np.unique(ids)) != len(ids):  # no ids to key on: compute
             return self._forward(policy, mb)
-        hit = [i in self._cache for i in ids.tolist()]
-        if all(hit):
-            return torch.stack([self._cache[i] for i in ids.tolist()])
+        keys = ids.tolist()
+        if all(k in self._cache for k in keys):
+            return torch.stack([self._cache[k] for k in keys])
         out = self._forward(policy, mb)
-        for i, row in zip(ids.tolist(), out):
+        for i, row in zip(keys, out):
             self._cache[i] = row
         while len(self._cache) > self._cache_rows:
             self._cache.popitem(last=False)
