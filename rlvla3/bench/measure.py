@@ -95,15 +95,19 @@ def version_lag_s(ready: List[Span], swaps: List[Span]) -> Dict[str, float]:
     return {k: round(v, 3) for k, v in percentiles(lags, (50, 95)).items()} if lags else {}
 
 
-def publication(packs: List[Span], swaps: List[Span]) -> Dict[str, float]:
+def publication(packs: List[Span], swaps: List[Span], stages: List[Span] = ()) -> Dict[str, float]:
     """Where a weight publication's time goes (medians over the window, seconds): the trainer
-    taking its state dict off the device into numpy (`pack_s`, with `mib` sent) and generator 0
-    loading it (`swap_s`); the rest of the version lag is the object store and the queue.
+    taking its state dict off the device into numpy (`pack_s`, with `mib` sent), generator 0
+    unpacking it onto its device (`stage_s`: beside inference in the asynchronous generator)
+    and swapping it in (`swap_s`: inference waits for this part only); the rest of the
+    version lag is the object store and the queue.
     Empty when the window holds neither (the collective channel records `weight_send`)."""
     out = {}
     if packs:
         out["pack_s"] = round(float(np.median([s.dur for s in packs])), 3)
         out["mib"] = packs[-1].args.get("mib")
+    if stages:
+        out["stage_s"] = round(float(np.median([s.dur for s in stages])), 3)
     if swaps:
         out["swap_s"] = round(float(np.median([s.dur for s in swaps])), 3)
     return out
@@ -140,7 +144,8 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "trained_samples_per_s": new_samples / dt,  # new samples; each is trained update_epochs times
         "trained_samples_per_s_whole_versions": trained_between_swaps(micro, swaps),
         "version_lag_s": version_lag_s([x for x in spans if x.name == "version_ready"], swaps),
-        "publication": publication(_in_window(spans, t0, t1, "weight_pack"), swaps),
+        "publication": publication(_in_window(spans, t0, t1, "weight_pack"), swaps,
+                                   _first_generator(_in_window(spans, t0, t1, "weight_stage"))),
         "optimizer_steps_per_s": len(opt) / dt,
         "env_steps_per_decision": env_steps / len(steps) if steps else 0.0,
         "episode_steps_mean": float(np.mean(lengths)) if lengths else None,  # whole episodes in the window

@@ -149,8 +149,8 @@ def _more_lines(result: dict, lines: List[str]) -> str:
         lines += ["", "Version lag: seconds from the trainer having a version to generator 0 serving it (p50 / p95):", ""]
         for name, v in lag.items():
             pub = result["modes"][name].get("publication") or {}
-            parts = ", ".join(f"{what} {pub[k]:.2f} s" for k, what in (("pack_s", "trainer pack"),
-                                                                       ("swap_s", "generator load")) if k in pub)
+            parts = ", ".join(f"{what} {pub[k]:.2f} s" for k, what in (
+                ("pack_s", "trainer pack"), ("stage_s", "generator staging"), ("swap_s", "generator swap")) if k in pub)
             if parts and pub.get("mib"):
                 parts += f"; {pub['mib']} MiB"
             lines.append(f"- {name}: {v['p50']:.2f} / {v['p95']:.2f} s" + (f" (of which: {parts})" if parts else ""))

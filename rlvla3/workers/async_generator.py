@@ -3,8 +3,9 @@
 Env slots call `infer(request)` whenever they are ready; requests queue in the batcher,
 which fires on `max_batch` samples or `max_wait_ms`. The forward pass runs in a worker
 thread so new requests keep queueing meanwhile. New weights arrive in the background
-(`set_weights` only stores them) and are swapped in between two batches, so inference
-never stops for a weight update; every reply carries the version that produced it.
+(`set_weights` unpacks them onto the device in the receive thread and stores them) and are
+swapped in between two batches as one device-side copy, so inference never stops for the
+transfer of a weight update; every reply carries the version that produced it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rlvla3.core.batcher import DynamicBatcher
 from rlvla3.core.types import ActionReply, ActionRequest, ObsBatch, WeightsMessage
 from rlvla3.workers.action_channel import ActionServer, Answer
 from rlvla3.workers.fault_hooks import crash_process_if, hang_if
-from rlvla3.workers.generator import Generator
+from rlvla3.workers.generator import Generator, StagedWeights
 from rlvla3.workers.role import Role
 
 
@@ -34,7 +35,7 @@ class AsyncGenerator(Role):
         super().__init__(torch_threads, spans=self.replica.spans)  # the replica applied process.nice; one timeline
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature
-        self.pending_weights: Optional[WeightsMessage] = None
+        self.pending_weights: Optional[StagedWeights] = None
         self.swaps, self.busy_s = 0, 0.0
         self.t_created = time.perf_counter()
         self._wakeup: Optional[asyncio.Event] = None
@@ -96,12 +97,21 @@ class AsyncGenerator(Role):
                 None, self.replica.infer_batch, obs, deterministic, temperature)
 
     async def set_weights(self, msg: WeightsMessage) -> int:
-        """Store new weights; the serving loop swaps them in before its next batch."""
+        """Stage new weights on the device (receive thread; inference goes on) and store them;
+        the serving loop swaps them in before its next batch. Older than what is held: dropped."""
         self._ensure_loop()
-        if self.pending_weights is None or msg.version > self.pending_weights.version:
-            self.pending_weights = msg
-        self._wakeup.set()
+        if msg.version <= self._newest_held():
+            return msg.version
+        staged = await asyncio.get_running_loop().run_in_executor(self._receive_thread, self.replica.stage_weights,
+                                                                  msg)
+        if staged.version > self._newest_held():
+            self.pending_weights = staged
+            self._wakeup.set()
         return msg.version
+
+    def _newest_held(self) -> int:
+        pending = self.pending_weights
+        return max(self.replica.version, pending.version if pending is not None else -1)
 
     async def weights_join(self, addr: str, port: int, rank: int, world: int, epoch: int, backend: str,
                            timeout_s: float) -> None:
@@ -134,9 +144,9 @@ class AsyncGenerator(Role):
         return self.replica.bench_forward(batches, seconds)
 
     def _swap_weights(self) -> None:
-        msg, self.pending_weights = self.pending_weights, None
-        if msg is not None and msg.version > self.replica.version:
-            self.replica.set_weights(msg)
+        staged, self.pending_weights = self.pending_weights, None
+        if staged is not None and staged.version > self.replica.version:
+            self.replica.swap_in(staged)
             self.swaps += 1
 
     async def _serve(self) -> None:

@@ -7,6 +7,7 @@ The lock-step schedules call `infer_batch` with the whole batch; the asynchronou
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
@@ -16,6 +17,15 @@ from rlvla3.envs.faults import hang_forever
 from rlvla3.policies import build_policy
 from rlvla3.workers.fault_hooks import crash_process_if, hang_if
 from rlvla3.workers.role import Role
+
+
+@dataclass
+class StagedWeights:
+    """A publication unpacked and already on the replica's device: swapping it in is a
+    device-side copy, not a host unpack plus a host-to-device transfer of the whole model."""
+
+    version: int
+    tensors: dict
 
 
 class Generator(Role):
@@ -30,6 +40,7 @@ class Generator(Role):
         self.gen_id = gen_id
         self.policy = build_policy(policy_cfg)
         self.weight_rx = None  # WeightReceiver of the current channel epoch
+        self._stage_stream = None  # CUDA stream for staging weights beside inference
         self.forward_time_s = 0.0
         self.calls = self.samples = 0
         self.track = f"generator{gen_id}"
@@ -42,11 +53,32 @@ class Generator(Role):
         return self.policy.version
 
     def set_weights(self, msg: WeightsMessage) -> int:
+        return self.swap_in(self.stage_weights(msg))
+
+    def stage_weights(self, msg: WeightsMessage) -> StagedWeights:
+        """Unpack a publication onto the policy's device. Safe beside a forward pass (its own
+        CUDA stream), so the asynchronous generator runs it off the serving path."""
         t0 = time.time()
-        self.policy.load_state_dict(msg.tensors())
-        self.policy.version = msg.version
-        self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=msg.version)
-        return msg.version
+        tensors, dev = msg.tensors(), self.policy.device
+        if dev.type == "cuda":
+            if self._stage_stream is None:
+                self._stage_stream = torch.cuda.Stream(dev)
+            with torch.cuda.stream(self._stage_stream):
+                tensors = {k: v.to(dev) for k, v in tensors.items()}
+            self._stage_stream.synchronize()
+        self.spans.record(self.track, "weight_stage", t0, time.time() - t0, version=msg.version)
+        return StagedWeights(msg.version, tensors)
+
+    def swap_in(self, staged: StagedWeights) -> int:
+        t0 = time.time()
+        self.policy.load_state_dict(staged.tensors)
+        if self.policy.device.type == "cuda":
+            # the copy is queued on the serving stream; wait for it so the staged blocks (freed
+            # on return, owned by the staging stream) cannot be reused under it
+            torch.cuda.current_stream(self.policy.device).synchronize()
+        self.policy.version = staged.version
+        self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=staged.version)
+        return staged.version
 
     # --- weight channel (generator.weight_transport=collective; distributed/weight_channel.py) -
     def weights_join(self, addr: str, port: int, rank: int, world: int, epoch: int, backend: str,

@@ -119,13 +119,16 @@ def test_version_lag_is_from_the_trainer_having_a_version_to_generator_0_serving
     assert window_metrics(s, 11.0, 12.5)["version_lag_s"] == {}  # no swap in the window
 
 
-def test_publication_splits_into_the_trainers_pack_and_generator_0s_load():
+def test_publication_splits_into_the_trainers_pack_and_generator_0s_staging_and_swap():
     s = [Span("trainer", "weight_pack", 10.0, 2.0, {"version": 1, "mib": 656.0}),
          Span("trainer", "weight_pack", 20.0, 4.0, {"version": 2, "mib": 656.0}),
+         Span("generator0", "weight_stage", 13.0, 1.5, {"version": 1}),
+         Span("generator0", "weight_stage", 25.0, 0.5, {"version": 2}),
+         Span("generator1", "weight_stage", 25.0, 7.0, {"version": 2}),  # another generator: not counted
          Span("generator0", "weight_swap", 15.0, 1.0, {"version": 1}),
          Span("generator0", "weight_swap", 27.0, 3.0, {"version": 2}),
          Span("generator1", "weight_swap", 28.0, 9.0, {"version": 2}),  # another generator: not counted
          Span("env0/slot0", "env_step", 12.0, 1.0, {"steps": 4})]
     pub = window_metrics(s, 9.0, 40.0)["publication"]
-    assert pub == {"pack_s": 3.0, "mib": 656.0, "swap_s": 2.0}
+    assert pub == {"pack_s": 3.0, "mib": 656.0, "stage_s": 1.0, "swap_s": 2.0}
     assert window_metrics(s, 9.0, 11.0)["publication"] == {}  # neither ends in the window

@@ -1,6 +1,7 @@
 """The asynchronous generator without Ray: batching, version tags, swap between batches."""
 
 import asyncio
+import time
 
 import numpy as np
 import torch
@@ -72,3 +73,36 @@ def test_weights_swap_between_batches_and_replies_carry_the_new_version():
     assert {r.version for r in second} == {5}
     torch.testing.assert_close(w, torch.as_tensor(state["gauss_head.weight"]))
     assert stats["swaps"] == 1
+
+
+def test_weights_are_staged_beside_inference_and_only_the_swap_waits_for_a_batch():
+    """Staging a publication (unpack, copy to the device) runs in the receive thread: a request
+    sent meanwhile is answered, with the old version, before the staging ends."""
+    async def go():
+        gen, _ = _generator(max_batch=1, max_wait_ms=1.0)
+        gen.set_trace(True)
+        await gen.infer(_request(0))  # the serving loop is up
+        stage, staged_at = gen.replica.stage_weights, {}
+
+        def slow_stage(msg):
+            time.sleep(0.5)
+            out = stage(msg)
+            staged_at["t"] = time.perf_counter()
+            return out
+
+        gen.replica.stage_weights = slow_stage
+        state = {k: v.numpy() for k, v in gen.replica.policy.state_dict().items()}
+        publish = asyncio.ensure_future(gen.set_weights(WeightsMessage(3, state)))
+        await asyncio.sleep(0.05)
+        during = await gen.infer(_request(1))
+        answered_at = time.perf_counter()
+        await publish
+        stale = await gen.set_weights(WeightsMessage(2, state))  # older than the staged one: dropped
+        after = await gen.infer(_request(2))
+        return during, answered_at, staged_at["t"], after, stale, gen.timeline()
+
+    during, answered_at, staged_at, after, stale, spans = asyncio.run(go())
+    assert during.version == 0 and answered_at < staged_at
+    assert after.version == 3 and stale == 2
+    names = [s.name for s in spans]
+    assert names.count("weight_stage") == 1 and names.count("weight_swap") == 1
