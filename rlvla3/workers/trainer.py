@@ -29,10 +29,10 @@ import torch
 
 from rlvla3.core.losses import MicroLoss, normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
-from rlvla3.core.weight_wire import nbytes, pack
 from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
 from rlvla3.process.heap import release_free_memory
+from rlvla3.workers import trainer_weights
 from rlvla3.workers.fault_hooks import crash_process_if
 from rlvla3.workers.reference_policy import ReferencePolicy
 from rlvla3.workers.role import Role
@@ -90,54 +90,23 @@ class Trainer(Role):
         self.ranks.prepare(self.policy)
         self.opt = self._make_optimizer()  # after sharding: fsdp replaced the parameters
 
-    # --- weights -------------------------------------------------------------------------
-    def _state_dict(self, dtype: Optional[torch.dtype] = None) -> Optional[dict]:
-        """Full CPU tensors as `policy.state_dict(dtype)` gives them; under fsdp gathered (every
-        rank calls it; float32, pack casts them) and None on ranks other than 0."""
-        if not self.ranks.sharded:
-            return self.policy.state_dict(dtype)
-        full = self.ranks.full_state(self.policy.model)
-        if full is not None and self.policy.cfg.lora.enabled:  # as HFPolicy.state_dict: the trainable tensors
-            full = {k: full[k] for k, p in self.policy.model.named_parameters() if p.requires_grad}
-        return full
-
+    # --- weights (workers/trainer_weights.py) ---------------------------------------------
     def get_weights(self, dtype: str = "float32") -> Optional[WeightsMessage]:
         """`dtype`: what the arrays carry (core/weight_wire.py; the publisher resolves generator.weight_dtype)."""
-        t0, w0 = time.perf_counter(), time.time()
-        state = self._state_dict(torch.bfloat16 if dtype == "bfloat16" else None)  # None: fsdp, rank > 0
-        if state is None:
-            return None
-        arrays, bf16 = pack(state, dtype)
-        # off the device and into numpy; the object store's copy and the generators' loads follow
-        self.weights_bytes = nbytes(arrays)
-        self.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=self.version,
-                          mib=round(self.weights_bytes / 2**20, 1))
-        return WeightsMessage(self.version, arrays, bf16)
+        return trainer_weights.pack_weights(self, dtype)
 
     def get_version(self) -> int:
         return self.version
 
-    # --- weight channel to the generators (generator.weight_transport=collective) ---------
     def weights_listen(self):
-        """Rank 0: start the channel's store; (addr, port) for the generators."""
-        from rlvla3.distributed.weight_channel import WeightSender
-
-        if self.weight_sender is None:
-            self.weight_sender = WeightSender(self.cfg.faults.step_timeout_s)
-        return self.weight_sender.listen()
+        """Rank 0: the generators' weight channel (generator.weight_transport=collective)."""
+        return trainer_weights.listen(self)
 
     def weights_join(self, epoch: int, world: int, backend: str) -> None:
         self.weight_sender.join(epoch, world, backend, self.policy.device)
 
     def weights_send(self) -> Optional[dict]:
-        """Broadcast the current weights to the generators; None on fsdp ranks > 0."""
-        state = self._state_dict()
-        if state is None:
-            return None
-        t0, w0 = time.perf_counter(), time.time()
-        out = self.weight_sender.send(state, self.version, self.cfg.generator.weight_bucket_mb)
-        self.spans.record("trainer", "weight_send", w0, time.perf_counter() - t0, version=self.version)
-        return out
+        return trainer_weights.send(self)
 
     # --- losses --------------------------------------------------------------------------
     def _prox_logp(self, mb: SampleBatch) -> torch.Tensor:
