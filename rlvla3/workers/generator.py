@@ -59,7 +59,9 @@ class Generator(Role):
         """Unpack a publication onto the policy's device. Safe beside a forward pass (its own
         CUDA stream), so the asynchronous generator runs it off the serving path."""
         t0 = time.time()
-        tensors, dev = msg.tensors(), self.policy.device
+        dev = self.policy.device
+        # torch.tensor copies the object store's read-only arrays, as load_state_dict would have
+        tensors = {k: v if isinstance(v, torch.Tensor) else torch.tensor(v) for k, v in msg.tensors().items()}
         if dev.type == "cuda":
             if self._stage_stream is None:
                 self._stage_stream = torch.cuda.Stream(dev)
