@@ -12,7 +12,7 @@
 #      index during the call, as tools/device_metaworld_mt10_call.sh says)
 # Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
-# bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_2SLOTS.
+# bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_SLOTS.
 # oft-1b at global batch 392: a 45 s window holds at most one global batch, too few for trained
 # samples/s over whole versions; use WINDOW=130 and two modes per call (from the 45 s calls'
 # timings: start 25 s, sync-best ~135 s + window, full ~100 s + window, bounds 86 s: ~510 s of 540).
@@ -41,9 +41,11 @@ echo "$POLICY on $SUITE, modes $MODES, ${WINDOW}s + ${WARMUP}s warm-up, $REPEATS
 # sync-best: sync in its best layout on this machine (two envs per process: gpu-libero-oft/2slots)
 BEST=()
 [[ ",$MODES," == *",sync-best,"* ]] && BEST=(--mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32")
-# FULL_2SLOTS=1: full in the same layout (a process steps one env while the other waits for its
-# action; the generator sees twice the requests per forward: gpu-dec05b-libero-ablation)
-[ "${FULL_2SLOTS:-0}" = 1 ] && BEST+=(--mode-override "full:rollout.slots_per_worker=2 generator.max_batch=32")
+# FULL_SLOTS=N (FULL_2SLOTS=1 is N=2): full with N envs per process (a process steps one env while
+# another waits for its action; the generator sees N times the requests per forward:
+# gpu-dec05b-libero-ablation). gpu-dec06-libero-oft1b-staged: at N=2 each process was busy 0.65 of a core.
+FULL_SLOTS=${FULL_SLOTS:-$([ "${FULL_2SLOTS:-0}" = 1 ] && echo 2 || echo 1)}
+[ "$FULL_SLOTS" -gt 1 ] && BEST+=(--mode-override "full:rollout.slots_per_worker=$FULL_SLOTS generator.max_batch=$((16 * FULL_SLOTS))")
 timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
     --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
     "${BEST[@]}" \
