@@ -6,7 +6,7 @@ episodes of one task and initial state; PPO: one episode) within the staleness w
 which group (a group settles its reservation when its last episode is delivered or lost; a GRPO
 group that lost one can never complete, so its others are dropped); turns episodes into
 samples once; and hands the trainer exact-size batches of samples at most eta versions old
-(stale ones dropped and counted). The policy version is the trainer's (`set_version`).
+(stale ones dropped and counted). The policy version is the trainer's (`update_done`, `set_version`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ class StalenessCounters:
 class StalenessController:
     """Bounded staleness: admission control for producers and a freshness filter for the trainer.
 
-    Units are *samples* (policy decisions). The trainer at version v is filling global batch v
-    (samples v*B .. (v+1)*B-1 of the stream). Admitting work only while
+    Units are *samples* (policy decisions). The trainer that has finished p updates is filling
+    global batch p (samples p*B .. (p+1)*B-1 of the stream). Admitting work only while
 
-        reserved_samples <= (v + eta + 1) * B
+        reserved_samples <= (p + eta + 1) * B
 
-    means a sample admitted at version v' lands in a batch no later than v' + eta, so it is
-    at most eta versions stale when trained on, if samples arrive in order. Work of unknown
+    means a sample admitted at position p' lands in a batch no later than p' + eta, so it is
+    at most eta versions stale when trained on, if samples arrive in order. The position p is
+    the policy version v, except after an update whose every optimizer step was skipped (a
+    non-finite loss): its batch is consumed without a new version, so p runs ahead of v.
+    Sliding the window by versions alone would leave it one batch short per such update, and
+    once reservations reach a window the trainer cannot fill, admission and the trainer wait
+    on each other for ever (MT10 with a KL penalty, session 23). Work of unknown
     length (a group of episodes: a GRPO group, or one PPO episode) reserves the *expected*
     number of samples of a group (`reservation`: a running mean of what finished groups
     produced, capped by the maximum) and settles the difference when it ends (`finish`).
@@ -59,7 +64,8 @@ class StalenessController:
             raise ValueError(f"global_batch must be >= 1, got {global_batch}")
         self.eta = eta
         self.global_batch = global_batch
-        self.version = 0
+        self.version = 0  # the trainer's policy version: freshness is counted against it
+        self.position = 0  # updates the trainer has finished, applied or skipped: the window's place
         self.reserved = 0  # samples reserved by admitted work (actual for finished, expected for running)
         self.counters = StalenessCounters()
         self._mean_group: float | None = None  # running mean of samples produced per finished group
@@ -72,13 +78,13 @@ class StalenessController:
         return max(1, min(max_samples, int(round(self._mean_group))))
 
     def capacity(self) -> int:
-        return (self.version + self.eta + 1) * self.global_batch
+        return (self.position + self.eta + 1) * self.global_batch
 
     def try_admit(self, max_samples: int) -> bool:
         """Admit a group of episodes that will produce at most `max_samples` samples."""
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-        starving = self.reserved < (self.version + 1) * self.global_batch
+        starving = self.reserved < (self.position + 1) * self.global_batch
         if self.reserved + max_samples > self.capacity() and not starving:
             # Refusing a starving trainer would deadlock: what is reserved cannot fill its batch.
             self.counters.refused += 1
@@ -100,13 +106,21 @@ class StalenessController:
         self.reserved -= samples
 
     def set_version(self, version: int) -> None:
+        """The trainer's policy version (at the start, a resume's); the window is at least there."""
         if version < self.version:
             raise ValueError(f"policy version went backwards: {self.version} -> {version}")
         self.version = version
-        # Batches 0..v-1 were consumed, so at least v*B samples were reserved; a no-op while
-        # running, it rebuilds the count on a resume (otherwise 0: the window would be v+eta+1
-        # batches wide and admission unbounded for the first v of them).
-        self.reserved = max(self.reserved, version * self.global_batch)
+        self.position = max(self.position, version)
+        # Batches 0..p-1 were consumed, so at least p*B samples were reserved; a no-op while
+        # running, it rebuilds the count on a resume (otherwise 0: the window would be p+eta+1
+        # batches wide and admission unbounded for the first p of them).
+        self.reserved = max(self.reserved, self.position * self.global_batch)
+
+    def update_done(self, version: int) -> None:
+        """The trainer finished an update on one global batch and is now at `version` (unchanged
+        when every step of the update was skipped): the window slides by one batch either way."""
+        self.position += 1
+        self.set_version(version)
 
     def filter(self, versions):
         """Boolean mask of samples fresh enough to train on; counts the drops."""
@@ -191,8 +205,13 @@ class ExperienceStream:
         return self.window.version
 
     def set_version(self, version: int) -> None:
-        """The trainer's policy version after an update: slides the window, ages the queue."""
+        """The trainer's policy version (a resume's): places the window, ages the queue."""
         self.window.set_version(version)
+
+    def update_done(self, version: int) -> None:
+        """An update on one global batch finished, the trainer now at `version`: slides the
+        window by one batch (even when the update was skipped) and ages the queue."""
+        self.window.update_done(version)
 
     # --- admission ------------------------------------------------------------------------
     def admit(self, loads: List[int], target: int) -> List[Tuple[int, List[EpisodeAssignment]]]:

@@ -155,8 +155,10 @@ class AsyncSchedule:
         if results is None:
             return False
         interval.results += results
-        self.stream.set_version(max((res.version for res in results), default=self.stream.version))
-        self.session.publish_weights_async(self.stream.version)
+        before = self.stream.version
+        self.stream.update_done(max((res.version for res in results), default=before))
+        if self.stream.version > before:  # a skipped update changed no weights
+            self.session.publish_weights_async(self.stream.version)
         return True
 
     def stop(self, interval: _Interval) -> None:
@@ -165,7 +167,8 @@ class AsyncSchedule:
         self.worker_status = [st for st in self.sup.call_all("stop_async", timeout=60.0) if st is not None]
         results, self.unstepped = self.feed.finish()  # a partly accumulated global batch is reported, not trained
         interval.results += results
-        self.stream.set_version(max((res.version for res in results), default=self.stream.version))
+        if results:  # the update in flight at the stop
+            self.stream.update_done(max(res.version for res in results))
         self.collect(self.sup.call_all("drain"), interval)  # episodes that ended while stopping
         self.log(interval)
 

@@ -146,3 +146,40 @@ def test_resumed_controller_admits_like_a_fresh_one(reserve):
     fresh.set_version(1)  # the next batch opens the same room in both
     resumed.set_version(51)
     assert admitted_before_refusal(resumed) == admitted_before_refusal(fresh) == 240 // reserve
+
+
+def test_a_skipped_update_slides_the_window_without_a_new_version():
+    c = StalenessController(eta=0, global_batch=4)
+    assert c.try_admit(4) and not c.try_admit(4)
+    c.update_done(0)  # every step of the update skipped: its batch is consumed all the same
+    assert (c.version, c.position) == (0, 1)
+    assert c.try_admit(4) and not c.try_admit(1)
+    assert c.filter([0]).tolist() == [True]  # freshness is still counted in versions
+    c.update_done(1)
+    assert (c.version, c.position) == (1, 2)
+    c.set_version(1)  # a version already held moves nothing
+    assert c.position == 2
+
+
+def test_skipped_updates_never_leave_admission_and_the_trainer_waiting_on_each_other():
+    """Producers fill the window, the trainer takes a global batch whenever one waits, and one
+    update in three is skipped (a non-finite loss: no new version). Sliding the window by
+    versions alone stalled at the first skip (admission refused, fewer than B samples waiting)."""
+    eta, B, group = 1, 8, 3
+    c = StalenessController(eta, B)
+    waiting = version = updates = 0
+    for _ in range(2000):
+        moved = False
+        r = c.reservation(group)
+        if c.try_admit(r):
+            c.finish(r, group)  # the group ends at once with `group` samples
+            waiting += group
+            moved = True
+        if waiting >= B:
+            waiting -= B
+            updates += 1
+            version += 0 if updates % 3 == 0 else 1
+            c.update_done(version)
+            moved = True
+        assert moved, f"stalled after {updates} updates: {waiting} samples waiting, {c.reserved} reserved"
+    assert updates > 500 and c.position == updates and c.version == updates - updates // 3

@@ -55,3 +55,19 @@ def test_grpo_an_episode_both_dropped_and_delivered_settles_its_group_once():
     assert interval.exp.episodes_dropped == 3 and st.episodes_late == 1
     assert d.stream.report_lost(0, key) == 0  # a late report for a settled group changes nothing
     assert d.stream.status().samples_reserved == 0
+
+
+def test_an_update_whose_steps_were_all_skipped_still_slides_the_window():
+    """A non-finite loss skips every step of an update: no new version, but its global batch is
+    consumed, so the staleness window moves on by one batch (else admission stalls the run)."""
+    from rlvla3.core.types import TrainResult
+
+    d = _schedule(grpo=False)
+    published = []
+    d.session = SimpleNamespace(publish_weights_async=published.append)
+    updates = iter([[TrainResult(1, 8, {})], [TrainResult(1, 8, {}, skipped=True)] * 2, [TrainResult(2, 8, {})]])
+    d.feed = SimpleNamespace(finished_update=lambda: next(updates))
+    for _ in range(3):
+        assert d.update_policy(_Interval())
+    assert (d.stream.version, d.stream.window.position) == (2, 3)
+    assert published == [1, 2]  # nothing new to publish after the skipped update
