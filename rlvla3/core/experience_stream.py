@@ -84,13 +84,17 @@ class StalenessController:
         """Admit a group of episodes that will produce at most `max_samples` samples."""
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-        starving = self.reserved < (self.position + 1) * self.global_batch
-        if self.reserved + max_samples > self.capacity() and not starving:
-            # Refusing a starving trainer would deadlock: what is reserved cannot fill its batch.
+        if not self.has_room(max_samples):
             self.counters.refused += 1
             return False
         self.reserved += max_samples
         return True
+
+    def has_room(self, max_samples: int) -> bool:
+        """Whether `try_admit(max_samples)` would admit (nothing counted)."""
+        # Refusing a starving trainer would deadlock: what is reserved cannot fill its batch.
+        starving = self.reserved < (self.position + 1) * self.global_batch
+        return starving or self.reserved + max_samples <= self.capacity()
 
     def finish(self, reserved: int, produced: int) -> None:
         """A group that reserved `reserved` samples ended having produced `produced`: settle
@@ -346,6 +350,12 @@ class ExperienceStream:
         for v in batch.versions:
             self.staleness.add(int(self.version - v))
         return batch
+
+    def closed(self) -> bool:
+        """No group in flight and no room in the window: no sample can come until the trainer
+        takes some. If it cannot take any either, the run waits for ever (the schedule stops it:
+        never seen since the window slides by updates, `update_done`)."""
+        return not self.groups and not self.window.has_room(self.window.reservation(self.max_group_samples))
 
     def queue_bound(self, running_envs: int) -> int:
         """Most samples that can wait for the trainer: admission keeps reservations within

@@ -31,6 +31,10 @@ from rlvla3.runtime.remote_wait import RemoteTimeout, WorkersLost
 from rlvla3.runtime.supervisor import Supervisor, fault_summary
 
 
+class StreamStalled(RemoteTimeout):
+    """Admission and the trainer waiting on each other: the run stops (exit code 4)."""
+
+
 @dataclass
 class _Interval:
     """What happened since the last metrics record, and the time of each stage (docs/metrics.md)."""
@@ -61,6 +65,7 @@ class AsyncSchedule:
         self.progress: List[Tuple[float, int]] = []  # (wall time, env steps): throughput around faults
         self._env_steps_logged = self._trained_logged = 0
         self._t_gen_stats = 0.0
+        self._closed_since: Optional[float] = None  # since when the stream has been closed (_check_stall)
 
     def run(self) -> None:
         s, r, transport = self.session, self.cfg.rollout, self.cfg.transport
@@ -84,6 +89,7 @@ class AsyncSchedule:
                         self.collect(drains, interval)
                 progressed = self.update_policy(interval)
                 progressed = self.feed.feed() or progressed
+                self._check_stall(t_tick)
                 if time.perf_counter() - interval.t0 >= 1.0 or interval.results:
                     self.log(interval)
                     interval = _Interval()
@@ -96,6 +102,21 @@ class AsyncSchedule:
             self.sup.stop_starting()
             if orderly:
                 self.stop(interval)
+
+    def _check_stall(self, now: float) -> None:
+        """Stop, with the stream's counts, once the trainer has been idle for `faults.step_timeout_s`
+        with nothing in flight, too few samples for it and no room to admit more."""
+        if self.feed.busy or not self.stream.closed():
+            self._closed_since = None
+            return
+        self._closed_since = self._closed_since or now
+        if now - self._closed_since > self.cfg.faults.step_timeout_s:
+            st = self.stream.status()
+            raise StreamStalled(
+                f"the experience stream stalled for {now - self._closed_since:.0f} s: no episode in flight, "
+                f"{st.samples_waiting} samples waiting (too few for the trainer), the staleness window full "
+                f"({st.samples_reserved} samples reserved, policy version {st.version}); a bug in the window's "
+                "accounting, please report it with this message")
 
     def admit(self, statuses: List[Optional[dict]]) -> None:
         """Keep about one assignment queued per env. Load = running + queued episodes, so a

@@ -61,6 +61,13 @@ def test_expected_reservations_admit_more_work_and_settle_exactly():
     assert exp.reserved == 6 * 33
 
 
+def test_has_room_answers_as_try_admit_without_counting():
+    c = StalenessController(eta=0, global_batch=4)
+    assert c.has_room(4) and c.try_admit(4)
+    assert not c.has_room(1) and c.counters.refused == 0
+    assert not c.try_admit(1) and c.counters.refused == 1
+
+
 def test_unit_larger_than_window_still_starts_when_idle():
     c = StalenessController(eta=0, global_batch=4)
     assert c.try_admit(16)  # nothing outstanding: admit, or nothing could ever run

@@ -71,3 +71,28 @@ def test_an_update_whose_steps_were_all_skipped_still_slides_the_window():
         assert d.update_policy(_Interval())
     assert (d.stream.version, d.stream.window.position) == (2, 3)
     assert published == [1, 2]  # nothing new to publish after the skipped update
+
+
+def test_a_closed_stream_with_an_idle_trainer_stops_the_run_after_the_step_timeout():
+    """Nothing in flight, the window full, the trainer idle: admission and the trainer would
+    wait on each other for ever; after faults.step_timeout_s the run stops with the counts."""
+    import pytest
+
+    from rlvla3.runtime.async_schedule import StreamStalled
+
+    d = _schedule(grpo=False)
+    d.cfg = SimpleNamespace(faults=SimpleNamespace(step_timeout_s=30.0))
+    d.feed, d._closed_since = SimpleNamespace(busy=False), None
+    d._check_stall(0.0)  # the window has room: not closed
+    assert d._closed_since is None and not d.stream.closed()
+    d.stream.window.reserved = d.stream.window.capacity()  # full, as the skipped updates left it
+    assert d.stream.closed()
+    d._check_stall(100.0)
+    d.feed.busy = True  # the trainer is working: whatever the window, not a stall
+    d._check_stall(200.0)
+    assert d._closed_since is None
+    d.feed.busy = False
+    d._check_stall(300.0)
+    d._check_stall(329.0)  # closed for 29 s: not yet
+    with pytest.raises(StreamStalled, match="stalled for 31 s.*0 samples waiting"):
+        d._check_stall(331.0)
