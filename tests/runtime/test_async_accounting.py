@@ -5,11 +5,12 @@ reported to the stream before deliveries, and the workers' running totals to the
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from rlvla3.core.assignments import GroupSampler
 from rlvla3.core.experience_stream import ExperienceStream, StreamSettings
-from rlvla3.core.types import Episode
-from rlvla3.runtime.async_schedule import AsyncSchedule, _Interval
+from rlvla3.core.types import Episode, TrainResult
+from rlvla3.runtime.async_schedule import AsyncSchedule, StreamStalled, _Interval
 
 
 def _schedule(grpo: bool) -> AsyncSchedule:
@@ -60,8 +61,6 @@ def test_grpo_an_episode_both_dropped_and_delivered_settles_its_group_once():
 def test_an_update_whose_steps_were_all_skipped_still_slides_the_window():
     """A non-finite loss skips every step of an update: no new version, but its global batch is
     consumed, so the staleness window moves on by one batch (else admission stalls the run)."""
-    from rlvla3.core.types import TrainResult
-
     d = _schedule(grpo=False)
     published = []
     d.session = SimpleNamespace(publish_weights_async=published.append)
@@ -76,10 +75,6 @@ def test_an_update_whose_steps_were_all_skipped_still_slides_the_window():
 def test_a_closed_stream_with_an_idle_trainer_stops_the_run_after_the_step_timeout():
     """Nothing in flight, the window full, the trainer idle: admission and the trainer would
     wait on each other for ever; after faults.step_timeout_s the run stops with the counts."""
-    import pytest
-
-    from rlvla3.runtime.async_schedule import StreamStalled
-
     d = _schedule(grpo=False)
     d.cfg = SimpleNamespace(faults=SimpleNamespace(step_timeout_s=30.0))
     d.feed, d._closed_since = SimpleNamespace(busy=False), None
