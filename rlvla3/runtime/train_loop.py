@@ -74,6 +74,11 @@ class TrainingRun:
         self.ended_by = self.ended_by or reason  # the first; the clock runs on through the final evaluation
         return bool(reason)
 
+    def ended_first_by(self) -> Optional[str]:
+        """summary.json's `ended_by`: what first ended the run. A signal during the final evaluation
+        of a run whose budget had ended does not rename it; a signal before any check (SFT) does."""
+        return self.ended_by or self.stop_requested or None
+
     def end_reason(self) -> str:
         """What ends the run now ("" while nothing does): the signal's name, or the budget spent."""
         r = self.cfg.run
@@ -219,7 +224,7 @@ def _summary(training: TrainingRun, session: Session, run_dir: str) -> dict:
         "eval_curve": [p.to_json() for p in training.eval_curve], "eval_curve_clock": CLOCK,
         "rl_wall_s": round(training.rl_wall_s, 2), "rl_eval_s": round(training.eval_s, 2),
         "faults": training.fault_report, "stopped_by": training.stop_requested or None,
-        "ended_by": training.stop_requested or training.ended_by or None,  # the signal, or the budget (run.*)
+        "ended_by": training.ended_first_by(),  # the signal, or the budget (run.*)
         "weights": session.weights.report() if session.weights is not None else {},
     }
 

@@ -165,3 +165,10 @@ def test_max_rl_minutes_stops_on_the_rl_clock_not_before_it_starts(loop):
     assert loop.end_reason() == "run.total_env_steps" and loop.ended_by == "run.max_rl_minutes"  # the first stays
     loop.stop_requested = "SIGTERM"
     assert loop.end_reason() == "SIGTERM"  # a signal names itself first
+    assert loop.ended_first_by() == "run.max_rl_minutes"  # but came after the budget had ended the run
+
+
+def test_ended_by_names_a_signal_that_came_before_any_budget(loop):
+    loop.stop_requested = "SIGINT"  # e.g. during SFT, before the schedule checked anything
+    assert loop.ended_first_by() == "SIGINT"
+    assert loop.should_stop() and loop.ended_first_by() == "SIGINT"
