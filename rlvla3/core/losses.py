@@ -219,7 +219,8 @@ def entropy_mean(entropy, mask=None):
     return _masked_mean(entropy, _weights(mask, entropy))
 
 
-def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str = "k3") -> torch.Tensor:
+def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str = "k3",
+                   clip: float = 0.0) -> torch.Tensor:
     """Masked mean over tokens of an estimate of KL(new || ref) at the sampled tokens, with
     r = log ref - log new; >= 0, zero where the two agree, differentiable in ``logp_new`` only
     (``algo.kl_ref_coef``: keeps the policy near the one RL started from, so that tasks already
@@ -230,10 +231,21 @@ def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str =
     inf (the step is then skipped: 15-22 of 700-1,200 steps on MT10,
     docs/benchmarks/cpu-dec05c-mt10-long/).
     k2 = r^2 / 2: quadratic, never overflows; on the policy's own samples its gradient is
-    that of KL(new || ref) itself."""
+    that of KL(new || ref) itself. On MT10 its gradients reached norms of 10^4-10^5 and held-out
+    success fell from 35.5% to 1.5% (docs/benchmarks/cpu-dec06b-mt10-kl-clip/).
+    clip > 0 caps each token's penalty there: a token past the cap adds `clip` and no gradient,
+    so a few far tokens can neither overflow the loss nor outweigh the others. r is held below
+    EXP_SAFE first, so that exp stays finite (an inf times the cap's zero gradient is nan)."""
     r = torch.as_tensor(logp_ref, device=logp_new.device).detach() - logp_new
+    if clip > 0:
+        r = torch.clamp(r, max=EXP_SAFE)
     per_token = 0.5 * r * r if estimator == "k2" else torch.exp(r) - 1.0 - r
+    if clip > 0:
+        per_token = torch.clamp(per_token, max=clip)
     return _masked_mean(per_token, _weights(mask, logp_new))
+
+
+EXP_SAFE = 30.0  # nats: exp(30) ~ 1e13 is finite in float32 and bfloat16, and far past any useful cap
 
 
 @torch.no_grad()
@@ -296,7 +308,7 @@ class MicroLoss:
             self.rest = self.rest - algo.ent_coef * ent
         self.stats["entropy"] = float(ent.detach())
         if ref is not None:  # token log-probs of the reference policy (algo.kl_ref_coef)
-            kl = ref_kl_penalty(out.logp, ref, tok, algo.kl_ref_estimator)
+            kl = ref_kl_penalty(out.logp, ref, tok, algo.kl_ref_estimator, algo.kl_ref_clip)
             if not warmup:
                 self.rest = self.rest + algo.kl_ref_coef * kl
             self.stats["kl_ref"] = float(kl.detach())

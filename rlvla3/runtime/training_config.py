@@ -28,6 +28,9 @@ class AlgoConfig:
     # k3 (exp(r) - 1 - r, what MT10 was measured with; overflows far from the reference, and the
     # step is skipped) | k2 (r^2 / 2, bounded growth): core/losses.ref_kl_penalty
     kl_ref_estimator: str = "k3"
+    # Cap on each token's penalty (0 = none): a token past it adds the cap and no gradient, so the
+    # k3 loss cannot overflow (core/losses.ref_kl_penalty)
+    kl_ref_clip: float = 0.0
     logprob_level: str = "action"  # token | action | chunk: unit of the importance ratio
     update_epochs: int = 2  # passes over each global batch
     global_batch: int = 256  # samples per optimizer step
@@ -70,7 +73,7 @@ class AlgoConfig:
         check_choice(self.stream_normalization, ("baseline", "exact"), f"{prefix}.stream_normalization")
         check_choice(self.kl_ref_estimator, ("k3", "k2"), f"{prefix}.kl_ref_estimator")
         check_at_least(self, prefix, 1, "update_epochs", "global_batch", "micro_batch")
-        check_at_least(self, prefix, 0, "staleness", "ent_coef", "kl_ref_coef", "value_clip", "critic_warmup_steps")
+        check_at_least(self, prefix, 0, "staleness", "ent_coef", "kl_ref_coef", "kl_ref_clip", "value_clip", "critic_warmup_steps")
         check(self.lr > 0, f"{prefix}.lr must be > 0, got {self.lr}")
         check(0 < self.clip_low < 1, f"{prefix}.clip_low must be in (0, 1), got {self.clip_low}")
         check(self.clip_high > 0, f"{prefix}.clip_high must be > 0, got {self.clip_high}")

@@ -291,3 +291,21 @@ def test_k2_ref_penalty_is_half_the_squared_log_ratio_and_stays_finite_far_from_
     far = torch.tensor([[-300.0]])  # a Gaussian head's log-density deep in the reference's tail
     assert math.isinf(float(ref_kl_penalty(far, torch.tensor([[5.0]]))))  # k3 overflows in float32
     assert float(ref_kl_penalty(far, torch.tensor([[5.0]]), estimator="k2")) == pytest.approx(0.5 * 305.0 ** 2)
+
+
+def test_clipped_ref_penalty_caps_far_tokens_without_overflow_or_their_gradient():
+    new = torch.tensor([[-300.0, math.log(0.2), -1.0]], dtype=torch.float32, requires_grad=True)
+    ref = torch.tensor([[5.0, math.log(0.4), -20.0]], dtype=torch.float32)  # r = 305, log 2, -19
+    got = ref_kl_penalty(new, ref, clip=10.0)
+    k3_mid = 2.0 - 1.0 - math.log(2.0)
+    assert float(got.detach()) == pytest.approx((10.0 + k3_mid + 10.0) / 3, rel=1e-6)  # both far ones capped
+    got.backward()
+    assert torch.isfinite(new.grad).all()  # no inf * 0 = nan from the capped exp
+    assert new.grad[0, 0] == 0 and new.grad[0, 2] == 0  # past the cap: no pull
+    assert float(new.grad[0, 1]) == pytest.approx((1.0 - 2.0) / 3, rel=1e-5)  # below it: k3's own gradient
+    huge = float(ref_kl_penalty(new.detach(), ref, clip=1e20))  # a cap past exp(EXP_SAFE): r is held there
+    assert math.isfinite(huge) and huge > 1e12
+    near = torch.tensor([[math.log(0.2)]])
+    assert float(ref_kl_penalty(near, torch.tensor([[math.log(0.4)]]), clip=10.0)) == pytest.approx(k3_mid, rel=1e-6)
+    assert float(ref_kl_penalty(new.detach(), ref, estimator="k2", clip=10.0)) == pytest.approx(
+        (10.0 + 0.5 * math.log(2.0) ** 2 + 10.0) / 3, rel=1e-6)
