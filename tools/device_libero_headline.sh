@@ -45,8 +45,9 @@ BEST=()
 # another waits for its action; the generator sees N times the requests per forward:
 # gpu-dec05b-libero-ablation). gpu-dec06-libero-oft1b-staged: at N=2 each process was busy 0.65 of a core.
 FULL_SLOTS=${FULL_SLOTS:-$([ "${FULL_2SLOTS:-0}" = 1 ] && echo 2 || echo 1)}
-# FULL_MAX_BATCH: the generator's max batch in full (16 x N by default; at N=3 the H100 ran out of
-# memory with 48 beside oft-1b's trainer at micro-batch 28: gpu-dec06b-libero-oft1b-3slots)
+# FULL_MAX_BATCH: the generator's max batch in full (16 x N by default). N=3 ran out of the H100's
+# memory with 48 and with 32 beside oft-1b's trainer at micro-batch 28 (42 EGL contexts:
+# docs/benchmarks/gpu-dec06b-libero-oft1b-wait/)
 FULL_MAX_BATCH=${FULL_MAX_BATCH:-$((16 * FULL_SLOTS))}
 # FULL_EXTRA: more overrides for full alone (e.g. generator.max_wait_ms=100: larger batches, so the
 # generator leaves the trainer more of the shared GPU)
