@@ -12,7 +12,8 @@
 #      index during the call, as tools/device_metaworld_mt10_call.sh says)
 # Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
-# bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_SLOTS.
+# bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_SLOTS,
+# FULL_MAX_BATCH, FULL_EXTRA, KEEP_SPANS (each explained where it is read below).
 # oft-1b at global batch 392: a 45 s window holds at most one global batch, too few for trained
 # samples/s over whole versions; use WINDOW=130 and two modes per call (from the 45 s calls'
 # timings: start 25 s, sync-best ~135 s + window, full ~100 s + window, bounds 86 s: ~510 s of 540).
@@ -55,6 +56,8 @@ FULL_OVR=()
 [ "$FULL_SLOTS" -gt 1 ] && FULL_OVR+=(rollout.slots_per_worker=$FULL_SLOTS generator.max_batch=$FULL_MAX_BATCH)
 FULL_OVR+=(${FULL_EXTRA:-})
 [ ${#FULL_OVR[@]} -gt 0 ] && BEST+=(--mode-override "full:${FULL_OVR[*]}")
+# KEEP_SPANS=1: each window's spans in modes.tar.gz (about 1 MB a mode), to re-measure later
+[ "${KEEP_SPANS:-0}" = 1 ] && BEST+=(--keep-spans)
 timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
     --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
     "${BEST[@]}" \

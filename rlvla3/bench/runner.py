@@ -313,15 +313,18 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
               warmup: float = 20.0, policy: str = "", straggler_fraction: float = 0.0,
               straggler_slowdown: float = 5.0, bound_seconds: Optional[float] = None,
               say: Callable = print, repeats: int = 1, bounds_each_repeat: bool = False,
-              mode_overrides: Optional[Dict[str, List[str]]] = None, argv: Optional[List[str]] = None) -> dict:
+              mode_overrides: Optional[Dict[str, List[str]]] = None, argv: Optional[List[str]] = None,
+              keep_spans: bool = False) -> dict:
     """`repeats` > 1 runs the mode list that many times in turn (sync, full, sync, full, ...),
     so that a machine whose speed drifts (a shared VM) biases no mode: each mode reports its
     median repeat, every repeat's env steps/s, and the ratios to sync paired by repeat.
     `bounds_each_repeat` measures the stage bounds after every repeat too, and each mode's
     efficiency is the median of its repeats, each against the bounds of its own repeat.
     `mode_overrides` (mode -> overrides) runs a mode in its own layout; the stage bounds use the
-    common overrides. bench.json and table.md are written after every run and every bounds measurement."""
+    common overrides. bench.json and table.md are written after every run and every bounds measurement.
+    `keep_spans` writes each run's measurement window as modes/RUN/spans.jsonl.gz (bench/span_file.py)."""
     from rlvla3.bench.report import window_note, write_outputs
+    from rlvla3.bench.span_file import NAME as SPANS_FILE, save_spans
 
     os.makedirs(out, exist_ok=True)
     base_cfg = load_config(workload_overrides(workload, modes[0], bench_sft(workload) + overrides))
@@ -368,6 +371,9 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
                 metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
                 runs.setdefault(mode + suffix, []).append(metrics)
+                if keep_spans:
+                    os.makedirs(os.path.join(out, "modes", sub), exist_ok=True)
+                    save_spans(os.path.join(out, "modes", sub, SPANS_FILE), window)
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")

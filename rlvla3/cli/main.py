@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("--mode-override", action="append", default=[], metavar="'MODE:KEY=VALUE ...'",
                     help="overrides for one mode only (repeatable), e.g. a layout for sync-best: "
                          "'sync-best:rollout.slots_per_worker=2 generator.max_batch=32'")
+    bn.add_argument("--keep-spans", action="store_true",
+                    help="also write each run's measurement window as modes/RUN/spans.jsonl.gz, to re-measure later")
     bn.add_argument("overrides", nargs="*")
     bp = sub.add_parser("bench-policy", help="one policy: act throughput vs batch, training throughput vs micro-batch")
     bp.add_argument("--out", default="runs/bench_policy", help="output directory (LABEL.json, table.md)")
@@ -156,7 +158,8 @@ def _bench(args) -> int:
                        mode_overrides=per_mode,
                        policy=args.policy, straggler_fraction=args.straggler_fraction,
                        straggler_slowdown=args.straggler_slowdown, bound_seconds=args.bound_seconds or None,
-                       repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat, argv=args.argv)
+                       repeats=args.repeats, bounds_each_repeat=args.bounds_each_repeat, argv=args.argv,
+                       keep_spans=args.keep_spans)
     with open(os.path.join(args.out, "table.md")) as f:
         print(f.read())
     return 0 if result["modes"] else 1

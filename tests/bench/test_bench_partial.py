@@ -204,3 +204,27 @@ def test_table_says_when_a_window_held_no_whole_version():
     md = to_markdown(res)
     assert "- sync: fewer than two weight swaps of generator 0 in the window" in md
     assert "- full: fewer than two" not in md
+
+
+def test_keep_spans_writes_each_window_and_it_re_measures_to_the_same_rates(tmp_path, monkeypatch):
+    from rlvla3.bench.measure import window_metrics
+    from rlvla3.bench.span_file import load_spans
+
+    spans = [Span("env0/slot0", "env_step", 0.1 * i, 0.05, {"steps": 4}) for i in range(20)]
+    spans += [Span("generator0", "infer_batch", 0.1 * i + 0.05, 0.02, {"n": 1, "big": [1, 2]}) for i in range(20)]
+
+    def run_mode(cfg, policy_dir, seconds, warmup, out_dir):
+        return window_metrics(spans, 0.0, 2.0), list(spans), (0.0, 2.0)
+
+    monkeypatch.setattr(runner, "run_mode", run_mode)
+    monkeypatch.setattr(runner, "stage_bounds", lambda *a: dict(BOUNDS))
+    runner.run_bench("tabletop", ["sync", "full"], 2.0, str(tmp_path), [], warmup=0.0, policy="unused",
+                     say=lambda *a: None, keep_spans=True)
+    for mode in ("sync", "full"):
+        back = load_spans(str(tmp_path / "modes" / mode / "spans.jsonl.gz"))
+        assert back == spans  # every field, args included
+        again = window_metrics(back, 0.0, 2.0)
+        assert again["env_steps_per_s"] == json.load(open(tmp_path / "bench.json"))["modes"][mode]["env_steps_per_s"]
+    runner.run_bench("tabletop", ["sync"], 2.0, str(tmp_path / "off"), [], warmup=0.0, policy="unused",
+                     say=lambda *a: None)
+    assert not list((tmp_path / "off").rglob("spans.jsonl.gz"))  # off by default

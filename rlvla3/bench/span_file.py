@@ -1,0 +1,29 @@
+"""A measurement window's spans on disk (`rlvla3 bench --keep-spans`): one JSON object per line,
+gzip-compressed, so that a committed benchmark can be re-measured later (`measure.window_metrics`
+on `load_spans`) when a question comes up that its bench.json does not answer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Iterable, List
+
+from rlvla3.core.timeline import Span
+
+NAME = "spans.jsonl.gz"
+
+
+def save_spans(path: str, spans: Iterable[Span]) -> int:
+    """Write the spans; returns how many."""
+    n = 0
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for s in spans:
+            f.write(json.dumps({"track": s.track, "name": s.name, "start": s.start, "dur": s.dur, "args": s.args},
+                               separators=(",", ":")) + "\n")
+            n += 1
+    return n
+
+
+def load_spans(path: str) -> List[Span]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [Span(d["track"], d["name"], d["start"], d["dur"], d.get("args", {})) for d in map(json.loads, f)]
