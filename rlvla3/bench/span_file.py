@@ -19,9 +19,14 @@ def save_spans(path: str, spans: Iterable[Span]) -> int:
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for s in spans:
             f.write(json.dumps({"track": s.track, "name": s.name, "start": s.start, "dur": s.dur, "args": s.args},
-                               separators=(",", ":")) + "\n")
+                               separators=(",", ":"), default=_plain) + "\n")
             n += 1
     return n
+
+
+def _plain(x):
+    """numpy scalars and arrays in span args (counts from len() of arrays, batch sizes) as JSON."""
+    return x.tolist() if hasattr(x, "tolist") else str(x)
 
 
 def load_spans(path: str) -> List[Span]:

@@ -228,3 +228,15 @@ def test_keep_spans_writes_each_window_and_it_re_measures_to_the_same_rates(tmp_
     runner.run_bench("tabletop", ["sync"], 2.0, str(tmp_path / "off"), [], warmup=0.0, policy="unused",
                      say=lambda *a: None)
     assert not list((tmp_path / "off").rglob("spans.jsonl.gz"))  # off by default
+
+
+def test_span_file_writes_numpy_args_as_plain_json(tmp_path):
+    import numpy as np
+
+    from rlvla3.bench.span_file import load_spans, save_spans
+
+    path = str(tmp_path / "s.jsonl.gz")
+    assert save_spans(path, [Span("g", "infer_batch", 1.0, 0.5, {"n": np.int64(3), "v": np.float32(0.5),
+                                                                   "ids": np.arange(2)})]) == 1
+    (back,) = load_spans(path)
+    assert back.args == {"n": 3, "v": 0.5, "ids": [0, 1]} and back.start == 1.0 and back.dur == 0.5
