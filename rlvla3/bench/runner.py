@@ -369,11 +369,12 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 cfg = load_config(workload_overrides(workload, mode, overrides + mode_overrides.get(mode, []) + extra))
                 say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
                 sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
-                metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, os.path.join(out, "modes", sub))
+                mode_dir = os.path.join(out, "modes", sub)
+                metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, mode_dir)
                 runs.setdefault(mode + suffix, []).append(metrics)
                 if keep_spans:
-                    os.makedirs(os.path.join(out, "modes", sub), exist_ok=True)
-                    save_spans(os.path.join(out, "modes", sub, SPANS_FILE), window)
+                    os.makedirs(mode_dir, exist_ok=True)
+                    save_spans(os.path.join(mode_dir, SPANS_FILE), window)
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")

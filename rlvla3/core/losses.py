@@ -219,6 +219,9 @@ def entropy_mean(entropy, mask=None):
     return _masked_mean(entropy, _weights(mask, entropy))
 
 
+EXP_SAFE = 30.0  # nats: exp(30) ~ 1e13 is finite in float32 and bfloat16, and far past any useful cap
+
+
 def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str = "k3",
                    clip: float = 0.0) -> torch.Tensor:
     """Masked mean over tokens of an estimate of KL(new || ref) at the sampled tokens, with
@@ -243,9 +246,6 @@ def ref_kl_penalty(logp_new: torch.Tensor, logp_ref, mask=None, estimator: str =
     if clip > 0:
         per_token = torch.clamp(per_token, max=clip)
     return _masked_mean(per_token, _weights(mask, logp_new))
-
-
-EXP_SAFE = 30.0  # nats: exp(30) ~ 1e13 is finite in float32 and bfloat16, and far past any useful cap
 
 
 @torch.no_grad()
