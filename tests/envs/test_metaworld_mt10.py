@@ -24,6 +24,12 @@ def test_preset_loads_in_every_mode(algo):
         assert cfg.eval.videos > 0 and cfg.eval.every_steps > 0
 
 
+def test_preset_keeps_the_settings_its_runs_were_measured_at():
+    # docs/benchmarks/gpu-dec06c-mt10-clone: the penalty to the clone, capped, and η = 1 (η = 2 fell behind sync)
+    algo = load_config(["preset=metaworld-mt10"]).algo
+    assert (algo.kl_ref_coef, algo.kl_ref_clip, algo.staleness, algo.decoupled) == (0.1, 10.0, 1, False)
+
+
 def test_vocabulary_tells_the_ten_tasks_apart():
     cfg = load_config(["preset=metaworld-mt10"])
     t = cfg.policy.tiny
