@@ -4,9 +4,11 @@
 # call). Runs and the log go under $OUT as tools/device_metaworld_mt10.sh writes them.
 #
 #   call 1: carry [".device/mw", ".device/pydeps", ".device/ray", ".device/mjsim"]
-#           source .device/mw/setup.sh && cp .device/mw/setup.sh /tmp/rlvla3-setup.sh
+#           source .device/mw/setup.sh && cp .device/mw/setup.sh /tmp/rlvla3-setup.sh && cp -r .device/pydeps/. /tmp/site/
+#           (pydeps is a plain folder, not an archive: setup.sh does not unpack it; with the slim mjsim
+#           part instead of the kit's sim part, gymnasium comes only from it)
 #   call 2: carry [".device/clone"] (a copy of the SFT output folder: config.json, model.safetensors)
-#           source /tmp/rlvla3-setup.sh && OUT=$OUT bash tools/device_mt10_pair.sh 0 [key=value ...]
+#           source /tmp/rlvla3-setup.sh; export PYTHONPATH=/tmp/site:$PWD; OUT=$OUT bash tools/device_mt10_pair.sh 0 [key=value ...]
 #   calls 3, 4: the same with seeds 1 and 2 (no carry: the clone stays in /tmp while the machine is warm)
 # Extra key=value arguments go to both runs (after this script's own, so they win).
 set -uo pipefail
