@@ -40,8 +40,8 @@ esac
 echo "$POLICY on $SUITE, modes $MODES, ${WINDOW}s + ${WARMUP}s warm-up, $REPEATS repeat(s); $(nvidia-smi --query-gpu=name --format=csv,noheader); $(nproc) cores" \
   | stamp | tee -a "$OUT/log.txt"
 # sync-best: sync in its best layout on this machine (two envs per process: gpu-libero-oft/2slots)
-BEST=()
-[[ ",$MODES," == *",sync-best,"* ]] && BEST=(--mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32")
+EXTRA_ARGS=()  # --mode-override and --keep-spans arguments for bench
+[[ ",$MODES," == *",sync-best,"* ]] && EXTRA_ARGS=(--mode-override "sync-best:rollout.slots_per_worker=2 generator.max_batch=32")
 # FULL_SLOTS=N (FULL_2SLOTS=1 is N=2): full with N envs per process (a process steps one env while
 # another waits for its action; the generator sees N times the requests per forward:
 # gpu-dec05b-libero-ablation). gpu-dec06-libero-oft1b-staged: at N=2 each process was busy 0.65 of a core.
@@ -55,13 +55,13 @@ FULL_MAX_BATCH=${FULL_MAX_BATCH:-$((16 * FULL_SLOTS))}
 FULL_OVR=()
 [ "$FULL_SLOTS" -gt 1 ] && FULL_OVR+=(rollout.slots_per_worker=$FULL_SLOTS generator.max_batch=$FULL_MAX_BATCH)
 FULL_OVR+=(${FULL_EXTRA:-})
-[ ${#FULL_OVR[@]} -gt 0 ] && BEST+=(--mode-override "full:${FULL_OVR[*]}")
+[ ${#FULL_OVR[@]} -gt 0 ] && EXTRA_ARGS+=(--mode-override "full:${FULL_OVR[*]}")
 # KEEP_SPANS=1: each window's spans in modes.tar.gz, to re-measure later (estimated at under 1 MB
 # a mode for oft-1b at 130 s: about 12,000 spans; not yet measured)
-[ "${KEEP_SPANS:-0}" = 1 ] && BEST+=(--keep-spans)
+[ "${KEEP_SPANS:-0}" = 1 ] && EXTRA_ARGS+=(--keep-spans)
 timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
     --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
-    "${BEST[@]}" \
+    "${EXTRA_ARGS[@]}" \
     env.libero.suite="$SUITE" $FAMILY policy.device=cuda rollout.num_env_workers=14 rollout.slots_per_worker=1 \
     algo.global_batch=392 algo.micro_batch=28 generator.max_batch=16 "$@" \
     2>&1 | grep --line-buffered -v -i -E "warn|Applying task order|token auth" | stamp | tee -a "$OUT/log.txt" | tail -n 40
