@@ -4,6 +4,7 @@ on `load_spans`) when a question comes up that its bench.json does not answer.""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from typing import Iterable, List
@@ -18,8 +19,7 @@ def save_spans(path: str, spans: Iterable[Span]) -> int:
     n = 0
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for s in spans:
-            f.write(json.dumps({"track": s.track, "name": s.name, "start": s.start, "dur": s.dur, "args": s.args},
-                               separators=(",", ":"), default=_plain) + "\n")
+            f.write(json.dumps(dataclasses.asdict(s), separators=(",", ":"), default=_plain) + "\n")
             n += 1
     return n
 
@@ -31,4 +31,4 @@ def _plain(x):
 
 def load_spans(path: str) -> List[Span]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [Span(d["track"], d["name"], d["start"], d["dur"], d.get("args", {})) for d in map(json.loads, f)]
+        return [Span(**d) for d in map(json.loads, f)]
