@@ -158,8 +158,8 @@ def ppo_samples(episodes: List[Episode], gamma: float, lam: float) -> Tuple[Opti
             raise ValueError(f"episode {ep.episode_id} still waits for its bootstrap value (set_bootstrap)")
         adv, ret = compute_gae(ep.rewards, ep.values, ep.bootstrap_value, ep.terminated, gamma, lam)
         parts.append(episode_samples(ep, adv, ret))
-        stats.episodes += 1
-        stats.successes += int(ep.success)
+        stats.episodes += int(ep.final)  # an episode's segments count it once, at its last
+        stats.successes += int(ep.success and ep.final)
     batch = SampleBatch.concat(parts) if parts else None
     stats.samples = len(batch) if batch is not None else 0
     return batch, stats

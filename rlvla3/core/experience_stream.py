@@ -267,14 +267,18 @@ class ExperienceStream:
 
     def add_episodes(self, delivered: List[Tuple[int, Episode]]) -> ExperienceStats:
         """(worker, episode) pairs that finished: their samples join the queue once their
-        group is complete (PPO: at once)."""
+        group is complete (PPO: at once; a PPO episode's segments, `Episode.final` False, as
+        they come, its group settling with its last)."""
         stats = ExperienceStats()
         for w, ep in delivered:
             group = self.groups.get(ep.group_key)
             if group is None or group.running[w] <= 0:  # never count an episode twice
                 self.episodes_late += 1
                 continue
-            group.running[w] -= 1
+            if not ep.final and self.grpo:
+                raise ValueError("a GRPO group needs whole episodes: rollout.segment_chunks applies to PPO")
+            if ep.final:  # a segment of a running PPO episode leaves its group open
+                group.running[w] -= 1
             if group.broken:
                 self.episodes_dropped_with_group += 1
                 stats.episodes_dropped += 1
@@ -285,7 +289,8 @@ class ExperienceStream:
                 if batch is not None:
                     self._put(batch)
                     group.produced += len(batch)
-            self._settle_if_done(ep.group_key)
+            if ep.final:
+                self._settle_if_done(ep.group_key)
         return stats
 
     def rollout_samples(self, episodes: List[Episode]) -> Tuple[Optional[SampleBatch], ExperienceStats]:

@@ -92,6 +92,10 @@ class Episode:
     # s_L of an episode cut by a time limit that its observation does not show: not terminal,
     # and V(s_L) is still to be computed (core/experience.py `pending_bootstrap`)
     bootstrap_obs: Optional[ObsBatch] = None
+    # False for a segment handed over while its episode runs on (`rollout.segment_chunks`): not
+    # terminal, bootstrapped with V of the next decision's observation; the episode's last part
+    # (and a whole episode) is final
+    final: bool = True
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

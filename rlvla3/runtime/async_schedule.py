@@ -71,7 +71,7 @@ class AsyncSchedule:
         s, r, transport = self.session, self.cfg.rollout, self.cfg.transport
         s.publish_weights()  # a resumed run: generators still hold the initial policy, all its samples would be stale
         self.sup.start_all(self.cfg.generator.router, len(s.generators), r.envs_per_slot, transport.coalesce_ms,
-                           self.cfg.generator.request_transport)
+                           self.cfg.generator.request_transport, r.segment_chunks)
         interval, last_poll, t_last, orderly = _Interval(), 0.0, time.perf_counter(), True
         try:
             while not self.training.should_stop():

@@ -67,6 +67,8 @@ def check_across_sections(cfg: Config) -> None:
           "needs run.backend=ray (the local backend runs everything in one process)")
     if a.name == "grpo":
         check(ro.group_size >= 2, f"rollout.group_size must be >= 2 for GRPO, got {ro.group_size}")
+        check(ro.segment_chunks == 0, "rollout.segment_chunks hands over parts of running episodes, for PPO: "
+                                      "a GRPO group's advantages need whole episodes (set it to 0)")
         if r.mode in ("sync", "sync-best"):
             envs = ro.num_env_workers * envs_per_worker(ro)
             check(envs % ro.group_size == 0,

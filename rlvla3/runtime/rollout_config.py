@@ -24,11 +24,15 @@ class RolloutConfig:
     rollout_epochs: int = 1  # sync: rollout passes collected per training step (RLinf semantics)
     horizon_chunks: int = 0  # sync: lock-step chunk steps per rollout pass; 0 = enough for one episode
     temperature: float = 1.0  # sampling temperature of the behaviour policy
+    # Async modes, PPO: an env hands over its running episode every this many decisions, each
+    # segment bootstrapped with V of the next decision's observation, so that a long episode's
+    # samples reach the trainer while they are fresh (0 = whole episodes; docs/schedules.md)
+    segment_chunks: int = 0
 
     def validate(self, prefix: str = "rollout") -> None:
         check_at_least(self, prefix, 1, "num_env_workers", "slots_per_worker", "group_size", "envs_per_slot",
                        "rollout_epochs")
-        check_at_least(self, prefix, 0, "horizon_chunks")
+        check_at_least(self, prefix, 0, "horizon_chunks", "segment_chunks")
         check(self.temperature > 0, f"{prefix}.temperature must be > 0, got {self.temperature}")
 
 

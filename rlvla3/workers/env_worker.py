@@ -67,6 +67,7 @@ class EnvWorker(Role):
         self.obs: List[dict] = [None] * num_slots
         self.active = np.zeros(num_slots, bool)
         self.auto_reset = "none"
+        self.segment_chunks = 0  # async PPO: hand over a running episode every this many decisions (0: whole)
         self.filler = GroupSampler(self.envs[0].num_tasks, env_cfg.num_init_states, 1, seed + 7919 * worker_id)
         self.finished: List[Episode] = []
         self.outcomes: List[dict] = []  # (task, init, success, steps) of every finished kept episode
@@ -139,6 +140,18 @@ class EnvWorker(Role):
                     self.finished.append(ep)
         self.discard_slot(i)
 
+    def _hand_over_segment(self, i: int, bootstrap_value: float) -> None:
+        """Slot i's decisions so far go to the experience stream as one segment of its running
+        episode, so that their samples reach the trainer before the episode ends (fresher, and
+        counted in the staleness window sooner); the episode goes on in the slot."""
+        with self._lock:
+            self._episode_counter += 1  # each segment has its own id: its samples' ids stay unique
+            episode_id = self._episode_id()
+        seg = self.recorders[i].cut_segment(bootstrap_value, self.worker_id, i, episode_id)
+        if seg is not None:
+            with self._lock:
+                self.finished.append(seg)
+
     def _episode_id(self) -> int:
         return (self.worker_id << 32) + (self.incarnation << 24) + self._episode_counter
 
@@ -171,6 +184,8 @@ class EnvWorker(Role):
     def step_slot(self, i: int, actions, tokens, logp, value: float, version: int) -> tuple:
         """Execute one action chunk on slot i; returns (done, success, substeps)."""
         obs = self.obs[i]
+        if self.segment_chunks and self.recorders[i].keep and len(self.recorders[i]) >= self.segment_chunks:
+            self._hand_over_segment(i, value)  # `value` is V(obs), the segment's bootstrap
         self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
         t0, w0 = time.perf_counter(), time.time()
         obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
@@ -203,6 +218,7 @@ class EnvWorker(Role):
         if auto_reset not in AUTO_RESET:
             raise ValueError(f"auto_reset must be one of {AUTO_RESET}, got {auto_reset!r}")
         self.auto_reset = auto_reset
+        self.segment_chunks = 0  # lock-step rollouts cut their episodes at the horizon instead
         # In parallel, like steps: a simulator's reset can cost as much as many steps.
         list(self.pool.map(lambda ia: self.reset_slot(*ia), enumerate(assignments)))
         return self.observe(range(self.num_slots))
@@ -257,7 +273,10 @@ class EnvWorker(Role):
 
     # --- asynchronous API (see slot_rollout.py) ---------------------------------------------
     def start_async(self, generators, router: str, num_generators: int, envs_per_slot: int = 1,
-                    coalesce_ms: float = 0.0, transport: str = "ray") -> bool:
+                    coalesce_ms: float = 0.0, transport: str = "ray", segment_chunks: int = 0) -> bool:
+        if segment_chunks < 0:
+            raise ValueError(f"rollout.segment_chunks must be >= 0, got {segment_chunks}")
+        self.segment_chunks = segment_chunks
         self.rollout = SlotRollout(self, generators, router, num_generators, envs_per_slot, coalesce_ms, transport)
         return True
 

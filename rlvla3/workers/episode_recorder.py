@@ -14,6 +14,15 @@ class EpisodeRecorder:
         self.clear()
 
     def clear(self) -> None:
+        self._clear_decisions()
+        self.env_steps = 0  # the whole episode's, across its segments (outcomes report it)
+        self.task_id = -1
+        self.init_id = -1
+        self.group_key = ""
+        self.instruction = ""
+        self.keep = True  # False for filler episodes whose data is discarded
+
+    def _clear_decisions(self) -> None:
         self.images: List[np.ndarray] = []
         self.proprio: List[np.ndarray] = []
         self.tokens: List[np.ndarray] = []
@@ -22,12 +31,7 @@ class EpisodeRecorder:
         self.versions: List[int] = []
         self.rewards: List[float] = []
         self.executed: List[int] = []  # sub-actions of each chunk the env ran
-        self.env_steps = 0
-        self.task_id = -1
-        self.init_id = -1
-        self.group_key = ""
-        self.instruction = ""
-        self.keep = True  # False for filler episodes whose data is discarded
+        self.segment_env_steps = 0  # since the last segment was handed over
 
     def start(self, task_id: int, init_id: int, group_key: str, instruction: str, keep: bool = True) -> None:
         self.clear()
@@ -46,6 +50,7 @@ class EpisodeRecorder:
         self.rewards.append(float(reward))
         self.executed.append(int(substeps))
         self.env_steps += int(substeps)
+        self.segment_env_steps += int(substeps)
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -61,7 +66,16 @@ class EpisodeRecorder:
             instruction=self.instruction, tokens=np.stack(self.tokens[:n]), logp=np.stack(self.logp[:n]),
             values=np.asarray(self.values[:n], np.float32), versions=np.asarray(self.versions[:n], np.int64),
             rewards=np.asarray(self.rewards, np.float32), success=bool(success), terminated=bool(terminated),
-            bootstrap_value=float(bootstrap_value), env_steps=self.env_steps, worker_id=worker_id,
+            bootstrap_value=float(bootstrap_value), env_steps=self.segment_env_steps, worker_id=worker_id,
             slot_id=slot_id, episode_id=episode_id, executed=np.asarray(self.executed, np.int64),
             bootstrap_obs=bootstrap_obs,
         )
+
+    def cut_segment(self, bootstrap_value: float, worker_id: int, slot_id: int, episode_id: int) -> Optional[Episode]:
+        """The decisions so far as a segment of the running episode (not its end: `final` False),
+        bootstrapped with V of the current observation; the episode goes on from here."""
+        seg = self.build(False, False, bootstrap_value, worker_id, slot_id, episode_id)
+        if seg is not None:
+            seg.final = False
+        self._clear_decisions()
+        return seg

@@ -87,6 +87,39 @@ def test_ppo_episodes_become_samples_at_once_and_settle_their_reservation():
     np.testing.assert_allclose(batch.returns, [0.9, 1.0])  # GAE with gamma 0.9, lambda 1
 
 
+def segment(key, n=2, version=0, bootstrap=0.5, episode_id=0):
+    """A part of a running episode (rollout.segment_chunks): no reward yet, not terminal."""
+    ep = episode(key, n=n, success=False, version=version, episode_id=episode_id)
+    ep.terminated, ep.bootstrap_value, ep.final = False, bootstrap, False
+    return ep
+
+
+def test_ppo_segments_queue_their_samples_and_the_last_part_settles_the_group():
+    """A running episode's segments reach the queue at once, bootstrapped (returns 0.9² × 0.5 and
+    0.9 × 0.5, no reward yet); the group stays in flight, reserving its horizon, and the episode is
+    counted once, when its final part comes, which settles the reservation at all it produced."""
+    s = stream()
+    (key,) = admitted(s, [0], target=1)
+    stats = s.add_episodes([(0, segment(key, episode_id=1))])
+    assert stats.episodes == 0 and stats.samples == 2 and s.samples_waiting == 2
+    st = s.status()
+    assert st.groups_in_flight == 1 and st.episodes_in_flight == 1 and st.samples_reserved == 5
+    np.testing.assert_allclose(s.take(2).returns, [0.405, 0.45], rtol=1e-6)
+    stats = s.add_episodes([(0, segment(key, n=1, episode_id=2)), (0, episode(key, n=2, episode_id=3))])
+    assert stats.episodes == 1 and stats.successes == 1 and stats.samples == 3
+    st = s.status()
+    assert st.groups_in_flight == 0 and st.samples_reserved == 5 and st.samples_produced == 5
+    s.add_episodes([(0, segment(key, episode_id=4))])  # after its episode ended: late, ignored
+    assert s.status().episodes_late == 1 and s.samples_waiting == 3
+
+
+def test_a_segment_reaching_a_grpo_stream_is_refused():
+    s = stream("grpo", group_size=2)
+    (key,) = admitted(s, [0], target=2)
+    with pytest.raises(ValueError, match="whole episodes"):
+        s.add_episodes([(0, segment(key))])
+
+
 def test_an_episode_from_a_worker_that_did_not_run_it_is_ignored_and_counted():
     s = stream()
     (key,) = admitted(s, [0, 5], target=1)

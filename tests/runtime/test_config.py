@@ -31,6 +31,10 @@ def test_impossible_combinations_are_named():
         load_config(["algo.name=grpo", "rollout.group_size=3"])  # 16 slots not divisible by 3
     with pytest.raises(ConfigError, match="algo.micro_batch"):
         load_config(["algo.micro_batch=512", "algo.global_batch=128"])
+    with pytest.raises(ConfigError, match="rollout.segment_chunks"):
+        load_config(["algo.name=grpo", "rollout.segment_chunks=4"])  # a group's advantages need whole episodes
+    with pytest.raises(ConfigError, match="rollout.segment_chunks"):
+        load_config(["rollout.segment_chunks=-1"])
     with pytest.raises(ConfigError, match="policy.tiny.image_size"):
         load_config(["policy.tiny.image_size=32"])
     with pytest.raises(ConfigError, match="run.mode"):

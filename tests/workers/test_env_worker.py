@@ -144,3 +144,28 @@ def test_the_async_driver_bootstraps_the_ticks_time_limit_cuts_or_drops_them():
             np.testing.assert_allclose(ppo_samples(kept, 0.9, 1.0)[0].returns[-1], 0.9 * 6)
         else:
             assert kept == [] and dropped == [(3, "a1")]
+
+
+def test_segments_hand_over_a_running_episode_every_k_decisions():
+    """rollout.segment_chunks=2: at the third decision the slot hands over its first two, with
+    that decision's value as their bootstrap, and goes on; the episode is reported once, at its
+    end, with all its env steps. The lock-step API turns segments off."""
+    w = _worker(slots=1, reset_ms=0.0)
+    w.segment_chunks = 2
+    w.reset_slot(0, EpisodeAssignment(task_id=0, init_id=0, group_key="g"))
+    decisions, done, value = 0, False, 0.0
+    while not done:
+        value += 1.0
+        done = w.step_slot(0, np.zeros((4, 3), np.float32), np.zeros(12, np.int64), np.zeros(12, np.float32),
+                           value, 0)[0]
+        decisions += 1
+    *segments, last = w.finished
+    assert decisions > 4 and len(segments) == (decisions - 1) // 2
+    assert all(not s.final and not s.terminated and len(s) == 2 and s.group_key == "g" for s in segments)
+    assert [s.bootstrap_value for s in segments] == [3.0 + 2 * k for k in range(len(segments))]
+    assert last.final and len(last) == decisions - 2 * len(segments)
+    assert len({s.episode_id for s in w.finished}) == len(w.finished)  # sample ids stay unique
+    (outcome,) = w.outcomes
+    assert outcome["env_steps"] == sum(s.env_steps for s in w.finished) == 4 * decisions
+    w.reset([EpisodeAssignment(task_id=0, init_id=0)])
+    assert w.segment_chunks == 0
