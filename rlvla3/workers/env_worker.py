@@ -128,10 +128,7 @@ class EnvWorker(Role):
     def _close_slot(self, i: int, success: bool, terminated: bool, bootstrap_value: float = 0.0,
                     bootstrap_obs: Optional[ObsBatch] = None) -> None:
         rec = self.recorders[i]
-        with self._lock:
-            self._episode_counter += 1
-            episode_id = self._episode_id()
-        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, episode_id, bootstrap_obs)
+        ep = rec.build(success, terminated, bootstrap_value, self.worker_id, i, self._next_episode_id(), bootstrap_obs)
         with self._lock:
             if rec.keep:
                 self.outcomes.append({"task_id": rec.task_id, "init_id": rec.init_id, "success": bool(success),
@@ -144,16 +141,17 @@ class EnvWorker(Role):
         """Slot i's decisions so far go to the experience stream as one segment of its running
         episode, so that their samples reach the trainer before the episode ends (fresher, and
         counted in the staleness window sooner); the episode goes on in the slot."""
-        with self._lock:
-            self._episode_counter += 1  # each segment has its own id: its samples' ids stay unique
-            episode_id = self._episode_id()
-        seg = self.recorders[i].cut_segment(bootstrap_value, self.worker_id, i, episode_id)
+        # each segment has its own id, so its samples' ids stay unique
+        seg = self.recorders[i].cut_segment(bootstrap_value, self.worker_id, i, self._next_episode_id())
         if seg is not None:
             with self._lock:
                 self.finished.append(seg)
 
-    def _episode_id(self) -> int:
-        return (self.worker_id << 32) + (self.incarnation << 24) + self._episode_counter
+    def _next_episode_id(self) -> int:
+        """A new id, unique per run (episodes and segments, across this worker's restarts)."""
+        with self._lock:
+            self._episode_counter += 1
+            return (self.worker_id << 32) + (self.incarnation << 24) + self._episode_counter
 
     def drop_slot(self, i: int, reason: str = "") -> None:
         """Discard slot i's unfinished episode (env fault): counted, never handed over."""
@@ -252,9 +250,8 @@ class EnvWorker(Role):
         n = 0
         for i in np.flatnonzero(self.active):
             if self.recorders[i].keep and len(self.recorders[i]) > 0:
-                self._episode_counter += 1
                 ep = self.recorders[i].build(False, False, float(bootstrap_values[i]), self.worker_id, i,
-                                             self._episode_id())
+                                             self._next_episode_id())
                 self.finished.append(ep)
                 n += 1
             self.discard_slot(i)

@@ -30,8 +30,7 @@ class EpisodeRecorder:
         self.values: List[float] = []
         self.versions: List[int] = []
         self.rewards: List[float] = []
-        self.executed: List[int] = []  # sub-actions of each chunk the env ran
-        self.segment_env_steps = 0  # since the last segment was handed over
+        self.executed: List[int] = []  # sub-actions of each chunk the env ran (their sum: this part's env steps)
 
     def start(self, task_id: int, init_id: int, group_key: str, instruction: str, keep: bool = True) -> None:
         self.clear()
@@ -50,13 +49,12 @@ class EpisodeRecorder:
         self.rewards.append(float(reward))
         self.executed.append(int(substeps))
         self.env_steps += int(substeps)
-        self.segment_env_steps += int(substeps)
 
     def __len__(self) -> int:
         return len(self.rewards)
 
     def build(self, success: bool, terminated: bool, bootstrap_value: float, worker_id: int, slot_id: int,
-              episode_id: int, bootstrap_obs: Optional[ObsBatch] = None) -> Optional[Episode]:
+              episode_id: int, bootstrap_obs: Optional[ObsBatch] = None, final: bool = True) -> Optional[Episode]:
         n = len(self.rewards)  # decisions with an outcome (a pending decision is dropped)
         if n == 0:
             return None
@@ -66,16 +64,14 @@ class EpisodeRecorder:
             instruction=self.instruction, tokens=np.stack(self.tokens[:n]), logp=np.stack(self.logp[:n]),
             values=np.asarray(self.values[:n], np.float32), versions=np.asarray(self.versions[:n], np.int64),
             rewards=np.asarray(self.rewards, np.float32), success=bool(success), terminated=bool(terminated),
-            bootstrap_value=float(bootstrap_value), env_steps=self.segment_env_steps, worker_id=worker_id,
+            bootstrap_value=float(bootstrap_value), env_steps=int(sum(self.executed)), worker_id=worker_id,
             slot_id=slot_id, episode_id=episode_id, executed=np.asarray(self.executed, np.int64),
-            bootstrap_obs=bootstrap_obs,
+            bootstrap_obs=bootstrap_obs, final=final,
         )
 
     def cut_segment(self, bootstrap_value: float, worker_id: int, slot_id: int, episode_id: int) -> Optional[Episode]:
         """The decisions so far as a segment of the running episode (not its end: `final` False),
         bootstrapped with V of the current observation; the episode goes on from here."""
-        seg = self.build(False, False, bootstrap_value, worker_id, slot_id, episode_id)
-        if seg is not None:
-            seg.final = False
+        seg = self.build(False, False, bootstrap_value, worker_id, slot_id, episode_id, final=False)
         self._clear_decisions()
         return seg
