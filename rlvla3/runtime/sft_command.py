@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
+from rlvla3.core.action_labels import flat_dims, two_peaked_dims
+from rlvla3.core.types import ObsBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import build_policy
 from rlvla3.runtime.demos import collect_demos
@@ -35,8 +38,38 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     log = (lambda e, m: logger.log(e, m, 0)) if logger else None
     t0 = time.perf_counter()
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log, shift=s.augment_shift)
+    warn = head_mismatch(policy, demos, seed=cfg.run.seed)
+    if warn:
+        say(warn)
     policy.version = 0
     policy.save_pretrained(out_dir)
     say(f"SFT: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss "
         f"{losses[-1] if losses else float('nan'):.3f}; saved {out_dir}")
     return {"demos": demos.episodes, "samples": len(demos), "losses": losses}
+
+
+
+def head_mismatch(policy, demos, max_samples: int = 512, seed: int = 0) -> str:
+    """A warning when the clone samples some action dimension almost uniformly on the demos' own
+    states (a binned head whose spread saturated), naming labels that sit at both bounds."""
+    n_bins = getattr(getattr(policy, "cfg", None), "n_bins", None)
+    tokenizer = getattr(policy, "action_tokenizer", None)
+    if not n_bins or tokenizer is None or len(demos) == 0:
+        return ""
+    idx = np.random.default_rng(seed).permutation(len(demos))[:max_samples]
+    obs = ObsBatch(demos.images[idx], demos.proprio[idx], [demos.instructions[i] for i in idx])
+    tokens = tokenizer.encode(demos.actions[idx]).reshape(len(idx), -1)
+    with torch.no_grad():
+        entropy = policy.evaluate(obs, tokens).entropy.float().cpu().numpy()
+    flat = flat_dims(entropy.reshape(len(idx), policy.chunk_size, policy.action_dim), n_bins)
+    if not flat:
+        return ""
+    peaks = {p.dim: p for p in two_peaked_dims(demos.actions)}
+    dims = "; ".join(f"dimension {d}: {e:.2f} of {np.log(n_bins):.2f} nats" + (
+        f", its labels {peaks[d].at_low:.0%} at -1 and {peaks[d].at_high:.0%} at +1" if d in peaks else "")
+        for d, e in flat)
+    head = getattr(policy.cfg, "action_head", "")
+    fix = (" The binned_gaussian head fits one peak per dimension; policy.tiny.action_head=gaussian_plus_logits "
+           "fits labels at both bounds (docs/metaworld.md, 'The action head').") if head == "binned_gaussian" else ""
+    return (f"SFT: warning: the clone samples some action dimensions almost uniformly on the demos' own states "
+            f"({dims}): its sampled actions there are close to random.{fix}")
