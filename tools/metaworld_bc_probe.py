@@ -21,9 +21,11 @@ from rlvla3.runtime.demos import collect_demos
 from rlvla3.runtime.sft import train_sft
 
 
-def evaluate(policy, env, episodes: int, deterministic: bool, seed: int) -> float:
+def evaluate(policy, env, episodes: int, deterministic: bool, seed: int):
+    """Held-out success over all tasks, and per task (instruction -> rate)."""
     torch.manual_seed(seed)
     wins = total = 0
+    per_task = {}
     n_eval = env.num_init_states("eval")
     for task in range(env.num_tasks):
         for e in range(episodes):
@@ -36,7 +38,9 @@ def evaluate(policy, env, episodes: int, deterministic: bool, seed: int) -> floa
                 done = term or trunc
             wins += int(info["success"])
             total += 1
-    return wins / max(total, 1)
+            name = obs["instruction"]
+            per_task[name] = per_task.get(name, 0.0) + float(info["success"]) / episodes
+    return wins / max(total, 1), per_task
 
 
 def main() -> None:
@@ -62,8 +66,10 @@ def main() -> None:
                        if e % 5 == 4 else None, shift=s.augment_shift)
     print(f"sft: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss {losses[-1]:.3f}", flush=True)
     for det in (False, True):
-        sr = evaluate(policy, env, args.episodes, det, cfg.run.seed)
+        sr, per_task = evaluate(policy, env, args.episodes, det, cfg.run.seed)
         print(f"held-out success ({'greedy' if det else 'sampled'}): {sr:.1%}", flush=True)
+        if len(per_task) > 1:
+            print("  " + ", ".join(f"{k}: {v:.0%}" for k, v in per_task.items()), flush=True)
     env.close()
 
 

@@ -57,10 +57,13 @@ def head_mismatch(policy, demos, max_samples: int = 512, seed: int = 0) -> str:
     if not n_bins or tokenizer is None or len(demos) == 0:
         return ""
     idx = np.random.default_rng(seed).permutation(len(demos))[:max_samples]
-    obs = ObsBatch(demos.images[idx], demos.proprio[idx], [demos.instructions[i] for i in idx])
-    tokens = tokenizer.encode(demos.actions[idx]).reshape(len(idx), -1)
+    parts = []
     with torch.no_grad():
-        entropy = policy.evaluate(obs, tokens).entropy.float().cpu().numpy()
+        for part in np.array_split(idx, max(1, -(-len(idx) // 64))):  # batches of <= 64: a large VLA fits
+            obs = ObsBatch(demos.images[part], demos.proprio[part], [demos.instructions[i] for i in part])
+            tokens = tokenizer.encode(demos.actions[part]).reshape(len(part), -1)
+            parts.append(policy.evaluate(obs, tokens).entropy.float().cpu().numpy())
+    entropy = np.concatenate(parts)
     flat = flat_dims(entropy.reshape(len(idx), policy.chunk_size, policy.action_dim), n_bins)
     if not flat:
         return ""
@@ -69,7 +72,8 @@ def head_mismatch(policy, demos, max_samples: int = 512, seed: int = 0) -> str:
         f", its labels {peaks[d].at_low:.0%} at -1 and {peaks[d].at_high:.0%} at +1" if d in peaks else "")
         for d, e in flat)
     head = getattr(policy.cfg, "action_head", "")
-    fix = (" The binned_gaussian head fits one peak per dimension; policy.tiny.action_head=gaussian_plus_logits "
-           "fits labels at both bounds (docs/metaworld.md, 'The action head').") if head == "binned_gaussian" else ""
+    fix = (" The binned_gaussian head fits one peak per dimension; a head with a free logit per bin fits labels at "
+           "both bounds (policy.tiny.action_head=gaussian_plus_logits; docs/metaworld.md, 'The action head').") \
+        if head == "binned_gaussian" else ""
     return (f"SFT: warning: the clone samples some action dimensions almost uniformly on the demos' own states "
             f"({dims}): its sampled actions there are close to random.{fix}")
