@@ -1,4 +1,4 @@
-"""The SFT command warns when a clone samples an action dimension almost uniformly (issue 23: the
+"""The SFT command notes when a clone samples an action dimension almost uniformly (issue 23: the
 MetaWorld experts' bang-bang labels saturate the binned-Gaussian head's scale)."""
 import numpy as np
 import torch
@@ -6,7 +6,7 @@ import torch
 from rlvla3.policies.tiny_vla import TinyVLAConfig, TinyVLAPolicy
 from rlvla3.runtime.demos import DemoSet
 from rlvla3.runtime.sft import train_sft
-from rlvla3.runtime.sft_command import head_mismatch
+from rlvla3.runtime.sft_command import spread_note
 
 
 def _fitted(head, actions):
@@ -27,11 +27,11 @@ def _bang_bang(n=128):
     return a
 
 
-def test_warns_when_the_gaussian_head_spreads_over_labels_at_both_bounds():
-    msg = head_mismatch(*_fitted("binned_gaussian", _bang_bang()))
+def test_notes_when_the_gaussian_head_spreads_over_labels_at_both_bounds():
+    msg = spread_note(*_fitted("binned_gaussian", _bang_bang()))
     assert "dimension 1:" in msg and "50% at -1 and 50% at +1" in msg and "gaussian_plus_logits" in msg
     assert "dimension 0:" not in msg
 
 
-def test_no_warning_once_the_head_can_fit_both_peaks():
-    assert head_mismatch(*_fitted("gaussian_plus_logits", _bang_bang())) == ""
+def test_no_note_once_the_head_can_fit_both_peaks():
+    assert spread_note(*_fitted("gaussian_plus_logits", _bang_bang())) == ""
