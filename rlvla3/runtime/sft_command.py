@@ -38,13 +38,13 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     log = (lambda e, m: logger.log(e, m, 0)) if logger else None
     t0 = time.perf_counter()
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log, shift=s.augment_shift)
-    note = spread_note(policy, demos, seed=cfg.run.seed)
-    if note:
-        say(note)
     policy.version = 0
     policy.save_pretrained(out_dir)
     say(f"SFT: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss "
         f"{losses[-1] if losses else float('nan'):.3f}; saved {out_dir}")
+    note = spread_note(policy, demos, seed=cfg.run.seed)  # after the timing: the check is not training
+    if note:
+        say(note)
     return {"demos": demos.episodes, "samples": len(demos), "losses": losses}
 
 
