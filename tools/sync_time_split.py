@@ -1,15 +1,14 @@
-"""Where a lock-step run's time went, and how fast any overlap of its stages could go.
+"""Where a lock-step run's iteration time went.
 
-    python tools/sync_time_split.py RUN [RUN ...]   # sync runs; full runs are listed for comparison
+    python tools/sync_time_split.py RUN [RUN ...]   # sync runs; full runs are listed beside them
 
 Sums the driver's `time/*` columns of each run's `metrics.jsonl` (docs/metrics.md). A `sync`
-iteration is rollout (the env workers' chunk steps, the generators' batched inference, the
-rest) then training, one after the other; an asynchronous mode can at best hide everything but
-the slowest stage. With the env workers the slowest, the bound is the env-only rate: env steps
-over the time `sync` waited for chunk steps, and `sync`'s iteration time over that wait is the
-most an overlap can gain on this workload and layout. Evaluations are outside `time/iteration_s`
-(they stop every mode alike). For a `full` run the table gives its env steps per second of
-iteration time, to set beside the `sync` runs' env-only rate.
+iteration is rollout (waiting for the env workers' chunk steps, for the generators' batched
+inference, the rest) then training, one after the other. The last two columns give env steps
+over the time `sync` waited for chunk steps, and its iteration time over that wait. That wait
+is not what the simulators need alone (a process's slots step together and each step waits for
+the slowest process): `rlvla3 bench` measures the simulators' own bound. Evaluations are outside
+`time/iteration_s`. For a `full` run the table gives its env steps per second of iteration time.
 """
 
 import json
@@ -19,7 +18,7 @@ from collections import Counter
 
 
 def split(run: str) -> dict:
-    sums, mode = Counter(), "?"
+    sums = Counter()
     with open(os.path.join(run, "metrics.jsonl")) as f:
         for line in f:
             for k, v in json.loads(line).items():
@@ -28,8 +27,7 @@ def split(run: str) -> dict:
     summary_path = os.path.join(run, "summary.json")
     with open(summary_path) as f:
         summary = json.load(f)
-    mode = summary.get("mode", mode)
-    out = {"run": run, "mode": mode, "env_steps": summary["env_steps"], "iteration_s": sums["time/iteration_s"]}
+    out = {"run": run, "mode": summary.get("mode", "?"), "env_steps": summary["env_steps"], "iteration_s": sums["time/iteration_s"]}
     if "time/rollout_env_s" in sums:
         out.update(env_s=sums["time/rollout_env_s"], infer_s=sums["time/rollout_infer_s"],
                    rollout_s=sums["time/rollout_s"], train_s=sums["time/train_wait_s"])
@@ -48,8 +46,9 @@ def row(s: dict) -> str:
 
 
 def main(runs: list) -> str:
-    lines = ["| run | mode | env steps | iteration s | env chunk steps s | inference s | other rollout s | "
-             "training s | env steps/s | overlap bound |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    header = ("| run | mode | env steps | iteration s | env chunk steps s | inference s | other rollout s | "
+              "training s | env steps/s | iteration / env wait |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         if not os.path.isfile(os.path.join(run, "metrics.jsonl")):
             sys.exit(f"{run}: no metrics.jsonl (pass run directories)")

@@ -14,7 +14,7 @@
   scripted expert.
 - `metaworld`: MetaWorld MT10 (`pip install -e .[metaworld]`) as `preset=metaworld-mt10` sees
   it: the rendered corner2 camera at 128², 4-D proprio and actions, chunks of 8, episodes of
-  at most 200 steps, MT10's words in the vocabulary; the quick SFT clones the
+  at most 200 steps, the preset's tiny VLA (its width and MT10's words in the vocabulary); the quick SFT clones the
   `metaworld.policies` experts (fewer demos than the tabletop's: each costs ~0.3-0.5 s in the
   driver). `env.metaworld.benchmark=MT1` benchmarks one task (reach-v3) and starts faster.
 """
@@ -59,13 +59,16 @@ WORKLOADS: Dict[str, List[str]] = {
     ],
 }
 
-def _mt10_vocab() -> str:
-    """preset=metaworld-mt10's vocabulary, as one override (a single source for both)."""
+def _mt10_policy() -> List[str]:
+    """preset=metaworld-mt10's tiny VLA (vocabulary and width) as overrides: one source for the
+    preset and the bench, so that the bench times the policy the preset trains."""
     from rlvla3.runtime.config import PRESET_DIR
 
     with open(os.path.join(PRESET_DIR, "metaworld-mt10.yaml")) as f:
-        vocab = yaml.safe_load(f)["policy"]["tiny"]["vocab"]
-    return "policy.tiny.vocab=[" + ",".join(f"'{w}'" for w in vocab) + "]"  # quoted: a bare on is true
+        tiny = yaml.safe_load(f)["policy"]["tiny"]
+    as_list = lambda xs: "[" + ",".join(str(x) for x in xs) + "]"  # noqa: E731
+    return ["policy.tiny.vocab=[" + ",".join(f"'{w}'" for w in tiny["vocab"]) + "]",  # quoted: a bare on is true
+            f"policy.tiny.channels={as_list(tiny['channels'])}", f"policy.tiny.hidden={tiny['hidden']}"]
 
 
 WORKLOADS["metaworld"] = [
@@ -80,7 +83,7 @@ WORKLOADS["metaworld"] = [
     "policy.tiny.chunk_size=8",
     "policy.oft.chunk_size=8",
     "policy.pi0.chunk_size=8",
-    _mt10_vocab(),
+    *_mt10_policy(),
 ]
 # The quick SFT of the bench (a warm start whose episodes vary in length), per workload.
 BENCH_SFT = ["sft.demos_per_task=48", "sft.epochs=6"]

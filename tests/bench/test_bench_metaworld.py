@@ -19,7 +19,9 @@ def test_workload_is_mt10_on_the_rendered_camera():
     mw, tiny = cfg.env.metaworld, cfg.policy.tiny
     assert cfg.env.type == "metaworld" and mw.benchmark == "MT10" and mw.camera == "corner2"
     assert mw.image_size == tiny.image_size == 128 and (tiny.proprio_dim, tiny.action_dim, tiny.chunk_size) == (4, 4, 8)
-    assert tiny.vocab == load_config(["preset=metaworld-mt10"]).policy.tiny.vocab  # one vocabulary for both
+    preset = load_config(["preset=metaworld-mt10"]).policy.tiny
+    assert tiny.vocab == preset.vocab  # one vocabulary for both
+    assert (tiny.channels, tiny.hidden) == (preset.channels, preset.hidden) != ([16, 32, 32], 256)  # the preset's width
     from rlvla3.envs.metaworld_config import INSTRUCTIONS
 
     mt10 = ["reach", "push", "pick-place", "door-open", "drawer-open", "drawer-close", "button-press-topdown",
