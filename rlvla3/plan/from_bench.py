@@ -25,7 +25,8 @@ from typing import Optional
 
 from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, respell, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
-from rlvla3.plan.timeline_costs import durations_ms, load_timeline, lockstep_overheads, request_rtt_ms
+from rlvla3.plan.timeline_costs import (alone_chunk_ms, durations_ms, find_timeline, load_timeline,
+                                         lockstep_overheads, request_rtt_ms)
 
 DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU box traces: 2.7-3.5 ms)
 # Lock-step overheads when a bench has no trace: the middle of what the committed traces give
@@ -33,6 +34,10 @@ DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU
 DEFAULT_LOCKSTEP_MS = 5.0
 DEFAULT_ITERATION_S = 0.07
 LOCKSTEP = ("sync", "sync-best", "async-train")
+# Workloads whose chunk step is work on its env process's core, shared by the process's slots
+# (EnvCosts.process_share). MetaWorld (GPU box, 4 slots per process): a chunk step's median was
+# 32.5 ms in `sync` (4 at once), 9.5 ms in `full` at eta 1 (about one at once), 18-19 ms at eta 2.
+PROCESS_SHARE = {"metaworld": 1.0}
 
 
 def _config(bench: dict, mode: str):
@@ -111,8 +116,8 @@ def mode_resets(path: str, mode: str, least: int = 10) -> Optional[Dist]:
     """`mode`'s own reset durations (timeline.json next to the bench.json), when it has `least`.
     LIBERO resets depend on the run: 14 at once in `sync` took 2.4 s in one run and 20 s (a
     session's first resets) in another with the same command, against ~2 s staggered in `full`."""
-    tl = os.path.join(os.path.dirname(path), "timeline.json")
-    if not os.path.isfile(tl):
+    tl = find_timeline(os.path.dirname(path))
+    if tl is None:
         return None
     resets = durations_ms(load_timeline(tl).get(mode, []), "reset")
     return Dist.from_samples(resets) if len(resets) >= least else None
@@ -143,15 +148,18 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     horizon = math.ceil(env_config(cfg).episode_steps() / chunk_size)
     spd = ref.get("env_steps_per_decision") or chunk_size
     src = {}
-    timeline = load_timeline(os.path.join(folder, "timeline.json")) if os.path.isfile(
-        os.path.join(folder, "timeline.json")) else {}
+    tl = find_timeline(folder)
+    timeline = load_timeline(tl) if tl else {}
     ref_spans = timeline.get(ref_mode, [])
-    chunks = durations_ms(ref_spans, "env_step")
+    share = PROCESS_SHARE.get(bench["workload"], 0.0)
+    chunks = alone_chunk_ms(ref_spans, share) if share else durations_ms(ref_spans, "env_step")
     if len(chunks) >= 50:
-        chunk, src["env.chunk"] = Dist.from_samples(chunks), f"timeline.json {ref_mode} env_step spans"
+        chunk = Dist.from_samples(chunks)
+        src["env.chunk"] = f"timeline.json {ref_mode} env_step spans" + (" as one slot alone" if share else "")
     else:
         e = ref["env_step_ms"]
         chunk, src["env.chunk"] = Dist.from_percentiles(e["p50"], e["p95"]), f"modes.{ref_mode}.env_step_ms p50/p95"
+        share = 0.0  # without the spans, how many stepped at once is unknown: the durations as measured
     resets = durations_ms(ref_spans, "reset")
     lat_path = os.path.join(folder, "latency_profile.json")
     if len(resets) >= 20:
@@ -165,7 +173,8 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     ep_mean, src["env.episode_decisions_mean"] = _episode_decisions(bench, horizon, spd)
     # Real simulators step on a core each; the emulated one sleeps (its CPU cost is in the transport).
     cpu_share = 0.0 if bench["workload"] == "tabletop-emulated" else 1.0
-    env = EnvCosts(chunk, reset, spd, horizon, ep_mean, cpu_share, float(bench.get("machine", {}).get("cpus") or 0))
+    env = EnvCosts(chunk, reset, spd, horizon, ep_mean, cpu_share, float(bench.get("machine", {}).get("cpus") or 0),
+                   share)
 
     by_batch = {int(k): int(k) / v * 1000.0 for k, v in bounds.get("generator_samples_per_s_by_batch", {}).items()}
     src["generator.act_ms_by_batch"] = "bounds.generator_samples_per_s_by_batch (the generator alone)"

@@ -19,6 +19,15 @@ from rlvla3.plan.profile import StageProfile
 from rlvla3.plan.simulate import SimResult, episode_lengths, straggler_slots
 
 
+def process_shared(alone: np.ndarray, per_process: int, share: float) -> np.ndarray:
+    """Chunk steps that start together on processes of `per_process` consecutive slots, `share` of
+    each being work on its process's one core: slot i's core part ends after sum_j min(w_j, w_i)
+    (processor sharing from a common start, w = share x alone), then its own part runs."""
+    w = (share * alone).reshape(-1, per_process)
+    core = np.minimum(w[:, :, None], w[:, None, :]).sum(axis=-1).reshape(-1)
+    return core + (1.0 - share) * alone
+
+
 def _rollout(prof: StageProfile, rng: np.random.Generator, best: bool, slow: np.ndarray):
     """One lock-step rollout: (wall s, env busy s summed over slots, generator busy s per
     generator, decisions, env steps, inference calls' batch sizes)."""
@@ -44,6 +53,8 @@ def _rollout(prof: StageProfile, rng: np.random.Generator, best: bool, slow: np.
         gen_busy += t_inf
         batches += [int(x) for x in per_gen if x]
         t = draw(env.chunk)
+        if env.process_share > 0:
+            t = process_shared(np.where(active, t, 0.0), L.slots_per_worker, env.process_share)
         left = left - active
         ended = active & (left <= 0)
         if not best and ended.any():  # keep: the slot resets inside this step, then starts a new episode

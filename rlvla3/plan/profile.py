@@ -69,6 +69,10 @@ class EnvCosts:
     episode_decisions_mean: float  # mean decisions per episode (successes end early)
     cpu_share: float = 0.0  # share of a chunk that needs a CPU core (0: the simulator runs elsewhere / sleeps)
     cores: float = 0.0  # CPU cores of the machine the costs were measured on (0: unknown)
+    # Share of a chunk step that is work on its env process's one core, shared with the other slots
+    # of the process stepping at once (MetaWorld: 1, Python and MuJoCo under one GIL); `chunk` is
+    # then one slot stepping alone. 0: slots step independently (the measured spans as they are).
+    process_share: float = 0.0
 
 
 @dataclass

@@ -129,6 +129,13 @@ class AsyncPipeline:
                           for _ in range(L.num_env_workers)] if self.pool and cpu.env_ms_per_decision > 0 else None
         self.driver = Server(self.clock, Meter(self.t0, self.t1), self.pool, cpu.driver_weight) \
             if self.pool and cpu.driver_ms_per_decision > 0 else None
+        # Each env process's one core, shared by its slots' chunk steps (EnvCosts.process_share).
+        self.proc_cores = [CpuPool(self.clock, 1.0) for _ in range(L.num_env_workers)] \
+            if env.process_share > 0 else None
+        # The process's other CPU per decision (building observations, requests, replies) takes its
+        # core too: the accounted CPU per decision beyond the chunk step's own.
+        self.proc_extra_s = max(0.0, cpu.env_ms_per_decision - env.process_share * env.chunk.mean_ms()) / 1000.0 \
+            if self.proc_cores else 0.0
         self.undriven = 0  # decisions since the driver's last poll
         # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.
         self.pending: List[Deque] = [deque() for _ in range(L.num_generators)]
@@ -230,13 +237,20 @@ class AsyncPipeline:
     def _step(self, s: _Slot, version: int) -> None:
         s.versions.append(version)
         dur = float(np.max(self.p.env.chunk.draw_s(self.rng, self.k))) * s.slow
-        self._env_busy(s, dur, self._stepped)
+        if self.proc_cores is None:
+            self._env_busy(s, dur, self._stepped)
+            return
+        share, start = self.p.env.process_share, self.clock.now  # the core's part first, then the rest
+        self.proc_cores[s.worker].run(share * dur, self.clock.after, (1.0 - share) * dur, self._env_done, s, start,
+                                      self._stepped)
 
     def _stepped(self, s: _Slot) -> None:
         if self.env_meter.counts(self.clock.now):
             self.counts["env_steps"] += self.p.env.steps_per_decision * self.k
         if self.env_procs:
             self.env_procs[s.worker].submit(self.k * self.p.cpu.env_ms_per_decision / 1000.0, _nothing)
+        if self.proc_extra_s:
+            self.proc_cores[s.worker].run(self.k * self.proc_extra_s, _nothing)
         self.undriven += self.k
         s.left -= 1
         if s.left > 0:

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -34,9 +36,17 @@ class TSpan:
         return self.start + self.dur
 
 
+def find_timeline(folder: str) -> Optional[str]:
+    """The bench's timeline.json in `folder`, or its gzipped copy (as some results are committed)."""
+    for name in ("timeline.json", "timeline.json.gz"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
+
+
 def load_timeline(path: str) -> Dict[str, List[TSpan]]:
     """Mode (the trace's process name) -> its spans, sorted by start."""
-    with open(path) as f:
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
         data = json.load(f)
     events = data["traceEvents"] if isinstance(data, dict) else data
     procs = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
@@ -106,3 +116,32 @@ def request_rtt_ms(spans: List[TSpan]) -> Optional[float]:
             if i >= 0 and infer_ends[i] >= prev.end:
                 halves.append(nxt.start - infer_ends[i])
     return 2000.0 * float(np.median(halves)) if halves else None
+
+
+def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[float]:
+    """Chunk steps as one slot would take them alone on its env process: a step whose `share` is
+    work on the process's one core ran at rate 1 / (1 - share + share * n(t)) while n of that
+    process's steps and resets ran at once (processor sharing), so its work alone is the
+    integral of that rate over its span. Tracks are `env{w}/slot{i}`: w is the process."""
+    by_proc: Dict[str, List[TSpan]] = defaultdict(list)
+    for s in spans:
+        if s.name in ("env_step", "reset"):
+            by_proc[s.track.split("/")[0]].append(s)
+    out: List[float] = []
+    for proc in by_proc.values():
+        edges = sorted({t for s in proc for t in (s.start, s.end)})
+        # n(t) on each interval between consecutive edges, by a sweep over starts and ends
+        delta = defaultdict(int)
+        for s in proc:
+            delta[s.start] += 1
+            delta[s.end] -= 1
+        level, rate_at = 0, {}
+        for a, b in zip(edges, edges[1:]):
+            level += delta[a]
+            rate_at[a] = (b - a) / (1.0 - share + share * max(level, 1))
+        cum, acc = {}, 0.0  # work done by a lone job from the first edge to each edge
+        for a in edges:
+            cum[a] = acc
+            acc += rate_at.get(a, 0.0)
+        out += [1000.0 * (cum[s.end] - cum[s.start]) for s in proc if s.name == "env_step"]
+    return [round(v, 3) for v in out[:limit]]
