@@ -70,8 +70,8 @@ class EnvCosts:
     cpu_share: float = 0.0  # share of a chunk that needs a CPU core (0: the simulator runs elsewhere / sleeps)
     cores: float = 0.0  # CPU cores of the machine the costs were measured on (0: unknown)
     # Share of a chunk step that is work on its env process's one core, shared with the other slots
-    # of the process stepping at once (MetaWorld: 1, Python and MuJoCo under one GIL); `chunk` is
-    # then one slot stepping alone. 0: slots step independently (the measured spans as they are).
+    # of the process stepping at once (MetaWorld: 1; there 4 slots stepping at once took 4x as long);
+    # `chunk` is then one slot stepping alone. 0: slots step independently (spans as measured).
     process_share: float = 0.0
 
 
