@@ -127,7 +127,7 @@ def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[
     for s in spans:
         if s.name in ("env_step", "reset"):
             by_proc[s.track.split("/")[0]].append(s)
-    out: List[float] = []
+    out: List[tuple] = []  # (start, work alone in ms): the first `limit` by start, as durations_ms takes them
     for proc in by_proc.values():
         edges = sorted({t for s in proc for t in (s.start, s.end)})
         # n(t) on each interval between consecutive edges, by a sweep over starts and ends
@@ -143,5 +143,5 @@ def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[
         for a in edges:
             cum[a] = acc
             acc += rate_at.get(a, 0.0)
-        out += [1000.0 * (cum[s.end] - cum[s.start]) for s in proc if s.name == "env_step"]
-    return [round(v, 3) for v in out[:limit]]
+        out += [(s.start, 1000.0 * (cum[s.end] - cum[s.start])) for s in proc if s.name == "env_step"]
+    return [round(v, 3) for _, v in sorted(out)[:limit]]
