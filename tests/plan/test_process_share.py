@@ -39,6 +39,7 @@ def test_alone_work_of_overlapping_steps():
              TSpan("env_step", "env1/slot0", 0.5, 1.0), TSpan("infer_batch", "generator0", 0.0, 3.0)]
     assert sorted(alone_chunk_ms(spans, 1.0)) == [1000.0, 1500.0, 1500.0]
     assert sorted(alone_chunk_ms(spans, 0.0)) == [1000.0, 2000.0, 2000.0]  # nothing shared: as measured
+    assert alone_chunk_ms(spans, 1.0, limit=2) == [1500.0, 1000.0]  # the first by start, across processes
 
 
 def test_metaworld_bench_prices_a_chunk_step_as_one_slot_alone():
