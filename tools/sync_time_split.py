@@ -28,6 +28,10 @@ def split(run: str) -> dict:
     with open(summary_path) as f:
         summary = json.load(f)
     out = {"run": run, "mode": summary.get("mode", "?"), "env_steps": summary["env_steps"], "iteration_s": sums["time/iteration_s"]}
+    rl_s = summary.get("rl_wall_s", 0.0) - summary.get("rl_eval_s", 0.0)
+    if rl_s > 0 and out["iteration_s"] < 0.8 * rl_s:  # committed runs sometimes keep every 4th row only
+        sys.exit(f"{run}: metrics.jsonl holds {out['iteration_s']:.0f} s of iterations against {rl_s:.0f} s of RL "
+                 "time without evaluations: rows are missing (a thinned copy?), so the sums would be wrong")
     if "time/rollout_env_s" in sums:
         out.update(env_s=sums["time/rollout_env_s"], infer_s=sums["time/rollout_infer_s"],
                    rollout_s=sums["time/rollout_s"], train_s=sums["time/train_wait_s"])
