@@ -129,19 +129,16 @@ def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[
             by_proc[s.track.split("/")[0]].append(s)
     out: List[tuple] = []  # (start, work alone in ms): the first `limit` by start, as durations_ms takes them
     for proc in by_proc.values():
-        edges = sorted({t for s in proc for t in (s.start, s.end)})
-        # n(t) on each interval between consecutive edges, by a sweep over starts and ends
-        delta = defaultdict(int)
+        delta = defaultdict(int)  # change of n(t) at each span edge
         for s in proc:
             delta[s.start] += 1
             delta[s.end] -= 1
-        level, rate_at = 0, {}
-        for a, b in zip(edges, edges[1:]):
-            level += delta[a]
-            rate_at[a] = (b - a) / (1.0 - share + share * max(level, 1))
-        cum, acc = {}, 0.0  # work done by a lone job from the first edge to each edge
-        for a in edges:
+        edges = sorted(delta)
+        # One sweep: n(t) between consecutive edges, and the work a lone job does up to each edge.
+        cum, acc, level = {}, 0.0, 0
+        for a, b in zip(edges, edges[1:] + edges[-1:]):
             cum[a] = acc
-            acc += rate_at.get(a, 0.0)
+            level += delta[a]
+            acc += (b - a) / (1.0 - share + share * max(level, 1))
         out += [(s.start, 1000.0 * (cum[s.end] - cum[s.start])) for s in proc if s.name == "env_step"]
     return [round(v, 3) for _, v in sorted(out)[:limit]]
