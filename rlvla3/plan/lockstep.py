@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlvla3.plan.profile import StageProfile
-from rlvla3.plan.simulate import SimResult, episode_lengths, straggler_slots
+from rlvla3.plan.sim_common import SimResult, episode_lengths, straggler_slots
 
 
 def process_shared(alone: np.ndarray, per_process: int, share: float) -> np.ndarray:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from rlvla3.plan.lockstep import simulate_lockstep
 from rlvla3.plan.profile import StageProfile
-from rlvla3.plan.simulate import AsyncPipeline, SimResult
+from rlvla3.plan.sim_common import SimResult
+from rlvla3.plan.simulate import AsyncPipeline
 
 MODES = ("sync", "sync-best", "async-train", "async-rollout", "full")
 

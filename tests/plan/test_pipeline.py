@@ -5,7 +5,7 @@ import pytest
 
 from rlvla3.plan.lockstep import simulate_lockstep
 from rlvla3.plan.model import predict, stage_bounds
-from rlvla3.plan.simulate import episode_lengths, straggler_slots
+from rlvla3.plan.sim_common import episode_lengths, straggler_slots
 
 
 def test_one_slot_at_fixed_latency_steps_at_one_over_latency(make_profile):
