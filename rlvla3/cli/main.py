@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--group-by", choices=("mode", "name"), default="mode",
                     help="mode: one curve per run.mode (default); name: per run.name less a trailing -s<seed>, "
                          "for variants of one mode (then --ref names such a group)")
+    pr.add_argument("--final-evals", type=int, default=1, metavar="K",
+                    help="a run's final success: the mean of its last K evaluations (default 1, the last)")
+    pr.add_argument("--max-steps", type=int, default=None, metavar="N",
+                    help="leave out evaluations past N env steps, so runs of different budgets compare at one")
     return p
 
 
@@ -94,7 +98,8 @@ def _plot_runs(args) -> int:
 
     try:
         plot_runs(args.run_dirs, args.out, x=args.x, ref=args.ref, exclude_eval=args.exclude_eval, title=args.title,
-                  say=lambda m: print(m, file=sys.stderr), group_by=args.group_by)
+                  say=lambda m: print(m, file=sys.stderr), group_by=args.group_by,
+                  final_evals=args.final_evals, max_steps=args.max_steps)
     except ValueError as e:
         return _error(f"plot-runs: {e}")
     with open(os.path.splitext(args.out)[0] + ".md") as f:

@@ -3,7 +3,10 @@ grouped by `run.mode` (e.g. sync and full), each seed a thin line and each mode'
 one, against the RL stage's wall clock (default) or env steps; a markdown table beside it
 (FIG.md) with each mode's final success and the wall time it took to reach the reference
 mode's final mean success (the paper's figure, issue 23). `--group-by name` groups by `run.name`
-less a trailing `-s<seed>` instead, for variants of one mode (e.g. `full-lr1e-5-s0`)."""
+less a trailing `-s<seed>` instead, for variants of one mode (e.g. `full-lr1e-5-s0`).
+`--final-evals K` makes a run's final success the mean of its last K evaluations (one evaluation
+of 200 episodes moves by about 3.5 points); `--max-steps N` cuts every run at N env steps, so that
+runs given different budgets compare at the same one."""
 
 from __future__ import annotations
 
@@ -42,6 +45,12 @@ class RunCurve:
 
     def ys(self) -> np.ndarray:
         return np.array([p.success_rate for p in self.points], float)
+
+    def final(self, evals: int = 1) -> float:
+        """Mean success of the last `evals` evaluations after the first (the SFT policy's), or the
+        first alone when there is no other."""
+        ys = self.ys()
+        return float((ys[1:] if len(ys) > 1 else ys)[-evals:].mean())
 
     @property
     def has_wall(self) -> bool:
@@ -116,11 +125,12 @@ def first_reach(grid: np.ndarray, curve: np.ndarray, target: float) -> Optional[
     return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0)) if y1 != y0 else float(x1)
 
 
-def mode_stats(groups: Dict[str, List[RunCurve]], ref: str, exclude_eval: bool = False) -> List[ModeStats]:
+def mode_stats(groups: Dict[str, List[RunCurve]], ref: str, exclude_eval: bool = False,
+               final_evals: int = 1) -> List[ModeStats]:
     steps_budget = min(r.points[-1].env_steps for rs in groups.values() for r in rs)
     out = []
     for mode, rs in groups.items():
-        finals = np.array([r.points[-1].success_rate for r in rs])
+        finals = np.array([r.final(final_evals) for r in rs])
         walls = [r.xs("wall", exclude_eval)[-1] for r in rs] if all(r.has_wall for r in rs) else None
         grid_s, mean_s = mean_curve(rs, "steps")
         at_budget = float(np.interp(steps_budget, grid_s, mean_s))
@@ -148,12 +158,15 @@ def _fmt(v: Optional[float], spec: str, suffix: str = "") -> str:
     return "n/a" if v is None else format(v, spec) + suffix
 
 
-def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict[str, List[RunCurve]]) -> str:
+def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict[str, List[RunCurve]],
+                final_evals: int = 1, max_steps: Optional[int] = None) -> str:
     ref_final = next(s.final_mean for s in stats if s.mode == ref)
     budget = min(r.points[-1].env_steps for rs in runs.values() for r in rs)
     clock = "RL-stage wall clock without in-RL evaluations" if exclude_eval else "RL-stage wall clock"
-    lines = [f"Held-out success per mode ({clock}; reference mode: {ref}, final mean {100 * ref_final:.1f}%).", "",
-             f"| mode | runs | final success (mean ± sd) | range | env steps (mean) | wall min (mean) | "
+    final = "final success" if final_evals == 1 else f"final success (last {final_evals} evals)"
+    cut = "" if max_steps is None else f"; every run cut at {max_steps:,} env steps"
+    lines = [f"Held-out success per mode ({clock}; reference mode: {ref}, final mean {100 * ref_final:.1f}%{cut}).",
+             "", f"| mode | runs | {final} (mean ± sd) | range | env steps (mean) | wall min (mean) | "
              f"min to reach {ref}'s final | × {ref}'s wall | success at {budget:,} env steps |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in stats:
@@ -168,17 +181,24 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
               "the mode's mean curve's first crossing of the reference's final mean ('at start': the first "
               "evaluation, before RL, is already there; n/a: no wall clock).", "",
               "Runs:", ""]
-    lines += [f"- {m}, seed {r.seed}: {r.run_dir} (final {100 * r.points[-1].success_rate:.1f}%)"
+    lines += [f"- {m}, seed {r.seed}: {r.run_dir} (final {100 * r.final(final_evals):.1f}%)"
               for m, rs in runs.items() for r in rs]
     return "\n".join(lines) + "\n"
 
 
 def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync", exclude_eval: bool = False,
-              title: str = "", say=print, group_by: str = "mode") -> List[ModeStats]:
+              title: str = "", say=print, group_by: str = "mode", final_evals: int = 1,
+              max_steps: Optional[int] = None) -> List[ModeStats]:
     """Draws the figure at `out` and writes the table beside it (same name, .md). `group_by`:
-    "mode" (run.mode) or "name" (run.name less -s<seed>); `ref` names a group."""
+    "mode" (run.mode) or "name" (run.name less -s<seed>); `ref` names a group. `final_evals`: a
+    run's final success is the mean of its last that many evaluations; `max_steps`: evaluations
+    past that many env steps are left out."""
     if group_by not in ("mode", "name"):
         raise ValueError(f"group_by must be 'mode' or 'name', not {group_by!r}")
+    if final_evals < 1:
+        raise ValueError(f"final_evals must be >= 1, not {final_evals}")
+    if max_steps is not None and max_steps <= 0:
+        raise ValueError(f"max_steps must be > 0, not {max_steps}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,6 +208,8 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
     mode_of: Dict[str, str] = {}
     for d in expand_run_dirs(run_dirs):
         r = read_run(d)
+        if max_steps is not None:
+            r.points = [p for p in r.points if p.env_steps <= max_steps]
         if not r.points:
             say(f"plot-runs: {d} has no evaluation yet; left out")
             continue
@@ -207,7 +229,7 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
     if ref not in groups:
         say(f"plot-runs: no {ref} run; the reference mode is {sorted(groups)[0]}")
         ref = sorted(groups)[0]
-    stats = mode_stats(groups, ref, exclude_eval)
+    stats = mode_stats(groups, ref, exclude_eval, final_evals)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for i, (mode, rs) in enumerate(groups.items()):
         color = f"C{i}"
@@ -229,5 +251,5 @@ def plot_runs(run_dirs: List[str], out: str, x: str = "wall", ref: str = "sync",
     fig.savefig(out)
     plt.close(fig)
     with open(os.path.splitext(out)[0] + ".md", "w") as f:
-        f.write(to_markdown(stats, ref, exclude_eval, groups))
+        f.write(to_markdown(stats, ref, exclude_eval, groups, final_evals, max_steps))
     return stats

@@ -96,3 +96,32 @@ def test_group_by_name_separates_variants_of_one_mode(runs, tmp_path, capsys):
     assert "reference mode: full-lr1e-5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="group_by"):
         plot_runs(dirs, str(tmp_path / "x.png"), group_by="seed")
+
+
+def test_final_over_last_evals_and_a_common_step_budget(runs, tmp_path):
+    """--final-evals 2: each run's final is the mean of its last two evaluations after the SFT one;
+    --max-steps 1000: every run ends at its 1,000-step evaluation."""
+    stats = {s.mode: s for s in plot_runs(runs, str(tmp_path / "k.png"), say=lambda m: None, final_evals=2)}
+    sync, full = stats["sync"], stats["full"]
+    assert sync.final_mean == pytest.approx((0.5 + 0.65) / 2) and full.final_mean == pytest.approx(0.70)
+    assert (sync.final_min, sync.final_max) == (pytest.approx(0.5), pytest.approx(0.65))
+    # full's mean curve: 0.2 at 0 min, 0.65 at 5: sync's 0.575 at 5 * 0.375 / 0.45 min
+    assert full.reach_min == pytest.approx(5 * 0.375 / 0.45, abs=1e-6)
+    assert full.reach_ratio == pytest.approx(5 * 0.375 / 0.45 / 20, abs=1e-6)
+    md = open(tmp_path / "k.md").read()
+    assert "final success (last 2 evals) (mean ± sd)" in md and "(final 65.0%)" in md
+    stats = {s.mode: s for s in plot_runs(runs, str(tmp_path / "b.png"), say=lambda m: None, max_steps=1000,
+                                          final_evals=3)}  # one evaluation left after the SFT one
+    sync, full = stats["sync"], stats["full"]
+    assert sync.final_mean == pytest.approx(0.45) and full.final_mean == pytest.approx(0.65)
+    assert (sync.env_steps_mean, sync.wall_min_mean, full.wall_min_mean) == (1000, 10.0, 5.0)
+    assert full.reach_min == pytest.approx(5 * 0.25 / 0.45, abs=1e-6)
+    assert "every run cut at 1,000 env steps" in open(tmp_path / "b.md").read()
+    only_sft = {s.mode: s for s in plot_runs(runs, str(tmp_path / "c.png"), say=lambda m: None, max_steps=500)}
+    assert only_sft["sync"].final_mean == pytest.approx(0.2)  # the first evaluation alone
+    with pytest.raises(ValueError, match="final_evals"):
+        plot_runs(runs, str(tmp_path / "x.png"), final_evals=0)
+    with pytest.raises(ValueError, match="max_steps"):
+        plot_runs(runs, str(tmp_path / "x.png"), max_steps=0)
+    assert main(["plot-runs", *runs, "--out", str(tmp_path / "y.png"), "--final-evals", "0"]) == 2
+    assert main(["plot-runs", *runs, "--out", str(tmp_path / "z.png"), "--final-evals", "2", "--max-steps", "1000"]) == 0
