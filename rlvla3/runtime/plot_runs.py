@@ -163,7 +163,7 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
     ref_final = next(s.final_mean for s in stats if s.mode == ref)
     budget = min(r.points[-1].env_steps for rs in runs.values() for r in rs)
     clock = "RL-stage wall clock without in-RL evaluations" if exclude_eval else "RL-stage wall clock"
-    final = "final success" if final_evals == 1 else f"final success, last {final_evals} evals,"
+    final = "final success" if final_evals == 1 else f"final success over the last {final_evals} evals"
     cut = "" if max_steps is None else f"; every run cut at {max_steps:,} env steps"
     lines = [f"Held-out success per mode ({clock}; reference mode: {ref}, final mean {100 * ref_final:.1f}%{cut}).",
              "", f"| mode | runs | {final} (mean ± sd) | range | env steps (mean) | wall min (mean) | "

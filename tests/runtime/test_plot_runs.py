@@ -109,7 +109,7 @@ def test_final_over_last_evals_and_a_common_step_budget(runs, tmp_path):
     assert full.reach_min == pytest.approx(5 * 0.375 / 0.45, abs=1e-6)
     assert full.reach_ratio == pytest.approx(5 * 0.375 / 0.45 / 20, abs=1e-6)
     md = open(tmp_path / "k.md").read()
-    assert "final success, last 2 evals, (mean ± sd)" in md and "(final 65.0%)" in md
+    assert "final success over the last 2 evals (mean ± sd)" in md and "(final 65.0%)" in md
     stats = {s.mode: s for s in plot_runs(runs, str(tmp_path / "b.png"), say=lambda m: None, max_steps=1000,
                                           final_evals=3)}  # one evaluation left after the SFT one
     sync, full = stats["sync"], stats["full"]
