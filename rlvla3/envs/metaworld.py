@@ -125,6 +125,7 @@ class MetaWorldEnv(EnvTaskInfo):
         self._done = True
         self._success = False
         self._potential: Optional[float] = None  # the last sub-step's shaped reward / 10 (`progress`)
+        self._reach: Optional[Tuple[float, float]] = None  # (distance at reset, last distance) (reach_coef)
         self._episode: Dict[str, Any] = {}
         self._last: Dict[str, Any] = {}
 
@@ -146,6 +147,8 @@ class MetaWorldEnv(EnvTaskInfo):
         self._state, _ = env.reset()
         self._task, self._steps, self._done, self._success = task, 0, False, False
         self._potential = None
+        d0 = self._reach_distance()
+        self._reach = (max(d0, 1e-6), d0)
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split, "instruction": task.instruction}
         return self._obs(self._render()), dict(self._episode, success=False, steps=0)
 
@@ -169,7 +172,7 @@ class MetaWorldEnv(EnvTaskInfo):
             self._steps += 1
             substeps += 1
             self._success = bool(info["success"])
-            reward += float(r) if dense else float(self._success) + self._progress(float(r))
+            reward += float(r) if dense else float(self._success) + self._progress(float(r)) + self._reached()
             if frames is not None:
                 frames.append(self._render())
             if self._success or self._steps >= self.max_steps:
@@ -193,6 +196,21 @@ class MetaWorldEnv(EnvTaskInfo):
         gain = 0.0 if self._potential is None else self.config.progress_coef * (level - self._potential)
         self._potential = level
         return gain
+
+    def _reach_distance(self) -> float:
+        """The hand's distance to what it must reach first: the state's first object (MetaWorld's
+        39-D state: hand 0:3, gripper 3, object 4:7, goal -3:), or the goal for reach-v3."""
+        target = self._state[-3:] if self._task.name == "reach-v3" else self._state[4:7]
+        return float(np.linalg.norm(np.asarray(self._state[0:3], np.float64) - target))
+
+    def _reached(self) -> float:
+        """reach_coef x (last - current distance) / distance at reset; 0 when reach_coef is 0."""
+        if not self.config.reach_coef:
+            return 0.0
+        d0, last = self._reach
+        d = self._reach_distance()
+        self._reach = (d0, d)
+        return self.config.reach_coef * (min(last, d0) - min(d, d0)) / d0
 
     def close(self) -> None:
         for env in self._envs.values():

@@ -98,6 +98,11 @@ class MetaWorldConfig:
     # pick-place, peg-insert-side): at 1.0 a whole episode's progress is at most success's 1.
     reward: str = "sparse"
     progress_coef: float = 1.0
+    # sparse or progress plus reach_coef x the fall of the hand's distance to the task's object
+    # (the state's first object: puck, peg, handle or button; the goal for reach), as a fraction
+    # of the distance at reset: potential-based, an episode's reach terms add up to at most
+    # reach_coef. The shaped reward barely moves before a grasp; this moves from the first step.
+    reach_coef: float = 0.0
     num_init_states: int = 40  # of each task's 50 variations, this many train ...
     num_eval_init_states: int = 10  # ... and this many held out for evaluation (disjoint)
     split_seed: int = 0  # seed of the variations (metaworld.MT*(seed=...)) and of the train/eval split
@@ -130,6 +135,9 @@ class MetaWorldConfig:
               f"{prefix}.camera_pos must be [] (the default placement) or [x, y, z] in metres, got {self.camera_pos!r}")
         check_choice(self.reward, REWARDS, f"{prefix}.reward")
         check(self.progress_coef >= 0, f"{prefix}.progress_coef must be >= 0, got {self.progress_coef}")
+        check(self.reach_coef >= 0, f"{prefix}.reach_coef must be >= 0, got {self.reach_coef}")
+        check(self.reach_coef == 0 or self.reward != "dense", f"{prefix}.reach_coef adds to the sparse or "
+              f"progress reward; with reward=dense (MetaWorld's own shaping) set it to 0, got {self.reach_coef}")
         check(16 <= self.image_size <= 512, f"{prefix}.image_size must be in [16, 512], got {self.image_size}")
         check(1 <= self.max_steps <= PATH_LIMIT, f"{prefix}.max_steps must be in [1, {PATH_LIMIT}] (MetaWorld "
               f"raises past {PATH_LIMIT} steps), got {self.max_steps}")

@@ -123,6 +123,34 @@ def test_progress_reward_is_success_plus_the_shaped_rewards_change():
         MetaWorldConfig(progress_coef=-1).validate()
 
 
+def test_reach_term_pays_the_fall_of_the_hands_distance_to_the_object_once():
+    """reach_coef: sparse reward plus reach_coef x (1 - the final hand-object distance / the
+    distance at reset, each capped at it): the expert on push reaches the puck and earns most
+    of it; a hand sent away from the puck earns nothing (the cap), not a penalty."""
+    e = MetaWorldEnv(MetaWorldConfig(task="push", image_size=32, reach_coef=2.0, max_steps=150))
+    try:
+        rng = np.random.default_rng(0)
+        e.reset(options={"task_id": 0, "init_id": 1})
+        d0 = np.linalg.norm(e.state[0:3] - e.state[4:7])
+        total, done, steps = 0.0, False, 0
+        while not done and steps < 12:  # the expert's reach phase: before it pushes the puck home
+            _, r, term, trunc, info = e.chunk_step(expert_chunk(e, 4, rng, 0.0))
+            total, done, steps = total + r, term or trunc, steps + 1
+        d = np.linalg.norm(e.state[0:3] - e.state[4:7])
+        assert d < 0.5 * d0
+        np.testing.assert_allclose(total, float(info["success"]) + 2.0 * (1 - d / d0), rtol=1e-6)
+        e.reset(options={"task_id": 0, "init_id": 1})
+        away, d0 = -np.sign(e.state[4:7] - e.state[0:3]), np.linalg.norm(e.state[0:3] - e.state[4:7])
+        _, r, *_ = e.chunk_step(np.tile(np.append(away, 0.0), (4, 1)))
+        assert np.linalg.norm(e.state[0:3] - e.state[4:7]) > d0 and r == 0.0
+    finally:
+        e.close()
+    with pytest.raises(ValueError, match="reach_coef"):
+        MetaWorldConfig(reach_coef=-1).validate()
+    with pytest.raises(ValueError, match="reach_coef"):
+        MetaWorldConfig(reward="dense", reach_coef=1).validate()
+
+
 def test_corner2_is_moved_close_to_the_table_unless_told_otherwise(env):
     import mujoco
 
