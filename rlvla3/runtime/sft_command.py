@@ -14,6 +14,8 @@ from rlvla3.policies import build_policy
 from rlvla3.runtime.demos import collect_demos
 from rlvla3.runtime.sft import train_sft
 
+PROGRESS_S = 10.0  # at most one progress line per this many seconds
+
 
 def run_sft(cfg, out_dir: str, logger=None) -> dict:
     s = cfg.sft
@@ -26,7 +28,7 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
 
     def progress(done: int, total: int, _part) -> None:
         nonlocal last
-        if time.perf_counter() - last >= 10 or done == total:  # long collections show they are alive
+        if time.perf_counter() - last >= PROGRESS_S or done == total:  # long collections show they are alive
             last = time.perf_counter()
             say(f"SFT: {done}/{total} demos collected ({last - t0:.0f}s)")
 
@@ -35,8 +37,16 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     t_collect = time.perf_counter() - t0
     say(f"SFT: {demos.episodes} expert demos ({demos.successes} successful, {len(demos)} samples, "
         f"{demos.env_steps} env steps) collected in {t_collect:.1f}s by up to {workers} processes")
-    log = (lambda e, m: logger.log(e, m, 0)) if logger else None
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
+
+    def log(epoch: int, metrics: dict) -> None:
+        nonlocal last
+        if logger:
+            logger.log(epoch, metrics, 0)
+        if time.perf_counter() - last >= PROGRESS_S and epoch + 1 < s.epochs:  # long training shows it is alive
+            last = time.perf_counter()
+            say(f"SFT: epoch {epoch + 1}/{s.epochs}, loss {metrics['sft/loss']:.3f} ({last - t0:.0f}s)")
+
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log, shift=s.augment_shift)
     policy.version = 0
     policy.save_pretrained(out_dir)
