@@ -1,6 +1,7 @@
 """Where the hand goes on MetaWorld's grasping tasks, per policy: the median over held-out
 episodes of the hand's closest and final distance to the object (as a fraction of the distance
-at reset), how many chunks per episode close the gripper within 3 cm of the object, and success.
+at reset), how many episodes bring it within 3 cm, how many chunks per episode close the gripper
+there, and success.
 Tells "never reaches the object" from "reaches it but never grasps".
 
     python tools/mt10_grasp_probe.py RUN/config.yaml POLICY_DIR [POLICY_DIR ...] [--episodes 10]
@@ -52,16 +53,18 @@ def main() -> None:
     a = ap.parse_args()
     env = MetaWorldEnv(MetaWorldConfig(**yaml.safe_load(open(a.config))["env"]["metaworld"]))
     names = [t.name for t in env.tasks]
-    print("| policy | task | d0 (m, median) | closest d/d0 (median) | final d/d0 (median) | chunks closing within 3 cm "
-          "| success |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| policy | task | d0 (m, median) | closest d/d0 (median) | episodes within 3 cm | final d/d0 (median) | "
+          "chunks closing within 3 cm | success |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for path in a.policies:
         torch.manual_seed(0)
         policy = load_policy(path)
         for task in TASKS:
             r = [episode(env, policy, names.index(task), i) for i in range(a.episodes)]
             d0, closest, final, near, ok = (np.array(c) for c in zip(*r))
-            print(f"| {path} | {task} | {np.median(d0):.2f} | {np.median(closest):.2f} | {np.median(final):.2f} | {near.mean():.1f} | "
+            within = int((closest * d0 < NEAR_M).sum())
+            print(f"| {path} | {task} | {np.median(d0):.2f} | {np.median(closest):.2f} | {within}/{a.episodes} | "
+                  f"{np.median(final):.2f} | {near.mean():.1f} | "
                   f"{int(ok.sum())}/{a.episodes} |", flush=True)
     env.close()
 
