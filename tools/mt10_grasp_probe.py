@@ -51,7 +51,10 @@ def main() -> None:
     ap.add_argument("policies", nargs="+", help="policy folders (save_pretrained)")
     ap.add_argument("--episodes", type=int, default=10, help="held-out initial states per task")
     a = ap.parse_args()
-    env = MetaWorldEnv(MetaWorldConfig(**yaml.safe_load(open(a.config))["env"]["metaworld"]))
+    cfg = MetaWorldConfig(**yaml.safe_load(open(a.config))["env"]["metaworld"])
+    if not 1 <= a.episodes <= cfg.num_eval_init_states:
+        ap.error(f"--episodes must be in [1, {cfg.num_eval_init_states}] (the held-out initial states per task)")
+    env = MetaWorldEnv(cfg)
     names = [t.name for t in env.tasks]
     print("| policy | task | d0 (m, median) | closest d/d0 (median) | episodes within 3 cm | final d/d0 (median) | "
           "chunks closing within 3 cm | success |")
