@@ -31,7 +31,7 @@ NEAR_M = 0.03
 
 def episode(env, policy, task_id: int, init_id: int):
     obs, _ = env.reset(options={"task_id": task_id, "init_id": init_id, "split": "eval"})
-    dist = lambda: float(np.linalg.norm(env.state[0:3] - env.state[4:7]))  # noqa: E731 (hand, first object)
+    dist = env.reach_distance  # the hand's distance to the task's object (reach_coef's distance)
     d0 = dist()
     closest, closing_near, done, info = d0, 0, False, {}
     while not done:

@@ -147,7 +147,7 @@ class MetaWorldEnv(EnvTaskInfo):
         self._state, _ = env.reset()
         self._task, self._steps, self._done, self._success = task, 0, False, False
         self._potential = None
-        d0 = self._reach_distance()
+        d0 = self.reach_distance()
         self._reach = (max(d0, 1e-6), d0)
         self._episode = {"task_id": task_id, "init_id": init_id, "split": split, "instruction": task.instruction}
         return self._obs(self._render()), dict(self._episode, success=False, steps=0)
@@ -197,7 +197,7 @@ class MetaWorldEnv(EnvTaskInfo):
         self._potential = level
         return gain
 
-    def _reach_distance(self) -> float:
+    def reach_distance(self) -> float:
         """The hand's distance to what it must reach first: the state's first object (MetaWorld's
         39-D state: hand 0:3, gripper 3, object 4:7, goal -3:), or the goal for reach-v3."""
         target = self._state[-3:] if self._task.name == "reach-v3" else self._state[4:7]
@@ -208,7 +208,7 @@ class MetaWorldEnv(EnvTaskInfo):
         if not self.config.reach_coef:
             return 0.0
         d0, last = self._reach
-        d = self._reach_distance()
+        d = self.reach_distance()
         self._reach = (d0, d)
         return self.config.reach_coef * (min(last, d0) - min(d, d0)) / d0
 
