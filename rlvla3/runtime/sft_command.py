@@ -17,6 +17,22 @@ from rlvla3.runtime.sft import train_sft
 PROGRESS_S = 10.0  # at most one progress line per this many seconds
 
 
+def _every(interval_s: float):
+    """A gate for progress lines: true at most once per `interval_s` (counted from its creation
+    and from each time it opened), or whenever forced."""
+    last = time.perf_counter()
+
+    def due(force: bool = False) -> bool:
+        nonlocal last
+        now = time.perf_counter()
+        if force or now - last >= interval_s:
+            last = now
+            return True
+        return False
+
+    return due
+
+
 def run_sft(cfg, out_dir: str, logger=None) -> dict:
     s = cfg.sft
     torch.manual_seed(cfg.run.seed)
@@ -24,33 +40,32 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     policy = build_policy(cfg.policy)
     say = logger.print if logger else print
     workers = s.collect_workers or cfg.rollout.num_env_workers
-    t0 = last = time.perf_counter()
+    t0 = time.perf_counter()
+    due = _every(PROGRESS_S)
 
     def progress(done: int, total: int, _part) -> None:
-        nonlocal last
-        if time.perf_counter() - last >= PROGRESS_S or done == total:  # long collections show they are alive
-            last = time.perf_counter()
-            say(f"SFT: {done}/{total} demos collected ({last - t0:.0f}s)")
+        if due(force=done == total):  # long collections show they are alive
+            say(f"SFT: {done}/{total} demos collected ({time.perf_counter() - t0:.0f}s)")
 
     demos = collect_demos(env_config(cfg), s.demos_per_task, s.noise_std, policy.chunk_size, cfg.run.seed + 1,
                           workers=workers, unit_timeout_s=cfg.faults.call_timeout_s, progress=progress)
     t_collect = time.perf_counter() - t0
     say(f"SFT: {demos.episodes} expert demos ({demos.successes} successful, {len(demos)} samples, "
         f"{demos.env_steps} env steps) collected in {t_collect:.1f}s by up to {workers} processes")
-    t0 = last = time.perf_counter()
+    t_train = time.perf_counter()
+    epoch_due = _every(PROGRESS_S)
 
     def log(epoch: int, metrics: dict) -> None:
-        nonlocal last
         if logger:
             logger.log(epoch, metrics, 0)
-        if time.perf_counter() - last >= PROGRESS_S and epoch + 1 < s.epochs:  # long training shows it is alive
-            last = time.perf_counter()
-            say(f"SFT: epoch {epoch + 1}/{s.epochs}, loss {metrics['sft/loss']:.3f} ({last - t0:.0f}s)")
+        if epoch + 1 < s.epochs and epoch_due():  # long training shows it is alive (the last: the summary line)
+            say(f"SFT: epoch {epoch + 1}/{s.epochs}, loss {metrics['sft/loss']:.3f} "
+                f"({time.perf_counter() - t_train:.0f}s)")
 
     losses = train_sft(policy, demos, s.epochs, s.batch_size, s.lr, cfg.run.seed, log=log, shift=s.augment_shift)
     policy.version = 0
     policy.save_pretrained(out_dir)
-    say(f"SFT: {s.epochs} epochs in {time.perf_counter() - t0:.1f}s, final loss "
+    say(f"SFT: {s.epochs} epochs in {time.perf_counter() - t_train:.1f}s, final loss "
         f"{losses[-1] if losses else float('nan'):.3f}; saved {out_dir}")
     note = spread_note(policy, demos, seed=cfg.run.seed)  # after the timing: the check is not training
     if note:
