@@ -31,9 +31,13 @@ class BatcherStats:
     fired_by_timeout: int = 0
     batch_sizes: List[int] = field(default_factory=list)
     queue_delays_s: List[float] = field(default_factory=list)
+    # Timed-out batches: how long after both the oldest request's deadline and the moment the
+    # server was free to serve it the batch left (the serving loop's own wake-up and turnaround,
+    # which a busy CPU stretches; docs/scaling.md). None where the server did not say when it was free.
+    late_s: List[float] = field(default_factory=list)
     max_kept: int = 10_000  # recent values kept for percentiles (bounded memory)
 
-    def record(self, batch: List[Pending], now: float, by_size: bool) -> None:
+    def record(self, batch: List[Pending], now: float, by_size: bool, late_s: Optional[float] = None) -> None:
         n = sum(p.num_samples for p in batch)
         self.batches += 1
         self.samples += n
@@ -42,7 +46,9 @@ class BatcherStats:
         self.fired_by_timeout += int(not by_size)
         self.batch_sizes.append(n)
         self.queue_delays_s.extend(now - p.t_arrival for p in batch)
-        for kept in (self.queue_delays_s, self.batch_sizes):
+        if late_s is not None:
+            self.late_s.append(late_s)
+        for kept in (self.queue_delays_s, self.batch_sizes, self.late_s):
             del kept[:-self.max_kept]  # all but the most recent max_kept (none while fewer)
 
     def summary(self) -> dict:
@@ -52,6 +58,9 @@ class BatcherStats:
             "mean_batch": self.samples / self.batches if self.batches else 0.0,
             "fired_by_size": self.fired_by_size, "fired_by_timeout": self.fired_by_timeout,
             **{f"queue_ms_{k}": v for k, v in delays.items()},
+            **({"late_ms_mean": 1000 * sum(self.late_s) / len(self.late_s),
+                **{f"late_ms_{k}": v for k, v in percentiles([x * 1000 for x in self.late_s]).items()}}
+               if self.late_s else {}),
         }
 
 
@@ -90,11 +99,14 @@ class DynamicBatcher:
             return 0.0
         return max(0.0, self.queue[0].t_arrival + self.max_wait_s - now)
 
-    def pop_batch(self, now: float) -> List[Any]:
-        """Take whole requests FIFO up to max_batch samples; call only when `ready(now)`."""
+    def pop_batch(self, now: float, free_since: Optional[float] = None) -> List[Any]:
+        """Take whole requests FIFO up to max_batch samples; call only when `ready(now)`.
+        `free_since`: when the server finished its previous batch (for `BatcherStats.late_s`)."""
         if not self.queue:
             return []
         by_size = self._full()
+        late = None if by_size or free_since is None else \
+            max(0.0, now - max(self.queue[0].t_arrival + self.max_wait_s, free_since))
         batch = [self.queue.popleft()]
         total = batch[0].num_samples
         while self.queue and total + self.queue[0].num_samples <= self.max_batch:
@@ -102,5 +114,5 @@ class DynamicBatcher:
             batch.append(p)
             total += p.num_samples
         self.pending_samples -= total
-        self.stats.record(batch, now, by_size)
+        self.stats.record(batch, now, by_size, late)
         return [p.item for p in batch]

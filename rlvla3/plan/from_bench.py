@@ -66,6 +66,14 @@ def mode_layout(bench: dict, mode: str, base: Layout) -> Layout:
     return replace(base, **_layout_keys(_config(bench, mode)))
 
 
+def batcher_late_ms(bench: dict, mode: str) -> float:
+    """How late `mode`'s timed-out batches left, over its generators (`late_ms_mean`, recorded
+    since 2026-12-07; 0 for earlier runs)."""
+    stats = bench["modes"].get(mode, {}).get("batcher") or []
+    late = [g["late_ms_mean"] for g in (stats if isinstance(stats, list) else [stats]) if "late_ms_mean" in g]
+    return sum(late) / len(late) if late else 0.0
+
+
 def straggler_args(command: str) -> tuple:
     """(fraction, slowdown) of a bench command's straggler reruns (0 when it had none)."""
     frac = re.search(r"--straggler-fraction[ =]([0-9.]+)", command)
@@ -189,6 +197,9 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
         extra = _forward_mean_ms(a) - gen.act_s(int(round(a["mean_batch"]))) * 1000.0
         gen.per_request_ms = max(0.0, extra / max(a["mean_batch"] / cfg.rollout.envs_per_slot, 1.0))
         src["generator.per_request_ms"] = f"modes.{am}.generator forward p50/p95 minus the lock-step cost"
+    if am:
+        gen.late_ms = batcher_late_ms(bench, am)
+        src["generator.late_ms"] = f"modes.{am}.batcher late_ms_mean" if gen.late_ms else "0 (not recorded)"
     rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
     rtts = [r for r in rtts if r is not None]
     gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS

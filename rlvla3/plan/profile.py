@@ -81,6 +81,9 @@ class GeneratorCosts:
     overhead_ms: float = 0.0  # per batch in the pipeline beyond the forward alone (obs to tensors, replies)
     request_rtt_ms: float = 0.0  # async: a request's round trip through the transport, outside the batcher
     per_request_ms: float = 0.0  # async: generator time per request in a batch (decoding it, replying)
+    # async: a timed-out batch leaves this long after its deadline or the previous forward's end,
+    # whichever is later (the serving loop's wake-up; the run's `late_ms_mean`, BatcherStats.late_s)
+    late_ms: float = 0.0
 
     def act_s(self, n: int, requests: int = 0) -> float:
         """Seconds for one batch of n samples (from `requests` asynchronous requests): the forward

@@ -103,6 +103,7 @@ class AsyncPipeline:
         self.running = [False] * L.num_generators
         self.gen_version = [0] * L.num_generators
         self.timer_at = [None] * L.num_generators
+        self.free_at = [0.0] * L.num_generators  # when each generator's last forward ended
         self.rr = 0
         self.boxes = {}  # (worker, generator) -> slots whose requests wait for the coalescing window
         # Driver side: per worker, admitted assignments waiting, idle slots, finished episodes.
@@ -166,9 +167,11 @@ class AsyncPipeline:
         if self.running[g] or not self.pending[g]:
             return
         L, now = self.p.layout, self.clock.now
-        oldest = self.pending[g][0][0]
-        if len(self.pending[g]) * self.k < L.max_batch and now - oldest < L.max_wait_ms / 1000.0 - 1e-12:
-            t = oldest + L.max_wait_ms / 1000.0
+        due = self.pending[g][0][0] + L.max_wait_ms / 1000.0  # the oldest request's deadline
+        if self.p.generator.late_ms > 0:  # the serving loop wakes late (measured): after due or the last forward
+            due = max(due, self.free_at[g]) + self.p.generator.late_ms / 1000.0
+        if len(self.pending[g]) * self.k < L.max_batch and now < due - 1e-12:
+            t = due
             if self.timer_at[g] != t:
                 self.timer_at[g] = t
                 self.clock.at(t, self._try_fire, g)
@@ -186,6 +189,7 @@ class AsyncPipeline:
 
     def _served(self, g: int, batch: List[_Slot]) -> None:
         self.running[g] = False
+        self.free_at[g] = self.clock.now
         if self.device:
             self.device.forward_ended()
         if self.env_meter.counts(self.clock.now):

@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.plan.cpu_calibration import set_cpu_costs
-from rlvla3.plan.from_bench import mode_layout, mode_resets, profile_from_bench, straggler_args
+from rlvla3.plan.from_bench import batcher_late_ms, mode_layout, mode_resets, profile_from_bench, straggler_args
 from rlvla3.plan.model import predict
 
 
@@ -72,10 +72,12 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         prof.layout = mode_layout(bench, mode, ref_layout)
         prof.layout.straggler_fraction = frac if strag else 0.0
         prof.env.reset = ref_reset
+        prof.generator.late_ms = 0.0
         if mode in ("async-rollout", "full"):
             if not first_model:
                 set_cpu_costs(prof, bench, name)
                 prof.env.reset = mode_resets(path, mode) or ref_reset
+                prof.generator.late_ms = batcher_late_ms(bench, name)
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}

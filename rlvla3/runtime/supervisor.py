@@ -249,8 +249,8 @@ class Supervisor:
         except Exception:  # a generator died: replace it
             self.check_generators()
             return {}
-        keys = ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "utilization", "swaps",
-                "fired_by_size", "fired_by_timeout", "samples")
+        keys = ("mean_batch", "queue_ms_p50", "queue_ms_p95", "queue_ms_p99", "late_ms_mean", "late_ms_p95",
+                "utilization", "swaps", "fired_by_size", "fired_by_timeout", "samples")
         return {f"generator{i}/{k}": float(st[k]) for i, st in enumerate(stats) for k in keys if k in st}
 
 

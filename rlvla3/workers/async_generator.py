@@ -38,6 +38,7 @@ class AsyncGenerator(Role):
         self.pending_weights: Optional[StagedWeights] = None
         self.swaps, self.busy_s = 0, 0.0
         self.t_created = time.perf_counter()
+        self._free_since = self.t_created  # when the last forward returned (the batcher's late-firing stat)
         self._wakeup: Optional[asyncio.Event] = None
         self._task = None
         self._model_lock: Optional[asyncio.Lock] = None  # no weight swap during any forward
@@ -167,7 +168,7 @@ class AsyncGenerator(Role):
                 continue
             if hang_if(self.hang_after_requests, self.requests):
                 await asyncio.sleep(10**6)  # serving stuck; the actor still answers pings
-            items = self.batcher.pop_batch(now)
+            items = self.batcher.pop_batch(now, self._free_since)
             t_popped = time.time()
             requests = [r for r, *_ in items]
             obs = ObsBatch.concat([r.obs for r in requests])
@@ -178,11 +179,13 @@ class AsyncGenerator(Role):
                     out = await loop.run_in_executor(None, partial(self.replica.infer_batch, obs, False,
                                                                    self.temperature, requests=len(items)))
             except Exception as e:  # fail the waiting requests, keep serving
+                self._free_since = time.perf_counter()
                 for _, fut, *_ in items:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
-            self.busy_s += time.perf_counter() - t0
+            self._free_since = time.perf_counter()
+            self.busy_s += self._free_since - t0
             start = 0
             t_done = time.time()
             for req, fut, t_read, t_queued in items:

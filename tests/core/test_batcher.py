@@ -67,6 +67,23 @@ def test_summary_reports_percentiles():
     assert s["queue_ms_p50"] == pytest.approx(250.0)
 
 
+
+def test_late_firing_counts_from_the_deadline_or_from_when_the_server_was_free():
+    b = DynamicBatcher(max_batch=4, max_wait_s=0.005)
+    b.add("a", 1, now=1.000)  # deadline 1.005; the server free since 0.9: 2 ms late
+    b.pop_batch(1.007, free_since=0.9)
+    b.add("b", 1, now=2.000)  # deadline 2.005, but the server busy until 2.010: 1 ms after that
+    b.pop_batch(2.011, free_since=2.010)
+    for r in "cdef":  # fired by size: no lateness to speak of
+        b.add(r, 1, now=3.0)
+    b.pop_batch(3.0, free_since=2.5)
+    b.add("g", 1, now=4.0)  # no free_since: not counted
+    b.pop_batch(4.006)
+    assert [round(x, 6) for x in b.stats.late_s] == [0.002, 0.001]
+    s = b.stats.summary()
+    assert s["late_ms_mean"] == pytest.approx(1.5) and s["late_ms_p50"] == pytest.approx(1.5)
+    assert "late_ms_mean" not in DynamicBatcher(4, 0.005).stats.summary()
+
 def _serve(max_wait_s, arrivals, forward_s):
     """AsyncGenerator._serve's rule on a fake clock: one forward at a time (requests keep queueing
     during it); a batch fires once the batcher is ready and the generator is free. Returns the

@@ -25,6 +25,33 @@ def test_batcher_timeout_adds_to_the_cycle_and_batches_every_slot(make_profile):
     assert r.generator_utilization[0] == pytest.approx(3.0 / 28.0, abs=0.01)
 
 
+
+def test_a_late_serving_loop_lengthens_the_cycle_by_its_lateness(make_profile):
+    """As above, with the batch leaving 2 ms after its deadline (`late_ms`): cycle chunk + wait +
+    late + forward; a full batch does not wait for it."""
+    p = make_profile(chunk_ms=20.0, act_ms=3.0, slots=8, max_batch=64, max_wait_ms=5.0)
+    p.generator.late_ms = 2.0
+    r = predict(p, "async-rollout", seconds=20, warmup=2)
+    assert r.mean_batch == pytest.approx(8.0)
+    assert r.policy_calls_per_s == pytest.approx(8 / 0.030, rel=0.01)
+    p = make_profile(chunk_ms=20.0, act_ms=3.0, slots=8, max_batch=8, max_wait_ms=50.0)
+    p.generator.late_ms = 2.0
+    assert predict(p, "full", seconds=20, warmup=2).policy_calls_per_s == pytest.approx(8 / 0.023, rel=0.01)
+
+
+def test_a_late_loop_also_batches_more(make_profile):
+    """Two slots, chunk 1 ms, forward 10 ms, max_wait 0: without lateness the slots alternate,
+    one decision per 10 ms forward; 1 ms late, a slot's request waits long enough for the other's:
+    two decisions per 1 + 1 + 10 ms cycle (why the measured lateness lowers the generator's
+    predicted utilisation on the 2-core VM)."""
+    p = make_profile(chunk_ms=1.0, act_ms=10.0, slots=2, max_batch=64, max_wait_ms=0.0)
+    assert predict(p, "full", seconds=20, warmup=2).policy_calls_per_s == pytest.approx(100.0, rel=0.01)
+    p.generator.late_ms = 1.0
+    r = predict(p, "full", seconds=20, warmup=2)
+    assert r.mean_batch == pytest.approx(2.0)
+    assert r.policy_calls_per_s == pytest.approx(2 / 0.012, rel=0.01)
+    assert r.generator_utilization[0] == pytest.approx(10 / 12, abs=0.01)
+
 def test_full_batch_fires_at_once(make_profile):
     p = make_profile(chunk_ms=20.0, act_ms=3.0, slots=8, max_batch=8, max_wait_ms=50.0)
     r = predict(p, "full", seconds=20, warmup=2)
