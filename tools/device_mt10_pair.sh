@@ -18,7 +18,7 @@ if [ -d .device/clone ] && [ ! -d /tmp/mt10/sft ]; then cp -r .device/clone /tmp
 [ -f /tmp/mt10/sft/model.safetensors ] || { echo "no SFT clone at /tmp/mt10/sft: carry .device/clone"; exit 2; }
 SETTINGS="env.metaworld.image_size=${IMAGE:-64} policy.tiny.image_size=${IMAGE:-64}
   run.total_env_steps=${STEPS:-500000} run.max_rl_minutes=${RL_MINUTES:-4}
-  eval.num_workers=4 eval.repeats=1 eval.every_steps=50 eval.videos=0"
+  eval.num_workers=4 eval.repeats=1 eval.every_steps=50 eval.videos=0 eval.reuse_sft=true"
 for MODE in ${MODES:-sync full}; do
   LIMIT=${LIMIT:-290} PHASE=rl MODE=$MODE SEED=$SEED bash tools/device_metaworld_mt10.sh $SETTINGS "$@"
 done

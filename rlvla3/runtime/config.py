@@ -77,6 +77,8 @@ def check_across_sections(cfg: Config) -> None:
     # FSDP gathers parameters in the root `forward`; pi0 calls its sub-modules directly (distributed/fsdp.py).
     check(t.sharding != "fsdp" or cfg.policy.type == "oft",
           f"trainer.sharding=fsdp supports policy.type=oft only (got {cfg.policy.type!r}); use trainer.sharding=ddp")
+    check(not cfg.eval.reuse_sft or bool(cfg.sft.checkpoint),
+          "eval.reuse_sft shares the SFT evaluation between runs from one sft.checkpoint: set sft.checkpoint")
     check(t.num_ranks == 1 or r.backend == "ray",
           f"trainer.num_ranks={t.num_ranks} runs one process per rank and needs run.backend=ray")
     on_gpu = cfg.policy.device.startswith("cuda")

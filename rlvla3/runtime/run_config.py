@@ -64,6 +64,9 @@ class EvalConfig:
     repeats: int = 1  # episodes per held-out initial state (sampled actions only): narrows the estimate
     videos: int = 4  # rollout videos saved per evaluation
     num_workers: int = 2  # env workers used by evaluation
+    # Reuse the SFT policy's evaluation made by an earlier run from the same sft.checkpoint with the
+    # same seed and settings (stored beside the checkpoint; runtime/sft_eval_cache.py)
+    reuse_sft: bool = False
 
     def validate(self, prefix: str = "eval") -> None:
         check_at_least(self, prefix, 1, "num_workers")

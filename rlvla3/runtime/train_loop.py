@@ -23,6 +23,7 @@ from rlvla3.runtime.graceful import TrainerLost, stop_on_signals, trainer_alive
 from rlvla3.runtime.outputs import save_curve, save_videos, write_json
 from rlvla3.runtime.run_logger import RunLogger
 from rlvla3.runtime.session import Session, start_session
+from rlvla3.runtime.sft_eval_cache import evaluate_sft
 
 
 @dataclass
@@ -279,7 +280,7 @@ def _train(cfg: Config, resume: str, run_dir: str, logger: RunLogger, training: 
 
             sft_report = json.load(open(os.path.join(run_dir, "eval_sft.json")))["success_rate"]
         else:
-            sft_report = training.evaluate("eval_sft").success_rate
+            sft_report = evaluate_sft(cfg, training, policy_dir, logger).success_rate
             training.eval_points[:] = [(0, sft_report)]
             training.eval_curve[:] = training.eval_curve[-1:]
         logger.print(f"SFT policy: eval success rate {100 * sft_report:.1f}% on held-out initial states")
