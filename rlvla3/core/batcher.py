@@ -33,7 +33,7 @@ class BatcherStats:
     queue_delays_s: List[float] = field(default_factory=list)
     # Timed-out batches: how long after both the oldest request's deadline and the moment the
     # server was free to serve it the batch left (the serving loop's own wake-up and turnaround,
-    # which a busy CPU stretches; docs/scaling.md). None where the server did not say when it was free.
+    # which a busy CPU stretches; docs/scaling.md); not recorded where the server did not say when it was free
     late_s: List[float] = field(default_factory=list)
     max_kept: int = 10_000  # recent values kept for percentiles (bounded memory)
 

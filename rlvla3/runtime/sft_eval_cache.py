@@ -48,9 +48,8 @@ def evaluate_sft(cfg, training, checkpoint: str, logger) -> EvalReport:
     if not cfg.eval.reuse_sft:
         return training.evaluate("eval_sft")
     key = cache_key(cfg, checkpoint)
-    cached = load(checkpoint, key)
-    if cached is not None:
-        report = EvalReport(**cached)
+    report = _report(load(checkpoint, key))
+    if report is not None:
         report.save(training.run_dir, "eval_sft")
         training.record_eval("eval_sft", report.success_rate, 0.0, 0.0, report.per_task)
         logger.print(f"SFT evaluation reused from {os.path.join(checkpoint, CACHE_DIR, key + '.json')} "
@@ -61,6 +60,13 @@ def evaluate_sft(cfg, training, checkpoint: str, logger) -> EvalReport:
     if why:
         logger.print(f"eval.reuse_sft: the SFT evaluation was not stored beside {checkpoint} ({why})")
     return report
+
+
+def _report(cached: Optional[dict]) -> Optional[EvalReport]:
+    try:  # a file edited or from another version: evaluate again rather than fail the run
+        return EvalReport(**cached) if cached is not None else None
+    except TypeError:
+        return None
 
 
 def _version() -> str:
@@ -76,7 +82,10 @@ def load(checkpoint: str, key: str) -> Optional[dict]:
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError:
+            return None
 
 
 def store(checkpoint: str, key: str, report: dict) -> Optional[str]:

@@ -67,7 +67,6 @@ def test_summary_reports_percentiles():
     assert s["queue_ms_p50"] == pytest.approx(250.0)
 
 
-
 def test_late_firing_counts_from_the_deadline_or_from_when_the_server_was_free():
     b = DynamicBatcher(max_batch=4, max_wait_s=0.005)
     b.add("a", 1, now=1.000)  # deadline 1.005; the server free since 0.9: 2 ms late

@@ -82,3 +82,14 @@ def test_reuse_needs_a_checkpoint_to_share():
 
     with pytest.raises(ConfigError, match="eval.reuse_sft"):
         load_config(["preset=tiny-test", "eval.reuse_sft=true"])
+
+
+def test_a_damaged_cache_file_means_evaluating_again(ckpt, tmp_path):
+    cfg = _cfg(ckpt)
+    key = sft_eval_cache.cache_key(cfg, str(ckpt))
+    (ckpt / sft_eval_cache.CACHE_DIR).mkdir()
+    for text in ('{"success_rate": 0.4', '{"unknown_field": 1}'):
+        (ckpt / sft_eval_cache.CACHE_DIR / (key + ".json")).write_text(text)
+        run = FakeRun(tmp_path / "a")
+        assert sft_eval_cache.evaluate_sft(cfg, run, str(ckpt), types.SimpleNamespace(print=print)).success_rate == 0.4
+        assert run.evaluated == 1
