@@ -70,6 +70,10 @@ class ModeStats:
     reach_min: Optional[float] = None  # mean curve's first wall minute at the reference's final mean
     reach_ratio: Optional[float] = None  # reach_min / the reference's mean wall
     success_at_steps: Optional[float] = None  # mean curve at the common env-step budget
+    # The RL clock (minutes, mean over seeds) at the common env-step budget, and its ratio to the
+    # reference's: the comparison at equal env steps, which one lucky evaluation does not move
+    wall_at_steps: Optional[float] = None
+    wall_at_steps_ratio: Optional[float] = None
     grid: Dict[str, list] = field(default_factory=dict, repr=False)
 
 
@@ -147,10 +151,15 @@ def mode_stats(groups: Dict[str, List[RunCurve]], ref: str, exclude_eval: bool =
             continue
         grid, mean = mean_curve(rs, "wall", exclude_eval)
         m.grid["wall"] = [grid.tolist(), mean.tolist()]
+        m.wall_at_steps = float(np.mean([np.interp(steps_budget, r.xs("steps"), r.xs("wall", exclude_eval)) for r in rs]))
         m.reach_min = first_reach(grid, mean, target)
         ref_wall = by_mode[ref].wall_min_mean
         if m.reach_min is not None and ref_wall:
             m.reach_ratio = m.reach_min / ref_wall
+    ref_at = by_mode[ref].wall_at_steps
+    for m in out:
+        if m.wall_at_steps is not None and ref_at:
+            m.wall_at_steps_ratio = m.wall_at_steps / ref_at
     return out
 
 
@@ -167,8 +176,9 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
     cut = "" if max_steps is None else f"; every run cut at {max_steps:,} env steps"
     lines = [f"Held-out success per mode ({clock}; reference mode: {ref}, final mean {100 * ref_final:.1f}%{cut}).",
              "", f"| mode | runs | {final} (mean ± sd) | range | env steps (mean) | wall min (mean) | "
-             f"min to reach {ref}'s final | × {ref}'s wall | success at {budget:,} env steps |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"min to reach {ref}'s final | × {ref}'s wall | success at {budget:,} env steps | "
+             f"wall min at {budget:,} env steps | × {ref}'s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in stats:
         reach = "n/a" if s.wall_min_mean is None else "not reached" if s.reach_min is None \
             else "at start" if s.reach_min == 0.0 else _fmt(s.reach_min, ".1f")
@@ -176,10 +186,13 @@ def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict
         lines.append(f"| {s.mode} | {s.runs} | {100 * s.final_mean:.1f}% ± {100 * s.final_sd:.1f} | "
                      f"{100 * s.final_min:.1f}–{100 * s.final_max:.1f}% | {s.env_steps_mean:,.0f} | "
                      f"{_fmt(s.wall_min_mean, '.1f')} | {reach} | {ratio} | "
-                     f"{_fmt(None if s.success_at_steps is None else 100 * s.success_at_steps, '.1f', '%')} |")
+                     f"{_fmt(None if s.success_at_steps is None else 100 * s.success_at_steps, '.1f', '%')} | "
+                     f"{_fmt(s.wall_at_steps, '.2f')} | {_fmt(s.wall_at_steps_ratio, '.2f', '×')} |")
     lines += ["", "Mean curves are the seeds interpolated on a common grid up to the shortest seed; 'min to reach' is "
               "the mode's mean curve's first crossing of the reference's final mean ('at start': the first "
-              "evaluation, before RL, is already there; n/a: no wall clock).", "",
+              "evaluation, before RL, is already there; n/a: no wall clock). 'wall min at N env steps': each seed's "
+              "RL clock interpolated at the smallest final env-step count of all runs, averaged: the comparison "
+              "at equal env steps, which one evaluation's noise does not move.", "",
               "Runs:", ""]
     lines += [f"- {m}, seed {r.seed}: {r.run_dir} (final {100 * r.final(final_evals):.1f}%)"
               for m, rs in runs.items() for r in rs]

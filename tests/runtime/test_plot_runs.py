@@ -52,8 +52,9 @@ def test_table_numbers_and_figure(runs, tmp_path):
     assert sync.reach_min == pytest.approx(20.0) and sync.reach_ratio == pytest.approx(1.0)
     assert sync.success_at_steps == pytest.approx(0.7) and full.success_at_steps == pytest.approx(0.75)
     md = open(tmp_path / "fig" / "curve.md").read()
-    assert "| sync | 2 | 70.0% ± 14.1 | 60.0–80.0% | 2,000 | 20.0 | 20.0 | 1.00× | 70.0% |" in md
-    assert "| full | 2 | 75.0% ± 7.1 | 70.0–80.0% | 2,000 | 10.0 | 7.5 | 0.37× | 75.0% |" in md
+    assert (sync.wall_at_steps, full.wall_at_steps, full.wall_at_steps_ratio) == (20.0, 10.0, 0.5)
+    assert "| sync | 2 | 70.0% ± 14.1 | 60.0–80.0% | 2,000 | 20.0 | 20.0 | 1.00× | 70.0% | 20.00 | 1.00× |" in md
+    assert "| full | 2 | 75.0% ± 7.1 | 70.0–80.0% | 2,000 | 10.0 | 7.5 | 0.37× | 75.0% | 10.00 | 0.50× |" in md
 
 
 def test_cli_steps_axis_folders_older_runs_and_exclude_eval(runs, tmp_path, capsys):
@@ -70,6 +71,7 @@ def test_cli_steps_axis_folders_older_runs_and_exclude_eval(runs, tmp_path, caps
     assert "| async-train | 1 | 30.0% ± 0.0 | 30.0–30.0% | 2,000 | n/a | n/a | n/a | 30.0% |" in md
     stats = {s.mode: s for s in plot_runs(runs, str(tmp_path / "ex.png"), exclude_eval=True, say=lambda m: None)}
     assert stats["sync"].wall_min_mean == 19.0 and stats["full"].wall_min_mean == 9.0  # 60 s of evaluation off
+    assert stats["full"].wall_at_steps_ratio == pytest.approx(9.0 / 19.0)  # at 2,000 env steps, evaluation off
     assert main(["plot-runs", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
 
 
@@ -116,6 +118,7 @@ def test_final_over_last_evals_and_a_common_step_budget(runs, tmp_path):
     assert sync.final_mean == pytest.approx(0.45) and full.final_mean == pytest.approx(0.65)
     assert (sync.env_steps_mean, sync.wall_min_mean, full.wall_min_mean) == (1000, 10.0, 5.0)
     assert full.reach_min == pytest.approx(5 * 0.25 / 0.45, abs=1e-6)
+    assert (sync.wall_at_steps, full.wall_at_steps, full.wall_at_steps_ratio) == (10.0, 5.0, 0.5)
     assert "every run cut at 1,000 env steps" in open(tmp_path / "b.md").read()
     only_sft = {s.mode: s for s in plot_runs(runs, str(tmp_path / "c.png"), say=lambda m: None, max_steps=500)}
     assert only_sft["sync"].final_mean == pytest.approx(0.2)  # the first evaluation alone
