@@ -129,9 +129,14 @@ def first_reach(grid: np.ndarray, curve: np.ndarray, target: float) -> Optional[
     return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0)) if y1 != y0 else float(x1)
 
 
+def step_budget(groups: Dict[str, List[RunCurve]]) -> int:
+    """The common env-step budget: the smallest final env-step count of all runs."""
+    return min(r.points[-1].env_steps for rs in groups.values() for r in rs)
+
+
 def mode_stats(groups: Dict[str, List[RunCurve]], ref: str, exclude_eval: bool = False,
                final_evals: int = 1) -> List[ModeStats]:
-    steps_budget = min(r.points[-1].env_steps for rs in groups.values() for r in rs)
+    steps_budget = step_budget(groups)
     out = []
     for mode, rs in groups.items():
         finals = np.array([r.final(final_evals) for r in rs])
@@ -151,7 +156,8 @@ def mode_stats(groups: Dict[str, List[RunCurve]], ref: str, exclude_eval: bool =
             continue
         grid, mean = mean_curve(rs, "wall", exclude_eval)
         m.grid["wall"] = [grid.tolist(), mean.tolist()]
-        m.wall_at_steps = float(np.mean([np.interp(steps_budget, r.xs("steps"), r.xs("wall", exclude_eval)) for r in rs]))
+        m.wall_at_steps = float(np.mean([np.interp(steps_budget, r.xs("steps"), r.xs("wall", exclude_eval))
+                                         for r in rs]))
         m.reach_min = first_reach(grid, mean, target)
         ref_wall = by_mode[ref].wall_min_mean
         if m.reach_min is not None and ref_wall:
@@ -170,7 +176,7 @@ def _fmt(v: Optional[float], spec: str, suffix: str = "") -> str:
 def to_markdown(stats: List[ModeStats], ref: str, exclude_eval: bool, runs: Dict[str, List[RunCurve]],
                 final_evals: int = 1, max_steps: Optional[int] = None) -> str:
     ref_final = next(s.final_mean for s in stats if s.mode == ref)
-    budget = min(r.points[-1].env_steps for rs in runs.values() for r in rs)
+    budget = step_budget(runs)
     clock = "RL-stage wall clock without in-RL evaluations" if exclude_eval else "RL-stage wall clock"
     final = "final success" if final_evals == 1 else f"final success over the last {final_evals} evals"
     cut = "" if max_steps is None else f"; every run cut at {max_steps:,} env steps"
