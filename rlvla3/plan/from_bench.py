@@ -69,8 +69,7 @@ def mode_layout(bench: dict, mode: str, base: Layout) -> Layout:
 def batcher_late_ms(bench: dict, mode: str) -> float:
     """How late `mode`'s timed-out batches left, over its generators (`late_ms_mean`, recorded
     since 2026-12-07; 0 for earlier runs)."""
-    stats = bench["modes"].get(mode, {}).get("batcher") or []
-    late = [g["late_ms_mean"] for g in (stats if isinstance(stats, list) else [stats]) if "late_ms_mean" in g]
+    late = [g["late_ms_mean"] for g in bench["modes"].get(mode, {}).get("batcher", []) if "late_ms_mean" in g]
     return sum(late) / len(late) if late else 0.0
 
 

@@ -171,10 +171,9 @@ class AsyncPipeline:
         if self.p.generator.late_ms > 0:  # the serving loop wakes late (measured): after due or the last forward
             due = max(due, self.free_at[g]) + self.p.generator.late_ms / 1000.0
         if len(self.pending[g]) * self.k < L.max_batch and now < due - 1e-12:
-            t = due
-            if self.timer_at[g] != t:
-                self.timer_at[g] = t
-                self.clock.at(t, self._try_fire, g)
+            if self.timer_at[g] != due:
+                self.timer_at[g] = due
+                self.clock.at(due, self._try_fire, g)
             return
         batch = []
         while self.pending[g] and (len(batch) + 1) * self.k <= max(L.max_batch, self.k):
