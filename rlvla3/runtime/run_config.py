@@ -25,7 +25,7 @@ class RunConfig:
     max_rl_minutes: float = 0.0
     checkpoint_every: int = 10  # optimizer steps between checkpoints
     progress: bool = True  # live progress display
-    deterministic: bool = False  # torch deterministic algorithms + single thread
+    deterministic: bool = False  # deterministic torch kernels in the SFT stage and the trainer (process/determinism.py)
     torch_threads: int = 1  # per worker process
 
     def validate(self, prefix: str = "run") -> None:

@@ -11,6 +11,7 @@ from rlvla3.core.action_labels import flat_dims, two_peaked_dims
 from rlvla3.core.types import ObsBatch
 from rlvla3.envs.factory import env_config
 from rlvla3.policies import build_policy
+from rlvla3.process.determinism import use_deterministic_kernels
 from rlvla3.runtime.demos import collect_demos
 from rlvla3.runtime.sft import train_sft
 
@@ -37,6 +38,8 @@ def run_sft(cfg, out_dir: str, logger=None) -> dict:
     s = cfg.sft
     torch.manual_seed(cfg.run.seed)
     torch.set_num_threads(max(1, cfg.run.torch_threads))
+    if cfg.run.deterministic:
+        use_deterministic_kernels()
     policy = build_policy(cfg.policy)
     say = logger.print if logger else print
     workers = s.collect_workers or cfg.rollout.num_env_workers

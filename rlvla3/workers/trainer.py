@@ -31,6 +31,7 @@ from rlvla3.core.losses import MicroLoss, normalize
 from rlvla3.core.types import ObsBatch, SampleBatch, TrainResult, WeightsMessage
 from rlvla3.distributed.data_parallel import RankContext, rendezvous_address
 from rlvla3.policies import build_policy
+from rlvla3.process.determinism import use_deterministic_kernels
 from rlvla3.process.heap import release_free_memory
 from rlvla3.workers import trainer_weights
 from rlvla3.workers.fault_hooks import crash_process_if
@@ -48,7 +49,7 @@ class Trainer(Role):
         super().__init__(torch_threads)
         torch.manual_seed(seed)
         if cfg.run.deterministic:
-            torch.use_deterministic_algorithms(True)
+            use_deterministic_kernels()
         self.cfg = cfg
         self.algo = cfg.algo
         self.policy = build_policy(cfg.policy)
