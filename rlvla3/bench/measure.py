@@ -66,6 +66,12 @@ def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
     return out
 
 
+def forward_cpu(infer: List[Span]) -> dict:
+    """The generator thread's CPU per batch inside its forward spans (mean, ms), where recorded."""
+    cpu = [s.args["cpu"] for s in infer if "cpu" in s.args]
+    return {"forward_cpu_ms_mean": 1000.0 * float(np.mean(cpu))} if cpu else {}
+
+
 def _first_generator(swaps: List[Span]) -> List[Span]:
     """The weight swaps of one generator (generator0, the first track): with several, each
     version would otherwise count once per generator."""
@@ -153,6 +159,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
             "batches": len(infer),
             "mean_batch": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
             **{f"forward_ms_{k}": v * 1000 for k, v in percentiles([s.dur for s in infer], (50, 95)).items()},
+            **forward_cpu(infer),
         },
         "env_step_ms": {k: v * 1000 for k, v in percentiles([s.dur for s in steps], (50, 95, 99)).items()},
         "weight_sync": {"count": len(syncs), "blocking_s": sum(s.dur for s in syncs)},

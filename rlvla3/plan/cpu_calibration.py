@@ -125,7 +125,10 @@ def cpu_costs(bench: dict, mode: str, on_cpu: bool, spd: float, envs_per_slot: i
         # spread over the batch's requests.
         gen_cpu = roles.get("AsyncGenerator", roles.get("Generator", 0.0)) * m["window_s"] / g["batches"] * 1000.0
         n = int(round(g["mean_batch"]))
-        per_request = max(0.0, gen_cpu - gen.act_s(n) * 1000.0) / max(g["mean_batch"] / envs_per_slot, 1.0)
+        # Outside the forward span (receiving, decoding) when the span's own CPU is recorded; else
+        # everything beyond the forward in the profile.
+        inside = g.get("forward_cpu_ms_mean", gen.act_s(n) * 1000.0)
+        per_request = max(0.0, gen_cpu - inside) / max(g["mean_batch"] / envs_per_slot, 1.0)
     return costs, per_request, f"modes.{name}.cpu.by_role per unit of that mode's work"
 
 
@@ -139,6 +142,17 @@ def reference_mode(prof) -> str:
     return prof.source.rsplit("reference mode ", 1)[-1].rstrip(")")
 
 
+def span_overhead_ms(bench: dict, mode: str, gen: GeneratorCosts) -> Optional[float]:
+    """CPU per batch inside `mode`'s forward spans beyond the forward alone (stacking observations,
+    sampling, replies), where the run recorded the span's CPU (since 2026-12-07); else None."""
+    m = bench["modes"].get(mode) or bench["modes"].get(_base(mode), {})
+    g = m.get("generator", {})
+    if g.get("forward_cpu_ms_mean") is None or not g.get("mean_batch"):
+        return None
+    alone_ms = gen.act_s(int(round(g["mean_batch"]))) * 1000.0 - gen.overhead_ms
+    return max(0.0, g["forward_cpu_ms_mean"] - alone_ms)
+
+
 def set_cpu_costs(prof, bench: dict, mode: str) -> None:
     """Give `prof` the CPU costs of `mode` (the generator's per-request cost too, when accounted)."""
     on_cpu = prof.cpu.generator_on_cpu
@@ -146,7 +160,13 @@ def set_cpu_costs(prof, bench: dict, mode: str) -> None:
         prof.cpu.cores = 0.0  # the medians hold only for the machine they were measured on
         prof.sources["cpu"] = "no CPU accounting and not the 2-core VM: contention not modelled"
         return
-    if on_cpu and reference_mode(prof).split(" ")[0] in ("async-rollout", "full"):
+    inside = span_overhead_ms(bench, mode, prof.generator) if on_cpu else None
+    if inside is not None:
+        # The span's own CPU, stretched by the contention the pool models: neither `sync`'s overhead
+        # at its batch of 32 (1.2-3.3 ms in three runs of one code) nor zero.
+        prof.generator.overhead_ms = inside
+        prof.sources["generator.overhead_ms"] = f"modes.{mode}.generator forward_cpu_ms_mean minus alone"
+    elif on_cpu and reference_mode(prof).split(" ")[0] in ("async-rollout", "full"):
         # The per-batch overhead came from that mode's forward spans, stretched by contention the
         # pool now models: the CPU per request (accounted, else the VM median) replaces it.
         prof.generator.overhead_ms = 0.0

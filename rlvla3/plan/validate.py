@@ -7,6 +7,7 @@ beside the measurement.
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import os
@@ -63,7 +64,7 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         return []
     prof = profile_from_bench(path)
     frac, _ = straggler_args(bench.get("command", ""))
-    rows, ref_reset, ref_layout = [], prof.env.reset, prof.layout
+    rows, ref_reset, ref_layout, ref_gen = [], prof.env.reset, prof.layout, copy.copy(prof.generator)
     if first_model:
         prof.layout.coalesce_ms = 0.0
         prof.layout.trainer_shares_gpu = False
@@ -72,6 +73,7 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         prof.layout = mode_layout(bench, mode, ref_layout)
         prof.layout.straggler_fraction = frac if strag else 0.0
         prof.env.reset = ref_reset
+        prof.generator = copy.copy(ref_gen)  # a mode's CPU costs (set_cpu_costs) do not carry to the next
         prof.generator.late_ms = 0.0
         if mode in ("async-rollout", "full"):
             if not first_model:

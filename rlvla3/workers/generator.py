@@ -127,11 +127,14 @@ class Generator(Role):
         crash_process_if(self.crash_after_requests, self.calls + 1)
         if hang_if(self.hang_after_requests, self.calls + 1):
             time.sleep(10**6)  # a forward pass that never returns
-        t0, w0 = time.perf_counter(), time.time()
+        t0, w0, c0 = time.perf_counter(), time.time(), time.thread_time()
         out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0
         w1 = time.time()
-        self.spans.record(self.track, "infer_batch", w0, w1 - w0, n=len(obs), **span_args)
+        # cpu: this thread's CPU seconds in the span (its work, whatever else ran on the cores);
+        # `rlvla3 plan` prices a CPU generator's batch with it (plan/cpu_calibration.py)
+        self.spans.record(self.track, "infer_batch", w0, w1 - w0, n=len(obs), cpu=time.thread_time() - c0,
+                          **span_args)
         self.calls += 1
         self.samples += len(obs)
         return ActionReply(request_id, out.actions, out.tokens, out.logp, out.values, out.version,

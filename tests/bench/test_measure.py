@@ -132,3 +132,9 @@ def test_publication_splits_into_the_trainers_pack_and_generator_0s_staging_and_
     pub = window_metrics(s, 9.0, 40.0)["publication"]
     assert pub == {"pack_s": 3.0, "mib": 656.0, "stage_s": 1.0, "swap_s": 2.0}
     assert window_metrics(s, 9.0, 11.0)["publication"] == {}  # neither ends in the window
+
+
+def test_the_generator_threads_cpu_in_its_forward_spans_is_averaged_where_recorded():
+    s = [Span("generator0", "infer_batch", 10.0 + k, 0.5, {"n": 4, "cpu": 0.002 * (k + 1)}) for k in range(3)]
+    assert window_metrics(s, 10.0, 20.0)["generator"]["forward_cpu_ms_mean"] == pytest.approx(4.0)
+    assert "forward_cpu_ms_mean" not in window_metrics(_spans(), 10.0, 20.0)["generator"]  # older spans: no key

@@ -90,6 +90,28 @@ def test_cpu_costs_per_unit_of_work_from_the_accounting():
     assert per_request == pytest.approx(3.0 - 2.0)  # 0.3 core x 30 s / 3000 batches, less the forward
 
 
+def test_the_generators_span_cpu_splits_its_batch_into_inside_and_outside_the_forward():
+    """With the span's own CPU recorded (2.5 ms per batch of 2, forward alone 2.29 ms at 2), the
+    profile's per-batch overhead is the rest of the span (0.21 ms) and the CPU per request is what
+    the process spent outside it ((3.0 - 2.5) / 2); without it, as before."""
+    from rlvla3.plan.cpu_calibration import cpu_costs, span_overhead_ms
+    from rlvla3.plan.profile import GeneratorCosts
+
+    def bench(g):
+        m = {"env_steps_per_s": 400.0, "trained_samples_per_s": 50.0, "window_s": 30.0, "generator": g,
+             "cpu": {"machine_busy_cores": 1.5, "by_role": {"Trainer": 0.5, "AsyncGenerator": 0.3}}}
+        return {"machine": {"cpus": 2}, "bounds": {"trainer_samples_per_s": 200.0}, "modes": {"full": m}}
+
+    gen = GeneratorCosts({1: 2.0, 8: 4.0}, overhead_ms=0.5)
+    recorded = bench({"batches": 3000, "mean_batch": 2.0, "forward_cpu_ms_mean": 2.5})
+    assert span_overhead_ms(recorded, "full", gen) == pytest.approx(2.5 - (2.0 + 2.0 / 7))
+    assert span_overhead_ms(recorded, "full +stragglers", gen) == pytest.approx(2.5 - (2.0 + 2.0 / 7))
+    assert cpu_costs(recorded, "full", True, 4.0, 1, gen)[1] == pytest.approx((3.0 - 2.5) / 2)
+    older = bench({"batches": 3000, "mean_batch": 2.0})
+    assert span_overhead_ms(older, "full", gen) is None
+    assert cpu_costs(older, "full", True, 4.0, 1, gen)[1] == pytest.approx((3.0 - (2.0 + 2.0 / 7 + 0.5)) / 2)
+
+
 def test_libero_resets_of_a_session_start_are_not_the_pipeline_s():
     """The data behind own-mode resets: gpu-libero-oft/run1's sync window held only 20-s resets,
     its `full` resets took ~2 s."""

@@ -106,3 +106,16 @@ def test_weights_are_staged_beside_inference_and_only_the_swap_waits_for_a_batch
     assert after.version == 3 and stale == 2
     names = [s.name for s in spans]
     assert names.count("weight_stage") == 1 and names.count("weight_swap") == 1
+
+
+def test_forward_spans_carry_the_threads_cpu_time():
+    """`rlvla3 plan` prices a CPU generator's batch by the CPU its forward span used (not its wall
+    time, which holds whatever else ran on the cores)."""
+    from rlvla3.workers.generator import Generator
+
+    gen = Generator(0, load_config(["preset=tiny-test"]).policy, 0)
+    gen.set_trace(True)
+    gen.infer_batch(_request(0, n=4).obs)
+    span = gen.timeline()[0]
+    assert span.name == "infer_batch" and span.args["n"] == 4
+    assert 0.0 < span.args["cpu"] <= span.dur * 1.5 + 0.005  # one thread's CPU: about its wall time or less
