@@ -149,8 +149,7 @@ def span_overhead_ms(bench: dict, mode: str, gen: GeneratorCosts) -> Optional[fl
     g = m.get("generator", {})
     if g.get("forward_cpu_ms_mean") is None or not g.get("mean_batch"):
         return None
-    alone_ms = gen.act_s(int(round(g["mean_batch"]))) * 1000.0 - gen.overhead_ms
-    return max(0.0, g["forward_cpu_ms_mean"] - alone_ms)
+    return max(0.0, g["forward_cpu_ms_mean"] - gen.alone_ms(int(round(g["mean_batch"]))))
 
 
 def set_cpu_costs(prof, bench: dict, mode: str) -> None:

@@ -85,19 +85,22 @@ class GeneratorCosts:
     # whichever is later (the serving loop's wake-up; the run's `late_ms_mean`, BatcherStats.late_s)
     late_ms: float = 0.0
 
-    def act_s(self, n: int, requests: int = 0) -> float:
-        """Seconds for one batch of n samples (from `requests` asynchronous requests): the forward
-        alone, linear between measured sizes and beyond the largest, plus the pipeline's overheads."""
-        if n <= 0:
-            return 0.0
+    def alone_ms(self, n: int) -> float:
+        """Milliseconds of one forward pass alone on n samples: linear between measured sizes and
+        beyond the largest."""
         xs = sorted(self.act_ms_by_batch)
         ys = [self.act_ms_by_batch[x] for x in xs]
         if n >= xs[-1] and len(xs) > 1:
             slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-            ms = ys[-1] + max(slope, 0.0) * (n - xs[-1])
-        else:
-            ms = float(np.interp(n, xs, ys))
-        return (ms + self.overhead_ms + requests * self.per_request_ms) / 1000.0
+            return ys[-1] + max(slope, 0.0) * (n - xs[-1])
+        return float(np.interp(n, xs, ys))
+
+    def act_s(self, n: int, requests: int = 0) -> float:
+        """Seconds for one batch of n samples (from `requests` asynchronous requests): the forward
+        alone plus the pipeline's overheads."""
+        if n <= 0:
+            return 0.0
+        return (self.alone_ms(n) + self.overhead_ms + requests * self.per_request_ms) / 1000.0
 
 
 @dataclass
