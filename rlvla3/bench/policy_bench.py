@@ -50,6 +50,18 @@ def bench_inference(policy, batches: List[int], seconds: float) -> List[dict]:
     return rows
 
 
+def bench_graphs(policy, batches: List[int], seconds: float) -> dict:
+    """`bench_inference` with generator.cuda_graphs, and how often the greedy action tokens of
+    the graphed forward equal the eager ones on one batch (bfloat16 kernels may differ at a bin edge)."""
+    obs = random_obs(max(batches), policy.image_size, policy.proprio_dim, INSTRUCTIONS, seed=1)
+    eager = policy.act(obs, deterministic=True).tokens
+    graphs = policy.use_cuda_graphs(max(batches))
+    rows = bench_inference(policy, batches, seconds)
+    same = float((policy.act(obs, deterministic=True).tokens == eager).mean())
+    return {"inference": rows, "buckets": graphs.captured, "capture_s": graphs.capture_s,
+            "greedy_tokens_equal": same, "eager_calls": graphs.eager_calls}
+
+
 def bench_training(cfg, micros: List[int], accum: int, seconds: float) -> List[dict]:
     from rlvla3.workers.trainer import Trainer
 
@@ -96,6 +108,8 @@ def run_policy_bench(overrides: List[str], batches: List[int], micros: List[int]
         "torch": torch.__version__,
     }
     result["inference"] = bench_inference(policy, batches, seconds)
+    if cfg.generator.cuda_graphs:  # the same policy again, its act replayed from CUDA graphs
+        result["cuda_graphs"] = bench_graphs(policy, batches, seconds)
     del policy, model
     result["training"] = bench_training(cfg, micros, accum, seconds)
     os.makedirs(out_dir, exist_ok=True)
@@ -113,6 +127,14 @@ def table(results: List[dict]) -> str:
             lines.append(f"| {r['label']} | {r['params_total'] / 1e6:.0f}M | {r['params_trainable'] / 1e6:.0f}M | "
                          f"{r['dtype']} | {row['batch']} | {row['samples_per_s']:.1f} | {row['ms_per_call']:.1f} | "
                          f"{row['peak_mem_gb']:.1f} |")
+        for row in r.get("cuda_graphs", {}).get("inference", []):
+            lines.append(f"| {r['label']}, CUDA graphs | | | {r['dtype']} | {row['batch']} | "
+                         f"{row['samples_per_s']:.1f} | {row['ms_per_call']:.1f} | {row['peak_mem_gb']:.1f} |")
+    for r in results:
+        g = r.get("cuda_graphs")
+        if g:
+            lines.append(f"\n{r['label']}, CUDA graphs: buckets {g['buckets']}, captured in {g['capture_s']:.1f} s; "
+                         f"greedy action tokens equal to the eager forward's: {100 * g['greedy_tokens_equal']:.1f}%")
     lines += ["", "| policy | micro-batch | global batch | train samples/s | peak GB |", "|---|---:|---:|---:|---:|"]
     for r in results:
         for row in r["training"]:

@@ -122,6 +122,8 @@ class HFPolicy:
                     m.gradient_checkpointing_enable()
         self.model = self._wrap_lora(model).to(self.device)
         self._forward = torch.compile(self._core, dynamic=True) if cfg.compile else self._core
+        self._infer = self._forward  # act's forward: CUDA graphs replace it on a generator (use_cuda_graphs)
+        self._autocast_cache = True
 
     chunk_size = property(lambda self: self.cfg.chunk_size)
     action_dim = property(lambda self: self.cfg.action_dim)
@@ -195,7 +197,28 @@ class HFPolicy:
     def autocast(self):
         if self.cfg.dtype == "float32":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.cfg.dtype])
+        # no cast cache under CUDA graphs: a cached cast would outlive the captured forward
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.cfg.dtype],
+                              cache_enabled=self._autocast_cache)
+
+    graphable = False  # families whose act forward can be captured (cuda_graphs.py)
+
+    def use_cuda_graphs(self, max_batch: int, capture=None):
+        """Serve `act` from CUDA graphs captured per batch-size bucket up to `max_batch`
+        (generator.cuda_graphs). Only for inference replicas: training keeps the eager forward.
+        `capture`: tests pass an eager stand-in (cuda_graphs.GraphedForward). Returns the
+        GraphedForward (its buckets and replay counts)."""
+        from rlvla3.policies.cuda_graphs import GraphedForward, buckets_for, cuda_capture
+
+        if not self.graphable:
+            raise ValueError(f"generator.cuda_graphs: policy {self.policy_type!r} has no graphable forward (oft has)")
+        if capture is None and self.device.type != "cuda":
+            raise ValueError(f"generator.cuda_graphs needs the policy on a GPU, not {self.device}")
+        if self.cfg.compile:
+            raise ValueError("generator.cuda_graphs and policy compile=true exclude each other")
+        self._autocast_cache = False
+        self._infer = GraphedForward(self._core, buckets_for(max_batch), self.device, capture or cuda_capture)
+        return self._infer
 
     # --- weights -------------------------------------------------------------------------
     def parameters(self):

@@ -59,6 +59,11 @@ class GeneratorConfig:
     # connection per env worker and generator (about 0.25 ms of CPU per request against 2 ms
     # for a Ray call; workers/action_channel.py) | ray: an actor call per request.
     request_transport: str = "socket"
+    # Replay the policy's forward from CUDA graphs captured at start, one per batch size 1, 2, 4, ...
+    # up to max_batch (a lock-step generator: up to its share of the env slots); a batch is padded to
+    # the next size. At the small batches of the async modes a 1B VLA's forward is bound by kernel
+    # launches, not the GPU (docs/vla.md). policy.type=oft on a GPU only.
+    cuda_graphs: bool = False
 
     def validate(self, prefix: str = "generator") -> None:
         check_choice(self.router, ("round_robin", "least_loaded", "shard"), f"{prefix}.router")

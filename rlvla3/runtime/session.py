@@ -138,9 +138,13 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
     # async modes: a generator with its own dynamic batcher (max batch, max wait, temperature)
     cls, batching = (AsyncGenerator, (g.max_batch, g.max_wait_ms, r.temperature)) \
         if cfg.run.mode in ASYNC_ROLLOUT_MODES else (Generator, ())
+    # generator.cuda_graphs: the largest batch each replica forms (the batcher's cap, or its share of the slots)
+    graph_batch = 0 if not g.cuda_graphs else g.max_batch if batching else \
+        math.ceil(r.num_env_workers * envs_per_worker(r) / g.num_generators)
+
     def make_generator(i: int, incarnation: int = 0):
         return backend.actor(cls, i, cfg.policy, seed + 7 * incarnation, threads, *batching, nice=nice,
-                             **generator_faults(cfg, i, incarnation), **gen_opts(i))
+                             cuda_graph_batch=graph_batch, **generator_faults(cfg, i, incarnation), **gen_opts(i))
 
     s.make_generator = make_generator
     s.generators = [make_generator(i) for i in range(g.num_generators)]

@@ -30,7 +30,7 @@ class StagedWeights:
 
 class Generator(Role):
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
-                 hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False):
+                 hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False, cuda_graph_batch: int = 0):
         super().__init__(torch_threads, nice)
         if hang_at_start:  # fault injection: a start that never ends (a wedged CUDA/EGL init)
             hang_forever("generator start")
@@ -44,6 +44,18 @@ class Generator(Role):
         self.forward_time_s = 0.0
         self.calls = self.samples = 0
         self.track = f"generator{gen_id}"
+        self.graphs = None  # GraphedForward under generator.cuda_graphs
+        if cuda_graph_batch:  # generator.cuda_graphs: capture every bucket now, not on a slot's request
+            self._capture_graphs(cuda_graph_batch)
+
+    def _capture_graphs(self, max_batch: int) -> None:
+        from rlvla3.bench.synthetic import random_obs
+
+        p, t0 = self.policy, time.time()
+        self.graphs = p.use_cuda_graphs(max_batch)
+        for b in reversed(self.graphs.buckets):  # largest first: the smaller graphs reuse its memory pool
+            p.act(random_obs(b, p.image_size, p.proprio_dim, ["warm up"]))
+        self.spans.record(self.track, "graph_capture", t0, time.time() - t0, buckets=len(self.graphs.buckets))
 
     @property
     def version(self) -> int:
@@ -141,4 +153,13 @@ class Generator(Role):
                            batch_size=len(obs), timing={"fwd0": w0, "fwd1": w1} if self.spans.enabled else None)
 
     def stats(self) -> dict:
-        return {"calls": self.calls, "samples": self.samples, "forward_time_s": self.forward_time_s}
+        return {"calls": self.calls, "samples": self.samples, "forward_time_s": self.forward_time_s,
+                **self.graph_stats()}
+
+    def graph_stats(self) -> dict:
+        """generator.cuda_graphs: forwards replayed, run eagerly (batch above every bucket), capture time."""
+        g = self.graphs
+        if g is None:
+            return {}
+        return {"graph_buckets": len(g.captured), "graph_replays": g.replays, "graph_eager_calls": g.eager_calls,
+                "graph_capture_s": round(g.capture_s, 3)}

@@ -25,6 +25,7 @@ class OFTPolicy(HFPolicy):
     policy_type = "oft"
     config_class = OFTPolicyConfig
     lora_modules_to_save = ["projector", "proprio_proj", "action_queries", "value_head", "gauss_head"]
+    graphable = True  # fixed-shape inputs (the prompt padded to max_prompt_tokens), no host sync inside
 
     def __init__(self, cfg: OFTPolicyConfig, device: str = "cpu", model: nn.Module | None = None,
                  model_config: dict | None = None):
@@ -74,7 +75,7 @@ class OFTPolicy(HFPolicy):
     @torch.no_grad()
     def act(self, obs: ObsBatch, deterministic: bool = False, temperature: float = 1.0) -> ActOutput:
         self.model.eval()
-        logits, values = self._forward(**self._inputs(obs))
+        logits, values = self._infer(**self._inputs(obs))
         tokens, logp = sample_bins(logits, deterministic, temperature)
         tok = tokens.cpu().numpy()
         actions = self.action_tokenizer.decode(tok).reshape(len(obs), self.chunk_size, self.action_dim)
