@@ -137,3 +137,26 @@ def test_bench_policy_times_the_graphed_forward_beside_the_eager_one(monkeypatch
     text = table([{"label": "oft-tiny", "params_total": 1, "params_trainable": 1, "dtype": "float32",
                    "inference": [], "training": [], "cuda_graphs": g}])
     assert "oft-tiny, CUDA graphs | | | float32 | 3 |" in text and "greedy action tokens equal" in text
+
+
+def test_a_generator_captures_every_bucket_at_start_and_reports_its_replays(monkeypatch):
+    pytest.importorskip("transformers")
+    from functools import partialmethod
+
+    from rlvla3.policies.oft.policy import OFTPolicy
+    from rlvla3.workers.async_generator import AsyncGenerator
+    from rlvla3.workers.generator import Generator
+    from tests.policies.vla_helpers import obs
+
+    monkeypatch.setattr(OFTPolicy, "use_cuda_graphs", partialmethod(OFTPolicy.use_cuda_graphs, capture=eager_capture))
+    cfg = load_config(["policy=oft-tiny", "policy.oft.image_size=32", "env.tabletop.image_size=32"]).policy
+    gen = Generator(0, cfg, seed=0, cuda_graph_batch=5)
+    assert gen.graphs.captured == [1, 2, 4, 5]  # before any request
+    assert gen.stats()["graph_capture_s"] > 0 and gen.stats()["graph_replays"] == 4  # the start's warm-up acts
+    gen.infer_batch(obs(3, proprio=cfg.oft.proprio_dim))
+    gen.infer_batch(obs(7, proprio=cfg.oft.proprio_dim))
+    st = gen.stats()
+    assert (st["graph_buckets"], st["graph_replays"], st["graph_eager_calls"]) == (4, 5, 1)
+    assert "graph_replays" not in Generator(0, cfg, seed=0).stats()  # off: no graph keys
+    agen = AsyncGenerator(0, cfg, 0, 1, max_batch=2, max_wait_ms=1.0, cuda_graph_batch=2)
+    assert agen.replica.graphs.captured == [1, 2]
