@@ -13,7 +13,9 @@
 # Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
 # bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_SLOTS,
-# FULL_MAX_BATCH, FULL_EXTRA, KEEP_SPANS (each explained where it is read below).
+# FULL_MAX_BATCH, FULL_EXTRA, KEEP_SPANS (each explained where it is read below). Arguments after the
+# script's name go to every mode, e.g. generator.cuda_graphs=true (the oft forward from CUDA graphs:
+# docs/benchmarks/gpu-dec07d-cuda-graphs).
 # oft-1b at global batch 392: a 45 s window holds at most one global batch, too few for trained
 # samples/s over whole versions; use WINDOW=130 and two modes per call (from the 45 s calls'
 # timings: start 25 s, sync-best ~135 s + window, full ~100 s + window, bounds 86 s: ~510 s of 540).
