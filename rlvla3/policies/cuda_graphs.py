@@ -1,9 +1,10 @@
 """Inference replayed from CUDA graphs, one graph per batch-size bucket.
 
 At the small batches an asynchronous generator forms, a VLA's forward is bound by kernel launches
-from one Python thread, not by the GPU: oft-1b took 60 ms at batch 1 and 86 ms at batch 32 on an
-H100 (docs/benchmarks/gpu-vla/), and 56-79 ms per batch of 2-5 in `full` on LIBERO, where the env
-slots waited for it. A captured graph replays the same kernels with one launch.
+from one Python thread, not by the GPU: on an H100 oft-1b's act took 32-34 ms at every batch from 1
+to 8, and 10-23 ms replayed from graphs (docs/benchmarks/gpu-dec07d-cuda-graphs/); in `full` on
+LIBERO its batches of 2-5 took 56-79 ms while the env slots waited for them. A captured graph
+replays the same kernels with one launch.
 
 A batch of n is copied into the static inputs of the smallest bucket that holds it; the extra rows
 repeat the first row (the rows of a VLA forward never interact), and the outputs are views of the
