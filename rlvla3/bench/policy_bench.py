@@ -51,15 +51,19 @@ def bench_inference(policy, batches: List[int], seconds: float) -> List[dict]:
 
 
 def bench_graphs(policy, batches: List[int], seconds: float) -> dict:
-    """`bench_inference` with generator.cuda_graphs, and how often the greedy action tokens of
-    the graphed forward equal the eager ones on one batch (bfloat16 kernels may differ at a bin edge)."""
+    """`bench_inference` with generator.cuda_graphs, and how the deterministic acts of the graphed
+    forward compare with the eager ones on one batch: the share of equal action tokens (None where
+    two eager calls already differ: pi0's chain starts from fresh noise) and the largest log-prob
+    difference (bfloat16 kernels may differ at a bin edge)."""
     obs = random_obs(max(batches), policy.image_size, policy.proprio_dim, INSTRUCTIONS, seed=1)
-    eager = policy.act(obs, deterministic=True).tokens
+    eager, again = policy.act(obs, deterministic=True), policy.act(obs, deterministic=True)
     graphs = policy.use_cuda_graphs(max(batches))
     rows = bench_inference(policy, batches, seconds)
-    same = float((policy.act(obs, deterministic=True).tokens == eager).mean())
+    out = policy.act(obs, deterministic=True)
+    same = float((out.tokens == eager.tokens).mean()) if (again.tokens == eager.tokens).all() else None
     return {"inference": rows, "buckets": graphs.captured, "capture_s": graphs.capture_s,
-            "greedy_tokens_equal": same, "eager_calls": graphs.eager_calls}
+            "greedy_tokens_equal": same, "greedy_logp_max_abs_diff": float(abs(out.logp - eager.logp).max()),
+            "eager_calls": graphs.eager_calls}
 
 
 def bench_training(cfg, micros: List[int], accum: int, seconds: float) -> List[dict]:
@@ -133,8 +137,10 @@ def table(results: List[dict]) -> str:
     for r in results:
         g = r.get("cuda_graphs")
         if g:
+            same = "n/a" if g["greedy_tokens_equal"] is None else f"{100 * g['greedy_tokens_equal']:.1f}%"
             lines.append(f"\n{r['label']}, CUDA graphs: buckets {g['buckets']}, captured in {g['capture_s']:.1f} s; "
-                         f"greedy action tokens equal to the eager forward's: {100 * g['greedy_tokens_equal']:.1f}%")
+                         f"deterministic acts against the eager forward's: action tokens equal {same}, "
+                         f"log-probs within {g.get('greedy_logp_max_abs_diff', float('nan')):.2g}")
     lines += ["", "| policy | micro-batch | global batch | train samples/s | peak GB |", "|---|---:|---:|---:|---:|"]
     for r in results:
         for row in r["training"]:

@@ -122,7 +122,7 @@ class HFPolicy:
                     m.gradient_checkpointing_enable()
         self.model = self._wrap_lora(model).to(self.device)
         self._forward = torch.compile(self._core, dynamic=True) if cfg.compile else self._core
-        self._infer = self._forward  # act's forward: CUDA graphs replace it on a generator (use_cuda_graphs)
+        self._infer = self._act_core  # act's device work: CUDA graphs replace it on a generator (use_cuda_graphs)
         self._autocast_cache = True
 
     chunk_size = property(lambda self: self.cfg.chunk_size)
@@ -145,6 +145,10 @@ class HFPolicy:
 
     def _core(self, *args, **kwargs):
         raise NotImplementedError
+
+    def _act_core(self, **inputs):
+        """What `act` runs on the device, from tensors of a leading batch dimension to a tuple of them."""
+        return self._forward(**inputs)
 
     # --- LoRA ----------------------------------------------------------------------------
     def _wrap_lora(self, model: nn.Module) -> nn.Module:
@@ -211,13 +215,13 @@ class HFPolicy:
         from rlvla3.policies.cuda_graphs import GraphedForward, buckets_for, cuda_capture
 
         if not self.graphable:
-            raise ValueError(f"generator.cuda_graphs: policy {self.policy_type!r} has no graphable forward (oft has)")
+            raise ValueError(f"generator.cuda_graphs: policy {self.policy_type!r} has no graphable forward")
         if capture is None and self.device.type != "cuda":
             raise ValueError(f"generator.cuda_graphs needs the policy on a GPU, not {self.device}")
         if self.cfg.compile:
             raise ValueError("generator.cuda_graphs and policy compile=true exclude each other")
         self._autocast_cache = False
-        self._infer = GraphedForward(self._core, buckets_for(max_batch), self.device, capture or cuda_capture)
+        self._infer = GraphedForward(self._act_core, buckets_for(max_batch), self.device, capture or cuda_capture)
         return self._infer
 
     # --- weights -------------------------------------------------------------------------

@@ -86,9 +86,9 @@ def check_across_sections(cfg: Config) -> None:
           f"placement.preset={p.preset} placement.gpus={p.gpus} lays out GPUs, but policy.device={cfg.policy.device}")
     if on_gpu:
         plan_placement(p.preset, p.gpus, t.num_ranks, g.num_generators)  # raises a ConfigError saying what fits
-    check(not g.cuda_graphs or (on_gpu and cfg.policy.type == "oft" and not family_config(cfg.policy).compile),
-          f"generator.cuda_graphs replays the oft policy's forward on a GPU: it needs policy.type=oft (got "
-          f"{cfg.policy.type!r}), policy.device=cuda (got {cfg.policy.device!r}) and policy.oft.compile=false")
+    check(not g.cuda_graphs or (on_gpu and cfg.policy.type in ("oft", "pi0") and not family_config(cfg.policy).compile),
+          f"generator.cuda_graphs replays a VLA's forward on a GPU: it needs policy.type=oft or pi0 (got "
+          f"{cfg.policy.type!r}), policy.device=cuda (got {cfg.policy.device!r}) and compile=false")
     env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
     check(pol.image_size == env.image_size,
           f"{pk}.image_size ({pol.image_size}) must equal env.{cfg.env.type}.image_size ({env.image_size})")

@@ -62,7 +62,7 @@ class GeneratorConfig:
     # Replay the policy's forward from CUDA graphs captured at start, one per batch size 1, 2, 4, ...
     # up to max_batch (a lock-step generator: up to its share of the env slots); a batch is padded to
     # the next size. At the small batches of the async modes a 1B VLA's forward is bound by kernel
-    # launches, not the GPU (docs/vla.md). policy.type=oft on a GPU only.
+    # launches, not the GPU (docs/vla.md). policy.type=oft or pi0, on a GPU.
     cuda_graphs: bool = False
 
     def validate(self, prefix: str = "generator") -> None:

@@ -93,31 +93,64 @@ def test_oft_policy_acts_the_same_through_the_graphed_forward():
         OFTPolicy(OFTPolicyConfig(**dims())).use_cuda_graphs(4)
 
 
+def test_pi0_policy_acts_the_same_through_the_graphed_forward():
+    pytest.importorskip("transformers")
+    from rlvla3.policies.pi0.config import PI0PolicyConfig
+    from rlvla3.policies.pi0.policy import PI0Policy
+    from tests.policies.vla_helpers import dims, obs
+
+    torch.manual_seed(0)
+    p = PI0Policy(PI0PolicyConfig(**dims()))
+    eager = {n: p.act(obs(n, seed=n), deterministic=True) for n in (1, 3)}
+    graphs = p.use_cuda_graphs(4, capture=eager_capture)
+    for n, ref in eager.items():  # no step noise: log-probs and values do not depend on the draws
+        out = p.act(obs(n, seed=n), deterministic=True)
+        assert out.actions.shape == ref.actions.shape and out.tokens.shape == ref.tokens.shape
+        assert np.allclose(out.logp, ref.logp, atol=1e-5) and np.allclose(out.values, ref.values, atol=1e-5)
+    assert not np.allclose(p.act(obs(3, seed=3)).logp, eager[3].logp)  # the noise scale reaches the chain
+    assert graphs.captured == [1, 4] and graphs.replays == 3
+    inputs, state = p._inputs(obs(4))  # the same draws give the same chain as the eager function
+    scale = torch.ones(4, 1, 1)
+    torch.manual_seed(7)
+    want = PI0Policy._act_core(p, state=state, noise_scale=scale, **inputs)
+    torch.manual_seed(7)
+    got = p._infer(state=state, noise_scale=scale, **inputs)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
+
+
 def test_generator_cuda_graphs_is_checked_before_any_work():
-    with pytest.raises(ConfigError, match="generator.cuda_graphs.*policy.type=oft"):
+    with pytest.raises(ConfigError, match="generator.cuda_graphs.*policy.type=oft or pi0"):
         load_config(["generator.cuda_graphs=true"])  # the tiny policy on the CPU
     with pytest.raises(ConfigError, match="policy.device=cuda"):
         load_config(["generator.cuda_graphs=true", "policy=oft-tiny"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_real_capture_follows_in_place_weight_updates():
+@pytest.mark.parametrize("family", ["oft", "pi0"])
+def test_real_capture_follows_in_place_weight_updates(family):
     pytest.importorskip("transformers")
     from rlvla3.policies.oft.config import OFTPolicyConfig
     from rlvla3.policies.oft.policy import OFTPolicy
+    from rlvla3.policies.pi0.config import PI0PolicyConfig
+    from rlvla3.policies.pi0.policy import PI0Policy
     from tests.policies.vla_helpers import dims, obs
 
+    cls, cfg_cls = (OFTPolicy, OFTPolicyConfig) if family == "oft" else (PI0Policy, PI0PolicyConfig)
     torch.manual_seed(0)
-    p = OFTPolicy(OFTPolicyConfig(**dims()), device="cuda")
-    twin = OFTPolicy(OFTPolicyConfig(**dims()), device="cuda")
+    p = cls(cfg_cls(**dims()), device="cuda")
+    twin = cls(cfg_cls(**dims()), device="cuda")
     twin.load_state_dict(p.state_dict())
     p.use_cuda_graphs(4)
     o = obs(3)
-    assert np.array_equal(p.act(o, deterministic=True).tokens, twin.act(o, deterministic=True).tokens)
+    a, b = p.act(o, deterministic=True), twin.act(o, deterministic=True)
+    assert np.allclose(a.values, b.values, atol=1e-4) and np.allclose(a.logp, b.logp, atol=1e-4)
+    if family == "oft":
+        assert np.array_equal(a.tokens, b.tokens)
     new = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in p.state_dict().items()}
     p.load_state_dict(new)  # the generator's swap: in place, so the captured graph reads the new weights
     twin.load_state_dict(new)
     assert np.allclose(p.act(o, deterministic=True).values, twin.act(o, deterministic=True).values, atol=1e-4)
+    assert np.isfinite(p.act(o).logp).all()  # sampled: fresh draws on each replay
 
 
 def test_bench_policy_times_the_graphed_forward_beside_the_eager_one(monkeypatch):
@@ -136,7 +169,8 @@ def test_bench_policy_times_the_graphed_forward_beside_the_eager_one(monkeypatch
     assert g["buckets"] == [1, 3] and g["greedy_tokens_equal"] == 1.0 and g["eager_calls"] == 0
     text = table([{"label": "oft-tiny", "params_total": 1, "params_trainable": 1, "dtype": "float32",
                    "inference": [], "training": [], "cuda_graphs": g}])
-    assert "oft-tiny, CUDA graphs | | | float32 | 3 |" in text and "greedy action tokens equal" in text
+    assert "oft-tiny, CUDA graphs | | | float32 | 3 |" in text and "action tokens equal 100.0%" in text
+    assert g["greedy_logp_max_abs_diff"] < 1e-4
 
 
 def test_a_generator_captures_every_bucket_at_start_and_reports_its_replays(monkeypatch):
@@ -160,3 +194,18 @@ def test_a_generator_captures_every_bucket_at_start_and_reports_its_replays(monk
     assert "graph_replays" not in Generator(0, cfg, seed=0).stats()  # off: no graph keys
     agen = AsyncGenerator(0, cfg, 0, 1, max_batch=2, max_wait_ms=1.0, cuda_graph_batch=2)
     assert agen.replica.graphs.captured == [1, 2]
+
+
+def test_bench_policy_compares_pi0_by_log_probs(monkeypatch):
+    pytest.importorskip("transformers")
+    from functools import partialmethod
+
+    from rlvla3.bench.policy_bench import bench_graphs
+    from rlvla3.policies.pi0.config import PI0PolicyConfig
+    from rlvla3.policies.pi0.policy import PI0Policy
+    from tests.policies.vla_helpers import dims
+
+    monkeypatch.setattr(PI0Policy, "use_cuda_graphs", partialmethod(PI0Policy.use_cuda_graphs, capture=eager_capture))
+    torch.manual_seed(0)
+    g = bench_graphs(PI0Policy(PI0PolicyConfig(**dims())), [2], 0.01)
+    assert g["greedy_tokens_equal"] is None and g["greedy_logp_max_abs_diff"] < 1e-4  # chains start from fresh noise

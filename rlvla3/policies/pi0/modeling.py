@@ -139,16 +139,18 @@ class PI0FlowModel(nn.Module):
         return logp, entropy
 
     @torch.no_grad()
-    def sample_chain(self, state, cache, attention_mask, log_sigma, K: int, deterministic: bool, temperature: float):
+    def sample_chain(self, state, cache, attention_mask, log_sigma, K: int, noise_scale):
         """A chain (n, K+1, chunk, width) and its per-element log-prob (n, chunk, action_dim)
-        under temperature 1 (the behaviour density the trainer ratios against)."""
+        under temperature 1 (the behaviour density the trainer ratios against). `noise_scale`:
+        the step noise's temperature, 0 for the deterministic chain; a float, or a tensor that
+        broadcasts to (n, chunk, action_dim) (a CUDA graph's input: the same kernels either way)."""
         n, a = state.shape[0], self.action_dim
         x = torch.randn(n, self.chunk, self.width, device=state.device)
         chain, dt = [x], -1.0 / K
         logp = torch.zeros_like(log_sigma)
         for k in range(K):
             mu = x + dt * self.velocity(state, x, 1.0 + k * dt, cache, attention_mask)
-            z = torch.zeros_like(log_sigma) if deterministic else temperature * torch.randn_like(log_sigma)
+            z = noise_scale * torch.randn_like(log_sigma)
             x = mu.clone()
             x[..., :a] = mu[..., :a] + z * log_sigma.exp()
             logp = logp - 0.5 * z * z - log_sigma - 0.5 * LOG_2PI

@@ -28,6 +28,7 @@ class PI0Policy(HFPolicy):
     policy_type = "pi0"
     config_class = PI0PolicyConfig
     lora_modules_to_save = ["value_head", "noise_head", "embed_action_time", "action_out_proj"]
+    graphable = True  # fixed-shape inputs; the step noise's RNG is captured (CUDA graphs replay it fresh)
 
     def __init__(self, cfg: PI0PolicyConfig, device: str = "cpu", model: nn.Module | None = None,
                  model_config: dict | None = None):
@@ -86,16 +87,24 @@ class PI0Policy(HFPolicy):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.model.eval()
-        m, (prefix_in, state) = self.core_model, self._inputs(obs)
+        prefix_in, state = self._inputs(obs)
+        n = len(obs)
+        scale = torch.full((n, 1, 1), 0.0 if deterministic else float(temperature), device=self.device)
+        chain, logp, values = self._infer(state=state, noise_scale=scale, **prefix_in)
+        actions = chain[:, -1, :, : self.action_dim].clamp(-1, 1).float().cpu().numpy()
+        return ActOutput(actions, chain.float().reshape(n, -1).cpu().numpy(),
+                         logp.reshape(n, -1).float().cpu().numpy(), values.cpu().numpy(), self.version)
+
+    def _act_core(self, state, noise_scale, **prefix_in):
+        """The prefix, the heads and the sampled chain: the whole of `act` on the device
+        (replayed from CUDA graphs under generator.cuda_graphs)."""
+        m = self.core_model
         with self.autocast():
             cache, pooled = m.prefix(**prefix_in)
             values, log_sigma = m.heads(pooled)
             chain, logp = m.sample_chain(state, cache, prefix_in["attention_mask"], log_sigma, self.cfg.num_steps,
-                                         deterministic, temperature)
-        n = len(obs)
-        actions = chain[:, -1, :, : self.action_dim].clamp(-1, 1).float().cpu().numpy()
-        return ActOutput(actions, chain.float().reshape(n, -1).cpu().numpy(),
-                         logp.reshape(n, -1).float().cpu().numpy(), values.cpu().numpy(), self.version)
+                                         noise_scale)
+        return chain, logp, values
 
     def evaluate(self, obs: ObsBatch, tokens) -> EvalOutput:
         self.model.train()
