@@ -6,8 +6,10 @@
 #   carry [".device/vlapack", ".device/pyt"]   OUT=$OUT bash tools/device_graphs_check.sh   (about 4 min)
 #
 # .device/vlapack: built as tools/bench_vla_gpu.sh's header says. .device/pyt: pytest and its plugins
-# copied from a local venv (pytest, _pytest, pluggy, iniconfig, py.py, pytest_timeout and their
-# dist-info folders); the device's python has no pytest.
+# copied from a local venv with the test extra (the device's python has no pytest; 4 MB):
+#   SP=$(python -c 'import pytest, os; print(os.path.dirname(os.path.dirname(pytest.__file__)))')
+#   mkdir -p .device/pyt && cp -r $SP/{pytest,_pytest,pluggy,iniconfig,py.py,pytest_timeout.py} \
+#     $SP/{pytest,pluggy,iniconfig,pytest_timeout}-*.dist-info .device/pyt/
 set -uo pipefail
 mkdir -p /tmp/vp "$OUT"
 [ -d /tmp/vp/vla ] || tar xJf .device/vlapack/vla.tar.xz -C /tmp/vp
