@@ -26,6 +26,8 @@ def add_parsers(sub) -> None:
     pl.add_argument("--envs", type=int, default=0, help="envs in all (default: the profile's, times --gpus)")
     pl.add_argument("--model", default="", help="a `rlvla3 bench-policy` JSON: its act and train costs replace "
                                                 "the profile's (e.g. docs/benchmarks/gpu-vla/oft-7b-bf16-lora.json)")
+    pl.add_argument("--graphs", action="store_true", help="with --model: its act times from CUDA graphs (a "
+                                                          "bench-policy run with generator.cuda_graphs=true)")
     pl.add_argument("--modes", default="sync,full", help="schedules to plan (any of " + ",".join(MODES) + ")")
     pl.add_argument("--sweep", default="", help="GPU counts, e.g. 1,2,4,8: a scaling table (and --out plot)")
     pl.add_argument("--out", default="", help="with --sweep: write TABLE.md and TABLE.png here (a path stem)")
@@ -50,17 +52,23 @@ def run_profile(args) -> int:
     return 0
 
 
-def apply_model(prof: StageProfile, path: str) -> tuple:
+def apply_model(prof: StageProfile, path: str, graphs: bool = False) -> tuple:
     """A bench-policy JSON's costs into the profile: (grad bytes, weight bytes) for the collectives.
-    bench-policy trains one pass (update_epochs=1); the profile's trainer runs update_epochs."""
+    bench-policy trains one pass (update_epochs=1); the profile's trainer runs update_epochs. `graphs`:
+    the act times of its CUDA-graph rows; a JSON without training rows keeps the profile's trainer."""
     with open(path) as f:
         m = json.load(f)
-    prof.generator.act_ms_by_batch = {int(r["batch"]): float(r["ms_per_call"]) for r in m["inference"]}
-    rates = [r["samples_per_s"] for r in m["training"] if r.get("samples_per_s")]
-    per_pass = max(rates)
-    prof.trainer.samples_per_s = prof.trainer.streaming_samples_per_s = per_pass / prof.layout.update_epochs
+    rows = m.get("cuda_graphs", {}).get("inference") if graphs else m["inference"]
+    if not rows:
+        raise ValueError(f"{path} has no CUDA-graph rows: run bench-policy with generator.cuda_graphs=true")
+    prof.generator.act_ms_by_batch = {int(r["batch"]): float(r["ms_per_call"]) for r in rows}
+    rates = [r["samples_per_s"] for r in m.get("training", []) if r.get("samples_per_s")]
+    if rates:
+        per_pass = max(rates)
+        prof.trainer.samples_per_s = prof.trainer.streaming_samples_per_s = per_pass / prof.layout.update_epochs
     width = 2.0 if "16" in m.get("dtype", "") else 4.0
-    prof.sources["model"] = f"{path}: act by batch, best training rate / update_epochs"
+    prof.sources["model"] = (f"{path}: act by batch{' from CUDA graphs' if graphs else ''}, "
+                             + ("best training rate / update_epochs" if rates else "training: the profile's (none there)"))
     return m.get("params_trainable", m["params_total"]) * width, m["params_total"] * width
 
 
@@ -116,8 +124,10 @@ def run_plan(args) -> int:
             raise ValueError(f"unknown modes {bad} (choose from {MODES}) or --gpus < 1")
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
         grad = weights = 0.0
+        if args.graphs and not args.model:
+            raise ValueError("--graphs reads a --model JSON's CUDA-graph rows: give --model")
         if args.model:
-            grad, weights = apply_model(prof, args.model)
+            grad, weights = apply_model(prof, args.model, args.graphs)
     except (OSError, KeyError, ValueError) as e:
         print(f"rlvla3 plan: {e}", file=sys.stderr)
         return 2

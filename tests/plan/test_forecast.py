@@ -108,3 +108,29 @@ def test_a_mode_run_in_its_own_layout_is_predicted_in_it():
     assert mode_layout(bench, "sync", base) is base
     rows = {r.mode: r for r in validate_bench(path, seconds=20)}
     assert rows["sync-best"].predicted_env > 1.3 * rows["sync"].predicted_env  # twice the envs per lock-step batch
+
+
+def test_plan_reads_a_model_s_cuda_graph_rows_and_keeps_the_trainer_without_training_rows(tmp_path, capsys):
+    from rlvla3.cli.main import main
+    from rlvla3.plan.cli import apply_model
+
+    prof_path = tmp_path / "p.json"
+    assert main(["profile", "--bench", BENCH, "--out", str(prof_path)]) == 0
+    model = {"params_total": 100, "params_trainable": 100, "dtype": "bfloat16", "training": [],
+             "inference": [{"batch": 1, "ms_per_call": 30.0}, {"batch": 8, "ms_per_call": 33.0}],
+             "cuda_graphs": {"inference": [{"batch": 1, "ms_per_call": 10.0}, {"batch": 8, "ms_per_call": 22.0}]}}
+    mpath = tmp_path / "m.json"
+    mpath.write_text(json.dumps(model))
+    prof = StageProfile.load(str(prof_path))
+    trainer_rate = prof.trainer.samples_per_s
+    apply_model(prof, str(mpath), graphs=True)
+    assert prof.generator.act_ms_by_batch == {1: 10.0, 8: 22.0} and prof.trainer.samples_per_s == trainer_rate
+    assert "from CUDA graphs" in prof.sources["model"] and "the profile's" in prof.sources["model"]
+    apply_model(prof, str(mpath))
+    assert prof.generator.act_ms_by_batch == {1: 30.0, 8: 33.0}
+    del model["cuda_graphs"]
+    mpath.write_text(json.dumps(model))
+    with pytest.raises(ValueError, match="no CUDA-graph rows"):
+        apply_model(prof, str(mpath), graphs=True)
+    assert main(["plan", "--profile", str(prof_path), "--graphs"]) == 2
+    assert "--graphs reads a --model" in capsys.readouterr().err
