@@ -10,6 +10,10 @@ from rlvla3.policies.base import ActOutput, EvalOutput, Policy
 from rlvla3.policies.tiny_vla import TinyVLAConfig, TinyVLAPolicy
 
 FAMILIES = ("tiny", "oft", "pi0")
+# Families whose act forward generator.cuda_graphs can capture (policies/cuda_graphs.py): fixed-shape
+# inputs (prompts padded to a fixed length) and no host sync inside; pi0's step noise is drawn inside
+# the graph, fresh on each replay.
+GRAPHABLE = ("oft", "pi0")
 
 
 def family_class(kind: str):
@@ -54,5 +58,5 @@ def load_policy(path: str, device: str = "cpu"):
     return family_class(kind).from_pretrained(path, device=device)
 
 
-__all__ = ["ActOutput", "EvalOutput", "FAMILIES", "Policy", "TinyVLAConfig", "TinyVLAPolicy", "build_policy",
-           "family_class", "family_config", "load_policy"]
+__all__ = ["ActOutput", "EvalOutput", "FAMILIES", "GRAPHABLE", "Policy", "TinyVLAConfig", "TinyVLAPolicy",
+           "build_policy", "family_class", "family_config", "load_policy"]

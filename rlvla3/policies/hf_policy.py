@@ -205,16 +205,15 @@ class HFPolicy:
         return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.cfg.dtype],
                               cache_enabled=self._autocast_cache)
 
-    graphable = False  # families whose act forward can be captured (cuda_graphs.py)
-
     def use_cuda_graphs(self, max_batch: int, capture=None):
         """Serve `act` from CUDA graphs captured per batch-size bucket up to `max_batch`
         (generator.cuda_graphs). Only for inference replicas: training keeps the eager forward.
         `capture`: tests pass an eager stand-in (cuda_graphs.GraphedForward). Returns the
         GraphedForward (its buckets and replay counts)."""
+        from rlvla3.policies import GRAPHABLE
         from rlvla3.policies.cuda_graphs import GraphedForward, buckets_for, cuda_capture
 
-        if not self.graphable:
+        if self.policy_type not in GRAPHABLE:
             raise ValueError(f"generator.cuda_graphs: policy {self.policy_type!r} has no graphable forward")
         if capture is None and self.device.type != "cuda":
             raise ValueError(f"generator.cuda_graphs needs the policy on a GPU, not {self.device}")

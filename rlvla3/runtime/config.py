@@ -22,7 +22,7 @@ from rlvla3.core.config_checks import ConfigError, check
 from rlvla3.core.placement import plan_placement
 from rlvla3.envs.factory import has_expert
 from rlvla3.envs.faults import FaultsConfig
-from rlvla3.policies import FAMILIES, family_config
+from rlvla3.policies import FAMILIES, GRAPHABLE, family_config
 from rlvla3.runtime.deprecated_keys import rename_keys, rename_overrides
 from rlvla3.runtime.env_policy_config import ENV_DIMS, EnvConfig, PolicyConfig, resolve_policy_dims
 from rlvla3.runtime.process_config import ProcessConfig, TransportConfig
@@ -86,8 +86,8 @@ def check_across_sections(cfg: Config) -> None:
           f"placement.preset={p.preset} placement.gpus={p.gpus} lays out GPUs, but policy.device={cfg.policy.device}")
     if on_gpu:
         plan_placement(p.preset, p.gpus, t.num_ranks, g.num_generators)  # raises a ConfigError saying what fits
-    check(not g.cuda_graphs or (on_gpu and cfg.policy.type in ("oft", "pi0") and not family_config(cfg.policy).compile),
-          f"generator.cuda_graphs replays a VLA's forward on a GPU: it needs policy.type=oft or pi0 (got "
+    check(not g.cuda_graphs or (on_gpu and cfg.policy.type in GRAPHABLE and not family_config(cfg.policy).compile),
+          f"generator.cuda_graphs replays a VLA's forward on a GPU: it needs policy.type={' or '.join(GRAPHABLE)} (got "
           f"{cfg.policy.type!r}), policy.device=cuda (got {cfg.policy.device!r}) and compile=false")
     env, pol, pk = getattr(cfg.env, cfg.env.type), family_config(cfg.policy), f"policy.{cfg.policy.type}"
     check(pol.image_size == env.image_size,

@@ -25,7 +25,6 @@ class OFTPolicy(HFPolicy):
     policy_type = "oft"
     config_class = OFTPolicyConfig
     lora_modules_to_save = ["projector", "proprio_proj", "action_queries", "value_head", "gauss_head"]
-    graphable = True  # fixed-shape inputs (the prompt padded to max_prompt_tokens), no host sync inside
 
     def __init__(self, cfg: OFTPolicyConfig, device: str = "cpu", model: nn.Module | None = None,
                  model_config: dict | None = None):

@@ -28,7 +28,6 @@ class PI0Policy(HFPolicy):
     policy_type = "pi0"
     config_class = PI0PolicyConfig
     lora_modules_to_save = ["value_head", "noise_head", "embed_action_time", "action_out_proj"]
-    graphable = True  # fixed-shape inputs; the step noise's RNG is captured (CUDA graphs replay it fresh)
 
     def __init__(self, cfg: PI0PolicyConfig, device: str = "cpu", model: nn.Module | None = None,
                  model_config: dict | None = None):
