@@ -93,13 +93,11 @@ def breakdown(spans: Iterable[Span], t0: float = float("-inf"), t1: float = floa
            "chunk_ms_p50": round(chunk, 2) if chunk else None}
     if chunk:
         out["slot_busy_cap"] = round(chunk / (chunk + float(np.mean(total))), 3)
-    by_track: Dict[str, List[Span]] = {}
-    for s in spans:
-        if s.name in ("env_step", "reset", "action_rt"):
-            by_track.setdefault(s.track, []).append(s)
-    # the seconds every slot's record covers (a trace cut by span start ends unevenly)
-    lo = max([t0] + [min(x.start for x in ts) for ts in by_track.values()])
-    hi = min([t1] + [max(x.end for x in ts) for ts in by_track.values()])
+    # Over the whole window: a slot that went quiet (no episode admitted to it) counts as waiting.
+    # Without a window (a trace cut to its first seconds), over the seconds the slots' spans cover.
+    slot_spans = [s for s in spans if s.name in ("env_step", "reset", "action_rt")]
+    lo = t0 if np.isfinite(t0) else min(s.start for s in slot_spans)
+    hi = t1 if np.isfinite(t1) else max(s.end for s in slot_spans)
     if hi > lo:
         out["slot_time"] = slot_time(spans, lo, hi)
     return out

@@ -58,3 +58,20 @@ def test_slot_time_splits_a_slots_seconds():
     assert st == pytest.approx({"env_step": 0.5, "action_rt": 0.1, "reset": 0.2, "waiting": 0.2})
     assert breakdown(spans)["slot_time"] == pytest.approx(st)  # over the seconds the slot's record covers
     assert "waiting for an episode 20.0%" in to_lines(breakdown(spans))[-1]
+
+
+def test_a_slot_that_goes_quiet_counts_as_waiting_over_the_window():
+    # Two slots stepping 0.5 s chunks with 0.1 s round trips; slot1 is given no episode after 5 s.
+    # Its quiet half is waiting (the busy share then agrees with the bench's utilization), not a
+    # reason to shrink the window to the seconds where every slot has spans.
+    from rlvla3.bench.measure import utilization
+    spans = []
+    for slot, until in (("env0/slot0", 10.0), ("env0/slot1", 5.0)):
+        t = 0.0
+        while t + 0.6 <= until:
+            spans += [Span(slot, "env_step", t, 0.5, {"steps": 4}), Span(slot, "action_rt", t + 0.5, 0.1, SOCKET)]
+            t += 0.6
+    st = breakdown(spans, 0.0, 10.0)["slot_time"]
+    assert st["env_step"] + st["reset"] == pytest.approx(utilization(spans, 0.0, 10.0)["env0"]["utilization"], abs=1e-3)
+    # slot0: 16 cycles (9.6 s) of 10 s, slot1: 8 cycles (4.8 s): (0.4 + 5.2) s of 20 s waiting
+    assert st["waiting"] == pytest.approx(0.28, abs=1e-3)
