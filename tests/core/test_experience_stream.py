@@ -271,3 +271,21 @@ def test_take_when_everything_is_stale_empties_the_queue():
     s = filled([[1] * 5])
     assert s.take(2) is None
     assert s.samples_waiting == 1  # two rounds of 2 dropped; the last sample cannot make a batch of 2 alone
+
+
+def test_a_throttled_window_spreads_its_admissions_over_every_worker():
+    """Four idle workers at every admission, the window with room for fewer episodes (the
+    trainer binds): ties of load rotate, so no worker is starved (the lowest index always won)."""
+    s, version, counts = stream(eta=1, global_batch=8), 0, [0, 0, 0, 0]
+    for _ in range(8):
+        got = s.admit([0, 0, 0, 0], target=2)
+        assert 0 < len(got) < 4  # throttled: room for some, not all
+        for w, items in got:
+            counts[w] += len(items)
+            s.add_episodes([(w, episode(a.group_key, n=5, version=version)) for a in items])
+        version += 1
+        s.update_done(version)
+    assert max(counts) - min(counts) <= 1, counts
+    s = stream(eta=100)
+    got = [w for w, _ in s.admit([1, 0, 0, 1], target=2)]
+    assert got[:2] == [1, 2] and sorted(got) == [0, 1, 1, 2, 2, 3]  # the least loaded first, then in turn
