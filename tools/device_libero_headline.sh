@@ -13,7 +13,7 @@
 # Settings (environment): POLICY=oft-1b|pi0-small|oft-small, SUITE, MODES, WINDOW (measured s), WARMUP,
 # REPEATS, BOUND (seconds per stage bound), LIMIT (seconds before the bench is stopped; the
 # bench rewrites bench.json and table.md after every mode, so a stopped run keeps them), FULL_SLOTS,
-# FULL_MAX_BATCH, FULL_EXTRA, KEEP_SPANS (each explained where it is read below). Arguments after the
+# FULL_MAX_BATCH, FULL_EXTRA, LABELLED, KEEP_SPANS (each explained where it is read below). Arguments after the
 # script's name go to every mode, e.g. generator.cuda_graphs=true (the oft forward from CUDA graphs:
 # docs/benchmarks/gpu-dec07d-cuda-graphs).
 # oft-1b at global batch 392: a 45 s window holds at most one global batch, too few for trained
@@ -58,6 +58,15 @@ FULL_OVR=()
 [ "$FULL_SLOTS" -gt 1 ] && FULL_OVR+=(rollout.slots_per_worker=$FULL_SLOTS generator.max_batch=$FULL_MAX_BATCH)
 FULL_OVR+=(${FULL_EXTRA:-})
 [ ${#FULL_OVR[@]} -gt 0 ] && EXTRA_ARGS+=(--mode-override "full:${FULL_OVR[*]}")
+# LABELLED: more runs of full in one call, each full's layout plus its own overrides, ';'-separated
+# LABEL:KEY=VALUE ... entries appended to MODES as full@LABEL, e.g.
+#   LABELLED="wait30:generator.max_wait_ms=30;wait60:generator.max_wait_ms=60"
+IFS=';' read -ra LABELS <<< "${LABELLED:-}"
+for entry in "${LABELS[@]}"; do
+  [ -z "$entry" ] && continue
+  MODES="$MODES,full@${entry%%:*}"
+  EXTRA_ARGS+=(--mode-override "full@${entry%%:*}:${FULL_OVR[*]} ${entry#*:}")
+done
 # KEEP_SPANS=1: each window's spans in modes.tar.gz, to re-measure later (estimated at under 1 MB
 # a mode for oft-1b at 130 s: about 12,000 spans; not yet measured)
 [ "${KEEP_SPANS:-0}" = 1 ] && EXTRA_ARGS+=(--keep-spans)

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from rlvla3.bench.cpu_accounting import CpuWindow
 from rlvla3.bench.measure import episode_lengths, slot_tracks, window_metrics, window_start
 from rlvla3.bench.synthetic import random_obs
-from rlvla3.bench.workloads import bench_sft, workload_overrides
+from rlvla3.bench.workloads import bench_sft, mode_of, workload_overrides
 from rlvla3.envs.factory import env_config, has_expert
 from rlvla3.policies import family_config
 from rlvla3.runtime.config import envs_per_worker, load_config
@@ -286,7 +286,7 @@ def build_result(head: dict, runs: Dict[str, List[dict]], ref: str, repeats: int
             m["paired_ratios_to_sync"] = [a["env_steps_per_s"] / b["env_steps_per_s"]
                                           for a, b in zip(runs[name], runs["sync"])]
         # each mode against the trainer as it runs it: streamed micro-batches in `full`
-        key = "min_env_steps_per_s_streaming" if name.split(" ")[0] == "full" else "min_env_steps_per_s"
+        key = "min_env_steps_per_s_streaming" if mode_of(name.split(" ")[0]) == "full" else "min_env_steps_per_s"
         if bounds_each_repeat and bounds_by_repeat:
             effs = [_efficiency(a["env_steps_per_s"], b[key]) for a, b in zip(runs[name], bounds_by_repeat)]
             known = [e for e in effs if e is not None]
@@ -368,7 +368,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
             for suffix, extra in variants:
                 cfg = load_config(workload_overrides(workload, mode, overrides + mode_overrides.get(mode, []) + extra))
                 say(f"bench: {mode}{suffix}{tag}: {warmup:.0f}s warm-up + {seconds:.0f}s measured")
-                sub = (mode + suffix).replace(" +", "_") + (f"_r{rep + 1}" if repeats > 1 else "")
+                sub = (mode + suffix).replace(" +", "_").replace("@", "-") + (f"_r{rep + 1}" if repeats > 1 else "")
                 mode_dir = os.path.join(out, "modes", sub)
                 metrics, window, span = run_mode(cfg, policy_dir, seconds, warmup, mode_dir)
                 runs.setdefault(mode + suffix, []).append(metrics)

@@ -22,8 +22,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
 import yaml
 
@@ -114,7 +115,25 @@ def parse_mode_overrides(items: List[str], modes: List[str]) -> Dict[str, List[s
     return out
 
 
+def mode_of(entry: str) -> str:
+    """A `--modes` entry's schedule: 'full@wait30' -> 'full'. A labelled entry is one more run of
+    that schedule with its own `--mode-override`, measured beside the plain one in one call."""
+    return entry.split("@", 1)[0]
+
+
+def bad_modes(entries: List[str], known: Iterable[str]) -> List[str]:
+    """The `--modes` entries that are not a known schedule, optionally `@label` (letters, digits,
+    '_', '.', '-'), or that repeat an earlier entry."""
+    bad, seen = [], set()
+    for e in entries:
+        mode, at, label = e.partition("@")
+        if mode not in known or (at and not re.fullmatch(r"[A-Za-z0-9_.-]+", label)) or e in seen:
+            bad.append(e)
+        seen.add(e)
+    return bad
+
+
 def workload_overrides(name: str, mode: str, extra: List[str]) -> List[str]:
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose from {sorted(WORKLOADS)}")
-    return BASE + WORKLOADS[name] + [f"run.mode={mode}"] + list(extra)
+    return BASE + WORKLOADS[name] + [f"run.mode={mode_of(mode)}"] + list(extra)

@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="throughput of every mode side by side, stage bounds, timeline")
     bn.add_argument("--workload", default="tabletop-emulated", help="tabletop | tabletop-emulated | libero | metaworld")
     bn.add_argument("--modes", default="sync,sync-best,async-train,async-rollout,full",
-                    help="comma-separated modes; sync first gives ratio_to_sync")
+                    help="comma-separated modes; sync first gives ratio_to_sync; MODE@LABEL runs MODE once more "
+                         "with its own --mode-override (e.g. full@wait30)")
     bn.add_argument("--seconds", type=float, default=60.0, help="measured steady-state seconds per mode")
     bn.add_argument("--warmup", type=float, default=20.0, help="seconds run before measuring")
     bn.add_argument("--out", default="runs/bench", help="output directory")
@@ -145,10 +146,13 @@ def _bench(args) -> int:
     from rlvla3.bench.runner import run_bench
     from rlvla3.runtime.config import MODES
 
+    from rlvla3.bench.workloads import bad_modes
+
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
+    bad = bad_modes(modes, MODES)
     if bad or not modes:
-        return _error(f"bench: unknown modes {bad}; choose from {list(MODES)}")
+        return _error(f"bench: unknown or repeated modes {bad}; choose from {list(MODES)}, each at most once, "
+                      "or MODE@LABEL for one more run of MODE with its own --mode-override (e.g. full@wait30)")
     if args.seconds <= 0 or args.warmup < 0 or not 0 <= args.straggler_fraction <= 1 or args.repeats < 1:
         return _error("bench: --seconds must be > 0, --warmup >= 0, --straggler-fraction in [0, 1], --repeats >= 1")
     try:

@@ -18,16 +18,21 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     policy_dir = str(tmp_path / "policy")
     build_policy(cfg.policy).save_pretrained(policy_dir)
     out = str(tmp_path / "bench")
-    rc = main(["bench", "--workload", "tabletop-emulated", "--modes", "sync,full", "--seconds", "3", "--warmup", "2",
-               "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy", policy_dir,
-               "--mode-override", "sync:rollout.slots_per_worker=2 generator.max_batch=4", *SMALL])
+    rc = main(["bench", "--workload", "tabletop-emulated", "--modes", "sync,full,full@b2", "--seconds", "3",
+               "--warmup", "2", "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy",
+               policy_dir, "--mode-override", "sync:rollout.slots_per_worker=2 generator.max_batch=4",
+               "--mode-override", "full@b2:generator.max_batch=2", *SMALL])
     assert rc == 0
     for name in ("bench.json", "table.md", "timeline.json", "timeline.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     res = json.load(open(os.path.join(out, "bench.json")))
-    assert set(res["modes"]) == {"sync", "full", "sync +stragglers", "full +stragglers"}
-    assert res["mode_overrides"] == {"sync": ["rollout.slots_per_worker=2", "generator.max_batch=4"]}
+    assert set(res["modes"]) == {"sync", "full", "full@b2", "sync +stragglers", "full +stragglers", "full@b2 +stragglers"}
+    assert res["mode_overrides"] == {"sync": ["rollout.slots_per_worker=2", "generator.max_batch=4"],
+                                     "full@b2": ["generator.max_batch=2"]}
     assert res["command"].startswith("rlvla3 bench --workload tabletop-emulated --modes sync,full")  # as typed, not pytest's argv
+    labelled = res["modes"]["full@b2"]  # full again, its batches at most 2
+    assert labelled["round_trip"] and 0 < labelled["generator"]["mean_batch"] <= 2
+    assert os.path.isdir(os.path.join(out, "modes", "full-b2"))
     assert res["modes"]["sync"]["slots"] * 2 == res["modes"]["full"]["slots"]  # sync ran in its own layout
     assert "`sync` only: `rollout.slots_per_worker=2 generator.max_batch=4`" in open(os.path.join(out, "table.md")).read()
     b = res["bounds"]
@@ -69,7 +74,23 @@ def test_bench_refuses_unknown_workload_and_mode(capsys):
     assert main(["bench", "--workload", "nope"]) == 2
     assert "unknown workload" in capsys.readouterr().err
     assert main(["bench", "--modes", "sync,warp"]) == 2
-    assert "unknown modes" in capsys.readouterr().err
+    assert "unknown or repeated modes ['warp']" in capsys.readouterr().err
+    for modes, bad in (("sync,full,full", "['full']"), ("full@", "['full@']"), ("warp@x", "['warp@x']"),
+                       ("full@a b", "['full@a b']")):
+        assert main(["bench", "--modes", modes]) == 2
+        assert f"unknown or repeated modes {bad}" in capsys.readouterr().err
+
+
+def test_a_labelled_mode_is_its_schedule_run_again_with_its_own_overrides():
+    from rlvla3.bench.workloads import bad_modes, mode_of, parse_mode_overrides, workload_overrides
+
+    modes = ["sync-best", "full", "full@wait30"]
+    assert bad_modes(modes, ("sync-best", "full")) == [] and mode_of("full@wait30") == "full"
+    assert "run.mode=full" in workload_overrides("tabletop-emulated", "full@wait30", [])
+    assert parse_mode_overrides(["full@wait30:generator.max_wait_ms=30"], modes) == {
+        "full@wait30": ["generator.max_wait_ms=30"]}
+    cfg = load_config(workload_overrides("tabletop-emulated", "full@wait30", ["generator.max_wait_ms=30"]))
+    assert cfg.run.mode == "full" and cfg.generator.max_wait_ms == 30
 
 
 @pytest.mark.parametrize("item, says", [
