@@ -144,9 +144,8 @@ def _bench_policy(args) -> int:
 
 def _bench(args) -> int:
     from rlvla3.bench.runner import run_bench
-    from rlvla3.runtime.config import MODES
-
     from rlvla3.bench.workloads import bad_modes
+    from rlvla3.runtime.config import MODES
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = bad_modes(modes, MODES)
