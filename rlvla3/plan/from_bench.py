@@ -207,8 +207,10 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     synced = [m for m in [ref_mode] + list(LOCKSTEP) if modes.get(m, {}).get("weight_sync", {}).get("count")]
     ws = modes[synced[0]]["weight_sync"] if synced else {}
     publish = ws["blocking_s"] / ws["count"] if ws else 0.0
+    pack = modes[am].get("publication", {}).get("pack_s", 0.0) if am else 0.0
     trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
-                           or bounds["trainer_samples_per_s"], publish_s=publish)
+                           or bounds["trainer_samples_per_s"], publish_s=publish, pack_s=pack)
+    src["trainer.pack_s"] = f"modes.{am}.publication pack_s (median)" if pack else "none recorded: 0"
     src["trainer"] = "bounds.trainer_samples_per_s / trainer_streaming_samples_per_s (the trainer alone)"
     src["trainer.publish_s"] = f"modes.{synced[0]}.weight_sync blocking_s / count" if synced else "none recorded: 0"
 

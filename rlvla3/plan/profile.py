@@ -108,6 +108,9 @@ class TrainerCosts:
     samples_per_s: float  # new samples/s, whole global batches, every update epoch (bench: trainer alone)
     streaming_samples_per_s: float  # the same, streamed micro-batches as `full` runs them
     publish_s: float = 0.0  # one weight publication (blocking in the lock-step schedules)
+    # The trainer's own seconds per version taking its weights off the device (Trainer.get_weights,
+    # in the asynchronous schedules): its actor runs one call at a time, so training waits for it.
+    pack_s: float = 0.0
     step_overhead_s: float = 0.0  # per optimizer step, beyond the samples' compute
     model_bytes: float = 0.0  # weights sent per publication (collective cost model, plan --gpus)
 

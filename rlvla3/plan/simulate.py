@@ -346,11 +346,16 @@ class AsyncPipeline:
         if self.train_meter.counts(self.clock.now):
             self.counts["trained"] += new_samples
             self.counts["steps"] += self.p.layout.update_epochs  # one optimizer step per global batch and pass
-        self.update_in_flight = False
         self.micro_in_flight = 0
         self.version += 1
         self.reserved = max(self.reserved, self.version * self.p.layout.global_batch)
         self.clock.after(self.p.trainer.publish_s, self._published, self.version)
+        # The trainer packs the new weights before its next micro-batch (measured in-pipeline:
+        # not slowed again by the forwards, and not in its metered training time).
+        self.clock.after(self.p.trainer.pack_s, self._packed)
+
+    def _packed(self) -> None:
+        self.update_in_flight = False
         self._feed()
 
     def _published(self, version: int) -> None:
