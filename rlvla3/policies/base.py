@@ -16,15 +16,6 @@ import torch
 from rlvla3.core.types import ObsBatch
 
 
-def to_host(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """A tensor for a state dict on the host: floating ones cast to `dtype` first, where they
-    live (on a GPU: half the bytes to copy for bfloat16, and the cast off the host's cores)."""
-    t = t.detach()
-    if dtype is not None and t.is_floating_point() and t.dtype != dtype:
-        t = t.to(dtype)
-    return t.cpu()
-
-
 @dataclass
 class ActOutput:
     actions: np.ndarray  # (n, chunk, action_dim) float32 in [-1, 1]

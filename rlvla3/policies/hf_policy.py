@@ -25,9 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rlvla3.core.config_checks import check
-from rlvla3.policies.base import to_host
 from rlvla3.policies.checkpoint_files import (CONFIG_NAME, checkpoint_paths, load_weights, read_config, read_weights,
                                               write_weights)
+from rlvla3.policies.host_copy import host_tensors
 from rlvla3.policies.text_tokenizer import WordTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -232,8 +232,8 @@ class HFPolicy:
         """What a generator needs to follow the trainer: everything, or only the trainable
         tensors under LoRA (the frozen base never changes). `dtype`: as `Policy.state_dict` (base.py)."""
         if self.cfg.lora.enabled:
-            return {k: to_host(p, dtype) for k, p in self.model.named_parameters() if p.requires_grad}
-        return {k: to_host(v, dtype) for k, v in self.model.state_dict().items()}
+            return host_tensors(((k, p) for k, p in self.model.named_parameters() if p.requires_grad), dtype)
+        return host_tensors(self.model.state_dict().items(), dtype)
 
     def load_state_dict(self, state: dict) -> None:
         state = {k: v if isinstance(v, torch.Tensor) else torch.tensor(v) for k, v in state.items()}

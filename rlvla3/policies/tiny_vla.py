@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from rlvla3.core.config_checks import check, check_at_least, check_choice
 from rlvla3.core.types import ObsBatch
 from rlvla3.policies.action_tokenizer import ActionTokenizer, bins_cross_entropy, bins_logp_entropy, sample_bins
-from rlvla3.policies.base import ActOutput, EvalOutput, to_host
+from rlvla3.policies.base import ActOutput, EvalOutput
 from rlvla3.policies.checkpoint_files import CONFIG_NAME, checkpoint_paths, load_weights, read_config, write_weights
+from rlvla3.policies.host_copy import host_tensors
 from rlvla3.policies.text_tokenizer import DEFAULT_VOCAB, WordTokenizer
 
 ACTION_HEADS = ("binned_gaussian", "gaussian_plus_logits", "logits")
@@ -197,7 +198,7 @@ class TinyVLAPolicy:
         return self.model.parameters()
 
     def state_dict(self, dtype: Optional[torch.dtype] = None) -> dict:
-        return {k: to_host(v, dtype) for k, v in self.model.state_dict().items()}
+        return host_tensors(self.model.state_dict().items(), dtype)
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict({k: torch.tensor(v) if not isinstance(v, torch.Tensor) else v for k, v in state.items()})
