@@ -72,6 +72,17 @@ def forward_cpu(infer: List[Span]) -> dict:
     return {"forward_cpu_ms_mean": 1000.0 * float(np.mean(cpu))} if cpu else {}
 
 
+def step_cpu(steps: List[Span]) -> dict:
+    """Mean wall ms of the chunk steps and, where recorded, the stepping thread's CPU ms in them."""
+    if not steps:
+        return {}
+    out = {"mean": 1000.0 * float(np.mean([s.dur for s in steps]))}
+    cpu = [s.args["cpu"] for s in steps if "cpu" in s.args]
+    if cpu:
+        out["cpu_mean"] = 1000.0 * float(np.mean(cpu))
+    return out
+
+
 def _first_generator(swaps: List[Span]) -> List[Span]:
     """The weight swaps of one generator (generator0, the first track): with several, each
     version would otherwise count once per generator."""
@@ -161,7 +172,8 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
             **{f"forward_ms_{k}": v * 1000 for k, v in percentiles([s.dur for s in infer], (50, 95)).items()},
             **forward_cpu(infer),
         },
-        "env_step_ms": {k: v * 1000 for k, v in percentiles([s.dur for s in steps], (50, 95, 99)).items()},
+        "env_step_ms": {**{k: v * 1000 for k, v in percentiles([s.dur for s in steps], (50, 95, 99)).items()},
+                        **step_cpu(steps)},
         "weight_sync": {"count": len(syncs), "blocking_s": sum(s.dur for s in syncs)},
         "staleness_hist": {str(k): lag[k] for k in sorted(lag)},
         "utilization": utilization(spans, t0, t1),

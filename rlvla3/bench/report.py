@@ -144,6 +144,11 @@ def _more_lines(result: dict, lines: List[str]) -> str:
             steal = c.get("machine_steal_cores", 0.0)
             steal = f" (+{steal:.2f} stolen by the hypervisor)" if steal >= 0.005 else ""
             lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy{steal}; {roles}")
+    steps = {k: m["env_step_ms"] for k, m in result["modes"].items() if "cpu_mean" in m.get("env_step_ms", {})}
+    if steps:
+        lines += ["", "Chunk steps, mean ms: wall / the stepping thread's CPU (the rest waited: for the GIL beside "
+                      "the process's other slots, a GPU that renders, the scheduler):", ""]
+        lines += [f"- {name}: {e['mean']:.1f} / {e['cpu_mean']:.1f}" for name, e in steps.items()]
     lag = {k: m["version_lag_s"] for k, m in result["modes"].items() if m.get("version_lag_s")}
     if lag:
         lines += ["", "Version lag: seconds from the trainer having a version to generator 0 serving it (p50 / p95):", ""]

@@ -185,11 +185,14 @@ class EnvWorker(Role):
         if self.segment_chunks and self.recorders[i].keep and len(self.recorders[i]) >= self.segment_chunks:
             self._hand_over_segment(i, value)  # `value` is V(obs), the segment's bootstrap
         self.recorders[i].record_decision(obs["image"], obs["proprio"], tokens, logp, value, version)
-        t0, w0 = time.perf_counter(), time.time()
+        t0, w0, c0 = time.perf_counter(), time.time(), time.thread_time()
         obs, reward, terminated, truncated, info = self.envs[i].chunk_step(np.asarray(actions))
         check_step(obs, reward, f"env worker {self.worker_id} slot {i}")  # before anything is recorded
         substeps = int(info["substeps"])
-        self.spans.record(self._track(i), "env_step", w0, time.time() - w0, steps=substeps)
+        # cpu: this thread's CPU in the chunk; the rest of its wall time waited (for the GIL beside
+        # the process's other slots, a GPU that renders, the machine's scheduler)
+        self.spans.record(self._track(i), "env_step", w0, time.time() - w0, steps=substeps,
+                          cpu=time.thread_time() - c0)
         with self._lock:
             self.stats.step_time_s += time.perf_counter() - t0
             self.stats.env_steps += substeps

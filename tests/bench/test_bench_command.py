@@ -50,6 +50,8 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
         for key in ("policy_calls_per_s", "trained_samples_per_s", "trained_samples_per_s_whole_versions", "generator", "staleness_hist", "utilization"):
             assert key in m, (name, key)
         assert any(k.startswith("env") for k in m["utilization"]) and "trainer" in m["utilization"]
+        e = m["env_step_ms"]  # the stepping thread's CPU inside its chunk steps, at most their wall time
+        assert 0 < e["cpu_mean"] <= e["mean"] * 1.05 + 0.1, (name, e)
     full = res["modes"]["full"]
     assert b["simulators_time_limit_env_steps_per_s"] > 0
     if full["episode_steps_mean"] is not None:  # the simulators' bound ran full's episode lengths
@@ -58,6 +60,7 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     cpu = full["cpu"]  # where the cores went in the window, by Ray's process names
     assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])
     assert "CPU cores used in the window" in open(os.path.join(out, "table.md")).read()
+    assert "Chunk steps, mean ms: wall / the stepping thread's CPU" in open(os.path.join(out, "table.md")).read()
     lag = full["version_lag_s"]  # every published version reaches generator 0, a little later
     assert 0 < lag["p50"] <= lag["p95"] < 30 and "Version lag" in open(os.path.join(out, "table.md")).read()
     strag = res["modes"]["full +stragglers"]

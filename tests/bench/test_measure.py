@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlvla3.bench.measure import utilization, window_metrics, worker_of
+from rlvla3.bench.measure import step_cpu, utilization, window_metrics, worker_of
 from rlvla3.core.timeline import Span
 
 
@@ -138,3 +138,11 @@ def test_the_generator_threads_cpu_in_its_forward_spans_is_averaged_where_record
     s = [Span("generator0", "infer_batch", 10.0 + k, 0.5, {"n": 4, "cpu": 0.002 * (k + 1)}) for k in range(3)]
     assert window_metrics(s, 10.0, 20.0)["generator"]["forward_cpu_ms_mean"] == pytest.approx(4.0)
     assert "forward_cpu_ms_mean" not in window_metrics(_spans(), 10.0, 20.0)["generator"]  # older spans: no key
+
+
+def test_chunk_steps_wall_and_cpu():
+    steps = [Span("env0/slot0", "env_step", 0.0, 0.040, {"steps": 8, "cpu": 0.030}),
+             Span("env0/slot1", "env_step", 0.0, 0.060, {"steps": 8, "cpu": 0.020})]
+    assert step_cpu(steps) == pytest.approx({"mean": 50.0, "cpu_mean": 25.0})
+    assert step_cpu([Span("env0/slot0", "env_step", 0.0, 0.04, {"steps": 8})]) == pytest.approx({"mean": 40.0})
+    assert step_cpu([]) == {}
