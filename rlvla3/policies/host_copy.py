@@ -5,8 +5,9 @@ for `oft-1b`'s 2.3 GB in bfloat16 about 1 s a version (`publication.pack_s` 0.85
 docs/benchmarks/gpu-dec07e-libero-oft1b-graphs), time in which the trainer's actor trains
 nothing. Here every tensor is cast where it lives, copied without waiting into its slice of one
 pinned host buffer, and the copies are waited for once. The buffer comes from torch's caching
-host allocator, so a later publication reuses it once nothing refers to this one (Ray has
-copied the return value into its object store; a generator has staged it).
+host allocator, which keeps it once nothing refers to it (Ray has copied the return value into
+its object store; a generator has staged it) and hands it to the next publication: host memory
+of about the published bytes stays pinned in the trainer's process.
 """
 
 from __future__ import annotations
