@@ -72,6 +72,24 @@ def forward_cpu(infer: List[Span]) -> dict:
     return {"forward_cpu_ms_mean": 1000.0 * float(np.mean(cpu))} if cpu else {}
 
 
+TRAINER_PARTS = ("micro_batch", "optimizer_step", "weight_pack", "weight_send")
+
+
+def trainer_time(spans: Iterable[Span], t0: float, t1: float) -> Dict[str, float]:
+    """Where the trainer's window went (fractions): training (micro-batches, optimizer steps), taking
+    its weights off the device for a publication (pack, or the collective send), and `idle` (waiting
+    for samples or for the driver's next call). Its actor runs one call at a time."""
+    if t1 <= t0:
+        return {}
+    out: Dict[str, float] = {}
+    for s in spans:
+        if s.track == "trainer" and s.name in TRAINER_PARTS:
+            out[s.name] = out.get(s.name, 0.0) + max(0.0, min(s.end, t1) - max(s.start, t0)) / (t1 - t0)
+    if out:
+        out["idle"] = max(0.0, 1.0 - sum(out.values()))
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 def step_cpu(steps: List[Span]) -> dict:
     """Mean wall ms of the chunk steps and, where recorded, the stepping thread's CPU ms in them."""
     if not steps:
@@ -177,6 +195,7 @@ def window_metrics(spans: List[Span], t0: float, t1: float) -> dict:
         "weight_sync": {"count": len(syncs), "blocking_s": sum(s.dur for s in syncs)},
         "staleness_hist": {str(k): lag[k] for k in sorted(lag)},
         "utilization": utilization(spans, t0, t1),
+        "trainer_time": trainer_time(spans, t0, t1),
         **({"round_trip": rt} if (rt := round_trip.breakdown(spans, t0, t1)) else {}),
     }
 

@@ -144,6 +144,13 @@ def _more_lines(result: dict, lines: List[str]) -> str:
             steal = c.get("machine_steal_cores", 0.0)
             steal = f" (+{steal:.2f} stolen by the hypervisor)" if steal >= 0.005 else ""
             lines.append(f"- {name}: {c['machine_busy_cores']:.2f} / {c['machine_cores']} busy{steal}; {roles}")
+    trainer = {k: m["trainer_time"] for k, m in result["modes"].items() if m.get("trainer_time")}
+    if trainer:
+        lines += ["", "The trainer's window: micro-batches / optimizer steps / taking its weights off the device "
+                      "(pack or send) / idle:", ""]
+        lines += [f"- {name}: " + " / ".join(f"{t.get(k, 0.0):.1%}" for k in ("micro_batch", "optimizer_step")) + " / "
+                  + f"{t.get('weight_pack', 0.0) + t.get('weight_send', 0.0):.1%} / {t['idle']:.1%}"
+                  for name, t in trainer.items()]
     steps = {k: m["env_step_ms"] for k, m in result["modes"].items() if "cpu_mean" in m.get("env_step_ms", {})}
     if steps:
         lines += ["", "Chunk steps, mean ms: wall / the stepping thread's CPU (the rest waited: for the GIL beside "

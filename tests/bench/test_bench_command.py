@@ -61,6 +61,9 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])
     assert "CPU cores used in the window" in open(os.path.join(out, "table.md")).read()
     assert "Chunk steps, mean ms: wall / the stepping thread's CPU" in open(os.path.join(out, "table.md")).read()
+    tt = full["trainer_time"]  # training, publishing and idle: the whole window
+    assert tt["micro_batch"] > 0 and sum(tt.values()) == pytest.approx(1.0, abs=1e-3)
+    assert "The trainer's window: micro-batches" in open(os.path.join(out, "table.md")).read()
     lag = full["version_lag_s"]  # every published version reaches generator 0, a little later
     assert 0 < lag["p50"] <= lag["p95"] < 30 and "Version lag" in open(os.path.join(out, "table.md")).read()
     strag = res["modes"]["full +stragglers"]

@@ -146,3 +146,14 @@ def test_chunk_steps_wall_and_cpu():
     assert step_cpu(steps) == pytest.approx({"mean": 50.0, "cpu_mean": 25.0})
     assert step_cpu([Span("env0/slot0", "env_step", 0.0, 0.04, {"steps": 8})]) == pytest.approx({"mean": 40.0})
     assert step_cpu([]) == {}
+
+
+def test_the_trainers_window_is_training_packing_and_idle():
+    from rlvla3.bench.measure import trainer_time
+
+    spans = [Span("trainer", "micro_batch", 0.0, 4.0, {"n": 8}), Span("trainer", "optimizer_step", 4.0, 1.0, {}),
+             Span("trainer", "weight_pack", 5.0, 1.0, {}), Span("trainer", "micro_batch", 9.0, 2.0, {"n": 8}),
+             Span("generator0", "infer_batch", 0.0, 10.0, {"n": 1})]  # another track
+    t = trainer_time(spans, 0.0, 10.0)  # the last micro-batch is clipped to the window
+    assert t == pytest.approx({"micro_batch": 0.5, "optimizer_step": 0.1, "weight_pack": 0.1, "idle": 0.3})
+    assert trainer_time([], 0.0, 10.0) == {} and trainer_time(spans, 5.0, 5.0) == {}
