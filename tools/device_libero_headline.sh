@@ -5,6 +5,7 @@
 #
 # Two calls, made at once one after the other (the machine is given back after 30 s idle):
 #   1. carry [".device/ray", ".device/vlapack"]   STAGE=1 bash tools/device_libero_headline.sh
+#      (PACK_CHECK=1, carrying .device/pyt too: the weight pack's GPU tests and timing first)
 #      (.device/vlapack/vla.tar.xz: transformers + peft + rlvla3's pure-Python deps, built as
 #      tools/bench_vla_gpu.sh's header says; ray from ../shared/device/build_bundle.sh)
 #   2. carry [".device/sim"]                      bash tools/device_libero_headline.sh
@@ -26,8 +27,16 @@ mkdir -p "$OUT"
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%H:%M:%S)" "$line"; done; }
 if [ "${STAGE:-0}" = 1 ]; then
   bash .device/ray/stage.sh && mkdir -p /tmp/vp && tar xJf .device/vlapack/vla.tar.xz -C /tmp/vp \
-    && du -sh /tmp/vp /tmp/rlvla3-stage | stamp | tee -a "$OUT/log.txt"
-  exit $?
+    && du -sh /tmp/vp /tmp/rlvla3-stage | stamp | tee -a "$OUT/log.txt" || exit $?
+  # PACK_CHECK=1 (carry .device/pyt too): the GPU tests of the weight pack and the CUDA graphs, then the
+  # pack's time per tensor against one pinned pass (tools/device_pack_check.py; about 1-2 min for oft-1b)
+  if [ "${PACK_CHECK:-0}" = 1 ]; then
+    PYTHONPATH=/tmp/vp/vla:/tmp/vp/py:$PWD/.device/pyt:$PWD HF_HUB_OFFLINE=1 python3 -m pytest -q -p no:cacheprovider \
+      tests/policies/test_host_copy.py tests/policies/test_cuda_graphs.py 2>&1 | tail -n 3 | stamp | tee -a "$OUT/log.txt"
+    PYTHONPATH=/tmp/vp/vla:/tmp/vp/py:$PWD HF_HUB_OFFLINE=1 timeout 240 python3 tools/device_pack_check.py \
+      "${POLICY:-oft-1b}" "$OUT" 2>&1 | grep -v -i warn | tail -n 3 | stamp | tee -a "$OUT/log.txt"
+  fi
+  exit 0
 fi
 [ -d /tmp/vp/vla ] || { echo "no /tmp/vp: run the STAGE=1 call first (the machine was given back)" | tee -a "$OUT/log.txt"; exit 2; }
 source .device/sim/setup.sh > /tmp/setup.log 2>&1; stamp < /tmp/setup.log | tee -a "$OUT/log.txt"
