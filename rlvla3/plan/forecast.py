@@ -116,6 +116,7 @@ def scaled_profile(prof: StageProfile, scale: Scale, pl: Placement, mode: str, m
     srate = tr.streaming_samples_per_s * t
     step = L.update_epochs * allreduce_s(scale.grad_bytes, t)
     publish = 0.0 if pl.name == "colocated" else broadcast_s(scale.weight_bytes, g, pl.gpus)
+    tr.pack_s = 0.0  # at N GPUs a version travels by the broadcast above, not packed for the object store
     if mode in ("sync", "sync-best", "async-train"):
         # lock-step: every GPU generates, then every GPU trains (colocated), or the split's own sets
         L.num_env_workers, L.slots_per_worker, L.envs_per_slot = scale.envs, 1, 1
