@@ -66,13 +66,19 @@ def episode_lengths(spans: Iterable[Span], t0: float, t1: float) -> List[int]:
     return out
 
 
+def _cpu_ms_mean(spans: List[Span]) -> Optional[float]:
+    """The recording thread's CPU inside these spans (their `cpu` arg), mean ms; None if unrecorded."""
+    cpu = [s.args["cpu"] for s in spans if "cpu" in s.args]
+    return 1000.0 * float(np.mean(cpu)) if cpu else None
+
+
 def forward_cpu(infer: List[Span]) -> dict:
     """The generator thread's CPU per batch inside its forward spans (mean, ms), where recorded."""
-    cpu = [s.args["cpu"] for s in infer if "cpu" in s.args]
-    return {"forward_cpu_ms_mean": 1000.0 * float(np.mean(cpu))} if cpu else {}
+    cpu = _cpu_ms_mean(infer)
+    return {"forward_cpu_ms_mean": cpu} if cpu is not None else {}
 
 
-TRAINER_PARTS = ("micro_batch", "optimizer_step", "weight_pack", "weight_send")
+TRAINER_PARTS = TRAIN_BUSY + ("weight_pack", "weight_send")
 
 
 def trainer_time(spans: Iterable[Span], t0: float, t1: float) -> Dict[str, float]:
@@ -81,10 +87,8 @@ def trainer_time(spans: Iterable[Span], t0: float, t1: float) -> Dict[str, float
     for samples or for the driver's next call). Its actor runs one call at a time."""
     if t1 <= t0:
         return {}
-    out: Dict[str, float] = {}
-    for s in spans:
-        if s.track == "trainer" and s.name in TRAINER_PARTS:
-            out[s.name] = out.get(s.name, 0.0) + max(0.0, min(s.end, t1) - max(s.start, t0)) / (t1 - t0)
+    spans = [s for s in spans if s.track == "trainer" and s.name in TRAINER_PARTS]
+    out = {n: busy_fraction(spans, "trainer", t0, t1, (n,)) for n in TRAINER_PARTS if any(s.name == n for s in spans)}
     if out:
         out["idle"] = max(0.0, 1.0 - sum(out.values()))
     return {k: round(v, 4) for k, v in out.items()}
@@ -95,9 +99,9 @@ def step_cpu(steps: List[Span]) -> dict:
     if not steps:
         return {}
     out = {"mean": 1000.0 * float(np.mean([s.dur for s in steps]))}
-    cpu = [s.args["cpu"] for s in steps if "cpu" in s.args]
-    if cpu:
-        out["cpu_mean"] = 1000.0 * float(np.mean(cpu))
+    cpu = _cpu_ms_mean(steps)
+    if cpu is not None:
+        out["cpu_mean"] = cpu
     return out
 
 

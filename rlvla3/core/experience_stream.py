@@ -223,7 +223,7 @@ class ExperienceStream:
         """Admit groups while some worker's load (running + queued episodes) is below `target`
         and the window has room; each group's episodes go to the least-loaded workers.
         Returns (worker, assignments) per group and worker, in admission order."""
-        loads, out = list(loads), []
+        loads, out, n = list(loads), [], len(loads)
         while loads and min(loads) < target:
             reserve = self.window.reservation(self.max_group_samples)
             if not self.window.try_admit(reserve):
@@ -235,7 +235,6 @@ class ExperienceStream:
                 # Ties rotate: with the window throttled every worker is often idle at an
                 # admission, and the lowest index always winning starved the last workers
                 # (10-19% busy against 40% in gpu-dec07e-libero-oft1b-graphs/goal).
-                n = len(loads)
                 w = min(range(n), key=lambda k: (loads[k], (k - self._tie_start) % n))
                 self._tie_start = (w + 1) % n
                 loads[w] += 1
