@@ -79,6 +79,11 @@ done
 # KEEP_SPANS=1: each window's spans in modes.tar.gz, to re-measure later (estimated at under 1 MB
 # a mode for oft-1b at 130 s: about 12,000 spans; not yet measured)
 [ "${KEEP_SPANS:-0}" = 1 ] && EXTRA_ARGS+=(--keep-spans)
+# Each GPU's utilisation and memory every 5 s (dmon.txt), and 90 s in which process holds which GPU
+# (gpu_apps.csv): on a two-GPU machine, where the trainer, the generator and the EGL renders went
+nvidia-smi -L | stamp | tee -a "$OUT/log.txt"
+nvidia-smi dmon -s um -d 5 -o T > "$OUT/dmon.txt" 2>&1 & dmon=$!
+(sleep 90; nvidia-smi --query-compute-apps=pid,process_name,used_memory,gpu_bus_id --format=csv > "$OUT/gpu_apps.csv" 2>&1) &
 timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero --modes "$MODES" \
     --seconds "$WINDOW" --warmup "$WARMUP" --bound-seconds "$BOUND" --repeats "$REPEATS" --out "$OUT" \
     "${EXTRA_ARGS[@]}" \
@@ -86,5 +91,6 @@ timeout -s INT -k 30 "$LIMIT" python3 -m rlvla3.cli.main bench --workload libero
     algo.global_batch=392 algo.micro_batch=28 generator.max_batch=16 "$@" \
     2>&1 | grep --line-buffered -v -i -E "warn|Applying task order|token auth" | stamp | tee -a "$OUT/log.txt" | tail -n 40
 rc=${PIPESTATUS[0]}
+kill "$dmon" 2>/dev/null
 [ -d "$OUT/modes" ] && tar czf "$OUT/modes.tar.gz" -C "$OUT" modes && rm -rf "$OUT/modes"
 echo "exit code $rc" | stamp | tee -a "$OUT/log.txt"
