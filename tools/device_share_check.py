@@ -38,10 +38,10 @@ BATCH = int(os.environ.get("BATCH", 2))
 DEVICE = os.environ.get("DEVICE", "cuda")  # cpu: a smoke test of the script (no streams, no graphs)
 
 
-def overrides(name):
+def overrides(name, micro=28):
     fam = name.split("-")[0]
     return [f"policy={name}", f"policy.{fam}.dtype=bfloat16", "env.type=libero", "env.libero.image_size=128",
-            "sft.enabled=false", f"policy.device={DEVICE}", "algo.micro_batch=28", "algo.global_batch=392",
+            "sft.enabled=false", f"policy.device={DEVICE}", f"algo.micro_batch={micro}", "algo.global_batch=392",
             "algo.update_epochs=1"] + (["generator.cuda_graphs=true"] if DEVICE == "cuda" else [])
 
 
@@ -135,6 +135,21 @@ def main():
         stop.set()
         th.join(60)
         write(f"{label}_generator", summary(box["run"]))
+    # MICROS (e.g. 56 on an H200): the trainer alone at larger micro-batches (392 = 7 x 56)
+    trainer = policy = None
+    for micro in [int(m) for m in os.environ.get("MICROS", "").split(",") if m]:
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            trainer = Trainer(load_config(overrides(name, micro)), seed=0, torch_threads=4)
+            trainer.bench_train(0.0, tobs)
+            write(f"trainer_alone_micro{micro}_samples_per_s", train(trainer, tobs))
+            if DEVICE == "cuda":
+                write(f"trainer_alone_micro{micro}_peak_gb", torch.cuda.max_memory_allocated() / 2**30)
+        except torch.OutOfMemoryError:
+            write(f"trainer_alone_micro{micro}_samples_per_s", "out of memory")
+        trainer = None
 
 
 if __name__ == "__main__":
