@@ -81,6 +81,12 @@ def check_across_sections(cfg: Config) -> None:
           "eval.reuse_sft shares the SFT evaluation between runs from one sft.checkpoint: set sft.checkpoint")
     check(t.num_ranks == 1 or r.backend == "ray",
           f"trainer.num_ranks={t.num_ranks} runs one process per rank and needs run.backend=ray")
+    check(not g.in_trainer_process or (r.mode in ("async-rollout", "full") and g.num_generators == 1
+                                       and t.num_ranks == 1 and g.weight_transport == "object_store"),
+          "generator.in_trainer_process runs one asynchronous generator inside the trainer's process: it needs "
+          f"run.mode=async-rollout or full (got {r.mode}), generator.num_generators=1 (got {g.num_generators}), "
+          f"trainer.num_ranks=1 (got {t.num_ranks}) and generator.weight_transport=object_store (got "
+          f"{g.weight_transport})")
     on_gpu = cfg.policy.device.startswith("cuda")
     check(on_gpu or (p.preset == "auto" and p.gpus == 0),
           f"placement.preset={p.preset} placement.gpus={p.gpus} lays out GPUs, but policy.device={cfg.policy.device}")

@@ -64,6 +64,10 @@ class GeneratorConfig:
     # the next size. At the small batches of the async modes a 1B VLA's forward is bound by kernel
     # launches, not the GPU (docs/vla.md). policy.type=oft or pi0, on a GPU.
     cuda_graphs: bool = False
+    # Async modes, one generator and one trainer rank: the generator runs in the trainer's process
+    # (workers/trainer_host.py), its forwards on a CUDA stream of their own beside the trainer's
+    # kernels instead of time-slicing the GPU with it from a second process.
+    in_trainer_process: bool = False
 
     def validate(self, prefix: str = "generator") -> None:
         check_choice(self.router, ("round_robin", "least_loaded", "shard"), f"{prefix}.router")

@@ -18,6 +18,7 @@ from rlvla3.workers.async_generator import AsyncGenerator
 from rlvla3.workers.env_worker import EnvWorker
 from rlvla3.workers.generator import Generator
 from rlvla3.workers.trainer import Trainer
+from rlvla3.workers.trainer_host import RoleView, TrainerHost
 
 
 ASYNC_ROLLOUT_MODES = ("async-rollout", "full")
@@ -146,18 +147,35 @@ def start_session(cfg, policy_dir: str = "", with_trainer: bool = True, with_tra
         return backend.actor(cls, i, cfg.policy, seed + 7 * incarnation, threads, *batching, nice=nice,
                              cuda_graph_batch=graph_batch, **generator_faults(cfg, i, incarnation), **gen_opts(i))
 
-    s.make_generator = make_generator
-    s.generators = [make_generator(i) for i in range(g.num_generators)]
-    if with_trainer and cfg.trainer.num_ranks > 1:
-        from rlvla3.runtime.trainer_group import TrainerGroup
+    if g.in_trainer_process and with_trainer:  # one process for both: workers/trainer_host.py
+        host_trainer_and_generator(s, backend.actor(
+            TrainerHost, cfg, seed, threads, (0, cfg.policy, seed, threads, *batching),
+            dict(cuda_graph_batch=graph_batch, **generator_faults(cfg, 0, 0)), **(gpus.trainer(0) if gpus else {})))
+    else:
+        s.make_generator = make_generator
+        s.generators = [make_generator(i) for i in range(g.num_generators)]
+        if with_trainer and cfg.trainer.num_ranks > 1:
+            from rlvla3.runtime.trainer_group import TrainerGroup
 
-        s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
-    elif with_trainer:
-        s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
+            s.trainer = TrainerGroup(backend, cfg, seed, threads, placement=gpus)
+        elif with_trainer:
+            s.trainer = backend.actor(Trainer, cfg, seed, threads, **(gpus.trainer(0) if gpus is not None else {}))
     s.weights = WeightPublisher(backend, s.trainer, s.generators, cfg, s.placement)
     s.weights.open()
     s.instructions = wait_started(s)
     return s
+
+
+def host_trainer_and_generator(s: Session, host) -> None:
+    """The session's trainer and its one generator are two roles of `host` (a TrainerHost actor)."""
+    s.trainer, s.generators = RoleView(host, "trainer"), [RoleView(host, "generator")]
+
+    def no_replacement(i: int, incarnation: int = 0):
+        raise RuntimeError("generator 0 runs in the trainer's process (generator.in_trainer_process=true) and "
+                           "cannot be replaced alone: the run stops; resume it from its last checkpoint, or run "
+                           "without generator.in_trainer_process to have lost generators replaced")
+
+    s.make_generator = no_replacement
 
 
 def wait_started(s: Session) -> List[str]:

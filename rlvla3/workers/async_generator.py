@@ -27,12 +27,12 @@ from rlvla3.workers.role import Role
 class AsyncGenerator(Role):
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int, max_batch: int, max_wait_ms: float,
                  temperature: float = 1.0, crash_after_requests: int = 0, hang_after_requests: int = 0,
-                 nice: int = 0, hang_at_start: bool = False, cuda_graph_batch: int = 0):
+                 nice: int = 0, hang_at_start: bool = False, cuda_graph_batch: int = 0, own_stream: bool = False):
         self.crash_after_requests = crash_after_requests  # fault injection; 0 = off
         self.hang_after_requests = hang_after_requests
         self.requests = 0
         self.replica = Generator(gen_id, policy_cfg, seed, torch_threads, nice=nice, hang_at_start=hang_at_start,
-                                 cuda_graph_batch=cuda_graph_batch)
+                                 cuda_graph_batch=cuda_graph_batch, own_stream=own_stream)
         super().__init__(torch_threads, spans=self.replica.spans)  # the replica applied process.nice; one timeline
         self.batcher = DynamicBatcher(max_batch, max_wait_ms / 1000.0)
         self.temperature = temperature

@@ -6,6 +6,7 @@ The lock-step schedules call `infer_batch` with the whole batch; the asynchronou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import List, Optional
@@ -30,7 +31,8 @@ class StagedWeights:
 
 class Generator(Role):
     def __init__(self, gen_id: int, policy_cfg, seed: int, torch_threads: int = 1, crash_after_requests: int = 0,
-                 hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False, cuda_graph_batch: int = 0):
+                 hang_after_requests: int = 0, nice: int = 0, hang_at_start: bool = False, cuda_graph_batch: int = 0,
+                 own_stream: bool = False):
         super().__init__(torch_threads, nice)
         if hang_at_start:  # fault injection: a start that never ends (a wedged CUDA/EGL init)
             hang_forever("generator start")
@@ -45,6 +47,10 @@ class Generator(Role):
         self.calls = self.samples = 0
         self.track = f"generator{gen_id}"
         self.graphs = None  # GraphedForward under generator.cuda_graphs
+        # own_stream (a replica in the trainer's process): forwards and swaps on a CUDA stream of
+        # their own, so their kernels run beside the trainer's instead of queueing behind them
+        self._serve_stream = torch.cuda.Stream(self.policy.device) \
+            if own_stream and self.policy.device.type == "cuda" else None
         if cuda_graph_batch:  # generator.cuda_graphs: capture every bucket now, not on a slot's request
             self._capture_graphs(cuda_graph_batch)
 
@@ -82,13 +88,18 @@ class Generator(Role):
         self.spans.record(self.track, "weight_stage", t0, time.time() - t0, version=msg.version)
         return StagedWeights(msg.version, tensors)
 
+    def _on_serve_stream(self):
+        s = self._serve_stream
+        return torch.cuda.stream(s) if s is not None else contextlib.nullcontext()
+
     def swap_in(self, staged: StagedWeights) -> int:
         t0 = time.time()
-        self.policy.load_state_dict(staged.tensors)
+        with self._on_serve_stream():
+            self.policy.load_state_dict(staged.tensors)
         if self.policy.device.type == "cuda":
             # the copy is queued on the serving stream; wait for it so the staged blocks (freed
             # on return, owned by the staging stream) cannot be reused under it
-            torch.cuda.current_stream(self.policy.device).synchronize()
+            (self._serve_stream or torch.cuda.current_stream(self.policy.device)).synchronize()
         self.policy.version = staged.version
         self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=staged.version)
         return staged.version
@@ -139,7 +150,8 @@ class Generator(Role):
         if hang_if(self.hang_after_requests, self.calls + 1):
             time.sleep(10**6)  # a forward pass that never returns
         t0, w0, c0 = time.perf_counter(), time.time(), time.thread_time()
-        out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
+        with self._on_serve_stream():
+            out = self.policy.act(obs, deterministic=deterministic, temperature=temperature)
         self.forward_time_s += time.perf_counter() - t0
         w1 = time.time()
         # cpu: this thread's CPU seconds in the span (its work, whatever else ran on the cores);

@@ -54,6 +54,28 @@ def test_mode_trains_without_losing_samples(tmp_path, mode):
         assert 0 < acc["queue_high_water_samples"] <= acc["queue_bound_samples"]
 
 
+@pytest.mark.parametrize("transport", ["socket", "ray"])
+def test_full_mode_with_the_generator_in_the_trainer_process(tmp_path, transport):
+    """generator.in_trainer_process: one actor hosts both roles; the env workers reach its
+    generator through either request transport and every sample is still accounted for."""
+    from rlvla3.runtime.session import start_session
+
+    cfg = tiny_cfg(tmp_path, "full", extra=["generator.in_trainer_process=true",
+                                           f"generator.request_transport={transport}"])
+    s = start_session(cfg, with_train_envs=False)
+    try:
+        assert s.trainer._actor_id == s.generators[0]._actor_id  # one actor, so one process
+    finally:
+        s.shutdown()
+    summary = train(cfg)
+    assert summary["train_steps"] >= 1 and summary["env_steps"] >= 600
+    assert summary["policy_version"] >= 1
+    acc = summary["async"]
+    assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
+                                       + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
+    assert acc["samples_trained"] == summary["samples_trained"] > 0
+
+
 def test_grpo_full_mode_runs(tmp_path):
     summary = train(tiny_cfg(tmp_path, "full", "grpo", ["algo.filter_degenerate_groups=false"]))
     assert summary["train_steps"] >= 1
