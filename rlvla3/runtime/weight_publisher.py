@@ -4,6 +4,8 @@
 - collective: the trainer broadcasts it in buckets over a torch.distributed group of the
   trainer and the generators (`distributed/weight_channel.py`). The group is rebuilt (a new
   epoch) whenever a generator is replaced, since a replacement cannot join the old group.
+- generator.in_trainer_process: neither; the host process hands the trainer's host tensors to
+  its generator (`TrainerHost.publish_local`).
 
 Either way an asynchronous generator stores what arrives and swaps it in between two
 batches, so inference never waits for a publication.
@@ -25,6 +27,8 @@ class WeightPublisher:
         self.backend, self.trainer, self.generators, self.placement = backend, trainer, generators, placement
         g = cfg.generator
         self.transport, self.bucket_mb = g.weight_transport, g.weight_bucket_mb
+        # the generator in the trainer's process: weights pass within it (TrainerHost.publish_local)
+        self.local = g.in_trainer_process and trainer is not None
         self.wire_dtype = wire_dtype(g.weight_dtype, getattr(family_config(cfg.policy), "dtype", "float32"),
                                      g.weight_transport)  # object store: what a publication's arrays carry
         self.timeout_s = cfg.faults.step_timeout_s
@@ -67,7 +71,9 @@ class WeightPublisher:
         """Send the trainer's current weights to every generator; `wait`: until they hold them."""
         trainer, gens = self.trainer, self.generators
         self.publishes += 1
-        if not self.collective:
+        if self.local:  # generator.in_trainer_process: within the host's process
+            refs, actors = [gens[0].host.publish_local.remote(self.wire_dtype)], list(gens)
+        elif not self.collective:
             msg = self.message()  # an object ref: fetched by each generator
             refs, actors = [g.set_weights.remote(msg) for g in gens], list(gens)
         else:

@@ -42,6 +42,17 @@ class TrainerHost:
         out = getattr(self.generator, name)(*args, **kwargs)
         return await out if inspect.isawaitable(out) else out
 
+    async def publish_local(self, dtype: str = "float32") -> int:
+        """The trainer's current weights to the generator without the object store: taken in the
+        trainer's call order (between two of its calls, so never half-updated), staged on the
+        generator's receive thread and swapped in between two batches, as any publication is.
+        `dtype`: what the tensors carry (the publisher's resolved generator.weight_dtype)."""
+        from rlvla3.workers.trainer_weights import local_weights
+
+        msg = await asyncio.get_running_loop().run_in_executor(self._train_thread, local_weights, self.trainer,
+                                                                 dtype)
+        return await self.generator.set_weights(msg)
+
 
 class RoleView:
     """One role of a `TrainerHost` actor, called like a Ray actor handle of its own:

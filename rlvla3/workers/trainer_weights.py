@@ -40,6 +40,20 @@ def pack_weights(trainer, dtype: str) -> Optional[WeightsMessage]:
     return WeightsMessage(trainer.version, arrays, bf16)
 
 
+def local_weights(trainer, dtype: str = "float32") -> WeightsMessage:
+    """The current version for a generator in this process (generator.in_trainer_process): the
+    policy's host tensors (floating ones in `dtype`) from one pinned pass, without numpy arrays
+    or the object store."""
+    t0, w0 = time.perf_counter(), time.time()
+    state = trainer.policy.state_dict(torch.bfloat16 if dtype == "bfloat16" else None)
+    if trainer.policy.device.type != "cuda":  # host tensors of a CPU policy share its storage: the next step
+        state = {k: v.clone() for k, v in state.items()}  # would change a version not yet swapped in
+    trainer.weights_bytes = sum(t.numel() * t.element_size() for t in state.values())
+    trainer.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=trainer.version,
+                         mib=round(trainer.weights_bytes / 2**20, 1))
+    return WeightsMessage(trainer.version, state)
+
+
 def listen(trainer):
     """Rank 0: start the channel's store; (addr, port) for the generators."""
     from rlvla3.distributed.weight_channel import WeightSender

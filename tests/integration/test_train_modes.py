@@ -74,6 +74,7 @@ def test_full_mode_with_the_generator_in_the_trainer_process(tmp_path, transport
     assert acc["samples_produced"] == (acc["samples_trained"] + acc["samples_dropped_stale"]
                                        + acc["samples_left_in_queue"] + acc["samples_unstepped_at_stop"])
     assert acc["samples_trained"] == summary["samples_trained"] > 0
+    assert summary["weights"]["generator_versions"][0] >= 1  # publications reached it within the process
 
 
 def test_grpo_full_mode_runs(tmp_path):

@@ -153,3 +153,53 @@ def test_a_generator_on_its_own_stream_serves_and_swaps_as_on_the_default_one_be
     assert a.version == b.version == 5
     assert np.array_equal(a.tokens, b.tokens) and np.allclose(a.values, b.values, atol=1e-4)
     assert own.stats()["graph_replays"] >= 2
+
+
+class StepTrainer:
+    """A tiny policy whose every step adds 1 to each weight and publishes a version."""
+
+    def __init__(self):
+        from rlvla3.core.timeline import SpanRecorder
+        from rlvla3.policies import build_policy
+
+        self.policy = build_policy(load_config([]).policy)
+        self.version, self.weights_bytes, self.spans = 0, 0, SpanRecorder(enabled=True)
+
+    def step(self, sleep_s=0.0):
+        time.sleep(sleep_s)
+        with torch.no_grad():
+            for p in self.policy.model.parameters():
+                p.add_(1.0)
+        self.version += 1
+
+
+class HoldingGenerator:
+    def __init__(self):
+        self.received = []
+
+    async def set_weights(self, msg):
+        self.received.append(msg)
+        return msg.version
+
+
+def test_a_local_publication_takes_the_weights_in_the_trainers_call_order_and_keeps_them():
+    host = bare_host()
+    host.trainer, host.generator = StepTrainer(), HoldingGenerator()
+    before = {k: v.clone() for k, v in host.trainer.policy.model.state_dict().items()}
+
+    async def scenario():
+        step = asyncio.ensure_future(host.call("trainer", "step", sleep_s=0.2))
+        await asyncio.sleep(0.05)  # the step is running: the publication waits for it
+        version = await host.publish_local()
+        await step
+        await host.call("trainer", "step")  # a later step must not reach the published copy
+        return version
+
+    assert asyncio.run(scenario()) == 1
+    (msg,) = host.generator.received
+    assert msg.version == 1
+    for k, v in msg.tensors().items():
+        if v.is_floating_point():
+            assert torch.equal(v, before[k] + 1), k
+    assert host.trainer.weights_bytes > 0
+    assert [s.name for s in host.trainer.spans.spans()] == ["weight_pack"]  # the bench's pack time
