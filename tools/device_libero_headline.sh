@@ -70,6 +70,7 @@ FULL_OVR+=(${FULL_EXTRA:-})
 # LABELLED: more runs of full in one call, each full's layout plus its own overrides, ';'-separated
 # LABEL:KEY=VALUE ... entries appended to MODES as full@LABEL, e.g.
 #   LABELLED="wait30:generator.max_wait_ms=30;wait60:generator.max_wait_ms=60"
+#   LABELLED="host:generator.in_trainer_process=true" (the generator in the trainer's process: docs/vla.md)
 IFS=';' read -ra LABELS <<< "${LABELLED:-}"
 for entry in "${LABELS[@]}"; do
   [ -z "$entry" ] && continue
