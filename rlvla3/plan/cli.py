@@ -28,6 +28,9 @@ def add_parsers(sub) -> None:
                                                 "the profile's (e.g. docs/benchmarks/gpu-vla/oft-7b-bf16-lora.json)")
     pl.add_argument("--graphs", action="store_true", help="with --model: its act times from CUDA graphs (a "
                                                           "bench-policy run with generator.cuda_graphs=true)")
+    pl.add_argument("--in-trainer-process", action="store_true",
+                    help="one GPU: the generator in the trainer's process (generator.in_trainer_process), "
+                         "so the trainer shares one CUDA context with it instead of time slices")
     pl.add_argument("--modes", default="sync,full", help="schedules to plan (any of " + ",".join(MODES) + ")")
     pl.add_argument("--sweep", default="", help="GPU counts, e.g. 1,2,4,8: a scaling table (and --out plot)")
     pl.add_argument("--out", default="", help="with --sweep: write TABLE.md and TABLE.png here (a path stem)")
@@ -128,6 +131,11 @@ def run_plan(args) -> int:
             raise ValueError("--graphs reads a --model JSON's CUDA-graph rows: give --model")
         if args.model:
             grad, weights = apply_model(prof, args.model, args.graphs)
+        if args.in_trainer_process:
+            if not prof.layout.trainer_shares_gpu:
+                raise ValueError("--in-trainer-process: the profile's trainer does not share a GPU with the "
+                                 "generators (a CPU run or several GPUs)")
+            prof.layout.trainer_hosts_generator = True
     except (OSError, KeyError, ValueError) as e:
         print(f"rlvla3 plan: {e}", file=sys.stderr)
         return 2

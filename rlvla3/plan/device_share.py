@@ -2,7 +2,12 @@
 
 Without MPS, CUDA runs the kernels of one process's context at a time and alternates between
 the contexts that have work, so the trainer's work advances at 1 / (1 + f) of its speed alone
-while f forward passes are running on the same device. The forward passes are not slowed
+while f forward passes are running on the same device. With the generator in the trainer's
+process (generator.in_trainer_process) the two share one context and their kernels run side by
+side: the trainer advances at 1 / (1 + k f), k = IN_PROCESS_SLOWDOWN, from the share check of
+docs/benchmarks/gpu-dec07f-libero-oft1b-pinned (oft-1b, H100: 0.91 of its speed beside a
+generator busy 0.80, so 0.89 while a forward runs; the two-process case there gave 0.60 while
+a forward ran, against this rule's 0.5). The forward passes are not slowed
 here: their in-pipeline cost is read from the asynchronous mode's own forward spans
 (`profile_from_bench`), which already hold their share of the device.
 
@@ -17,18 +22,23 @@ from typing import Callable, Optional
 from rlvla3.plan.events import Clock
 
 EPS = 1e-12  # seconds of work: a job this close to done is done (float error)
+# The share check's one-process case: the trainer at 0.912 of its speed alone beside a generator
+# busy 0.796 of the time, so at r = (0.912 - 0.204) / 0.796 = 0.890 while a forward runs; k = 1/r - 1.
+IN_PROCESS_SLOWDOWN = 0.124
 
 
 class SharedDevice:
-    def __init__(self, clock: Clock):
+    def __init__(self, clock: Clock, slowdown: float = 1.0):
+        """`slowdown`: k of 1 / (1 + k f): 1 for two processes, IN_PROCESS_SLOWDOWN for one."""
         self.clock = clock
+        self.slowdown = slowdown
         self.forwards = 0  # forward passes running on the device now
         self._job: Optional[list] = None  # [work left s, done, args]
         self._t = 0.0
         self._gen = 0  # a completion event of an older rate is ignored
 
     def rate(self) -> float:
-        return 1.0 / (1 + self.forwards)
+        return 1.0 / (1 + self.slowdown * self.forwards)
 
     def run(self, work_s: float, done: Callable, *args, weight: float = 1.0) -> None:
         if self._job is not None:

@@ -227,6 +227,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
     # The committed GPU runs had one GPU: the trainer and the generators time-slice it.
     prof.layout.trainer_shares_gpu = cfg.policy.device.startswith("cuda") and _one_gpu(bench)
+    prof.layout.trainer_hosts_generator = cfg.generator.in_trainer_process
     prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, cfg.process.nice)
     if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
         set_cpu_costs(prof, bench, cpu_mode)

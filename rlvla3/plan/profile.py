@@ -135,6 +135,7 @@ class Layout:
     straggler_slowdown: float = 5.0
     coalesce_ms: float = 0.0  # transport.coalesce_ms: a worker's requests to a generator go out together
     trainer_shares_gpu: bool = False  # trainer and generators time-slice one GPU (plan/device_share.py)
+    trainer_hosts_generator: bool = False  # generator.in_trainer_process: one context, not time slices
 
     @property
     def slots(self) -> int:

@@ -32,7 +32,7 @@ from typing import Deque, List, Optional
 import numpy as np
 
 from rlvla3.plan.cpu import CpuPool
-from rlvla3.plan.device_share import SharedDevice
+from rlvla3.plan.device_share import IN_PROCESS_SLOWDOWN, SharedDevice
 from rlvla3.plan.events import Clock, Meter, Server
 from rlvla3.plan.profile import StageProfile
 from rlvla3.plan.sim_common import SimResult, episode_lengths, straggler_slots
@@ -74,7 +74,8 @@ class AsyncPipeline:
         self.gen_gpu = [gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1), on_cpu(cpu.generator_on_cpu),
                                                       cpu.rollout_weight) for _ in self.gen_meters]
         # One GPU time-sliced by the trainer and the generators (not the FIFO device of shared_gpu).
-        self.device = SharedDevice(self.clock) if L.trainer_shares_gpu and not shared_gpu else None
+        self.device = SharedDevice(self.clock, IN_PROCESS_SLOWDOWN if L.trainer_hosts_generator else 1.0) \
+            if L.trainer_shares_gpu and not shared_gpu else None
         self.train_gpu = gpu if shared_gpu else Server(self.clock, Meter(self.t0, self.t1),
                                                        self.device or on_cpu(cpu.trainer_on_cpu), cpu.trainer_weight)
         # CPU the trainer and the generator spend beyond their work alone (receiving samples,
