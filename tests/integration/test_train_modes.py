@@ -62,11 +62,12 @@ def test_full_mode_with_the_generator_in_the_trainer_process(tmp_path, transport
 
     cfg = tiny_cfg(tmp_path, "full", extra=["generator.in_trainer_process=true",
                                            f"generator.request_transport={transport}"])
-    s = start_session(cfg, with_train_envs=False)
-    try:
-        assert s.trainer._actor_id == s.generators[0]._actor_id  # one actor, so one process
-    finally:
-        s.shutdown()
+    if transport == "socket":  # (once) the session really starts one actor for both roles
+        s = start_session(cfg, with_train_envs=False)
+        try:
+            assert s.trainer._actor_id == s.generators[0]._actor_id  # one actor, so one process
+        finally:
+            s.shutdown()
     summary = train(cfg)
     assert summary["train_steps"] >= 1 and summary["env_steps"] >= 600
     assert summary["policy_version"] >= 1
