@@ -96,10 +96,10 @@ class Generator(Role):
         t0 = time.time()
         with self._on_serve_stream():
             self.policy.load_state_dict(staged.tensors)
-        if self.policy.device.type == "cuda":
-            # the copy is queued on the serving stream; wait for it so the staged blocks (freed
-            # on return, owned by the staging stream) cannot be reused under it
-            (self._serve_stream or torch.cuda.current_stream(self.policy.device)).synchronize()
+            if self.policy.device.type == "cuda":
+                # the copy is queued on the serving stream; wait for it so the staged blocks (freed
+                # on return, owned by the staging stream) cannot be reused under it
+                torch.cuda.current_stream(self.policy.device).synchronize()
         self.policy.version = staged.version
         self.spans.record(self.track, "weight_swap", t0, time.time() - t0, version=staged.version)
         return staged.version

@@ -30,28 +30,36 @@ def pack_weights(trainer, dtype: str) -> Optional[WeightsMessage]:
     """The current version off the device and into numpy arrays of `dtype` (core/weight_wire.py);
     the object store's copy and the generators' staging follow. None on fsdp ranks > 0."""
     t0, w0 = time.perf_counter(), time.time()
-    state = full_state(trainer, torch.bfloat16 if dtype == "bfloat16" else None)
+    state = full_state(trainer, _torch_dtype(dtype))
     if state is None:
         return None
     arrays, bf16 = pack(state, dtype)
-    trainer.weights_bytes = nbytes(arrays)
-    trainer.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=trainer.version,
-                         mib=round(trainer.weights_bytes / 2**20, 1))
+    _record_pack(trainer, t0, w0, nbytes(arrays))
     return WeightsMessage(trainer.version, arrays, bf16)
 
 
 def local_weights(trainer, dtype: str = "float32") -> WeightsMessage:
     """The current version for a generator in this process (generator.in_trainer_process): the
     policy's host tensors (floating ones in `dtype`) from one pinned pass, without numpy arrays
-    or the object store."""
+    or the object store (one rank: never None)."""
     t0, w0 = time.perf_counter(), time.time()
-    state = trainer.policy.state_dict(torch.bfloat16 if dtype == "bfloat16" else None)
+    state = full_state(trainer, _torch_dtype(dtype))
     if trainer.policy.device.type != "cuda":  # host tensors of a CPU policy share its storage: the next step
         state = {k: v.clone() for k, v in state.items()}  # would change a version not yet swapped in
-    trainer.weights_bytes = sum(t.numel() * t.element_size() for t in state.values())
-    trainer.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=trainer.version,
-                         mib=round(trainer.weights_bytes / 2**20, 1))
+    _record_pack(trainer, t0, w0, sum(t.numel() * t.element_size() for t in state.values()))
     return WeightsMessage(trainer.version, state)
+
+
+def _torch_dtype(dtype: str) -> Optional[torch.dtype]:
+    """A publication's wire dtype as `state_dict` takes it (None: as the tensors are)."""
+    return torch.bfloat16 if dtype == "bfloat16" else None
+
+
+def _record_pack(trainer, t0: float, w0: float, nbytes_: int) -> None:
+    """The publication's bytes, and its `weight_pack` span (the bench's pack time)."""
+    trainer.weights_bytes = nbytes_
+    trainer.spans.record("trainer", "weight_pack", w0, time.perf_counter() - t0, version=trainer.version,
+                         mib=round(nbytes_ / 2**20, 1))
 
 
 def listen(trainer):

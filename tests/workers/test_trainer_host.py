@@ -163,7 +163,10 @@ class StepTrainer:
         from rlvla3.policies import build_policy
 
         self.policy = build_policy(load_config([]).policy)
+        from rlvla3.distributed.data_parallel import RankContext
+
         self.version, self.weights_bytes, self.spans = 0, 0, SpanRecorder(enabled=True)
+        self.ranks = RankContext(0, 1, "ddp")  # one rank, as the host's trainer always is
 
     def step(self, sleep_s=0.0):
         time.sleep(sleep_s)
