@@ -1,14 +1,15 @@
 """`profile_from_bench`: a StageProfile from a committed `rlvla3 bench` result.
 
 Stage costs only, never the throughput or utilisation a prediction is checked against:
-- chunk-step and reset durations: the reference mode's env_step / reset spans (timeline.json),
+- chunk-step and reset durations: the reference mode's env_step / reset spans (timeline.json, or
+  the spans `--keep-spans` kept),
   else its env_step_ms percentiles and the recorded latency_profile.json, else the config;
 - forward pass by batch size: the generator alone (bounds.generator_samples_per_s_by_batch),
   plus the in-pipeline overhead per batch: the reference mode's forward_ms_p50 minus the alone
   time at its mean batch;
 - the trainer alone (bounds.trainer_samples_per_s, trainer_streaming_samples_per_s);
 - weight publication: the reference mode's weight_sync spans (blocking_s / count);
-- driver and transport overheads: timeline.json (`timeline_costs.py`);
+- driver and transport overheads: the same spans (`timeline_costs.py`);
 - episode lengths: what an asynchronous mode ran (chunks / resets), else the time limit.
 The layout (slots, generators, batcher, batch sizes, eta) is the run's config, rebuilt from
 the workload and the overrides bench.json records.
@@ -25,8 +26,8 @@ from typing import Optional
 
 from rlvla3.plan.cpu_calibration import defaults_at, nice_weights, respell, set_cpu_costs
 from rlvla3.plan.profile import Dist, EnvCosts, GeneratorCosts, Layout, Overheads, StageProfile, TrainerCosts
-from rlvla3.plan.timeline_costs import (alone_chunk_ms, durations_ms, find_timeline, load_timeline,
-                                         lockstep_overheads, request_rtt_ms)
+from rlvla3.plan.timeline_costs import (after_pack_s, alone_chunk_ms, durations_ms, find_timeline, load_kept_spans,
+                                         load_timeline, lockstep_overheads, request_rtt_ms)
 
 DEFAULT_RTT_MS = 4.0  # socket transport, when no asynchronous trace exists (GPU box traces: 2.7-3.5 ms)
 # Lock-step overheads when a bench has no trace: the middle of what the committed traces give
@@ -37,7 +38,12 @@ LOCKSTEP = ("sync", "sync-best", "async-train")
 # Workloads whose chunk step is work on its env process's core, shared by the process's slots
 # (EnvCosts.process_share). MetaWorld (GPU box, 4 slots per process): a chunk step's median was
 # 32.5 ms in `sync` (4 at once), 9.5 ms in `full` at eta 1 (about one at once), 18-19 ms at eta 2.
-PROCESS_SHARE = {"metaworld": 1.0}
+# LIBERO (GPU box, 2 envs per process): the share that makes a lock-step mode's steps (both envs
+# at once) and `full`'s the same work alone (`alone_chunk_ms`), over the eight benches with both:
+# 0.8-0.9 in five (gpu-dec05-libero-oft1b x2, gpu-dec05b pi0small, gpu-dec06 h100-after-1,
+# gpu-dec07f), 0.35-0.4 in two (gpu-dec06 h100-after-2, h200-before), none below 1 in one
+# (gpu-dec05b oft1b-a). gpu-dec07f, the one run that records a step's CPU, gives 0.73 of it.
+PROCESS_SHARE = {"metaworld": 1.0, "libero": 0.8}
 
 
 def _config(bench: dict, mode: str):
@@ -119,14 +125,23 @@ def poll_ms_at(date: str, configured: float) -> float:
     return configured
 
 
-def mode_resets(path: str, mode: str, least: int = 10) -> Optional[Dist]:
-    """`mode`'s own reset durations (timeline.json next to the bench.json), when it has `least`.
+def bench_spans(path: str, bench: dict) -> dict:
+    """Mode -> its spans: the bench's timeline.json, else the spans it kept (`--keep-spans`)."""
+    folder = os.path.dirname(path)
+    tl = find_timeline(folder)
+    if tl:
+        return load_timeline(tl)
+    return load_kept_spans(folder, {m: int(v.get("repeat", 1)) for m, v in bench["modes"].items() if "+" not in m})
+
+
+def mode_resets(path: str, mode: str, least: int = 10, share: float = 0.0) -> Optional[Dist]:
+    """`mode`'s own reset durations (the bench's spans), when it has `least`; with a process
+    `share`, as one slot alone (`alone_chunk_ms`).
     LIBERO resets depend on the run: 14 at once in `sync` took 2.4 s in one run and 20 s (a
     session's first resets) in another with the same command, against ~2 s staggered in `full`."""
-    tl = find_timeline(os.path.dirname(path))
-    if tl is None:
-        return None
-    resets = durations_ms(load_timeline(tl).get(mode, []), "reset")
+    with open(path) as f:
+        spans = bench_spans(path, json.load(f)).get(mode, [])
+    resets = alone_chunk_ms(spans, share, name="reset") if share else durations_ms(spans, "reset")
     return Dist.from_samples(resets) if len(resets) >= least else None
 
 
@@ -155,22 +170,23 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     horizon = math.ceil(env_config(cfg).episode_steps() / chunk_size)
     spd = ref.get("env_steps_per_decision") or chunk_size
     src = {}
-    tl = find_timeline(folder)
-    timeline = load_timeline(tl) if tl else {}
+    timeline = bench_spans(path, bench)
+    spans_src = "timeline.json" if find_timeline(folder) else "kept spans"
     ref_spans = timeline.get(ref_mode, [])
     share = PROCESS_SHARE.get(bench["workload"], 0.0)
     chunks = alone_chunk_ms(ref_spans, share) if share else durations_ms(ref_spans, "env_step")
     if len(chunks) >= 50:
         chunk = Dist.from_samples(chunks)
-        src["env.chunk"] = f"timeline.json {ref_mode} env_step spans" + (" as one slot alone" if share else "")
+        src["env.chunk"] = f"{spans_src} {ref_mode} env_step spans" + (" as one slot alone" if share else "")
     else:
         e = ref["env_step_ms"]
         chunk, src["env.chunk"] = Dist.from_percentiles(e["p50"], e["p95"]), f"modes.{ref_mode}.env_step_ms p50/p95"
         share = 0.0  # without the spans, how many stepped at once is unknown: the durations as measured
-    resets = durations_ms(ref_spans, "reset")
+    resets = alone_chunk_ms(ref_spans, share, name="reset") if share else durations_ms(ref_spans, "reset")
     lat_path = os.path.join(folder, "latency_profile.json")
     if len(resets) >= 20:
-        reset, src["env.reset"] = Dist.from_samples(resets), f"timeline.json {ref_mode} reset spans"
+        reset = Dist.from_samples(resets)
+        src["env.reset"] = f"{spans_src} {ref_mode} reset spans" + (" as one slot alone" if share else "")
     elif os.path.isfile(lat_path):
         with open(lat_path) as f:
             reset = Dist.from_samples(json.load(f)["reset_ms"][:4000])
@@ -202,15 +218,19 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
     rtts = [r for r in rtts if r is not None]
     gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
-    src["generator.request_rtt_ms"] = "timeline.json asynchronous mode" if rtts else "default (no asynchronous trace)"
+    src["generator.request_rtt_ms"] = f"{spans_src} asynchronous mode" if rtts else "default (no asynchronous trace)"
 
     synced = [m for m in [ref_mode] + list(LOCKSTEP) if modes.get(m, {}).get("weight_sync", {}).get("count")]
     ws = modes[synced[0]]["weight_sync"] if synced else {}
     publish = ws["blocking_s"] / ws["count"] if ws else 0.0
     pack = modes[am].get("publication", {}).get("pack_s", 0.0) if am else 0.0
+    src["trainer.pack_s"] = f"modes.{am}.publication pack_s (median)" if pack else "none recorded: 0"
+    returned = after_pack_s(timeline.get(am, [])) if am else None
+    if returned is not None:  # the pack span ends before the object store has taken the weights
+        pack = max(pack, 0.0) + max(returned, 0.0)
+        src["trainer.pack_s"] += f" + {spans_src} {am}: its return to the driver (median gap after weight_pack)"
     trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
                            or bounds["trainer_samples_per_s"], publish_s=publish, pack_s=pack)
-    src["trainer.pack_s"] = f"modes.{am}.publication pack_s (median)" if pack else "none recorded: 0"
     src["trainer"] = "bounds.trainer_samples_per_s / trainer_streaming_samples_per_s (the trainer alone)"
     src["trainer.publish_s"] = f"modes.{synced[0]}.weight_sync blocking_s / count" if synced else "none recorded: 0"
 
@@ -218,11 +238,11 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     layout = Layout(**_layout_keys(cfg), poll_ms=poll_ms_at(bench.get("date", ""), cfg.transport.poll_ms),
                     straggler_fraction=0.0, straggler_slowdown=slow, coalesce_ms=cfg.transport.coalesce_ms)
     over = Overheads(DEFAULT_LOCKSTEP_MS, DEFAULT_ITERATION_S)
-    src["overheads"] = "defaults: the median of the committed traces (no timeline.json here)"
+    src["overheads"] = "defaults: the median of the committed traces (no spans here)"
     lo = next((lockstep_overheads(timeline[m]) for m in LOCKSTEP if m in timeline), None)
     if lo is not None:
         over = Overheads(lo.per_step_ms, lo.per_iteration_s)
-        src["overheads"] = "timeline.json lock-step idle gaps"
+        src["overheads"] = f"{spans_src} lock-step idle gaps"
     prof = StageProfile(f"{path} (reference mode {ref_mode})", env, gen, trainer, layout, over, src)
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
     # The committed GPU runs had one GPU: the trainer and the generators time-slice it.

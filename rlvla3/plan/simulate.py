@@ -131,7 +131,7 @@ class AsyncPipeline:
         s.versions = []
         self.running_eps[s.worker] += 1
         dur = float(np.max(env.reset.draw_s(self.rng, self.k))) * s.slow
-        self._env_busy(s, dur, self._request)
+        self._on_process(s, dur, self._request)
 
     def _env_busy(self, s: _Slot, dur: float, then) -> None:
         start = self.clock.now
@@ -202,12 +202,17 @@ class AsyncPipeline:
     def _step(self, s: _Slot, version: int) -> None:
         s.versions.append(version)
         dur = float(np.max(self.p.env.chunk.draw_s(self.rng, self.k))) * s.slow
+        self._on_process(s, dur, self._stepped)
+
+    def _on_process(self, s: _Slot, dur: float, then) -> None:
+        """A chunk step or a reset of `dur` alone; with `env.process_share`, that share of it is work on
+        the process's one core (as `timeline_costs.alone_chunk_ms` priced the measured spans)."""
         if self.proc_cores is None:
-            self._env_busy(s, dur, self._stepped)
+            self._env_busy(s, dur, then)
             return
         share, start = self.p.env.process_share, self.clock.now  # the core's part first, then the rest
         self.proc_cores[s.worker].run(share * dur, self.clock.after, (1.0 - share) * dur, self._env_done, s, start,
-                                      self._stepped)
+                                      then)
 
     def _stepped(self, s: _Slot) -> None:
         if self.env_meter.counts(self.clock.now):

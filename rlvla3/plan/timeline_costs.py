@@ -15,6 +15,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tarfile
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -57,6 +59,38 @@ def load_timeline(path: str) -> Dict[str, List[TSpan]]:
             out[procs[e["pid"]]].append(TSpan(e["name"], threads.get((e["pid"], e["tid"]), ""), e["ts"] / 1e6,
                                               e["dur"] / 1e6))
     return {k: sorted(v, key=lambda s: s.start) for k, v in out.items()}
+
+
+def load_kept_spans(folder: str, repeats: Dict[str, int]) -> Dict[str, List[TSpan]]:
+    """Mode -> its spans from what `rlvla3 bench --keep-spans` kept (modes/RUN/spans.jsonl.gz, or
+    the modes.tar.gz the device scripts pack them into), for a bench without a timeline.json.
+    `repeats`: the repeat each mode's bench.json entry reports (its median run; runs of a bench
+    with repeats are named RUN_rK)."""
+    from rlvla3.bench.span_file import NAME, load_spans
+
+    def pick(runs) -> Dict[str, str]:  # mode -> the run folder that holds its spans
+        runs = set(runs)
+        return {m: r for m in repeats for r in (f"{m}_r{repeats[m]}", m) if r in runs}
+
+    def as_tspans(path: str) -> List[TSpan]:
+        return sorted((TSpan(s.name, s.track, s.start, s.dur) for s in load_spans(path)), key=lambda s: s.start)
+
+    out: Dict[str, List[TSpan]] = {}
+    packed = os.path.join(folder, "modes.tar.gz")
+    if os.path.isdir(os.path.join(folder, "modes")):
+        for mode, run in pick(os.listdir(os.path.join(folder, "modes"))).items():
+            path = os.path.join(folder, "modes", run, NAME)
+            if os.path.isfile(path):
+                out[mode] = as_tspans(path)
+    elif os.path.isfile(packed):
+        with tarfile.open(packed) as tar, tempfile.TemporaryDirectory() as tmp:
+            members = {m.name.split("/")[-2]: m for m in tar.getmembers() if m.name.endswith("/" + NAME)}
+            for mode, run in pick(members).items():
+                path = os.path.join(tmp, run + ".gz")
+                with open(path, "wb") as f:
+                    f.write(tar.extractfile(members[run]).read())
+                out[mode] = as_tspans(path)
+    return out
 
 
 def durations_ms(spans: List[TSpan], name: str, limit: int = 4000) -> List[float]:
@@ -118,11 +152,21 @@ def request_rtt_ms(spans: List[TSpan]) -> Optional[float]:
     return 2000.0 * float(np.median(halves)) if halves else None
 
 
-def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[float]:
+def after_pack_s(spans: List[TSpan]) -> Optional[float]:
+    """Median time from the end of the trainer's `weight_pack` to its next span: what returning
+    the packed weights to the driver cost it (the object store copies them out of the trainer's
+    process before its next call runs: 0.5 s for oft-1b's 2.3 GB in gpu-dec07f). None without one."""
+    trainer = [s for s in spans if s.track == "trainer"]
+    gaps = [b.start - a.end for a, b in zip(trainer, trainer[1:]) if a.name == "weight_pack"]
+    return float(np.median(gaps)) if gaps else None
+
+
+def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000, name: str = "env_step") -> List[float]:
     """Chunk steps as one slot would take them alone on its env process: a step whose `share` is
     work on the process's one core ran at rate 1 / (1 - share + share * n(t)) while n of that
     process's steps and resets ran at once (processor sharing), so its work alone is the
-    integral of that rate over its span. Tracks are `env{w}/slot{i}`: w is the process."""
+    integral of that rate over its span. Tracks are `env{w}/slot{i}`: w is the process.
+    `name="reset"`: the resets, priced the same way."""
     by_proc: Dict[str, List[TSpan]] = defaultdict(list)
     for s in spans:
         if s.name in ("env_step", "reset"):
@@ -140,5 +184,5 @@ def alone_chunk_ms(spans: List[TSpan], share: float, limit: int = 4000) -> List[
             cum[a] = acc
             level += delta[a]
             acc += (b - a) / (1.0 - share + share * max(level, 1))
-        out += [(s.start, 1000.0 * (cum[s.end] - cum[s.start])) for s in proc if s.name == "env_step"]
+        out += [(s.start, 1000.0 * (cum[s.end] - cum[s.start])) for s in proc if s.name == name]
     return [round(v, 3) for _, v in sorted(out)[:limit]]

@@ -78,7 +78,7 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         if mode in ("async-rollout", "full"):
             if not first_model:
                 set_cpu_costs(prof, bench, name)
-                prof.env.reset = mode_resets(path, mode) or ref_reset
+                prof.env.reset = mode_resets(path, mode, share=prof.env.process_share) or ref_reset
                 prof.generator.late_ms = batcher_late_ms(bench, name)
         r = predict(prof, mode, seconds=seconds, seed=seed)
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),

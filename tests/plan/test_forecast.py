@@ -99,8 +99,9 @@ def test_plan_command_prints_predictions(tmp_path, capsys):
 
 
 def test_plan_with_the_generator_in_the_trainer_process_frees_a_one_gpu_trainer(tmp_path, capsys):
-    """gpu-dec07f's `full` (oft-1b, LIBERO, one H100), where the trainer binds: in one process it
-    trains more (the simulators' real bound is not what caps the model here: docs/vla.md)."""
+    """gpu-dec07f's `full` (oft-1b, LIBERO, one H100), where the trainer binds: in one process the
+    trainer no longer binds (its utilisation falls) and it trains no fewer samples; what caps it then
+    is the slots' round trips on their shared process cores (docs/vla.md)."""
     from rlvla3.cli.main import main
 
     out = tmp_path / "p.json"
@@ -109,10 +110,12 @@ def test_plan_with_the_generator_in_the_trainer_process_frees_a_one_gpu_trainer(
     capsys.readouterr()
     rows = {}
     for extra in ([], ["--in-trainer-process"]):
-        assert main(["plan", "--profile", str(out), "--modes", "full", "--seconds", "20", *extra]) == 0
-        row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| full |"))
-        rows[bool(extra)] = float(row.split("|")[3])  # trained samples/s
-    assert rows[True] > 1.3 * rows[False]
+        assert main(["plan", "--profile", str(out), "--modes", "full", "--seconds", "60", *extra]) == 0
+        row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| full |")).split("|")
+        rows[bool(extra)] = (float(row[3]), float(row[4].split("/")[2]), row[7].strip())  # trained/s, trainer, binds
+    assert rows[False][2] == "trainer" and rows[True][2] != "trainer"
+    assert rows[True][1] < rows[False][1] - 0.2
+    assert rows[True][0] >= 0.97 * rows[False][0]
 
 
 def test_a_mode_run_in_its_own_layout_is_predicted_in_it():

@@ -49,3 +49,37 @@ def test_metaworld_bench_prices_a_chunk_step_as_one_slot_alone():
     assert p.env.process_share == 1.0
     assert 26.1 / 4 * 0.8 < p.env.chunk.median_ms < 26.1 / 4 * 1.3
     assert "as one slot alone" in p.sources["env.chunk"]
+
+
+def test_libero_bench_with_kept_spans_only_reads_them(tmp_path):
+    """gpu-dec07f keeps its spans in modes.tar.gz (no timeline.json): the chunk steps come from
+    `sync-best`'s spans, two envs per process at once, priced as one env alone (share 0.8)."""
+    p = profile_from_bench("docs/benchmarks/gpu-dec07f-libero-oft1b-pinned/spatial/bench.json")
+    assert p.sources["env.chunk"] == "kept spans sync-best env_step spans as one slot alone"
+    assert p.env.process_share == 0.8
+    # measured: 453 ms a step with both envs stepping, 335 ms in `full`; 256 ms of CPU in a step
+    assert 230.0 < p.env.chunk.mean_ms() < 290.0
+
+
+def test_kept_spans_pick_each_modes_median_repeat(tmp_path):
+    from rlvla3.bench.span_file import save_spans
+    from rlvla3.core.timeline import Span
+    from rlvla3.plan.timeline_costs import load_kept_spans
+
+    for run, dur in (("sync_r1", 1.0), ("sync_r2", 2.0), ("full-host_r2", 3.0), ("full_r2", 4.0)):
+        (tmp_path / "modes" / run).mkdir(parents=True)
+        save_spans(str(tmp_path / "modes" / run / "spans.jsonl.gz"), [Span("env0/slot0", "env_step", 5.0, dur)])
+    got = load_kept_spans(str(tmp_path), {"sync": 2, "full": 2, "async-rollout": 1})
+    assert {m: [s.dur for s in v] for m, v in got.items()} == {"sync": [2.0], "full": [4.0]}
+    # one run per mode (no repeats): the folder is the mode's name; packed as the device scripts pack it
+    import tarfile
+    one = tmp_path / "one"
+    (one / "modes" / "sync-best").mkdir(parents=True)
+    save_spans(str(one / "modes" / "sync-best" / "spans.jsonl.gz"), [Span("env1/slot1", "reset", 1.0, 0.5)])
+    with tarfile.open(tmp_path / "modes.tar.gz", "w:gz") as tar:
+        tar.add(one / "modes", arcname="modes")
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (tmp_path / "modes.tar.gz").rename(packed / "modes.tar.gz")
+    got = load_kept_spans(str(packed), {"sync-best": 1})
+    assert [(s.name, s.track, s.start, s.dur) for s in got["sync-best"]] == [("reset", "env1/slot1", 1.0, 0.5)]
