@@ -66,7 +66,7 @@ FULL_MAX_BATCH=${FULL_MAX_BATCH:-$((16 * FULL_SLOTS))}
 FULL_OVR=()
 [ "$FULL_SLOTS" -gt 1 ] && FULL_OVR+=(rollout.slots_per_worker=$FULL_SLOTS generator.max_batch=$FULL_MAX_BATCH)
 FULL_OVR+=(${FULL_EXTRA:-})
-[ ${#FULL_OVR[@]} -gt 0 ] && EXTRA_ARGS+=(--mode-override "full:${FULL_OVR[*]}")
+[ ${#FULL_OVR[@]} -gt 0 ] && [[ ",$MODES," == *",full,"* ]] && EXTRA_ARGS+=(--mode-override "full:${FULL_OVR[*]}")
 # LABELLED: more runs of full in one call, each full's layout plus its own overrides, ';'-separated
 # LABEL:KEY=VALUE ... entries appended to MODES as full@LABEL, e.g.
 #   LABELLED="wait30:generator.max_wait_ms=30;wait60:generator.max_wait_ms=60"

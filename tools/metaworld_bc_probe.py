@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from rlvla3.core.types import ObsBatch

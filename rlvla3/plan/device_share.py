@@ -4,10 +4,13 @@ Without MPS, CUDA runs the kernels of one process's context at a time and altern
 the contexts that have work, so the trainer's work advances at 1 / (1 + f) of its speed alone
 while f forward passes are running on the same device. With the generator in the trainer's
 process (generator.in_trainer_process) the two share one context and their kernels run side by
-side: the trainer advances at 1 / (1 + k f), k = IN_PROCESS_SLOWDOWN, from the share check of
-docs/benchmarks/gpu-dec07f-libero-oft1b-pinned (oft-1b, H100: 0.91 of its speed beside a
-generator busy 0.80, so 0.89 while a forward runs; the two-process case there gave 0.60 while
-a forward ran, against this rule's 0.5). The forward passes are not slowed
+side: the trainer advances at 1 / (1 + k f), k = IN_PROCESS_SLOWDOWN. The share check of
+docs/benchmarks/gpu-dec07f-libero-oft1b-pinned (oft-1b, H100, no simulators) gave k = 0.124 (0.91
+of its speed alone beside a generator busy 0.80; two processes there: 0.60 while a forward ran,
+against this rule's 0.5). A LIBERO run did not keep it (docs/benchmarks/gpu-dec07g-libero-oft1b-host,
+28 envs rendering on the same GPU through EGL): a micro-batch took 315 ms in one process and 347 ms
+in two, against 203 ms alone, with forwards running 0.76 and 0.81 of the time, so k = 0.88 and
+1.05. The run's value is the one used. The forward passes are not slowed
 here: their in-pipeline cost is read from the asynchronous mode's own forward spans
 (`profile_from_bench`), which already hold their share of the device.
 
@@ -22,9 +25,10 @@ from typing import Callable, Optional
 from rlvla3.plan.events import Clock
 
 EPS = 1e-12  # seconds of work: a job this close to done is done (float error)
-# The share check's one-process case: the trainer at 0.912 of its speed alone beside a generator
-# busy 0.796 of the time, so at r = (0.912 - 0.204) / 0.796 = 0.890 while a forward runs; k = 1/r - 1.
-IN_PROCESS_SLOWDOWN = 0.124
+# gpu-dec07g `full@host`: a micro-batch at 203 / 315 = 0.644 of its speed alone beside forwards running
+# 0.76 of the time, so at r = (0.644 - 0.24) / 0.76 = 0.53 while one runs; k = 1/r - 1 (the share check,
+# without simulators: 0.124)
+IN_PROCESS_SLOWDOWN = 0.88
 
 
 class SharedDevice:

@@ -61,7 +61,8 @@ def _layout_keys(cfg) -> dict:
     return dict(num_env_workers=r.num_env_workers, slots_per_worker=r.slots_per_worker, envs_per_slot=r.envs_per_slot,
                 num_generators=g.num_generators, max_batch=g.max_batch, max_wait_ms=g.max_wait_ms,
                 global_batch=a.global_batch, micro_batch=a.micro_batch, update_epochs=a.update_epochs,
-                staleness=a.staleness, rollout_epochs=r.rollout_epochs)
+                staleness=a.staleness, rollout_epochs=r.rollout_epochs,
+                trainer_hosts_generator=g.in_trainer_process)
 
 
 def mode_layout(bench: dict, mode: str, base: Layout) -> Layout:
@@ -206,7 +207,9 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     if g.get("forward_ms_p50") and g.get("mean_batch"):
         gen.overhead_ms = max(0.0, _forward_mean_ms(g) - gen.act_s(int(round(g["mean_batch"]))) * 1000.0)
         src["generator.overhead_ms"] = f"modes.{ref_mode}.generator forward p50/p95 (lognormal mean) minus alone"
-    am = next((m for m in ("full", "async-rollout") if m in modes), None)
+    # the asynchronous mode whose spans price a request (a labelled run, e.g. full@host, when no plain one ran)
+    am = next((m for m in ("full", "async-rollout") if m in modes), None) \
+        or next((m for m in modes if m.split("@")[0] in ("full", "async-rollout")), None)
     if am and ref_mode in LOCKSTEP and modes[am]["generator"].get("forward_ms_p50"):
         a = modes[am]["generator"]  # requests of one env slot each: the extra per request is the transport's
         extra = _forward_mean_ms(a) - gen.act_s(int(round(a["mean_batch"]))) * 1000.0
@@ -247,7 +250,6 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     prof.cpu.generator_on_cpu = prof.cpu.trainer_on_cpu = cfg.policy.device == "cpu"
     # The committed GPU runs had one GPU: the trainer and the generators time-slice it.
     prof.layout.trainer_shares_gpu = cfg.policy.device.startswith("cuda") and _one_gpu(bench)
-    prof.layout.trainer_hosts_generator = cfg.generator.in_trainer_process
     prof.cpu.trainer_weight, prof.cpu.rollout_weight, prof.cpu.driver_weight = nice_weights(bench, cfg.process.nice)
     if cpu_mode:  # processor sharing of the cores, with that mode's CPU costs (plan/cpu_calibration.py)
         set_cpu_costs(prof, bench, cpu_mode)

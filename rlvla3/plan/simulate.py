@@ -95,9 +95,9 @@ class AsyncPipeline:
         self.proc_cores = [CpuPool(self.clock, 1.0) for _ in range(L.num_env_workers)] \
             if env.process_share > 0 else None
         # The process's other CPU per decision (building observations, requests, replies) takes its
-        # core too: the accounted CPU per decision beyond the chunk step's own.
-        self.proc_extra_s = max(0.0, cpu.env_ms_per_decision - env.process_share * env.chunk.mean_ms()) / 1000.0 \
-            if self.proc_cores else 0.0
+        # core too: the accounted CPU per decision beyond the chunk step's own and its share of a reset.
+        core_ms = env.process_share * (env.chunk.mean_ms() + env.reset.mean_ms() / max(env.episode_decisions_mean, 1.0))
+        self.proc_extra_s = max(0.0, cpu.env_ms_per_decision - core_ms) / 1000.0 if self.proc_cores else 0.0
         self.undriven = 0  # decisions since the driver's last poll
         # Each generator: its batcher queue of (arrival, slot), whether a batch is running, its version.
         self.pending: List[Deque] = [deque() for _ in range(L.num_generators)]

@@ -75,12 +75,12 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         prof.env.reset = ref_reset
         prof.generator = copy.copy(ref_gen)  # a mode's CPU costs (set_cpu_costs) do not carry to the next
         prof.generator.late_ms = 0.0
-        if mode in ("async-rollout", "full"):
+        if mode.split("@")[0] in ("async-rollout", "full"):
             if not first_model:
                 set_cpu_costs(prof, bench, name)
                 prof.env.reset = mode_resets(path, mode, share=prof.env.process_share) or ref_reset
                 prof.generator.late_ms = batcher_late_ms(bench, name)
-        r = predict(prof, mode, seconds=seconds, seed=seed)
+        r = predict(prof, mode.split("@")[0], seconds=seconds, seed=seed)  # full@LABEL: full, own overrides
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}
         rows.append(Row(os.path.relpath(path, "docs/benchmarks") if "docs/benchmarks" in path else path, name,

@@ -98,24 +98,24 @@ def test_plan_command_prints_predictions(tmp_path, capsys):
     assert "--in-trainer-process" in capsys.readouterr().err
 
 
-def test_plan_with_the_generator_in_the_trainer_process_frees_a_one_gpu_trainer(tmp_path, capsys):
-    """gpu-dec07f's `full` (oft-1b, LIBERO, one H100), where the trainer binds: in one process the
-    trainer no longer binds (its utilisation falls) and it trains no fewer samples; what caps it then
-    is the slots' round trips on their shared process cores (docs/vla.md)."""
+def test_plan_with_the_generator_in_the_trainer_process_as_a_libero_run_measured_it(tmp_path, capsys):
+    """gpu-dec07g: `full` on LIBERO with oft-1b, one H100, in two processes and (the call before) with
+    the generator in the trainer's process: 275 and 281 env steps/s, 35.5 and 36.2 trained samples/s.
+    From the two-process run's profile the plan predicts the host a few percent ahead, not more."""
     from rlvla3.cli.main import main
 
     out = tmp_path / "p.json"
-    bench = "docs/benchmarks/gpu-dec07f-libero-oft1b-pinned/spatial/bench.json"
+    bench = "docs/benchmarks/gpu-dec07g-libero-oft1b-host/full/bench.json"
     assert main(["profile", "--bench", bench, "--mode", "full", "--out", str(out)]) == 0
     capsys.readouterr()
     rows = {}
     for extra in ([], ["--in-trainer-process"]):
         assert main(["plan", "--profile", str(out), "--modes", "full", "--seconds", "60", *extra]) == 0
         row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| full |")).split("|")
-        rows[bool(extra)] = (float(row[3]), float(row[4].split("/")[2]), row[7].strip())  # trained/s, trainer, binds
-    assert rows[False][2] == "trainer" and rows[True][2] != "trainer"
-    assert rows[True][1] < rows[False][1] - 0.2
-    assert rows[True][0] >= 0.97 * rows[False][0]
+        rows[bool(extra)] = (float(row[2].replace(",", "")), float(row[3]))  # env steps/s, trained samples/s
+    assert rows[False][0] == pytest.approx(275.0, rel=0.10)
+    assert rows[False][1] <= rows[True][1] <= 1.15 * rows[False][1]
+    assert rows[False][0] <= rows[True][0] <= 1.10 * rows[False][0]
 
 
 def test_a_mode_run_in_its_own_layout_is_predicted_in_it():

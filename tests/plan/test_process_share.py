@@ -69,8 +69,8 @@ def test_kept_spans_pick_each_modes_median_repeat(tmp_path):
     for run, dur in (("sync_r1", 1.0), ("sync_r2", 2.0), ("full-host_r2", 3.0), ("full_r2", 4.0)):
         (tmp_path / "modes" / run).mkdir(parents=True)
         save_spans(str(tmp_path / "modes" / run / "spans.jsonl.gz"), [Span("env0/slot0", "env_step", 5.0, dur)])
-    got = load_kept_spans(str(tmp_path), {"sync": 2, "full": 2, "async-rollout": 1})
-    assert {m: [s.dur for s in v] for m, v in got.items()} == {"sync": [2.0], "full": [4.0]}
+    got = load_kept_spans(str(tmp_path), {"sync": 2, "full": 2, "full@host": 2, "async-rollout": 1})
+    assert {m: [s.dur for s in v] for m, v in got.items()} == {"sync": [2.0], "full": [4.0], "full@host": [3.0]}
     # one run per mode (no repeats): the folder is the mode's name; packed as the device scripts pack it
     import tarfile
     one = tmp_path / "one"
