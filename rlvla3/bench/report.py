@@ -64,7 +64,8 @@ def to_markdown(result: dict) -> str:
             f"| {_fmt(sum(env_u) / len(env_u) if env_u else None, '{:.2f}')} "
             f"| {_fmt(sum(gen_u) / len(gen_u) if gen_u else None, '{:.2f}')} "
             f"| {_fmt(u.get('trainer', {}).get('utilization'), '{:.2f}')} |")
-    notes = [f"- {note}" for name, m in result["modes"].items() for note in (window_note(name, m), versions_note(name, m))
+    notes = [f"- {note}" for name, m in result["modes"].items()
+             for note in (window_note(name, m), trainer_start_note(name, m), versions_note(name, m))
              if note]
     lines += ["", "Measurement windows:", ""] + notes if notes else []
     if b is None:
@@ -84,6 +85,17 @@ def window_note(name: str, m: dict) -> Optional[str]:
     if delay >= 0.1:
         return f"{name}: window started {delay:.1f} s after the warm-up, once every env slot had stepped"
     return None
+
+
+def trainer_start_note(name: str, m: dict) -> Optional[str]:
+    """An asynchronous mode whose trainer began inside the window (oft-1b on LIBERO: 10.7 s into a
+    window after 10 s of warm-up): the window holds the pipeline's start-up, not its steady state."""
+    late = m.get("trainer_start_in_window_s")
+    if late is None or late < max(1.0, 0.02 * m.get("window_s", 0.0)):
+        return None
+    return (f"**warning — {name}**: the trainer's first micro-batch came {late:.1f} s into the window, so the "
+            "window holds the pipeline's start (samples queue up, env steps/s run ahead of training); "
+            "lengthen --warmup")
 
 
 def versions_note(name: str, m: dict) -> Optional[str]:

@@ -184,6 +184,9 @@ def run_mode(cfg, policy_dir: str, seconds: float, warmup: float, out_dir: str) 
             metrics["staleness_run"] = {"hist": rep.get("staleness_hist", {}),
                                         "dropped_stale": rep.get("samples_dropped_stale", 0),
                                         "admission_refused": rep.get("admission_refused", 0)}
+            # a streaming trainer that had not begun by the window's start: the window holds the start-up
+            firsts = [s.start for s in spans if s.name == "micro_batch"]
+            metrics["trainer_start_in_window_s"] = round(max(0.0, min(firsts) - w0), 3) if firsts else None
         window = [s for s in spans if s.end >= w0 and s.start <= w1]
         return metrics, window, (w0, w1)
     finally:
@@ -323,7 +326,7 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
     `mode_overrides` (mode -> overrides) runs a mode in its own layout; the stage bounds use the
     common overrides. bench.json and table.md are written after every run and every bounds measurement.
     `keep_spans` writes each run's measurement window as modes/RUN/spans.jsonl.gz (bench/span_file.py)."""
-    from rlvla3.bench.report import window_note, write_outputs
+    from rlvla3.bench.report import trainer_start_note, window_note, write_outputs
     from rlvla3.bench.span_file import NAME as SPANS_FILE, save_spans
 
     os.makedirs(out, exist_ok=True)
@@ -378,8 +381,10 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
                 say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
-                if note := window_note(f"{mode}{suffix}{tag}", metrics):
-                    say(f"bench: {note}")
+                run_name = f"{mode}{suffix}{tag}"
+                for note in (window_note(run_name, metrics), trainer_start_note(run_name, metrics)):
+                    if note:
+                        say(f"bench: {note}")
                 done.append(f"{mode}{suffix}{tag}")
                 save()
         if bounds_each_repeat:

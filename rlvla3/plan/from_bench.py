@@ -218,7 +218,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     if am:
         gen.late_ms = batcher_late_ms(bench, am)
         src["generator.late_ms"] = f"modes.{am}.batcher late_ms_mean" if gen.late_ms else "0 (not recorded)"
-    rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout") if m in timeline]
+    rtts = [request_rtt_ms(timeline[m]) for m in ("full", "async-rollout", am) if m and m in timeline]
     rtts = [r for r in rtts if r is not None]
     gen.request_rtt_ms = rtts[0] if rtts else DEFAULT_RTT_MS
     src["generator.request_rtt_ms"] = f"{spans_src} asynchronous mode" if rtts else "default (no asynchronous trace)"

@@ -69,8 +69,8 @@ def load_kept_spans(folder: str, repeats: Dict[str, int]) -> Dict[str, List[TSpa
     from rlvla3.bench.span_file import NAME, load_spans
 
     def pick(runs) -> Dict[str, str]:  # mode -> the run folder that holds its spans (as bench/runner.py names it)
-        runs, folder = set(runs), lambda m: m.replace(" +", "_").replace("@", "-")  # noqa: E731
-        return {m: r for m in repeats for r in (f"{folder(m)}_r{repeats[m]}", folder(m)) if r in runs}
+        runs, run_name = set(runs), lambda m: m.replace(" +", "_").replace("@", "-")  # noqa: E731
+        return {m: r for m in repeats for r in (f"{run_name(m)}_r{repeats[m]}", run_name(m)) if r in runs}
 
     def as_tspans(path: str) -> List[TSpan]:
         return sorted((TSpan(s.name, s.track, s.start, s.dur) for s in load_spans(path)), key=lambda s: s.start)

@@ -57,6 +57,7 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     if full["episode_steps_mean"] is not None:  # the simulators' bound ran full's episode lengths
         assert b["simulator_episode_steps_mean"] == pytest.approx(full["episode_steps_mean"])
     assert "batcher" in full and full["batcher"][0]["samples"] > 0
+    assert full["trainer_start_in_window_s"] is not None and full["trainer_start_in_window_s"] >= 0.0
     cpu = full["cpu"]  # where the cores went in the window, by Ray's process names
     assert cpu["machine_busy_cores"] > 0 and {"driver", "Trainer", "EnvWorker", "AsyncGenerator"} <= set(cpu["by_role"])
     assert "CPU cores used in the window" in open(os.path.join(out, "table.md")).read()

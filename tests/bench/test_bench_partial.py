@@ -206,6 +206,18 @@ def test_table_says_when_a_window_held_no_whole_version():
     assert "- full: fewer than two" not in md
 
 
+def test_table_warns_when_the_trainer_began_inside_the_window():
+    res = {"workload": "libero", "command": "rlvla3 bench", "date": "d", "seconds": 130, "warmup_s": 10,
+           "machine": {"platform": "p", "cpus": 16, "gpu": "H100", "torch": "t"}, "bounds": dict(BOUNDS),
+           "modes": {"full": dict(_metrics(300.0, 130), ratio_to_sync=None, pipeline_efficiency=0.8,
+                                  trainer_start_in_window_s=10.7),
+                     "full@b": dict(_metrics(300.0, 130), ratio_to_sync=None, pipeline_efficiency=0.8,
+                                    trainer_start_in_window_s=1.5)}}  # under 2% of the window: not worth a word
+    md = to_markdown(res)
+    assert "**warning — full**: the trainer's first micro-batch came 10.7 s into the window" in md
+    assert "warning — full@b" not in md
+
+
 def test_keep_spans_writes_each_window_and_it_re_measures_to_the_same_rates(tmp_path, monkeypatch):
     from rlvla3.bench.measure import window_metrics
     from rlvla3.bench.span_file import load_spans
