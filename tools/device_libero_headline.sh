@@ -42,7 +42,9 @@ fi
 source .device/sim/setup.sh > /tmp/setup.log 2>&1; stamp < /tmp/setup.log | tee -a "$OUT/log.txt"
 export PYTHONPATH=/tmp/site:/tmp/vp/vla:/tmp/vp/py:$PWD HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 POLICY=${POLICY:-oft-1b}; SUITE=${SUITE:-libero_spatial}; MODES=${MODES:-sync,sync-best,async-train,async-rollout,full}
-WINDOW=${WINDOW:-50}; WARMUP=${WARMUP:-15}; REPEATS=${REPEATS:-1}; BOUND=${BOUND:-8}; LIMIT=${LIMIT:-540}
+WINDOW=${WINDOW:-50}; WARMUP=${WARMUP:-20}; REPEATS=${REPEATS:-1}; BOUND=${BOUND:-8}; LIMIT=${LIMIT:-540}
+# WARMUP 20 s: with oft-1b the trainer's first micro-batch came 10.7 s into a window after 10 s of warm-up
+# (gpu-dec07f; bench.json trainer_start_in_window_s), 0.7-2.6 s after 20 s (gpu-dec07g)
 case "$POLICY" in
   oft-*) FAMILY="policy=$POLICY policy.oft.dtype=bfloat16" ;;
   pi0-*) FAMILY="policy=$POLICY policy.pi0.dtype=bfloat16" ;;
