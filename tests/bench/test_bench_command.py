@@ -19,14 +19,15 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     build_policy(cfg.policy).save_pretrained(policy_dir)
     out = str(tmp_path / "bench")
     rc = main(["bench", "--workload", "tabletop-emulated", "--modes", "sync,full,full@b2", "--seconds", "3",
-               "--warmup", "2", "--bound-seconds", "1", "--straggler-fraction", "0.25", "--out", out, "--policy",
+               "--warmup", "2", "--bound-seconds", "1", "--out", out, "--policy",
                policy_dir, "--mode-override", "sync:rollout.slots_per_worker=2 generator.max_batch=4",
                "--mode-override", "full@b2:generator.max_batch=2", *SMALL])
     assert rc == 0
     for name in ("bench.json", "table.md", "timeline.json", "timeline.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     res = json.load(open(os.path.join(out, "bench.json")))
-    assert set(res["modes"]) == {"sync", "full", "full@b2", "sync +stragglers", "full +stragglers", "full@b2 +stragglers"}
+    # (the straggler reruns are left to test_bench_repeats and test_bench_partial: three more sessions here)
+    assert set(res["modes"]) == {"sync", "full", "full@b2"}
     assert res["mode_overrides"] == {"sync": ["rollout.slots_per_worker=2", "generator.max_batch=4"],
                                      "full@b2": ["generator.max_batch=2"]}
     assert res["command"].startswith("rlvla3 bench --workload tabletop-emulated --modes sync,full")  # as typed, not pytest's argv
@@ -67,9 +68,6 @@ def test_bench_writes_every_output_with_consistent_ratios(tmp_path):
     assert "The trainer's window: micro-batches" in open(os.path.join(out, "table.md")).read()
     lag = full["version_lag_s"]  # every published version reaches generator 0, a little later
     assert 0 < lag["p50"] <= lag["p95"] < 30 and "Version lag" in open(os.path.join(out, "table.md")).read()
-    strag = res["modes"]["full +stragglers"]
-    assert strag["throughput_change_vs_no_stragglers"] == pytest.approx(
-        strag["env_steps_per_s"] / full["env_steps_per_s"] - 1)
     prof = json.load(open(os.path.join(out, "latency_profile.json")))
     assert prof["step_ms"] and prof["reset_ms"] and min(prof["step_ms"]) > 0
     trace = json.load(open(os.path.join(out, "timeline.json")))

@@ -252,3 +252,23 @@ def test_span_file_writes_numpy_args_as_plain_json(tmp_path):
                                                                    "ids": np.arange(2)})]) == 1
     (back,) = load_spans(path)
     assert back.args == {"n": 3, "v": 0.5, "ids": [0, 1]} and back.start == 1.0 and back.dur == 0.5
+
+
+def test_straggler_slots_get_slower_simulators_in_their_workers():
+    """`--straggler-fraction 0.25 --straggler-slowdown 5`: the session builds slot 0 of each worker
+    (2 of the 8 slots of 2 workers x 4) on a latency model 5x slower, the rest as configured."""
+    from rlvla3.bench.workloads import workload_overrides
+    from rlvla3.runtime.config import load_config
+    from rlvla3.runtime.session import start_session
+
+    cfg = load_config(workload_overrides("tabletop-emulated", "sync", [
+        "run.backend=local", "bench.straggler_fraction=0.25", "bench.straggler_slowdown=5",
+        "rollout.num_env_workers=2", "rollout.slots_per_worker=4"]))
+    base = cfg.env.tabletop.latency.slow_factor
+    s = start_session(cfg, with_trainer=False)
+    try:
+        factors = [[e.config.latency.slow_factor / base for e in w._obj.envs] for w in s.env_workers]
+    finally:
+        s.shutdown()
+    assert factors == [[5.0, 1.0, 1.0, 1.0]] * 2
+
