@@ -41,10 +41,12 @@ def stage_bounds(prof: StageProfile) -> Bounds:
     # A slot alone: its episode's chunks plus one reset per episode, every env of the slot in parallel.
     per_episode_s = env.episode_decisions_mean * env.chunk.mean_ms() / 1000.0 + env.reset.mean_ms() / 1000.0
     slow = 1.0 - L.straggler_fraction + L.straggler_fraction / L.straggler_slowdown
-    sims = L.slots * L.envs_per_slot * env.episode_decisions_mean * env.steps_per_decision / per_episode_s * slow
-    if env.process_share > 0:  # no process steps faster than its core allows (its resets take it too)
-        core_s = env.process_share * per_episode_s / env.episode_decisions_mean
-        sims = min(sims, L.num_env_workers * L.envs_per_slot * env.steps_per_decision / core_s * slow)
+    # The bench measures the simulators with every slot stepping at once: a process's n slots then
+    # share its core from a common start, each step taking (1 + (n - 1) share) of its time alone
+    # (lockstep.process_shared). n = 1, or no share: every slot at its own speed.
+    together = 1.0 + (L.slots_per_worker - 1) * env.process_share
+    sims = L.slots * L.envs_per_slot * env.episode_decisions_mean * env.steps_per_decision / (per_episode_s * together) \
+        * slow
     best = max(n / g.act_s(n) for n in sorted(set(list(g.act_ms_by_batch) + [L.max_batch])) if n <= max(L.max_batch, 1))
     return Bounds(sims, L.num_generators * best * env.steps_per_decision, tr.samples_per_s * env.steps_per_decision,
                   tr.streaming_samples_per_s * env.steps_per_decision)

@@ -83,3 +83,14 @@ def test_kept_spans_pick_each_modes_median_repeat(tmp_path):
     (tmp_path / "modes.tar.gz").rename(packed / "modes.tar.gz")
     got = load_kept_spans(str(packed), {"sync-best": 1})
     assert [(s.name, s.track, s.start, s.dur) for s in got["sync-best"]] == [("reset", "env1/slot1", 1.0, 0.5)]
+
+
+def test_libero_simulators_bound_shares_each_process_core_as_the_bench_steps_them():
+    """The bench's simulators alone step both envs of a process at once: each step takes 1 + 0.8 of
+    its time alone. gpu-dec07f measured 353 env steps/s; each env at its own speed would be 2 / 1.8
+    of the prediction."""
+    p = profile_from_bench("docs/benchmarks/gpu-dec07f-libero-oft1b-pinned/spatial/bench.json", "full")
+    shared = stage_bounds(p).simulators
+    assert shared == pytest.approx(353.0, rel=0.15)
+    p.env.process_share = 0.0
+    assert stage_bounds(p).simulators == pytest.approx(shared * 1.8, rel=1e-9)
