@@ -380,12 +380,12 @@ def run_bench(workload: str, modes: List[str], seconds: float, out: str, overrid
                     save_spans(os.path.join(mode_dir, SPANS_FILE), window)
                 if not suffix:
                     windows.setdefault(mode, []).append((window, span))
-                say(f"bench: {mode}{suffix}{tag}: {metrics['env_steps_per_s']:.0f} env steps/s")
                 run_name = f"{mode}{suffix}{tag}"
+                say(f"bench: {run_name}: {metrics['env_steps_per_s']:.0f} env steps/s")
                 for note in (window_note(run_name, metrics), trainer_start_note(run_name, metrics)):
                     if note:
                         say(f"bench: {note}")
-                done.append(f"{mode}{suffix}{tag}")
+                done.append(run_name)
                 save()
         if bounds_each_repeat:
             bounds_by_repeat.append(bounds_for(rep, tag))

@@ -135,14 +135,13 @@ def bench_spans(path: str, bench: dict) -> dict:
     return load_kept_spans(folder, {m: int(v.get("repeat", 1)) for m, v in bench["modes"].items() if "+" not in m})
 
 
-def mode_resets(path: str, mode: str, least: int = 10, share: float = 0.0) -> Optional[Dist]:
-    """`mode`'s own reset durations (the bench's spans), when it has `least`; with a process
-    `share`, as one slot alone (`alone_chunk_ms`).
+def mode_resets(spans: dict, mode: str, least: int = 10, share: float = 0.0) -> Optional[Dist]:
+    """`mode`'s own reset durations (`spans`: the bench's, from `bench_spans`), when it has `least`;
+    with a process `share`, as one slot alone (`alone_chunk_ms`).
     LIBERO resets depend on the run: 14 at once in `sync` took 2.4 s in one run and 20 s (a
     session's first resets) in another with the same command, against ~2 s staggered in `full`."""
-    with open(path) as f:
-        spans = bench_spans(path, json.load(f)).get(mode, [])
-    resets = alone_chunk_ms(spans, share, name="reset") if share else durations_ms(spans, "reset")
+    mode_spans = spans.get(mode, [])
+    resets = alone_chunk_ms(mode_spans, share, name="reset") if share else durations_ms(mode_spans, "reset")
     return Dist.from_samples(resets) if len(resets) >= least else None
 
 
@@ -164,6 +163,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     ref = modes[ref_mode]
     bounds = bench.get("bounds") or {}
     cfg = _config(bench, ref_mode)
+    from rlvla3.bench.workloads import mode_of
     from rlvla3.envs.factory import env_config
     from rlvla3.policies import family_config
 
@@ -209,7 +209,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
         src["generator.overhead_ms"] = f"modes.{ref_mode}.generator forward p50/p95 (lognormal mean) minus alone"
     # the asynchronous mode whose spans price a request (a labelled run, e.g. full@host, when no plain one ran)
     am = next((m for m in ("full", "async-rollout") if m in modes), None) \
-        or next((m for m in modes if m.split("@")[0] in ("full", "async-rollout")), None)
+        or next((m for m in modes if mode_of(m) in ("full", "async-rollout")), None)
     if am and ref_mode in LOCKSTEP and modes[am]["generator"].get("forward_ms_p50"):
         a = modes[am]["generator"]  # requests of one env slot each: the extra per request is the transport's
         extra = _forward_mean_ms(a) - gen.act_s(int(round(a["mean_batch"]))) * 1000.0
@@ -230,7 +230,7 @@ def profile_from_bench(path: str, ref_mode: Optional[str] = None, cpu_mode: Opti
     src["trainer.pack_s"] = f"modes.{am}.publication pack_s (median)" if pack else "none recorded: 0"
     returned = after_pack_s(timeline.get(am, [])) if am else None
     if returned is not None:  # the pack span ends before the object store has taken the weights
-        pack = max(pack, 0.0) + max(returned, 0.0)
+        pack += max(returned, 0.0)
         src["trainer.pack_s"] += f" + {spans_src} {am}: its return to the driver (median gap after weight_pack)"
     trainer = TrainerCosts(bounds["trainer_samples_per_s"], bounds.get("trainer_streaming_samples_per_s")
                            or bounds["trainer_samples_per_s"], publish_s=publish, pack_s=pack)

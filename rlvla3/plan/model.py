@@ -45,8 +45,8 @@ def stage_bounds(prof: StageProfile) -> Bounds:
     # share its core from a common start, each step taking (1 + (n - 1) share) of its time alone
     # (lockstep.process_shared). n = 1, or no share: every slot at its own speed.
     together = 1.0 + (L.slots_per_worker - 1) * env.process_share
-    sims = L.slots * L.envs_per_slot * env.episode_decisions_mean * env.steps_per_decision / (per_episode_s * together) \
-        * slow
+    per_slot = env.episode_decisions_mean * env.steps_per_decision / (per_episode_s * together)
+    sims = L.slots * L.envs_per_slot * per_slot * slow
     best = max(n / g.act_s(n) for n in sorted(set(list(g.act_ms_by_batch) + [L.max_batch])) if n <= max(L.max_batch, 1))
     return Bounds(sims, L.num_generators * best * env.steps_per_decision, tr.samples_per_s * env.steps_per_decision,
                   tr.streaming_samples_per_s * env.steps_per_decision)

@@ -17,7 +17,8 @@ from typing import List, Optional
 import numpy as np
 
 from rlvla3.plan.cpu_calibration import set_cpu_costs
-from rlvla3.plan.from_bench import batcher_late_ms, mode_layout, mode_resets, profile_from_bench, straggler_args
+from rlvla3.plan.from_bench import (batcher_late_ms, bench_spans, mode_layout, mode_resets, profile_from_bench,
+                                    straggler_args)
 from rlvla3.plan.model import predict
 
 
@@ -58,11 +59,15 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
     speed alone, resets from the reference mode, no request coalescing); else the cores shared
     between the processes (plan/cpu.py) with each mode's CPU accounting, and an asynchronous
     mode's resets from its own spans."""
+    # here, not at the top: rlvla3.bench.workloads loads the config (torch), which `rlvla3 plan` does not need
+    from rlvla3.bench.workloads import mode_of
+
     with open(path) as f:
         bench = json.load(f)
     if not bench.get("bounds") or not bench.get("modes"):
         return []
     prof = profile_from_bench(path)
+    spans = bench_spans(path, bench)  # once for every mode's resets
     frac, _ = straggler_args(bench.get("command", ""))
     rows, ref_reset, ref_layout, ref_gen = [], prof.env.reset, prof.layout, copy.copy(prof.generator)
     if first_model:
@@ -75,12 +80,12 @@ def validate_bench(path: str, seconds: float = 40.0, seed: int = 0, first_model:
         prof.env.reset = ref_reset
         prof.generator = copy.copy(ref_gen)  # a mode's CPU costs (set_cpu_costs) do not carry to the next
         prof.generator.late_ms = 0.0
-        if mode.split("@")[0] in ("async-rollout", "full"):
+        if mode_of(mode) in ("async-rollout", "full"):
             if not first_model:
                 set_cpu_costs(prof, bench, name)
-                prof.env.reset = mode_resets(path, mode, share=prof.env.process_share) or ref_reset
+                prof.env.reset = mode_resets(spans, mode, share=prof.env.process_share) or ref_reset
                 prof.generator.late_ms = batcher_late_ms(bench, name)
-        r = predict(prof, mode.split("@")[0], seconds=seconds, seed=seed)  # full@LABEL: full, own overrides
+        r = predict(prof, mode_of(mode), seconds=seconds, seed=seed)  # full@LABEL: full, with its own overrides
         pu = {"env": r.env_utilization, "generator": float(np.mean(r.generator_utilization)),
               "trainer": r.trainer_utilization}
         rows.append(Row(os.path.relpath(path, "docs/benchmarks") if "docs/benchmarks" in path else path, name,

@@ -271,4 +271,3 @@ def test_straggler_slots_get_slower_simulators_in_their_workers():
     finally:
         s.shutdown()
     assert factors == [[5.0, 1.0, 1.0, 1.0]] * 2
-
